@@ -1,0 +1,59 @@
+# The front door. `make repro` and `make test` are all a fresh clone needs.
+# Every target sets up (or reuses) .venv from requirements.lock first.
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+SCALE ?= 1
+# The one install command (the Dockerfile runs the same): every package pinned
+# and hash-checked, so a fresh machine gets exactly the locked environment.
+PIP_INSTALL := pip install --no-cache-dir --require-hashes -r requirements.lock
+
+# Stage commands in dvc.yaml run `python`: make it the venv's.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export VIRTUAL_ENV := $(CURDIR)/$(VENV)
+
+SOURCE_DB := data/source/flights.sqlite
+STAMP := $(VENV)/.installed-from-lock
+
+.PHONY: help setup source repro test categories lock clean-venv
+
+help:
+	@echo "make repro        set up .venv, build the demo source if missing, run dvc repro"
+	@echo "make test         set up .venv and the demo source, run the tests"
+	@echo "make categories   record category lists of the training data into params.yaml"
+	@echo "make source [SCALE=N]  (re)build the demo source database"
+	@echo "make lock         re-pin requirements.in into requirements.lock (with hashes)"
+
+# The stamp holds a copy of the lock it was installed from: the venv is
+# rebuilt from scratch whenever requirements.lock changes.
+$(STAMP): requirements.lock
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m $(PIP_INSTALL)
+	cp requirements.lock $(STAMP)
+
+setup: $(STAMP)
+
+$(SOURCE_DB): | $(STAMP)
+	$(BIN)/python -m src.source --scale $(SCALE) --output $(SOURCE_DB)
+
+# Explicit `make source` always rebuilds (e.g. at another SCALE).
+source: $(STAMP)
+	$(BIN)/python -m src.source --scale $(SCALE) --output $(SOURCE_DB)
+
+repro: $(STAMP) $(SOURCE_DB)
+	$(BIN)/dvc repro
+
+test: $(STAMP) $(SOURCE_DB)
+	$(BIN)/python -m pytest -q tests
+
+categories: $(STAMP)
+	$(BIN)/python -m src.categories
+
+lock: $(STAMP)
+	$(BIN)/uv pip compile requirements.in --generate-hashes --no-emit-index-url \
+	  --no-emit-find-links --python-version 3.11 -o requirements.lock
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,131 @@
+"""Stage `gather`: a point-in-time snapshot of the source database.
+
+Reads every flight as it was known at `gather.as_of` (never "now"), joined
+with the weather and plane records known at that moment, ordered by the unique
+flight id, and streams it in chunks into one Parquet file with explicit types.
+However much the source has grown or been corrected since `as_of`, the
+snapshot's bytes stay the same.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import sqlalchemy as sa
+
+from src import config, dataset, files
+from src.params import ParamsError, as_of_timestamp, load_params
+
+
+class SourceError(RuntimeError):
+    """The source cannot be read as the snapshot needs it."""
+
+
+def open_source(url: str, scramble: bool = False) -> sa.Engine:
+    """An engine for `url`; a missing SQLite file is an error, not a new empty DB.
+
+    `scramble` turns on SQLite's reverse_unordered_selects: any code that leans
+    on an unspecified row order then gets another order (used by `make verify`).
+    """
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if not database or database == ":memory:" or not Path(database).is_file():
+            raise SourceError(f"source database not found: {database or url!r} (build it with `make source`)")
+        # Read-only: a snapshot must never write to the source.
+        url = f"sqlite:///file:{Path(database).resolve()}?mode=ro&uri=true"
+    try:
+        engine = sa.create_engine(url)
+    except Exception as error:  # bad URL or missing driver
+        raise SourceError(f"cannot use source URL {parsed.render_as_string(hide_password=True)}: {error}") from None
+    if scramble and engine.dialect.name == "sqlite":
+        @sa.event.listens_for(engine, "connect")
+        def _reverse(connection, _record):  # pragma: no cover - exercised by verify
+            connection.execute("PRAGMA reverse_unordered_selects = ON")
+    return engine
+
+
+def check_source(connection: sa.Connection) -> None:
+    """Name every table or column the snapshot query needs but the source lacks."""
+    inspector = sa.inspect(connection)
+    tables = set(inspector.get_table_names())
+    problems = []
+    for table, columns in dataset.SOURCE_COLUMNS.items():
+        if table not in tables:
+            problems.append(f"table {table!r} is missing")
+            continue
+        present = {column["name"] for column in inspector.get_columns(table)}
+        absent = [column for column in columns if column not in present]
+        if absent:
+            problems.append(f"table {table!r} lacks columns {absent}")
+    if problems:
+        raise SourceError("the source does not match the snapshot query: " + "; ".join(problems))
+
+
+def to_snapshot_table(chunk: pd.DataFrame) -> pa.Table:
+    """One chunk of query rows as an Arrow table with the snapshot's exact schema."""
+    chunk = chunk.copy()
+    for column in dataset.TIMESTAMP_COLUMNS:
+        chunk[column] = pd.to_datetime(chunk[column], format=dataset.SOURCE_TIME_FORMAT, utc=True)
+    return files.to_arrow(chunk, dataset.SNAPSHOT_SCHEMA)
+
+
+def read_snapshot(connection: sa.Connection, as_of: str, chunk_rows: int) -> Iterator[pa.Table]:
+    """Stream the point-in-time query's rows as Arrow tables of at most `chunk_rows`."""
+    result = connection.execution_options(stream_results=True, yield_per=chunk_rows).execute(
+        sa.text(dataset.SNAPSHOT_QUERY), {"as_of": as_of}
+    )
+    columns = list(result.keys())
+    for rows in result.partitions(chunk_rows):
+        yield to_snapshot_table(pd.DataFrame.from_records(rows, columns=columns))
+
+
+def gather(url: str, as_of: str, chunk_rows: int, output: Path, scramble: bool = False) -> int:
+    """Write the snapshot at `as_of` to `output`; return its row count."""
+    engine = open_source(url, scramble=scramble)
+    try:
+        with engine.connect() as connection:
+            check_source(connection)
+            rows = files.write_parquet(output, _nonempty(read_snapshot(connection, as_of, chunk_rows), as_of),
+                                       dataset.SNAPSHOT_SCHEMA)
+    except sa.exc.OperationalError as error:
+        raise SourceError(f"cannot read the source: {error.orig}") from None
+    finally:
+        engine.dispose()
+    return rows
+
+
+def _nonempty(tables: Iterator[pa.Table], as_of: str) -> Iterator[pa.Table]:
+    # Raising inside the writer's loop aborts the atomic write: no file is left.
+    empty = True
+    for table in tables:
+        empty = empty and table.num_rows == 0
+        yield table
+    if empty:
+        raise SourceError(f"the snapshot at as_of={as_of} is empty: nothing was recorded by then")
+
+
+def main() -> None:
+    params = load_params()
+    started = time.perf_counter()
+    rows = gather(
+        config.source_url(),
+        as_of_timestamp(params.gather.as_of),
+        params.gather.chunk_rows,
+        config.SNAPSHOT,
+        scramble=os.environ.get(config.SCRAMBLE_ENV) == "1",
+    )
+    print(f"gather: {rows} flights as of {params.gather.as_of} -> {config.SNAPSHOT.relative_to(config.ROOT)} "
+          f"({time.perf_counter() - started:.1f} s)")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ParamsError, SourceError) as error:
+        sys.exit(f"gather: error: {error}")
