@@ -1,0 +1,57 @@
+"""Shared fixtures. End-to-end tests work in temporary clones of HEAD.
+
+A clone reuses this checkout's locked .venv and demo source database through
+symlinks (both are git-ignored and rebuilt by `make`), so each clone costs a
+`git clone`, not a reinstall.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from src import config
+
+ROOT = config.ROOT
+
+
+def venv_env(**extra: str) -> dict[str, str]:
+    """The environment a stage sees under `make`: the venv's python first on PATH."""
+    env = dict(os.environ)
+    env["PATH"] = f"{ROOT / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    env["VIRTUAL_ENV"] = str(ROOT / ".venv")
+    env.pop(config.SOURCE_URL_ENV, None)
+    env.update(extra)
+    return env
+
+
+def run(args: list[str], cwd: Path, check: bool = True, **extra_env: str) -> subprocess.CompletedProcess:
+    """Run a command, capturing text output; on failure show it in the assertion."""
+    result = subprocess.run(args, cwd=cwd, env=venv_env(**extra_env), text=True, capture_output=True)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(args)} exited {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+        )
+    return result
+
+
+def make_clone(destination: Path, rev: str = "HEAD") -> Path:
+    """A fresh clone of `rev` of this repository at `destination`, ready to run."""
+    subprocess.run(["git", "clone", "-q", "--no-hardlinks", str(ROOT), str(destination)], check=True)
+    subprocess.run(["git", "checkout", "-q", rev], cwd=destination, check=True)
+    for name in ("user.email", "user.name"):
+        subprocess.run(["git", "config", name, "test@example.com" if "email" in name else "test"],
+                       cwd=destination, check=True)
+    (destination / ".venv").symlink_to(ROOT / ".venv")
+    (destination / "data").mkdir(exist_ok=True)
+    (destination / "data" / "source").symlink_to(config.SOURCE_DIR)
+    return destination
+
+
+@pytest.fixture
+def clone(tmp_path: Path) -> Path:
+    if not config.SOURCE_DB.exists():
+        pytest.fail(f"{config.SOURCE_DB} missing: run the tests through `make test`")
+    return make_clone(tmp_path / "clone")
