@@ -25,7 +25,8 @@ strings compares times):
 
 ``--scale N`` replicates flights and weather N times for benchmarks: copy k
 (0..N-1) adds k * ID_SHIFT (1,000,000) to flight_id and k * DAY_SHIFT (364)
-days to every date and timestamp (364 = 52 weeks, so weekdays are kept).
+days to every date and timestamp (364 = 52 weeks, so weekdays are kept;
+consecutive copies therefore share one calendar day, told apart by flight_id).
 Copy 0 is the data unshifted; copy k is an exact shifted copy of copy 0, so
 its corrected flights are those of copy 0 (flight_id - k * ID_SHIFT).
 Planes, airlines and airports are not replicated.
