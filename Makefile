@@ -42,8 +42,9 @@ $(SOURCE_DB): | $(STAMP)
 source: $(STAMP)
 	$(BIN)/python -m src.source --scale $(SCALE) --output $(SOURCE_DB)
 
+# REPRO_FLAGS=--force reruns every stage instead of trusting the run-cache.
 repro: $(STAMP) $(SOURCE_DB)
-	$(BIN)/dvc repro
+	$(BIN)/dvc repro $(REPRO_FLAGS)
 
 test: $(STAMP) $(SOURCE_DB)
 	$(BIN)/python -m pytest -q tests

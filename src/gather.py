@@ -93,7 +93,7 @@ def gather(url: str, as_of: str, chunk_rows: int, output: Path, scramble: bool =
             check_source(connection)
             rows = files.write_parquet(output, _nonempty(read_snapshot(connection, as_of, chunk_rows), as_of),
                                        dataset.SNAPSHOT_SCHEMA)
-    except sa.exc.OperationalError as error:
+    except sa.exc.DBAPIError as error:
         raise SourceError(f"cannot read the source: {error.orig}") from None
     finally:
         engine.dispose()
