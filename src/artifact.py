@@ -4,19 +4,25 @@ The model file is a pickle, written once from the fitted object (loading and
 re-dumping a pickle changes its bytes), with a fixed protocol (the default
 moves between Python versions). Loading checks the file's SHA-256 against the
 manifest *before* unpickling: a pickle runs code, so a tampered or swapped
-file is never deserialised. It also compares the running Python and library
-versions with those recorded at training time.
+file is never deserialised. Given `dvc.lock`, it also checks the model's and
+the manifest's MD5 against the outputs recorded there, so the pair that loads
+is the pair that the locked pipeline run produced (a manifest edited to match
+a swapped model is refused too). It also compares the running Python and
+library versions with those recorded at training time.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
+import os
 import pickle
 import platform
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from src import files
 
@@ -46,16 +52,72 @@ def save_model(model: Any, path: Path) -> str:
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
+    return _parse_manifest(_manifest_bytes(path), path)
+
+
+def _manifest_bytes(path: Path) -> bytes:
     try:
-        manifest = json.loads(Path(path).read_text(encoding="utf-8"))
+        return Path(path).read_bytes()
     except FileNotFoundError:
         raise ArtifactError(f"manifest {path} not found: run `dvc repro train`") from None
-    except json.JSONDecodeError as error:
+
+
+def _parse_manifest(payload: bytes, path: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads(payload)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ArtifactError(f"manifest {path} is not valid JSON: {error}") from None
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"manifest {path} is not a JSON object")
     for key in ("model_sha256", "versions", "features"):
         if key not in manifest:
             raise ArtifactError(f"manifest {path} lacks {key!r}")
     return manifest
+
+
+def read_lock(path: Path) -> dict[str, Any]:
+    """The parsed dvc.lock, or an ArtifactError naming what is wrong with it."""
+    try:
+        lock = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ArtifactError(f"{path} not found: the model cannot be traced to a pipeline run") from None
+    except yaml.YAMLError as error:
+        raise ArtifactError(f"{path} is not valid YAML: {error}") from None
+    if not isinstance(lock, dict) or not isinstance(lock.get("stages"), dict):
+        raise ArtifactError(f"{path} has no stages: not a dvc.lock")
+    return lock
+
+
+def locked_md5(lock: dict[str, Any], relative_path: str, lock_path: Path) -> str:
+    """The MD5 that dvc.lock records for the stage output at `relative_path`."""
+    for stage in lock["stages"].values():
+        for out in (stage or {}).get("outs") or []:
+            if out.get("path") == relative_path:
+                # DVC 3 hashes raw bytes ("hash: md5"); DVC 2's entries (no `hash`
+                # key) hashed text files with CRLF folded, which is another value.
+                if out.get("hash") != "md5" or "md5" not in out:
+                    raise ArtifactError(
+                        f"{lock_path} records {relative_path} without a DVC 3 md5 hash: run `dvc repro` with DVC 3"
+                    )
+                return out["md5"]
+    raise ArtifactError(f"{lock_path} records no stage output {relative_path}: run `dvc repro` and commit dvc.lock")
+
+
+def _check_locked(payload: bytes, path: Path, lock: dict[str, Any], lock_path: Path) -> None:
+    # abspath, not resolve: a DVC symlink-cached output lives elsewhere, but
+    # dvc.lock records the workspace path.
+    root = Path(os.path.abspath(lock_path)).parent
+    try:
+        relative = Path(os.path.abspath(path)).relative_to(root).as_posix()
+    except ValueError:
+        raise ArtifactError(f"{path} is outside {root}, so {lock_path} cannot vouch for it") from None
+    recorded = locked_md5(lock, relative, lock_path)
+    digest = hashlib.md5(payload).hexdigest()
+    if digest != recorded:
+        raise ArtifactError(
+            f"refusing to load {path}: its MD5 {digest} does not match {recorded} recorded in {lock_path} "
+            f"(modified, or the lock is from another run: `dvc checkout` or `dvc repro`)"
+        )
 
 
 def version_mismatches(recorded: dict[str, str], running: dict[str, str] | None = None) -> list[str]:
@@ -67,17 +129,28 @@ def version_mismatches(recorded: dict[str, str], running: dict[str, str] | None 
     ]
 
 
-def load_model(model_path: Path, manifest_path: Path, allow_version_mismatch: bool = False) -> tuple[Any, dict]:
+def load_model(
+    model_path: Path, manifest_path: Path, allow_version_mismatch: bool = False, lock_path: Path | None = None
+) -> tuple[Any, dict]:
     """Verify, then unpickle. Returns (model, manifest).
 
+    With `lock_path`, the model and the manifest must also match the outputs
+    recorded in that dvc.lock. Every check runs on the bytes read once, before
+    `pickle.loads`, so the file that is verified is the file that is loaded.
     `allow_version_mismatch` is the expert override: the model is loaded on
     other library versions, with a loud warning, and may predict differently.
     """
-    manifest = read_manifest(manifest_path)
+    manifest_bytes = _manifest_bytes(manifest_path)
+    if lock_path is not None:
+        lock = read_lock(lock_path)
+        _check_locked(manifest_bytes, manifest_path, lock, lock_path)
+    manifest = _parse_manifest(manifest_bytes, manifest_path)
     try:
         payload = Path(model_path).read_bytes()
     except FileNotFoundError:
         raise ArtifactError(f"model {model_path} not found: run `dvc repro train` or `dvc pull`") from None
+    if lock_path is not None:
+        _check_locked(payload, model_path, lock, lock_path)
     digest = hashlib.sha256(payload).hexdigest()
     if digest != manifest["model_sha256"]:
         raise ArtifactError(

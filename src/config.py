@@ -40,3 +40,7 @@ def source_url() -> str:
     import os
 
     return os.environ.get(SOURCE_URL_ENV) or f"sqlite:///{SOURCE_DB}"
+
+# Deployment (src/predict.py, src/serve.py): the model is loaded only when it
+# matches the outputs that this lock file records for the pipeline run.
+DVC_LOCK = ROOT / "dvc.lock"

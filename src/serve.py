@@ -1,0 +1,125 @@
+"""HTTP service for the deployed model (FastAPI on uvicorn): `make serve`.
+
+    POST /predict   {"rows": [{feature: value, ...}, ...]}  -> probabilities and labels
+    GET  /info      the model's manifest identity, threshold and input contract
+    GET  /health    liveness, with the model's SHA-256
+    GET  /docs      the OpenAPI schema: one row is a pydantic model generated
+                    from the manifest's feature lists (src/contract.py)
+
+The service loads the model through src/predict.py, so it refuses to start
+on a model that does not match dvc.lock and its manifest, and answers with the
+same probabilities as the batch command and the evaluate stage. Bad input
+gets a 4xx naming the problem: 422 for missing fields, wrong types, values out
+of range or no rows; 413 for a body over --max-bytes or more than --max-rows.
+"""
+# No `from __future__ import annotations`: FastAPI reads the endpoint's
+# annotations at run time, and the request model is built in create_app.
+import argparse
+import sys
+from typing import Any
+
+import pandas as pd
+import uvicorn
+from fastapi import FastAPI, HTTPException
+from pydantic import Field, create_model
+
+from src import artifact
+from src.contract import ContractError
+from src.params import ParamsError
+from src.predict import Deployed, load_model
+
+# A row is about 500 bytes of JSON: 4 MiB holds some 8,000 rows.
+MAX_BYTES = 4 * 1024 * 1024
+MAX_ROWS = 5000
+
+
+def create_app(deployed: Deployed, max_rows: int = MAX_ROWS, max_bytes: int = MAX_BYTES) -> FastAPI:
+    contract = deployed.contract
+    Row = contract.row_model()
+    PredictRequest = create_model(
+        "PredictRequest", rows=(list[Row], Field(min_length=1, description=f"1 to {max_rows} rows."))
+    )
+    RowPrediction = create_model(
+        "RowPrediction",
+        **{contract.id: (int | None, Field(default=None, description="The row's id, when the request gave one."))},
+        probability=(float, ...),
+        label=(int, Field(description=f"1 when probability >= {deployed.threshold}")),
+    )
+    PredictResponse = create_model(
+        "PredictResponse",
+        predictions=(list[RowPrediction], ...),
+        unknown_categories=(dict[str, dict[str, int]], Field(
+            description="Per categorical column: values not on the recorded list, and missing values; "
+            "both went to the unknown bucket.")),
+        ignored_columns=(list[str], Field(description="Keys in the rows that are not model inputs.")),
+        model_sha256=(str, ...),
+    )
+    identity = deployed.identity()
+    app = FastAPI(
+        title="Flight delay model",
+        summary="Predictions of the pipeline's verified model; the same bytes as its evaluate stage.",
+        version=identity["model_sha256"][:12],
+        max_body_size=max_bytes,  # 413 before the body is read past the limit
+    )
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok", "model_sha256": identity["model_sha256"]}
+
+    @app.get("/info")
+    def info() -> dict[str, Any]:
+        return {
+            **identity,
+            "contract": {
+                "id": contract.id,
+                "features": list(contract.features),
+                "categorical": {name: len(values) for name, values in contract.categories.items()},
+                "numeric_ranges": {name: list(bounds) for name, bounds in contract.ranges.items()},
+            },
+            "limits": {"max_rows": max_rows, "max_bytes": max_bytes},
+        }
+
+    @app.post("/predict", response_model=PredictResponse)
+    def predict(request: PredictRequest) -> dict[str, Any]:  # sync: runs in the threadpool
+        rows = request.rows
+        if len(rows) > max_rows:
+            raise HTTPException(413, f"{len(rows)} rows exceed the limit of {max_rows} rows per request")
+        frame = pd.DataFrame({name: [getattr(row, name) for row in rows] for name in contract.features})
+        try:
+            result = deployed.predict(frame)
+        except ContractError as error:
+            raise HTTPException(422, str(error)) from None
+        ids = [getattr(row, contract.id) for row in rows]
+        table = result.predictions
+        return {
+            "predictions": [
+                {contract.id: row_id, "probability": probability, "label": label}
+                for row_id, probability, label in zip(ids, table["probability"].tolist(), table["label"].tolist())
+            ],
+            "unknown_categories": result.unknown_categories,
+            "ignored_columns": sorted({key for row in rows for key in (row.model_extra or {})}),
+            "model_sha256": identity["model_sha256"],
+        }
+
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m src.serve", description="Serve the model over HTTP.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--max-rows", type=int, default=MAX_ROWS, help="rows per request (else 413)")
+    parser.add_argument("--max-bytes", type=int, default=MAX_BYTES, help="request body bytes (else 413)")
+    parser.add_argument("--allow-version-mismatch", action="store_true",
+                        help="serve on other Python/library versions than the manifest's (predictions may differ)")
+    args = parser.parse_args(argv)
+    try:
+        deployed = load_model(allow_version_mismatch=args.allow_version_mismatch)
+    except (artifact.ArtifactError, ParamsError) as error:
+        sys.exit(f"serve: refusing to start: {error}")
+    app = create_app(deployed, max_rows=args.max_rows, max_bytes=args.max_bytes)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+
+
+if __name__ == "__main__":
+    main()
