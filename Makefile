@@ -58,3 +58,14 @@ lock: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+# --- Verifying a commit reproduces (src/verify/, src/doctor.py) ---
+# make verify [REV=<commit or tag>] [VARY=1]: rebuild REV (default HEAD) in a
+# fresh temporary clone and compare its dvc.lock path by path; VARY=1 repeats
+# it under perturbed environments. make doctor: environment vs requirements.lock.
+.PHONY: verify doctor
+verify: $(STAMP) $(SOURCE_DB)
+	$(BIN)/python -m src.verify --rev $(or $(REV),HEAD) $(if $(filter 1,$(VARY)),--vary)
+
+doctor: $(STAMP)
+	$(BIN)/python -m src.doctor
