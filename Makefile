@@ -69,3 +69,19 @@ verify: $(STAMP) $(SOURCE_DB)
 
 doctor: $(STAMP)
 	$(BIN)/python -m src.doctor
+
+# --- Data versions (src/data_version.py) ---
+# make data-version AS_OF=2013-06-30: set gather.as_of, dvc repro, commit
+# params.yaml, dvc.lock and the git-tracked outputs, dvc push, tag data/<AS_OF>.
+# make data-restore TAG=data/2013-06-30: check the tag out and dvc pull its data.
+.PHONY: data-version data-restore data-versions
+data-version: $(STAMP) $(SOURCE_DB)
+	$(if $(AS_OF),,$(error AS_OF is missing: make data-version AS_OF=YYYY-MM-DD))
+	$(BIN)/python -m src.data_version cut $(AS_OF)
+
+data-restore: $(STAMP)
+	$(if $(TAG),,$(error TAG is missing: make data-restore TAG=data/YYYY-MM-DD (see make data-versions)))
+	$(BIN)/python -m src.data_version restore $(TAG)
+
+data-versions:
+	@git tag --list 'data/*' -n1
