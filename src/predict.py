@@ -147,9 +147,10 @@ def predict(frame: pd.DataFrame, deployed: Deployed | None = None) -> Prediction
 
 
 def read_rows(path: Path, contract: Contract) -> pd.DataFrame:
-    """Rows from CSV or Parquet. CSV categories are read as text ("9E" is no
-    number) and floats exactly as written (round_trip), so a CSV written from
-    a frame reads back the same values."""
+    """Rows from CSV or Parquet. CSV categories are read as text (a code like
+    "123" stays a category). pandas (>= 3.1, locked) parses CSV floats exactly,
+    so a CSV written from a frame reads back the same float64 values; a test
+    checks it, since older parsers could be off in the last bit."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".parquet", ".pq"):
@@ -157,7 +158,7 @@ def read_rows(path: Path, contract: Contract) -> pd.DataFrame:
     if not path.exists():
         raise FileNotFoundError(f"{path} not found")
     if suffix == ".csv":
-        return pd.read_csv(path, dtype={name: "str" for name in contract.categorical}, float_precision="round_trip")
+        return pd.read_csv(path, dtype={name: "str" for name in contract.categorical})
     return files.read_frame(path)
 
 

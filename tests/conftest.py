@@ -55,3 +55,19 @@ def clone(tmp_path: Path) -> Path:
     if not config.SOURCE_DB.exists():
         pytest.fail(f"{config.SOURCE_DB} missing: run the tests through `make test`")
     return make_clone(tmp_path / "clone")
+
+
+@pytest.fixture(scope="session")
+def reproduced(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A clone of HEAD with every pipeline output built, once per test session.
+
+    Shared by the tests that need a trained model and the evaluate stage's
+    predictions: treat it as read-only (copy files out before changing them).
+    `dvc repro` directly, not `make repro`: the clone's fresh requirements.lock
+    is newer than the linked venv's stamp, and make would rebuild the venv.
+    """
+    if not config.SOURCE_DB.exists():
+        pytest.fail(f"{config.SOURCE_DB} missing: run the tests through `make test`")
+    repo = make_clone(tmp_path_factory.mktemp("reproduced") / "clone")
+    run(["dvc", "repro"], cwd=repo)
+    return repo
