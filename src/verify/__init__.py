@@ -162,11 +162,12 @@ class Explainer:
     def context(self, entry: lockdiff.Entry, run_entries: list[lockdiff.Entry]) -> dict[str, Any]:
         context: dict[str, Any] = {"key": dataset.ID}
         if entry.path == str(config.SNAPSHOT.relative_to(config.ROOT)):
-            # Same code and params as committed: a changed snapshot comes from the source itself.
+            # Same params (as_of) as committed: unless the code changed too, a
+            # changed snapshot can only come from the source itself.
             inputs = [e for e in run_entries if e.stage == entry.stage and e.kind != "out"]
-            params = (self.lock["stages"][entry.stage].get("params") or {})
-            if all(e.identical for e in inputs):
-                context["snapshot_as_of"] = _find(params, "as_of")
+            if all(e.identical for e in inputs if e.kind == "param"):
+                context["snapshot_as_of"] = _find(self.lock["stages"][entry.stage].get("params") or {}, "as_of")
+                context["code_changed"] = [e.path for e in inputs if e.kind == "dep" and not e.identical]
         if Path(entry.path).suffix in (".pkl", ".pickle", ".joblib"):
             context.update(zip(("test_features", "features"), self.test_features()))
         return context
@@ -220,7 +221,7 @@ def verify(repo: Path = config.ROOT, rev: str = "HEAD", runs: list[Variant] | No
                 for line in report["doctor"].get("mismatches", []):
                     echo(f"  doctor MISMATCH: {line}")
                 if report["doctor"].get("ok"):
-                    echo("  doctor: the environment matches requirements.lock and the model manifest")
+                    echo("  doctor: no mismatches with requirements.lock or the model manifest")
                 cache = cache_dir(repo, venv)
             lock_path = clone / LOCK_FILE
             if not lock_path.is_file():

@@ -12,7 +12,6 @@ returns a dict with a one-line `summary` and machine-readable `details`:
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 import pickle
@@ -24,6 +23,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from src import config
 
 EXAMPLES = 5  # differing rows / values shown per output
 ATTRIBUTES = 20  # differing fitted attributes named per model
@@ -190,7 +191,7 @@ def parquet_differences(old: pd.DataFrame, new: pd.DataFrame, key: str | None) -
 
 
 def explain_parquet(committed: bytes, rebuilt: bytes, key: str | None = None, snapshot_as_of: str | None = None,
-                    **_: Any) -> dict[str, Any]:
+                    code_changed: list[str] | None = None, **_: Any) -> dict[str, Any]:
     old_table, old_meta = _read_parquet(committed)
     new_table, new_meta = _read_parquet(rebuilt)
     if old_table.schema.equals(new_table.schema, check_metadata=False) and old_table.equals(new_table):
@@ -224,17 +225,17 @@ def explain_parquet(committed: bytes, rebuilt: bytes, key: str | None = None, sn
         parts = [f"the same rows and values in another order (sort by the unique {key} before writing)"]
     summary = "; ".join(parts) or "values differ"
     if snapshot_as_of is not None and not details.get("same_rows_other_order"):
-        # The stage's code and as_of are unchanged, so a change in content can only come from its input.
-        summary = (f"the source's history was rewritten: the snapshot as of {snapshot_as_of} (unchanged) now "
-                   f"reads differently, so rows recorded at or before that time were changed or deleted in the "
-                   f"source (or {_source_hint()} points at another database). {summary}")
+        if code_changed:
+            summary = (f"the snapshot as of {snapshot_as_of} (unchanged) reads differently, but the stage's code "
+                       f"{code_changed} also differs from what dvc.lock recorded: either the code or a rewritten "
+                       f"source history is the cause. {summary}")
+        else:
+            # Code and as_of unchanged: a change in content can only come from the source.
+            summary = (f"the source's history was rewritten: the snapshot as of {snapshot_as_of} (unchanged, with "
+                       f"unchanged code) now reads differently, so rows recorded at or before that time were "
+                       f"changed or deleted in the source (or {config.SOURCE_URL_ENV} points at another "
+                       f"database). {summary}")
     return {"summary": summary, "details": details}
-
-
-def _source_hint() -> str:
-    from src import config
-
-    return config.SOURCE_URL_ENV
 
 
 # --- Models ------------------------------------------------------------------
@@ -344,7 +345,3 @@ def explain_model(committed: bytes, rebuilt: bytes, test_features: pd.DataFrame 
         parts.append("every fitted attribute is identical: only the pickle's bytes differ "
                      "(e.g. a loaded-and-re-saved model, or another pickle protocol)")
     return {"summary": "; ".join(parts), "details": details}
-
-
-def read_frame(data: bytes) -> pd.DataFrame:
-    return pq.read_table(io.BytesIO(data)).to_pandas()

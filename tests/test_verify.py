@@ -1,0 +1,264 @@
+"""`make verify`: rebuild a commit in a fresh clone and explain every difference.
+
+The expensive tests rebuild for real: HEAD in full once, and the gather stage
+alone (of a clone whose gather entry was just recorded) for the tampered source
+and the one perturbed environment. The non-deterministic stage lives in a tiny
+DVC repository of its own, which rebuilds in seconds.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import sys
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from src import config, dataset
+from src.params import as_of_timestamp, load_params
+from src.verify import explain, format_table, lockdiff, rebuild, verify
+from tests.conftest import make_clone, run
+
+SNAPSHOT = str(config.SNAPSHOT.relative_to(config.ROOT))
+
+
+def by_path(report: dict, run_index: int = 0) -> dict[str, dict]:
+    return {entry["path"]: entry for entry in report["runs"][run_index]["entries"]}
+
+
+# --- pure parts ----------------------------------------------------------------
+
+LOCK = """
+schema: '2.0'
+stages:
+  make:
+    cmd: python make.py
+    deps:
+    - path: make.py
+      hash: md5
+      md5: aaaa
+      size: 1
+    params:
+      params.yaml:
+        seed: 1
+    outs:
+    - path: data.parquet
+      hash: md5
+      md5: bbbb
+      size: 2
+  use:
+    cmd: python use.py
+    deps:
+    - path: data.parquet
+      hash: md5
+      md5: bbbb
+      size: 2
+    outs:
+    - path: result.json
+      hash: md5
+      md5: cccc
+      size: 3
+"""
+
+
+def test_compare_lists_every_dep_param_and_out_and_marks_differences():
+    committed = lockdiff.parse_lock(LOCK)
+    rebuilt = lockdiff.parse_lock(LOCK.replace("cccc", "dddd"))
+    entries = lockdiff.compare(committed, rebuilt)
+    assert [(e.stage, e.kind, e.path, e.identical) for e in entries] == [
+        ("make", "dep", "make.py", True),
+        ("make", "param", "params.yaml:seed", True),
+        ("make", "out", "data.parquet", True),
+        ("use", "dep", "data.parquet", True),
+        ("use", "out", "result.json", False),
+    ]
+    assert lockdiff.upstream(committed, ["make"]) == {"make"}
+    assert lockdiff.upstream(committed, ["use"]) == {"make", "use"}
+    with pytest.raises(ValueError, match="no stage \\['nope'\\]"):
+        lockdiff.upstream(committed, ["nope"])
+
+
+def test_parquet_explanation_names_columns_and_rows_aligned_on_the_id():
+    old = pd.DataFrame({dataset.ID: [1, 2, 3], "delay": [1.0, 2.0, None], "carrier": ["AA", "B6", "UA"]})
+    new = old.iloc[::-1].copy()
+    new.loc[new[dataset.ID] == 2, "delay"] = 7.5
+    details = explain.parquet_differences(old, new.reset_index(drop=True), dataset.ID)
+    assert details["columns"] == {"delay": {"rows": 1, "max_abs_difference": 5.5}}
+    assert details["examples"] == [{dataset.ID: 2, "column": "delay", "committed": 2.0, "rebuilt": 7.5}]
+    reordered = explain.parquet_differences(old, old.iloc[::-1].reset_index(drop=True), dataset.ID)
+    assert reordered["same_rows_other_order"] and reordered["columns"] == {}
+
+
+def test_json_explanation_lists_changed_values():
+    result = explain.explain_json(b'{"auc": 0.75, "rows": {"test": 10}}', b'{"auc": 0.76, "rows": {"test": 10}}')
+    assert result["details"]["changes"] == [{"key": "auc", "committed": 0.75, "rebuilt": 0.76,
+                                             "difference": pytest.approx(0.01)}]
+    assert "auc: 0.75 -> 0.76" in result["summary"]
+
+
+def test_variants_cover_threads_hashseed_tz_locale_path_and_row_order():
+    names = {variant.name: variant for variant in rebuild.variants(vary=True, seed=1)}
+    assert list(names) == ["default", "threads-1", "threads-2", "threads-4", "hashseed", "tz-locale", "path",
+                           "scramble"]
+    assert names["threads-4"].env == {"OMP_NUM_THREADS": "4", "OPENBLAS_NUM_THREADS": "4", "MKL_NUM_THREADS": "4"}
+    assert set(names["tz-locale"].env) == {"TZ", "LC_ALL"}
+    assert names["path"].elsewhere and names["scramble"].env == {config.SCRAMBLE_ENV: "1"}
+    assert rebuild.other_locale("C.UTF-8", ["C", "C.UTF-8", "POSIX"]) == "POSIX"
+    assert rebuild.variants(vary=False) == [rebuild.Variant("default")]
+
+
+def test_a_venv_is_reused_only_when_built_from_the_identical_lock(tmp_path):
+    lock, stamp = tmp_path / "requirements.lock", tmp_path / "stamp"
+    lock.write_text("numpy==2.4.6\n")
+    assert not rebuild.venv_reusable(stamp, lock)
+    stamp.write_text("numpy==2.4.5\n")
+    assert not rebuild.venv_reusable(stamp, lock)
+    stamp.write_text("numpy==2.4.6\n")
+    assert rebuild.venv_reusable(stamp, lock)
+
+
+# --- a tiny repository with a non-deterministic stage -------------------------
+
+DVC_YAML = """\
+stages:
+  steady:
+    cmd: python steady.py
+    deps:
+      - steady.py
+    outs:
+      - steady.json
+  clock:
+    cmd: python clock.py
+    deps:
+      - clock.py
+    outs:
+      - clock.json
+"""
+STEADY = "import json\njson.dump({'answer': 42}, open('steady.json', 'w'))\n"
+# Deliberately non-deterministic: the moment it runs ends up in the output.
+CLOCK = "import json, time\njson.dump({'answer': 42, 'written_at': time.time_ns()}, open('clock.json', 'w'))\n"
+
+
+@pytest.fixture
+def tiny_repo(tmp_path: Path) -> Path:
+    """A committed DVC project whose `clock` stage writes the current time."""
+    repo = tmp_path / "tiny"
+    repo.mkdir()
+    run(["git", "init", "-q"], cwd=repo)
+    for name, value in (("user.email", "test@example.com"), ("user.name", "test")):
+        run(["git", "config", name, value], cwd=repo)
+    # The same lock as this checkout, so verify may reuse its venv (by the stamp).
+    shutil.copy(config.ROOT / "requirements.lock", repo / "requirements.lock")
+    (repo / ".venv").symlink_to(config.ROOT / ".venv")
+    (repo / ".gitignore").write_text("/.venv\n")
+    for name, text in (("dvc.yaml", DVC_YAML), ("steady.py", STEADY), ("clock.py", CLOCK)):
+        (repo / name).write_text(text)
+    run(["dvc", "init", "-q"], cwd=repo)
+    run(["dvc", "repro", "-q"], cwd=repo)
+    run(["git", "add", "-A"], cwd=repo)
+    run(["git", "commit", "-q", "-m", "record"], cwd=repo)
+    return repo
+
+
+def test_a_non_deterministic_stage_is_caught_and_its_output_named(tiny_repo, tmp_path):
+    report_path = tmp_path / "report.json"
+    result = run([sys.executable, "-m", "src.verify", "--repo", str(tiny_repo), "--report", str(report_path)],
+                 cwd=config.ROOT, check=False)
+    assert result.returncode == 1, result.stdout + result.stderr
+    report = json.loads(report_path.read_text())
+    assert report["identical"] is False and report["doctor"]["ok"], report["doctor"]
+    entries = by_path(report)
+    assert entries["steady.json"]["identical"]
+    clock = entries["clock.json"]
+    assert not clock["identical"]
+    assert clock["explanation"]["details"]["changes"][0]["key"] == "written_at"
+    assert "DVC cache" in clock["explanation"]["committed_from"]
+    # The printed table names it too, as not identical, and the report's path is printed.
+    assert any(line.startswith("clock") and "clock.json" in line and line.endswith("NO")
+               for line in result.stdout.splitlines()), result.stdout
+    assert str(report_path) in result.stdout
+
+
+def test_a_committed_output_missing_from_the_cache_is_said_so(tiny_repo, tmp_path):
+    lock = lockdiff.parse_lock((tiny_repo / "dvc.lock").read_text())
+    digest = lock["stages"]["clock"]["outs"][0]["md5"]
+    (tiny_repo / ".dvc" / "cache" / "files" / "md5" / digest[:2] / digest[2:]).unlink()
+    report = verify(tiny_repo, report_path=tmp_path / "report.json", echo=lambda *_: None)
+    clock = by_path(report)["clock.json"]
+    assert not clock["identical"]
+    assert "not in the DVC cache" in clock["explanation"]["summary"]
+    assert "the hashes still differ" in clock["explanation"]["summary"]
+
+
+def test_an_unknown_revision_is_named(tiny_repo):
+    result = run([sys.executable, "-m", "src.verify", "--repo", str(tiny_repo), "--rev", "no-such-tag"],
+                 cwd=config.ROOT, check=False)
+    assert result.returncode == 2
+    assert "'no-such-tag' is not a commit or tag" in result.stderr
+
+
+# --- the real pipeline ----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def recorded_gather(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A clone of HEAD whose gather entry in dvc.lock was just recorded and committed.
+
+    The snapshot is then in the clone's DVC cache, and the test does not depend
+    on whether HEAD's own dvc.lock is up to date with its code.
+    """
+    if not config.SOURCE_DB.exists():
+        pytest.fail(f"{config.SOURCE_DB} missing: run the tests through `make test`")
+    repo = make_clone(tmp_path_factory.mktemp("gather") / "clone")
+    run(["dvc", "repro", "--force", "--single-item", "gather"], cwd=repo)
+    run(["git", "commit", "-q", "-m", "record gather", "dvc.lock"], cwd=repo)
+    return repo
+
+
+def test_a_rewritten_source_history_is_reported_as_such(recorded_gather, tmp_path):
+    source = tmp_path / "flights.sqlite"
+    shutil.copy(config.SOURCE_DB, source)
+    as_of = as_of_timestamp(load_params(recorded_gather / "params.yaml").gather.as_of)
+    with sqlite3.connect(source) as connection:
+        # The version the snapshot reads for the first flight: rewrite its history.
+        flight_id, version_id = connection.execute(
+            "SELECT flight_id, version_id FROM flights WHERE recorded_at <= ? "
+            "ORDER BY flight_id, recorded_at DESC, version_id DESC LIMIT 1", (as_of,)).fetchone()
+        connection.execute("UPDATE flights SET arr_delay = 999 WHERE version_id = ?", (version_id,))
+    report_path = tmp_path / "report.json"
+    result = run([sys.executable, "-m", "src.verify", "--repo", str(recorded_gather), "--target", "gather",
+                  "--report", str(report_path)], cwd=config.ROOT, check=False,
+                 **{config.SOURCE_URL_ENV: f"sqlite:///{source}"})
+    assert result.returncode == 1, result.stdout + result.stderr
+    snapshot = by_path(json.loads(report_path.read_text()))[SNAPSHOT]
+    assert not snapshot["identical"]
+    explanation = snapshot["explanation"]
+    assert explanation["summary"].startswith("the source's history was rewritten"), explanation["summary"]
+    assert list(explanation["details"]["columns"]) == ["arr_delay"]
+    assert explanation["details"]["columns"]["arr_delay"]["rows"] == 1
+    assert explanation["details"]["examples"][0][dataset.ID] == flight_id
+    assert explanation["details"]["examples"][0]["rebuilt"] == 999
+    assert "the source's history was rewritten" in result.stdout
+
+
+def test_gather_is_identical_with_sqlite_rows_in_reverse_order(recorded_gather, tmp_path):
+    scramble = [variant for variant in rebuild.variants(vary=True) if variant.name == "scramble"]
+    report = verify(recorded_gather, runs=scramble, targets=["gather"], report_path=tmp_path / "report.json",
+                    echo=lambda *_: None)
+    assert report["runs"][0]["env"] == {config.SCRAMBLE_ENV: "1"}
+    assert report["identical"], format_table(report)
+    assert [entry["stage"] for entry in report["runs"][0]["entries"]] == ["gather"] * len(report["runs"][0]["entries"])
+
+
+def test_verify_passes_on_head(tmp_path):
+    """The promise itself: HEAD rebuilds bit for bit in a fresh clone (through the CLI `make verify` runs)."""
+    report_path = tmp_path / "report.json"
+    result = run([sys.executable, "-m", "src.verify", "--rev", "HEAD", "--report", str(report_path)],
+                 cwd=config.ROOT, check=False)
+    report = json.loads(report_path.read_text())
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    assert report["identical"] and report["doctor"]["ok"]
+    stages = {entry["stage"] for entry in report["runs"][0]["entries"]}
+    assert {"gather", "featurize", "train", "evaluate"} <= stages
