@@ -25,13 +25,13 @@ help:
 	@echo "make source [SCALE=N]  (re)build the demo source database"
 	@echo "make lock         re-pin requirements.in into requirements.lock (with hashes)"
 
-# The stamp holds a copy of the lock it was installed from: the venv is
-# rebuilt from scratch whenever requirements.lock changes.
+# The stamp holds a copy of the lock the venv was installed from. The venv is
+# rebuilt from scratch only when the lock's content changed (a checkout that
+# merely touched the file keeps it).
 $(STAMP): requirements.lock
-	rm -rf $(VENV)
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m $(PIP_INSTALL)
-	cp requirements.lock $(STAMP)
+	@if [ -x $(BIN)/python ] && cmp -s requirements.lock $(STAMP); then touch $(STAMP); else \
+	  set -e; rm -rf $(VENV); $(PYTHON) -m venv $(VENV); \
+	  $(BIN)/python -m $(PIP_INSTALL); cp requirements.lock $(STAMP); fi
 
 setup: $(STAMP)
 
