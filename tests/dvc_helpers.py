@@ -1,0 +1,44 @@
+"""Helpers for the end-to-end tests of sweeps, data versions and remotes.
+
+They read what a clone's dvc.lock records and compare the bytes on disk, so a
+test can say "identical" in the strongest sense: every file of every output.
+"""
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+from pathlib import Path
+
+import yaml
+
+
+def lock_outputs(root: Path) -> list[str]:
+    """Every output path that the clone's dvc.lock records, in stage order."""
+    lock = yaml.safe_load((root / "dvc.lock").read_text(encoding="utf-8"))
+    return [out["path"] for stage in lock["stages"].values() for out in stage.get("outs", [])]
+
+
+def output_hashes(root: Path) -> dict[str, str]:
+    """SHA-256 of every file under every output in dvc.lock (a missing one maps to 'missing')."""
+    hashes = {}
+    for output in lock_outputs(root):
+        path = root / output
+        found = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in found:
+            name = str(file.relative_to(root))
+            hashes[name] = hashlib.sha256(file.read_bytes()).hexdigest() if file.exists() else "missing"
+    return hashes
+
+
+def drop_local_data(root: Path) -> None:
+    """Delete the DVC cache and every cached output: only git's files and the remote remain."""
+    shutil.rmtree(root / ".dvc" / "cache", ignore_errors=True)
+    for output in lock_outputs(root):
+        # Cached outputs are the git-ignored ones (DVC adds them to .gitignore).
+        if subprocess.run(["git", "check-ignore", "-q", output], cwd=root).returncode == 0:
+            path = root / output
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
