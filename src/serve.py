@@ -20,7 +20,9 @@ from typing import Any
 
 import pandas as pd
 import uvicorn
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import Field, create_model
 
 from src import artifact
@@ -61,6 +63,14 @@ def create_app(deployed: Deployed, max_rows: int = MAX_ROWS, max_bytes: int = MA
         version=identity["model_sha256"][:12],
         max_body_size=max_bytes,  # 413 before the body is read past the limit
     )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        # FastAPI's default echoes each bad input, which fails to render (a 500)
+        # when the input is NaN or Infinity (Python's JSON parser accepts them).
+        # Where and what is enough to name the problem.
+        problems = [{"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]} for item in error.errors()]
+        return JSONResponse(status_code=422, content={"detail": problems})
 
     @app.get("/health")
     def health() -> dict[str, str]:
