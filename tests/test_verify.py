@@ -139,7 +139,8 @@ stages:
 """
 STEADY = "import json\njson.dump({'answer': 42}, open('steady.json', 'w'))\n"
 # Deliberately non-deterministic: the moment it runs ends up in the output.
-CLOCK = "import json, time\njson.dump({'answer': 42, 'written_at': time.time_ns()}, open('clock.json', 'w'))\n"
+CLOCK = ("import json, os, sys, time\nif os.environ.get('TINY_FAIL'):\n    sys.exit('failing on purpose')\n"
+         "json.dump({'answer': 42, 'written_at': time.time_ns()}, open('clock.json', 'w'))\n")
 
 
 @pytest.fixture
@@ -191,6 +192,15 @@ def test_a_committed_output_missing_from_the_cache_is_said_so(tiny_repo, tmp_pat
     assert not clock["identical"]
     assert "not in the DVC cache" in clock["explanation"]["summary"]
     assert "the hashes still differ" in clock["explanation"]["summary"]
+
+
+def test_a_failing_stage_is_not_mistaken_for_an_identical_one(tiny_repo, tmp_path, monkeypatch):
+    monkeypatch.setenv("TINY_FAIL", "1")
+    report = verify(tiny_repo, report_path=tmp_path / "report.json", echo=lambda *_: None)
+    assert report["runs"][0]["status"] != 0 and not report["identical"]
+    assert "failing on purpose" in report["runs"][0]["log_tail"]
+    clock = by_path(report)["clock.json"]
+    assert clock["rebuilt"] is None and "did not run" in clock["explanation"]["summary"]
 
 
 def test_an_unknown_revision_is_named(tiny_repo):

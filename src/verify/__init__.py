@@ -127,8 +127,8 @@ class Explainer:
             writer = self.writers.get(entry.path)
             if writer is not None:
                 return {"summary": f"input written by stage {writer!r}: see its output {entry.path}"}
-            return {"summary": f"the commit's {entry.path} is not the file dvc.lock recorded: dvc.lock was committed "
-                               f"from another working tree (run `dvc repro`, commit dvc.lock)"}
+            return {"summary": "this commit's file is not the one dvc.lock recorded: it changed after the last "
+                               "`dvc repro` (run it and commit dvc.lock)"}
         return self.output(entry, run_entries)
 
     def output(self, entry: lockdiff.Entry, run_entries: list[lockdiff.Entry]) -> dict[str, Any]:
@@ -229,6 +229,9 @@ def verify(repo: Path = config.ROOT, rev: str = "HEAD", runs: list[Variant] | No
             committed_lock = lockdiff.parse_lock(lock_path.read_text(encoding="utf-8"))
             stages = lockdiff.upstream(committed_lock, targets) if targets else None
             rebuild.link_inputs(repo, clone)
+            # Rebuild the lock from nothing: a stage that fails then has no entry,
+            # instead of its committed entry passing for an identical rebuild.
+            lock_path.unlink()
             run = Run(variant.name, variant.describe(), variant.env, str(clone))
             echo(f"run {index + 1}/{len(runs)} {variant.name} ({run.environment}): dvc repro --force "
                  f"{' '.join(targets)}".rstrip())
@@ -238,7 +241,7 @@ def verify(repo: Path = config.ROOT, rev: str = "HEAD", runs: list[Variant] | No
             run.seconds = round(time.perf_counter() - started, 1)
             run.log_tail = log.read_text(encoding="utf-8", errors="replace")[-3000:]
             echo(f"  {'done' if run.status == 0 else f'FAILED (exit {run.status})'} in {run.seconds} s")
-            rebuilt_lock = lockdiff.parse_lock(lock_path.read_text(encoding="utf-8"))
+            rebuilt_lock = lockdiff.parse_lock(lock_path.read_text(encoding="utf-8")) if lock_path.is_file() else {}
             entries = lockdiff.compare(committed_lock, rebuilt_lock, stages)
             explainer = Explainer(committed_lock, Committed(repo, commit, cache), clone)
             for entry in entries:
@@ -291,14 +294,20 @@ def format_table(report: dict[str, Any]) -> str:
 
 
 def format_explanations(report: dict[str, Any]) -> str:
+    """One line per differing path (a file several stages depend on is named once)."""
     lines = []
     for run in report["runs"]:
         prefix = f"[{run['name']}] " if len(report["runs"]) > 1 else ""
         if run["status"] != 0:
             lines.append(f"{prefix}dvc repro failed (exit {run['status']}); last lines of its log:")
             lines += ["    " + line for line in run["log_tail"].splitlines()[-15:]]
+        grouped: dict[tuple[str, str, str], list[str]] = {}
         for entry in run["entries"]:
             if "explanation" in entry:
-                lines.append(f"{prefix}{entry['stage']} {entry['kind']} {entry['path']}: "
-                             f"{entry['explanation']['summary']}")
+                grouped.setdefault((entry["kind"], entry["path"], entry["explanation"]["summary"]), []).append(entry["stage"])
+        for (kind, path, summary), stages in grouped.items():
+            lines.append(f"{prefix}{kind} {path} ({', '.join(stages)}): {summary}")
+        outputs = [entry for entry in run["entries"] if entry["kind"] == "out"]
+        if outputs and all(entry["identical"] for entry in outputs) and not all(e["identical"] for e in run["entries"]):
+            lines.append(f"{prefix}every output is identical: only what dvc.lock recorded about the inputs is stale")
     return "\n".join(lines)
