@@ -1,0 +1,1 @@
+"""`make bench`: an honest, repeatable benchmark of the pipeline (see README, Performance)."""

@@ -1,0 +1,143 @@
+"""The pure parts of the benchmark: statistics, targets, the table, the result file's shape.
+
+No timing happens here (bench/run.py measures); tests/test_bench.py tests this.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+# Bump when the layout of bench/results.json changes.
+RESULTS_SCHEMA = 1
+RESULTS_KEYS = ("schema", "command", "started", "finished", "duration_s", "commit", "quick",
+                "config", "machine", "versions", "runs", "figures", "targets", "profiles")
+RUN_KEYS = ("section", "name", "scale", "repeat", "wall_s", "cpu_s", "max_rss_bytes", "returncode")
+TARGET_KEYS = ("name", "value", "limit", "comparison", "met", "detail")
+
+
+def median(values: Iterable[float]) -> float:
+    """The median; the mean of the middle two for an even count. Empty is an error."""
+    ordered = sorted(values)
+    if not ordered:
+        raise ValueError("median of no values")
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return float(ordered[middle])
+    return (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100), linear between closest ranks (numpy's default)."""
+    ordered = sorted(values)
+    if not ordered:
+        raise ValueError("percentile of no values")
+    if not 0 <= q <= 100:
+        raise ValueError(f"q must be in 0..100, got {q}")
+    position = (len(ordered) - 1) * q / 100
+    low, high = math.floor(position), math.ceil(position)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def ratio(value: float | None, reference: float | None) -> float | None:
+    """value / reference; None when either is missing or the reference is not positive."""
+    if value is None or reference is None or reference <= 0:
+        return None
+    return value / reference
+
+
+def check(name: str, value: float | None, limit: float, comparison: str, detail: str = "") -> dict[str, Any]:
+    """A target: `value <= limit` ("<=") or `value >= limit` (">="); unmeasured is not met."""
+    if comparison not in ("<=", ">="):
+        raise ValueError(f"comparison must be '<=' or '>=', got {comparison!r}")
+    met = None if value is None else (value <= limit if comparison == "<=" else value >= limit)
+    return {"name": name, "value": value, "limit": limit, "comparison": comparison, "met": met, "detail": detail}
+
+
+def verdict(name: str, value: float | None, met: bool | None, detail: str = "") -> dict[str, Any]:
+    """A target that is a yes/no fact (e.g. which stages ran), with a figure to show beside it."""
+    return {"name": name, "value": value, "limit": None, "comparison": "is", "met": met, "detail": detail}
+
+
+def select(runs: Iterable[dict], **match: Any) -> list[dict]:
+    """The runs whose fields equal every `match` value."""
+    return [run for run in runs if all(run.get(key) == value for key, value in match.items())]
+
+
+def summarize(runs: Sequence[dict]) -> dict[str, Any]:
+    """Medians over repeated runs of one measurement (None for a field no run has)."""
+    def med(key: str) -> float | None:
+        values = [run[key] for run in runs if run.get(key) is not None]
+        return median(values) if values else None
+
+    return {"n": len(runs), "wall_s": med("wall_s"), "cpu_s": med("cpu_s"), "max_rss_bytes": med("max_rss_bytes"),
+            "failed": sum(1 for run in runs if run.get("returncode") not in (0, None))}
+
+
+def fmt(value: Any, unit: str = "") -> str:
+    """A table cell: 3 significant figures for numbers, an en dash for missing."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int) and not unit:
+        return f"{value:,}"
+    if isinstance(value, float):
+        if unit == "MiB":
+            return f"{value / 2**20:,.0f}"
+        if unit == "x":
+            return f"{value:.2f}×"
+        if abs(value) >= 1000:
+            return f"{value:,.0f}"
+        return f"{value:.3g}"
+    return str(value)
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A Markdown table (also readable on a terminal): cells already formatted as text."""
+    rows = [[str(cell) for cell in row] for row in rows]
+    for row in rows:
+        if len(row) != len(header):
+            raise ValueError(f"row {row} has {len(row)} cells, the header {len(header)}")
+    widths = [max(len(str(h)), *(len(row[i]) for row in rows)) if rows else len(str(h))
+              for i, h in enumerate(header)]
+    lines = ["| " + " | ".join(str(h).ljust(w) for h, w in zip(header, widths)) + " |",
+             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    lines += ["| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths)) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def target_table(targets: Sequence[dict]) -> str:
+    def word(met: bool | None) -> str:
+        return {True: "met", False: "MISSED", None: "not measured"}[met]
+
+    return table(["target", "measured", "limit", "verdict", "detail"],
+                 [[t["name"], fmt(t["value"], "x"), "–" if t["limit"] is None else f"{t['comparison']} {t['limit']:g}×",
+                   word(t["met"]),
+                   t["detail"]] for t in targets])
+
+
+def validate_results(results: dict) -> list[str]:
+    """Problems with the shape of a results dict (empty when it is well formed)."""
+    problems = [f"missing key {key!r}" for key in RESULTS_KEYS if key not in results]
+    if results.get("schema") != RESULTS_SCHEMA:
+        problems.append(f"schema is {results.get('schema')!r}, expected {RESULTS_SCHEMA}")
+    machine = results.get("machine", {})
+    for key in ("cpu", "cores"):
+        if not machine.get(key):
+            problems.append(f"machine lacks {key!r}")
+    if not isinstance(results.get("versions"), dict) or not results.get("versions"):
+        problems.append("versions is empty")
+    runs = results.get("runs")
+    if not isinstance(runs, list) or not runs:
+        problems.append("runs is empty")
+    else:
+        for index, run in enumerate(runs):
+            absent = [key for key in RUN_KEYS if key not in run]
+            if absent:
+                problems.append(f"run {index} lacks {absent}")
+    for index, target in enumerate(results.get("targets") or []):
+        absent = [key for key in TARGET_KEYS if key not in target]
+        if absent:
+            problems.append(f"target {index} lacks {absent}")
+    return problems
