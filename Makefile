@@ -85,3 +85,17 @@ data-restore: $(STAMP)
 
 data-versions:
 	@git tag --list 'data/*' -n1
+
+# --- Benchmark (bench/; README "Performance") ---
+# make bench: every figure the median of BENCH_REPEATS runs with a same-run
+# reference, at each of BENCH_SCALES (a scaled source is built once and cached
+# in bench/.cache/), BENCH_SWEEP queued experiments; writes bench/results.json.
+# make bench BENCH_QUICK=1: a smoke run (1 repeat, scale 1) to bench/results-quick.json.
+BENCH_REPEATS ?= 3
+BENCH_SCALES ?= 1 10
+BENCH_SWEEP ?= 8
+BENCH_QUICK ?= 0
+.PHONY: bench
+bench: $(STAMP) $(SOURCE_DB)
+	$(BIN)/python -m bench.run $(if $(filter 1,$(BENCH_QUICK)),--quick,--repeats $(BENCH_REPEATS) \
+	  --scales "$(BENCH_SCALES)" --sweep $(BENCH_SWEEP))
