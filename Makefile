@@ -99,3 +99,18 @@ BENCH_QUICK ?= 0
 bench: $(STAMP) $(SOURCE_DB)
 	$(BIN)/python -m bench.run $(if $(filter 1,$(BENCH_QUICK)),--quick,--repeats $(BENCH_REPEATS) \
 	  --scales "$(BENCH_SCALES)" --sweep $(BENCH_SWEEP))
+
+# --- Deployment (issue 5; README "Deployment") ---
+# make serve [HOST=0.0.0.0 PORT=8000]: the HTTP service on the verified model.
+# make predict INPUT=rows.csv|rows.parquet OUTPUT=predictions.parquet: batch predictions.
+# Both refuse a model that does not match dvc.lock, its manifest or the environment.
+HOST ?= 127.0.0.1
+PORT ?= 8000
+.PHONY: serve predict
+serve: $(STAMP)
+	$(BIN)/python -m src.serve --host $(HOST) --port $(PORT)
+
+predict: $(STAMP)
+	$(if $(INPUT),,$(error INPUT is missing: make predict INPUT=rows.csv OUTPUT=predictions.parquet))
+	$(if $(OUTPUT),,$(error OUTPUT is missing: make predict INPUT=rows.csv OUTPUT=predictions.parquet))
+	$(BIN)/python -m src.predict --input $(INPUT) --output $(OUTPUT)

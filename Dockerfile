@@ -1,0 +1,30 @@
+# The serving image: the verified model behind `python -m src.serve`.
+# Build after `dvc repro` (or `dvc pull`) so models/model.pkl exists:
+#   docker build -t flight-delays . && docker run -p 8000:8000 flight-delays
+#
+# Python exactly as the manifest records it (models/manifest.json "versions"):
+# the service refuses to load the model on another version. A pinned tag, not a
+# digest: no digest for it is documented here, and one is not to be guessed.
+FROM python:3.11.7-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+# The Makefile's install command: every package pinned and hash-checked.
+COPY requirements.lock ./
+RUN python -m pip install --no-cache-dir --require-hashes -r requirements.lock
+
+RUN useradd --create-home --uid 10001 app
+
+# Only what serving reads: the code, the params (threshold, threads), the lock
+# the artifacts are checked against, and the model with its manifest.
+COPY src/ src/
+COPY params.yaml dvc.lock ./
+COPY models/model.pkl models/manifest.json models/
+
+USER app
+EXPOSE 8000
+CMD ["python", "-m", "src.serve", "--host", "0.0.0.0", "--port", "8000"]
