@@ -11,12 +11,11 @@ from src import artifact, config
 
 
 @pytest.fixture
-def artifacts(tmp_path):
-    if not config.MODEL.exists():
-        pytest.fail("models/model.pkl missing: run `make repro` first")
+def artifacts(tmp_path, reproduced):
+    # Copies of a freshly trained model (a clean clone has no DVC outputs).
     model, manifest = tmp_path / "model.pkl", tmp_path / "manifest.json"
-    shutil.copy(config.MODEL, model)
-    shutil.copy(config.MANIFEST, manifest)
+    shutil.copy(reproduced / config.MODEL.relative_to(config.ROOT), model)
+    shutil.copy(reproduced / config.MANIFEST.relative_to(config.ROOT), manifest)
     return model, manifest
 
 
