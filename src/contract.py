@@ -22,29 +22,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, create_model
 
+from src.dataset import FEATURE_RANGES as RANGES
 from src.model import count_unknown
-
-# Dataset-specific: the values each numeric feature can take by its meaning
-# (inclusive bounds; None = unbounded). Only meanings, not the training data's
-# observed extremes, which would refuse a legitimate new value. A template user
-# adapting the dataset edits this next to src/dataset.py (candidate to move there).
-RANGES: dict[str, tuple[float | None, float | None]] = {
-    "sched_dep_hour": (0, 23),
-    "sched_dep_minute": (0, 59),
-    "weekday": (0, 6),  # Monday = 0, as pandas' dayofweek
-    "month": (1, 12),
-    "day_of_year": (1, 366),
-    "distance": (0, None),  # miles
-    "seats": (1, None),
-    "engines": (0, None),
-    "humid": (0, 100),  # percent
-    "wind_dir": (0, 360),  # degrees
-    "wind_speed": (0, None),
-    "wind_gust": (0, None),
-    "precip": (0, None),  # inches
-    "pressure": (0, None),  # millibars
-    "visib": (0, None),  # miles
-}
 
 # How many offending rows an error message names per column.
 _EXAMPLES = 3
