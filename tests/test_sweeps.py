@@ -1,0 +1,133 @@
+"""Hyperparameter sweeps: `dvc exp run --queue` + `dvc queue start -j 2`, in a temporary clone.
+
+The clone's baseline is a small early snapshot (cheap runs, same code path).
+Five queued experiments cover every train hyperparameter and every model,
+stacking included, with cheap values. Each must succeed in DVC's temporary
+copy, where the git-ignored source database does not exist: gather and
+featurize have to be restored from the cache, not re-run. Then each is rebuilt
+by `dvc repro --force` at its params, and the two dvc.lock files must agree.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from src import config
+from tests.conftest import make_clone, run, venv_env
+
+AS_OF = "2013-01-31"
+HGB, LR, RF = "train.hist_gradient_boosting", "train.logistic_regression", "train.random_forest"
+SWEEP = {
+    "hgb-fast": [f"{HGB}.learning_rate=0.3", f"{HGB}.max_iter=5"],
+    "hgb-small-leaves": [f"{HGB}.learning_rate=0.05", f"{HGB}.max_iter=10", f"{HGB}.max_leaf_nodes=15",
+                         f"{HGB}.min_samples_leaf=10", f"{HGB}.l2_regularization=0.5", "train.impute_strategy=mean"],
+    "logistic": ["train.model=logistic_regression", f"{LR}.C=0.5", f"{LR}.max_iter=50"],
+    "forest": ["train.model=random_forest", f"{RF}.n_estimators=5", f"{RF}.max_depth=4", f"{RF}.min_samples_leaf=10"],
+    "stacking": ["train.model=stacking", "train.stacking.estimators=[hist_gradient_boosting,random_forest]",
+                 "train.stacking.final_estimator=logistic_regression", "train.stacking.cv_folds=2",
+                 f"{HGB}.max_iter=5", f"{RF}.n_estimators=5"],
+}
+# train.threads is a machine setting, not a hyperparameter: it is fixed because it changes bytes.
+NOT_SWEPT = {"train.threads"}
+QUEUE_TIMEOUT_S = 900
+
+
+def leaf_keys(node: object, prefix: str) -> set[str]:
+    if isinstance(node, dict):
+        return set().union(*(leaf_keys(value, f"{prefix}.{key}") for key, value in node.items()))
+    return {prefix}
+
+
+def wait_for_queue(root: Path) -> str:
+    """Poll `dvc queue status` until nothing is queued or running; return the last status."""
+    deadline = time.monotonic() + QUEUE_TIMEOUT_S
+    while True:
+        status = run(["dvc", "queue", "status"], root).stdout
+        if not any(word in status for word in ("Queued", "Running")):
+            return status
+        if time.monotonic() > deadline:
+            run(["dvc", "queue", "stop", "--kill"], root, check=False)
+            pytest.fail(f"the queue did not finish in {QUEUE_TIMEOUT_S} s:\n{status}")
+        time.sleep(5)
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    if not config.SOURCE_DB.exists():
+        pytest.fail(f"{config.SOURCE_DB} missing: run the tests through `make test`")
+    root = make_clone(tmp_path_factory.mktemp("sweeps") / "clone")
+    # The baseline, committed as a user would: params.yaml, dvc.lock and the tracked outputs.
+    run(["python", "-m", "src.data_version", "cut", AS_OF, "--no-push"], root)
+    for name, overrides in SWEEP.items():
+        run(["dvc", "exp", "run", "--queue", "-n", name, *[arg for o in overrides for arg in ("-S", o)]], root)
+    # The workers outlive `dvc queue start` and keep its stdout open: don't capture it.
+    subprocess.run(["dvc", "queue", "start", "-j", "2"], cwd=root, env=venv_env(), check=True,
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        status = wait_for_queue(root)
+    finally:
+        run(["dvc", "queue", "stop"], root, check=False)
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], root).stdout)
+    experiments = {exp["name"]: exp for baseline in shown for exp in baseline.get("experiments") or []}
+    return SimpleNamespace(root=root, status=status, experiments=experiments)
+
+
+def test_sweep_covers_every_train_hyperparameter():
+    params = yaml.safe_load(config.PARAMS_FILE.read_text(encoding="utf-8"))
+    swept = {override.split("=", 1)[0] for overrides in SWEEP.values() for override in overrides}
+    assert leaf_keys(params["train"], "train") - NOT_SWEPT - swept == set(), "add the new key to SWEEP"
+    assert {o.split("=", 1)[1] for v in SWEEP.values() for o in v if o.startswith("train.model=")} \
+        == {"logistic_regression", "random_forest", "stacking"}  # the default covers hist_gradient_boosting
+
+
+def test_queued_sweep_with_two_workers_succeeds(sweep):
+    assert set(sweep.experiments) == set(SWEEP), sweep.status
+    failed = {name: exp["executor"] for name, exp in sweep.experiments.items()
+              if (exp.get("executor") or {}).get("state") != "success"}
+    assert not failed, f"{failed}\n{sweep.status}"
+
+
+@pytest.mark.parametrize("name", sorted(SWEEP))
+def test_upstream_stages_are_restored_not_rerun(sweep, name):
+    log = run(["dvc", "queue", "logs", name], sweep.root).stdout
+    for stage in ("gather", "featurize"):
+        assert f"Stage '{stage}' didn't change, skipping" in log
+        assert f"Running stage '{stage}'" not in log
+    assert "Running stage 'train'" in log
+
+
+def test_each_experiment_equals_dvc_repro_force_at_its_params(sweep):
+    root = sweep.root
+    for name, exp in sorted(sweep.experiments.items()):
+        rev = exp["revs"][0]["rev"]
+        (root / "params.yaml").write_text(run(["git", "show", f"{rev}:params.yaml"], root).stdout, encoding="utf-8")
+        run(["dvc", "repro", "--force"], root)
+        expected = yaml.safe_load(run(["git", "show", f"{rev}:dvc.lock"], root).stdout)
+        rebuilt = yaml.safe_load((root / "dvc.lock").read_text(encoding="utf-8"))
+        assert rebuilt == expected, f"experiment {name} differs from `dvc repro --force` at its params"
+        run(["git", "checkout", "--", "."], root)
+
+
+def test_readme_recipes_show_sort_promote_and_diff(sweep):
+    root = sweep.root
+    table = run(["dvc", "exp", "show", "--csv", "--sort-by", "eval/metrics.json:roc_auc", "--sort-order", "desc"],
+                root).stdout
+    rows = [row for row in csv.DictReader(io.StringIO(table)) if row["Experiment"] in SWEEP]
+    scores = [float(row["roc_auc"]) for row in rows]
+    assert len(rows) == len(SWEEP) and scores == sorted(scores, reverse=True)
+    best = rows[0]["Experiment"]
+    run(["dvc", "exp", "branch", best, "sweep-winner"], root)
+    branch_params = yaml.safe_load(run(["git", "show", "sweep-winner:params.yaml"], root).stdout)
+    run(["dvc", "exp", "apply", best], root)
+    assert yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8")) == branch_params
+    assert "Data and pipelines are up to date." in run(["dvc", "status"], root).stdout
+    run(["dvc", "plots", "diff", rows[0]["Experiment"], rows[-1]["Experiment"], "-o", "sweep_plots"], root)
+    assert (root / "sweep_plots" / "index.html").is_file()
