@@ -92,7 +92,7 @@ def _dvc(root: Path, *args: str, capture: bool = False) -> subprocess.CompletedP
 
 def _require_clean(root: Path) -> None:
     """A tag must describe committed code: dvc.lock hashes the code that built the outputs."""
-    dirty = _git(root, "status", "--porcelain", "--untracked-files=no")
+    dirty = _run(["git", "status", "--porcelain", "--untracked-files=no"], root).stdout.rstrip()
     if dirty:
         raise DataVersionError("uncommitted changes to tracked files; commit or discard them first:\n" + dirty)
 
