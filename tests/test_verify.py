@@ -106,7 +106,9 @@ def test_variants_cover_threads_hashseed_tz_locale_path_and_row_order():
     assert names["threads-4"].env == {"OMP_NUM_THREADS": "4", "OPENBLAS_NUM_THREADS": "4", "MKL_NUM_THREADS": "4"}
     assert set(names["tz-locale"].env) == {"TZ", "LC_ALL"}
     assert names["path"].elsewhere and names["scramble"].env == {config.SCRAMBLE_ENV: "1"}
-    assert rebuild.other_locale("C.UTF-8", ["C", "C.UTF-8", "POSIX"]) == "POSIX"
+    assert rebuild.other_locale("C.UTF-8", ["C", "C.utf8", "POSIX"]) == "POSIX"  # C.utf8 is C.UTF-8
+    assert rebuild.other_locale("C.UTF-8", ["C", "C.utf8", "de_DE.utf8"]) == "de_DE.UTF-8"
+    assert rebuild.other_locale(None, ["C", "C.utf8", "POSIX"]) == "C.UTF-8"
     assert rebuild.variants(vary=False) == [rebuild.Variant("default")]
 
 

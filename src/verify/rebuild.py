@@ -23,7 +23,7 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
 # Far from UTC, with a half-hour offset and daylight saving: shifts any local-time leak.
 OTHER_TZ = "Australia/Adelaide"
 # Preferred other locales, most disruptive first (de_DE writes 1,5 for 1.5).
-LOCALES = ("de_DE.UTF-8", "de_DE.utf8", "en_US.UTF-8", "en_US.utf8", "C.UTF-8", "C.utf8", "POSIX", "C")
+LOCALES = ("de_DE.UTF-8", "en_US.UTF-8", "C.UTF-8", "POSIX")
 
 
 class VerifyError(RuntimeError):
@@ -50,12 +50,18 @@ def available_locales() -> list[str]:
         return []
 
 
+def _same_locale(name: str) -> str:
+    # `C.UTF-8` and `C.utf8` are one locale (`locale -a` lists the latter).
+    return name.lower().replace("-", "")
+
+
 def other_locale(current: str | None, available: list[str]) -> str:
     """The first preferred locale that is installed and not the current one."""
+    installed = {_same_locale(name) for name in available}
     for name in LOCALES:
-        if name in available and name != current:
+        if _same_locale(name) in installed and _same_locale(name) != _same_locale(current or "C"):
             return name
-    return "C" if current != "C" else "POSIX"
+    return "POSIX" if _same_locale(current or "C") != "posix" else "C.UTF-8"
 
 
 def variants(vary: bool, seed: int | None = None) -> list[Variant]:
