@@ -29,9 +29,11 @@ def distinct_categories(frame: pd.DataFrame) -> dict[str, list[str]]:
 
 def record(params_path: Path, categories: dict[str, list[str]]) -> bool:
     """Write `categories` into params_path in place; return True if it changed."""
-    yaml = YAML()  # round-trip mode: comments, order and quoting survive
-    yaml.width = 4096
-    yaml.indent(mapping=2, sequence=4, offset=2)
+    # Round-trip mode: comments, order and quoting survive. Block lists, one
+    # category per line, with ruamel's default layout: the layout `dvc exp run
+    # -S` writes back, so a sweep never reflows this file, and each added or
+    # removed category is one line in a diff.
+    yaml = YAML()
     document = yaml.load(params_path.read_text(encoding="utf-8"))
     section = document.get("categories")
     if section is None:
@@ -41,9 +43,7 @@ def record(params_path: Path, categories: dict[str, list[str]]) -> bool:
         if key not in categories:
             del section[key]
     for key, values in categories.items():
-        flow = CommentedSeq(values)
-        flow.fa.set_flow_style()  # one line per feature keeps diffs readable
-        section[key] = flow
+        section[key] = CommentedSeq(values)
     validate(_plain(document), str(params_path))  # never write a file the stages would refuse
     if before == categories:
         return False

@@ -25,7 +25,7 @@ def test_record_keeps_comments_and_layout(tmp_path):
     categories = {"carrier": ["AA", "ZZ"], "origin": ["JFK"], "dest": ["LAX"], "manufacturer": ["AIRBUS", "BOEING"]}
     assert record(path, categories) is True
     text = path.read_text()
-    assert "carrier: [AA, ZZ]" in text and "manufacturer: [AIRBUS, BOEING]" in text
+    assert "  carrier:\n  - AA\n  - ZZ\n" in text and "  manufacturer:\n  - AIRBUS\n  - BOEING\n" in text
     # every comment line survives, and everything outside `categories:` is untouched
     assert [l for l in text.splitlines() if l.lstrip().startswith("#")] == \
         [l for l in original.splitlines() if l.lstrip().startswith("#")]
@@ -49,3 +49,17 @@ def test_record_refuses_lists_the_stages_would_refuse(tmp_path):
 def test_committed_params_categories_are_recorded():
     params = load_params()
     assert all(params.categories.values()), "run `make categories` and commit params.yaml"
+
+
+def test_dvc_set_param_does_not_reflow_the_file(tmp_path):
+    # `dvc exp run -S` rewrites params.yaml through dvc's own YAML round-trip:
+    # with the recorded layout, only the changed value's line may differ.
+    from dvc.utils.serialize import modify_yaml
+
+    path = tmp_path / "params.yaml"
+    path.write_text(config.PARAMS_FILE.read_text())
+    with modify_yaml(path) as document:
+        document["train"]["model"] = "stacking"
+    before, after = config.PARAMS_FILE.read_text().splitlines(), path.read_text().splitlines()
+    changed = [(a, b) for a, b in zip(before, after) if a != b]
+    assert len(before) == len(after) and changed == [("  model: hist_gradient_boosting", "  model: stacking")]
