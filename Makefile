@@ -24,6 +24,11 @@ help:
 	@echo "make categories   record category lists of the training data into params.yaml"
 	@echo "make source [SCALE=N]  (re)build the demo source database"
 	@echo "make lock         re-pin requirements.in into requirements.lock (with hashes)"
+	@echo "make verify [REV=..] [VARY=1]  rebuild a commit in a fresh clone and compare dvc.lock"
+	@echo "make doctor       compare this environment with requirements.lock and the manifest"
+	@echo "make data-version AS_OF=YYYY-MM-DD / data-restore TAG=data/YYYY-MM-DD / data-versions"
+	@echo "make serve / make predict INPUT=.. OUTPUT=..  deploy the verified model"
+	@echo "make bench [BENCH_QUICK=1]  measure speed and memory against same-run references"
 
 # The stamp holds a copy of the lock the venv was installed from. The venv is
 # rebuilt from scratch only when the lock's content changed (a checkout that
