@@ -12,11 +12,10 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedSeq
 
 from src import config, dataset, files
-from src.params import ParamsError, validate
+from src.params import ParamsError, update_params
 
 
 def distinct_categories(frame: pd.DataFrame) -> dict[str, list[str]]:
@@ -28,36 +27,22 @@ def distinct_categories(frame: pd.DataFrame) -> dict[str, list[str]]:
 
 
 def record(params_path: Path, categories: dict[str, list[str]]) -> bool:
-    """Write `categories` into params_path in place; return True if it changed."""
-    # Round-trip mode: comments, order and quoting survive. Block lists, one
-    # category per line, with ruamel's default layout: the layout `dvc exp run
-    # -S` writes back, so a sweep never reflows this file, and each added or
-    # removed category is one line in a diff.
-    yaml = YAML()
-    document = yaml.load(params_path.read_text(encoding="utf-8"))
-    section = document.get("categories")
-    if section is None:
-        raise ParamsError(f"{params_path} has no `categories:` section to record into")
-    before = {key: list(values) for key, values in section.items()}
-    for key in list(section):
-        if key not in categories:
+    """Write `categories` into params_path in place; return True if it changed.
+
+    Block lists, one category per line: each added or removed category is one
+    line in a diff, and it is the layout DVC itself writes back.
+    """
+    def replace(document) -> None:
+        section = document.get("categories")
+        if section is None:
+            raise ParamsError(f"{params_path} has no `categories:` section to record into")
+        for key in [key for key in section if key not in categories]:
             del section[key]
-    for key, values in categories.items():
-        section[key] = CommentedSeq(values)
-    validate(_plain(document), str(params_path))  # never write a file the stages would refuse
-    if before == categories:
-        return False
-    with files.atomic_open(params_path) as handle:
-        yaml.dump(document, handle)
-    return True
+        for key, values in categories.items():
+            if list(section.get(key) or []) != values:
+                section[key] = CommentedSeq(values)
 
-
-def _plain(node):
-    if isinstance(node, dict):
-        return {key: _plain(value) for key, value in node.items()}
-    if isinstance(node, list):
-        return [_plain(value) for value in node]
-    return node
+    return update_params(params_path, replace)
 
 
 def main() -> None:

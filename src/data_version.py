@@ -17,19 +17,16 @@ the user's decision.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-from ruamel.yaml import YAML
 from ruamel.yaml.scalarstring import SingleQuotedScalarString
 
 from src import config, files
-from src.params import ParamsError, as_of_timestamp, validate
+from src.params import ParamsError, as_of_timestamp, update_params
 
 TAG_PREFIX = "data/"
 
@@ -46,24 +43,15 @@ def tag_name(as_of: str) -> str:
 
 def set_as_of(params_path: Path, as_of: str) -> bool:
     """Set `gather.as_of` in params_path in place, keeping comments; return True if it changed."""
-    yaml_rt = YAML()  # round-trip mode: comments, order, flow lists and quoting survive
-    yaml_rt.width = 4096
-    yaml_rt.indent(mapping=2, sequence=4, offset=2)
-    text = params_path.read_text(encoding="utf-8")
-    document = yaml_rt.load(text)
-    gather = document.get("gather") if document else None
-    if gather is None or "as_of" not in gather:
-        raise ParamsError(f"{params_path} has no `gather.as_of` to set")
-    if gather["as_of"] == as_of:
-        return False
-    # Quoted: unquoted, a YAML 1.1 reader (PyYAML) would read a date, not a string.
-    gather["as_of"] = SingleQuotedScalarString(as_of)
-    buffer = io.StringIO()
-    yaml_rt.dump(document, buffer)
-    validate(yaml.safe_load(buffer.getvalue()), str(params_path))  # never write a file the stages refuse
-    with files.atomic_open(params_path) as handle:
-        handle.write(buffer.getvalue())
-    return True
+    def change(document) -> None:
+        gather = document.get("gather") if document else None
+        if gather is None or "as_of" not in gather:
+            raise ParamsError(f"{params_path} has no `gather.as_of` to set")
+        # Quoted: unquoted, a YAML 1.1 reader (PyYAML) would read a date, not a string.
+        if gather["as_of"] != as_of:
+            gather["as_of"] = SingleQuotedScalarString(as_of)
+
+    return update_params(params_path, change)
 
 
 def _env() -> dict[str, str]:

@@ -9,8 +9,9 @@ DVC compares params by value, so a type that drifts would rewrite dvc.lock.
 from __future__ import annotations
 
 import datetime as dt
+import io
 from pathlib import Path
-from typing import Literal
+from typing import Any, Callable, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -165,6 +166,33 @@ def validate(raw: object, source: str = "params.yaml") -> Params:
         return Params.model_validate(raw)
     except ValidationError as error:
         raise ParamsError(f"{source} is invalid:\n{_describe(error)}") from None
+
+
+def update_params(path: Path, change: Callable[[Any], None]) -> bool:
+    """Edit params.yaml in place through `change(document)`; True if it changed.
+
+    ruamel.yaml's round trip keeps comments and order. The dumper is set up
+    as DVC's own (`dvc exp run -S` rewrites this file with it), so the layout
+    we write is the layout DVC writes back: a sweep or a recorded list never
+    reflows the file. The result is validated before it replaces the file.
+    """
+    from ruamel.yaml import YAML
+
+    from src import files
+
+    yaml_rt = YAML()
+    yaml_rt.default_flow_style = False  # as dvc.utils.serialize._yaml
+    original = Path(path).read_text(encoding="utf-8")
+    document = yaml_rt.load(original)
+    change(document)
+    buffer = io.StringIO()
+    yaml_rt.dump(document, buffer)
+    validate(yaml.safe_load(buffer.getvalue()), str(path))  # never write a file the stages would refuse
+    if buffer.getvalue() == original:
+        return False
+    with files.atomic_open(path) as handle:
+        handle.write(buffer.getvalue())
+    return True
 
 
 def load_params(path: Path = config.PARAMS_FILE) -> Params:

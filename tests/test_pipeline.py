@@ -42,7 +42,9 @@ def test_bad_params_stop_a_stage_with_the_key_named(clone):
 
 def test_gather_before_any_data_fails_cleanly(clone):
     params = clone / "params.yaml"
-    params.write_text(params.read_text().replace('as_of: "2014-01-31"', 'as_of: "2012-01-01"'))
+    text = params.read_text()
+    assert "as_of: '2014-01-31'" in text
+    params.write_text(text.replace("as_of: '2014-01-31'", "as_of: '2012-01-01'"))
     result = run(["python", "-m", "src.gather"], cwd=clone, check=False)
     assert result.returncode != 0 and "empty" in result.stderr and "Traceback" not in result.stderr
     assert not list((clone / "data").glob("snapshot/*.parquet"))

@@ -225,7 +225,8 @@ def recorded_gather(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.fail(f"{config.SOURCE_DB} missing: run the tests through `make test`")
     repo = make_clone(tmp_path_factory.mktemp("gather") / "clone")
     run(["dvc", "repro", "--force", "--single-item", "gather"], cwd=repo)
-    run(["git", "commit", "-q", "-m", "record gather", "dvc.lock"], cwd=repo)
+    # --allow-empty: when HEAD's lock is already current there is nothing to record.
+    run(["git", "commit", "-q", "--allow-empty", "-m", "record gather", "dvc.lock"], cwd=repo)
     return repo
 
 
