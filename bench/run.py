@@ -301,19 +301,29 @@ def start_workers(clone: Path, dvc: str, env: dict[str, str], jobs: int, experim
                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     start()
-    restarts, last_check = 0, time.perf_counter()
+    restarts, missing_since = 0, None
     while finished_experiments(clone) - before < experiments:
         if time.perf_counter() > deadline or queue_failed(clone):
             raise BenchError(f"queued experiments did not finish:\n{sh([dvc, 'queue', 'status'], clone, env)}")
-        # `dvc queue status` costs a second of CPU: ask it rarely, only about stalled workers.
-        if time.perf_counter() - last_check > 15:
-            last_check = time.perf_counter()
-            if "Worker status: 0 active" in sh([dvc, "queue", "status"], cwd=clone, env=env) and \
-                    finished_experiments(clone) - before < experiments:
-                restarts += 1
-                start()
+        if workers_alive(clone):
+            missing_since = None
+        elif missing_since is None:
+            missing_since = time.perf_counter()
+        elif time.perf_counter() - missing_since > 1.0:  # gone for good, not between spawn and start
+            restarts, missing_since = restarts + 1, None
+            start()
         time.sleep(0.25)
     return restarts
+
+
+def workers_alive(clone: Path) -> bool:
+    """Whether a queue worker of this clone is running (psutil: far cheaper than `dvc queue status`)."""
+    import psutil
+
+    for process in psutil.process_iter(["cmdline", "cwd"]):
+        if "queue-worker" in (process.info["cmdline"] or []) and process.info["cwd"] == str(clone):
+            return True
+    return False
 
 
 def queue_failed(clone: Path) -> bool:
@@ -327,10 +337,10 @@ def wait_for_idle_workers(clone: Path, dvc: str, env: dict[str, str]) -> None:
     Not `dvc queue stop`: its shutdown broadcast can outlive the workers it was
     meant for and stop the next sweep's workers after their first task.
     """
-    for _ in range(120):
-        if "0 active, 0 idle" in sh([dvc, "queue", "status"], cwd=clone, env=env):
+    for _ in range(240):
+        if not workers_alive(clone):
             return
-        time.sleep(2)
+        time.sleep(0.5)
     raise BenchError("queue workers did not exit")
 
 
