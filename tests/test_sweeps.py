@@ -46,13 +46,29 @@ def leaf_keys(node: object, prefix: str) -> set[str]:
     return {prefix}
 
 
+def start_workers(root: Path) -> None:
+    # The workers outlive `dvc queue start` and keep its stdout open: don't capture it.
+    subprocess.run(["dvc", "queue", "start", "-j", "2"], cwd=root, env=venv_env(), check=True,
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def wait_for_queue(root: Path) -> str:
-    """Poll `dvc queue status` until nothing is queued or running; return the last status."""
+    """Poll `dvc queue status` until nothing is queued or running; return the last status.
+
+    Workers sometimes exit while tasks are still queued (dvc#10562). A user
+    then runs `dvc queue start` again, and so does this, after the queue has
+    sat with nothing running for three polls, instead of hanging to the timeout.
+    """
     deadline = time.monotonic() + QUEUE_TIMEOUT_S
+    idle_polls = 0
     while True:
         status = run(["dvc", "queue", "status"], root).stdout
         if not any(word in status for word in ("Queued", "Running")):
             return status
+        idle_polls = idle_polls + 1 if "Running" not in status else 0
+        if idle_polls >= 3:
+            start_workers(root)
+            idle_polls = 0
         if time.monotonic() > deadline:
             run(["dvc", "queue", "stop", "--kill"], root, check=False)
             pytest.fail(f"the queue did not finish in {QUEUE_TIMEOUT_S} s:\n{status}")
@@ -68,9 +84,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     run(["python", "-m", "src.data_version", "cut", AS_OF, "--no-push"], root)
     for name, overrides in SWEEP.items():
         run(["dvc", "exp", "run", "--queue", "-n", name, *[arg for o in overrides for arg in ("-S", o)]], root)
-    # The workers outlive `dvc queue start` and keep its stdout open: don't capture it.
-    subprocess.run(["dvc", "queue", "start", "-j", "2"], cwd=root, env=venv_env(), check=True,
-                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    start_workers(root)
     try:
         status = wait_for_queue(root)
     finally:
