@@ -87,30 +87,19 @@ def _preprocess(model: str, train: Train, categories: dict[str, list[str]]) -> C
 
 
 def _estimator(model: str, train: Train, seed: int) -> BaseEstimator:
+    # Each params section's keys are the estimator's own argument names, so
+    # every hyperparameter in params.yaml reaches the estimator unrenamed.
     if model == "hist_gradient_boosting":
-        hp = train.hist_gradient_boosting
         return HistGradientBoostingClassifier(
-            learning_rate=hp.learning_rate,
-            max_iter=hp.max_iter,
-            max_leaf_nodes=hp.max_leaf_nodes,
-            min_samples_leaf=hp.min_samples_leaf,
-            l2_regularization=hp.l2_regularization,
+            **train.hist_gradient_boosting.model_dump(),
             categorical_features=[True] * len(dataset.CATEGORICAL) + [False] * len(dataset.NUMERIC),
             early_stopping=False,  # its validation split would be one more random step
             random_state=seed,
         )
     if model == "logistic_regression":
-        hp = train.logistic_regression
-        return LogisticRegression(C=hp.C, max_iter=hp.max_iter, solver="lbfgs", random_state=seed)
+        return LogisticRegression(**train.logistic_regression.model_dump(), solver="lbfgs", random_state=seed)
     if model == "random_forest":
-        hp = train.random_forest
-        return RandomForestClassifier(
-            n_estimators=hp.n_estimators,
-            max_depth=hp.max_depth,
-            min_samples_leaf=hp.min_samples_leaf,
-            n_jobs=train.threads,
-            random_state=seed,
-        )
+        return RandomForestClassifier(**train.random_forest.model_dump(), n_jobs=train.threads, random_state=seed)
     raise ValueError(f"unknown model {model!r}")
 
 
