@@ -37,6 +37,8 @@ from typing import Any
 
 from bench import stats
 from src import config, files
+from src.clones import working_clone
+from src.params import update_params
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "results.json"
@@ -121,14 +123,8 @@ def stages_ran(dvc_output: str) -> list[str]:
 # --- clones and sources --------------------------------------------------------
 
 def make_clone(destination: Path, source_dir: Path) -> Path:
-    """A clone of HEAD with this checkout's .venv and the given source folder symlinked in."""
-    sh(["git", "clone", "-q", "--no-hardlinks", str(config.ROOT), str(destination)], cwd=config.ROOT)
-    sh(["git", "config", "user.email", "bench@example.com"], cwd=destination)
-    sh(["git", "config", "user.name", "bench"], cwd=destination)
-    (destination / ".venv").symlink_to(config.ROOT / ".venv")
-    (destination / "data").mkdir(exist_ok=True)
-    (destination / "data" / "source").symlink_to(source_dir)
-    return destination
+    """A clone of HEAD with this checkout's .venv and the given source folder linked in."""
+    return working_clone(destination, source_dir=source_dir, venv=config.ROOT / ".venv")
 
 
 def scaled_source(scale: int) -> Path:
@@ -150,20 +146,16 @@ def scaled_source(scale: int) -> Path:
 
 
 def set_param(clone: Path, dotted: str, value: Any) -> None:
-    """Edit one value of the clone's params.yaml, keeping its comments (ruamel.yaml)."""
-    from ruamel.yaml import YAML
-
-    yaml = YAML()
-    yaml.preserve_quotes = True
-    path = clone / config.PARAMS_FILE.name
-    data = yaml.load(path.read_text())
+    """Edit one value of the clone's params.yaml (validated, comments kept)."""
     *parents, leaf = dotted.split(".")
-    node = data
-    for key in parents:
-        node = node[key]
-    node[leaf] = value
-    with open(path, "w", encoding="utf-8") as handle:
-        yaml.dump(data, handle)
+
+    def change(document) -> None:
+        node = document
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+
+    update_params(clone / config.PARAMS_FILE.name, change)
 
 
 def get_param(clone: Path, dotted: str) -> Any:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from src import config
+from src.clones import working_clone
 
 ROOT = config.ROOT
 
@@ -37,17 +38,9 @@ def run(args: list[str], cwd: Path, check: bool = True, **extra_env: str) -> sub
     return result
 
 
-def make_clone(destination: Path, rev: str = "HEAD") -> Path:
-    """A fresh clone of `rev` of this repository at `destination`, ready to run."""
-    subprocess.run(["git", "clone", "-q", "--no-hardlinks", str(ROOT), str(destination)], check=True)
-    subprocess.run(["git", "checkout", "-q", rev], cwd=destination, check=True)
-    for name in ("user.email", "user.name"):
-        subprocess.run(["git", "config", name, "test@example.com" if "email" in name else "test"],
-                       cwd=destination, check=True)
-    (destination / ".venv").symlink_to(ROOT / ".venv")
-    (destination / "data").mkdir(exist_ok=True)
-    (destination / "data" / "source").symlink_to(config.SOURCE_DIR)
-    return destination
+def make_clone(destination: Path) -> Path:
+    """A fresh clone of this repository's HEAD at `destination`, ready to run."""
+    return working_clone(destination, venv=ROOT / ".venv")
 
 
 @pytest.fixture

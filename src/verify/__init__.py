@@ -228,7 +228,6 @@ def verify(repo: Path = config.ROOT, rev: str = "HEAD", runs: list[Variant] | No
                 raise VerifyError(f"the commit has no {LOCK_FILE}: nothing to compare with")
             committed_lock = lockdiff.parse_lock(lock_path.read_text(encoding="utf-8"))
             stages = lockdiff.upstream(committed_lock, targets) if targets else None
-            rebuild.link_inputs(repo, clone)
             # Rebuild the lock from nothing: a stage that fails then has no entry,
             # instead of its committed entry passing for an identical rebuild.
             lock_path.unlink()

@@ -5,7 +5,7 @@ no run-cache, so `dvc repro --force` must recompute every output. It reuses
 the checkout's .venv only when that venv was installed from the very same
 requirements.lock (the Makefile's stamp is a copy of it); otherwise it builds
 one with the commit's own `make setup`. The demo source database is linked
-from the checkout, as tests/conftest.py does.
+from the checkout (src/clones.py).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from src import config
+from src import clones, config
 from src.doctor import STAMP_NAME
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -81,13 +81,6 @@ def variants(vary: bool, seed: int | None = None) -> list[Variant]:
     return runs
 
 
-def git(args: list[str], cwd: Path) -> str:
-    result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise VerifyError(f"git {' '.join(args)} failed in {cwd}: {result.stderr.strip()}")
-    return result.stdout
-
-
 def resolve(repo: Path, rev: str) -> str:
     """The full commit id of `rev`; a bad name is an error that names it."""
     result = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
@@ -98,10 +91,12 @@ def resolve(repo: Path, rev: str) -> str:
 
 
 def make_clone(repo: Path, commit: str, destination: Path) -> Path:
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    git(["clone", "-q", "--no-hardlinks", "--no-checkout", str(repo), str(destination)], destination.parent)
-    git(["checkout", "-q", "--detach", commit], destination)
-    return destination
+    """A clone detached at `commit`, with the checkout's git-ignored demo source linked in."""
+    source = repo / clones.SOURCE_SUBDIR
+    try:
+        return clones.working_clone(destination, commit, repo=repo, source_dir=source if source.is_dir() else None)
+    except clones.CloneError as error:
+        raise VerifyError(str(error)) from None
 
 
 def venv_reusable(stamp: Path, lock: Path) -> bool:
@@ -132,15 +127,6 @@ def prepare_venv(repo: Path, clone: Path, built: Path) -> tuple[Path, str]:
         raise VerifyError(f"`make setup` failed for the commit's requirements.lock:\n{result.stdout[-2000:]}"
                           f"{result.stderr[-2000:]}")
     return built, f"built {built} from the commit's requirements.lock (the checkout's .venv differs)"
-
-
-def link_inputs(repo: Path, clone: Path) -> None:
-    """Give the clone the checkout's git-ignored demo source, as tests/conftest.py does."""
-    source = repo / config.SOURCE_DIR.relative_to(config.ROOT)
-    target = clone / config.SOURCE_DIR.relative_to(config.ROOT)
-    if source.is_dir() and not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.symlink_to(source.resolve())
 
 
 def environment(venv: Path, variant: Variant) -> dict[str, str]:
