@@ -3,7 +3,7 @@
 A data version is an annotated tag `data/<as_of>` on a commit whose params.yaml
 sets `gather.as_of` and whose dvc.lock hashes everything built from that
 snapshot: features, model, metrics, predictions. The large files live in the
-DVC cache and remote, the small ones (manifest, metrics, plots) in git.
+DVC cache and remote, the small ones (manifest, metrics) in git.
 
 `cut` sets `gather.as_of` (keeping params.yaml's comments), runs `dvc repro`,
 commits params.yaml, dvc.lock and the git-tracked outputs, pushes the data to
@@ -95,7 +95,7 @@ def data_tags(root: Path) -> list[str]:
 
 
 def git_tracked_outputs(root: Path) -> list[str]:
-    """Outputs that DVC hashes but git stores (`cache: false`: manifest, metrics, plots)."""
+    """Outputs that DVC hashes but git stores (`cache: false`: manifest, metrics)."""
     from dvc.repo import Repo
 
     with Repo(str(root)) as repo:
