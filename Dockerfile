@@ -1,4 +1,4 @@
-# The serving image: the verified model behind `python -m src.serve`.
+# The serving image: the verified model behind `python -m src.serving.serve`.
 # Build after `dvc repro` (or `dvc pull`) so models/model.pkl exists:
 #   docker build -t flight-delays . && docker run -p 8000:8000 flight-delays
 #
@@ -27,4 +27,4 @@ COPY models/model.pkl models/manifest.json models/
 
 USER app
 EXPOSE 8000
-CMD ["python", "-m", "src.serve", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["python", "-m", "src.serving.serve", "--host", "0.0.0.0", "--port", "8000"]

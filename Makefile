@@ -13,7 +13,7 @@ PIP_INSTALL := pip install --no-cache-dir --require-hashes -r requirements.lock
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export VIRTUAL_ENV := $(CURDIR)/$(VENV)
 
-SOURCE_DB := data/source/flights.sqlite
+SOURCE_DB := data/source/source.sqlite
 STAMP := $(VENV)/.installed-from-lock
 
 .PHONY: help setup source repro test categories lock clean-venv
@@ -21,8 +21,9 @@ STAMP := $(VENV)/.installed-from-lock
 help:
 	@echo "make repro        set up .venv, build the demo source if missing, run dvc repro"
 	@echo "make test         set up .venv and the demo source, run the tests"
-	@echo "make categories   record category lists of the training data into params.yaml"
-	@echo "make source [SCALE=N]  (re)build the demo source database"
+	@echo "make categories   record category lists and classes of the training data into params.yaml"
+	@echo "make source [SCALE=N]  (re)build the adapter's demo source database"
+	@echo "make ingest FILE=.. TABLE=.. ID=.. [RECORDED_AT=..]  append a CSV/Parquet table to the source history"
 	@echo "make lock         re-pin requirements.in into requirements.lock (with hashes)"
 	@echo "make verify [REV=..] [VARY=1]  rebuild a commit in a fresh clone and compare dvc.lock"
 	@echo "make doctor       compare this environment with requirements.lock and the manifest"
@@ -40,12 +41,15 @@ $(STAMP): requirements.lock
 
 setup: $(STAMP)
 
+# The embedded demo source, built by the adapter's builder when it is missing
+# and SOURCE_URL is unset (a set SOURCE_URL means the data lives elsewhere).
 $(SOURCE_DB): | $(STAMP)
-	$(BIN)/python -m src.source --scale $(SCALE) --output $(SOURCE_DB)
+	@if [ -n "$$SOURCE_URL" ]; then echo "SOURCE_URL is set: no demo source built"; else \
+	  $(BIN)/python -m src.tools.source --scale $(SCALE) --output $(SOURCE_DB); fi
 
 # Explicit `make source` always rebuilds (e.g. at another SCALE).
 source: $(STAMP)
-	$(BIN)/python -m src.source --scale $(SCALE) --output $(SOURCE_DB)
+	$(BIN)/python -m src.tools.source --scale $(SCALE) --output $(SOURCE_DB)
 
 # REPRO_FLAGS=--force reruns every stage instead of trusting the run-cache.
 repro: $(STAMP) $(SOURCE_DB)
@@ -54,8 +58,13 @@ repro: $(STAMP) $(SOURCE_DB)
 test: $(STAMP) $(SOURCE_DB)
 	$(BIN)/python -m pytest -q tests
 
-categories: $(STAMP)
-	$(BIN)/python -m src.categories
+categories: $(STAMP) $(SOURCE_DB)
+	$(BIN)/python -m src.tools.categories
+
+.PHONY: ingest
+ingest: $(STAMP)
+	$(if $(and $(FILE),$(TABLE),$(ID)),,$(error make ingest FILE=table.csv TABLE=name ID=id_column [RECORDED_AT=column|YYYY-MM-DD]))
+	$(BIN)/python -m src.tools.ingest $(FILE) --table $(TABLE) --id $(ID) $(if $(RECORDED_AT),--recorded-at $(RECORDED_AT))
 
 lock: $(STAMP)
 	$(BIN)/uv pip compile requirements.in --generate-hashes --no-emit-index-url \
@@ -64,34 +73,34 @@ lock: $(STAMP)
 clean-venv:
 	rm -rf $(VENV)
 
-# --- Verifying a commit reproduces (src/verify/, src/doctor.py) ---
+# --- Verifying a commit reproduces (src/tools/verify/, src/tools/doctor.py; docs/verify.md) ---
 # make verify [REV=<commit or tag>] [VARY=1]: rebuild REV (default HEAD) in a
 # fresh temporary clone and compare its dvc.lock path by path; VARY=1 repeats
 # it under perturbed environments. make doctor: environment vs requirements.lock.
 .PHONY: verify doctor
 verify: $(STAMP) $(SOURCE_DB)
-	$(BIN)/python -m src.verify --rev $(or $(REV),HEAD) $(if $(filter 1,$(VARY)),--vary)
+	$(BIN)/python -m src.tools.verify --rev $(or $(REV),HEAD) $(if $(filter 1,$(VARY)),--vary)
 
 doctor: $(STAMP)
-	$(BIN)/python -m src.doctor
+	$(BIN)/python -m src.tools.doctor
 
-# --- Data versions (src/data_version.py) ---
+# --- Data versions (src/tools/data_version.py; docs/data-versions.md) ---
 # make data-version AS_OF=2013-06-30: set gather.as_of, dvc repro, commit
 # params.yaml, dvc.lock and the git-tracked outputs, dvc push, tag data/<AS_OF>.
 # make data-restore TAG=data/2013-06-30: check the tag out and dvc pull its data.
 .PHONY: data-version data-restore data-versions
 data-version: $(STAMP) $(SOURCE_DB)
 	$(if $(AS_OF),,$(error AS_OF is missing: make data-version AS_OF=YYYY-MM-DD))
-	$(BIN)/python -m src.data_version cut $(AS_OF)
+	$(BIN)/python -m src.tools.data_version cut $(AS_OF)
 
 data-restore: $(STAMP)
 	$(if $(TAG),,$(error TAG is missing: make data-restore TAG=data/YYYY-MM-DD (see make data-versions)))
-	$(BIN)/python -m src.data_version restore $(TAG)
+	$(BIN)/python -m src.tools.data_version restore $(TAG)
 
 data-versions:
 	@git tag --list 'data/*' -n1
 
-# --- Benchmark (bench/; README "Performance") ---
+# --- Benchmark (bench/; bench/README.md) ---
 # make bench: every figure the median of BENCH_REPEATS runs with a same-run
 # reference, at each of BENCH_SCALES (a scaled source is built once and cached
 # in bench/.cache/), BENCH_SWEEP queued experiments; writes bench/results.json.
@@ -105,7 +114,7 @@ bench: $(STAMP) $(SOURCE_DB)
 	$(BIN)/python -m bench.run $(if $(filter 1,$(BENCH_QUICK)),--quick,--repeats $(BENCH_REPEATS) \
 	  --scales "$(BENCH_SCALES)" --sweep $(BENCH_SWEEP))
 
-# --- Deployment (issue 5; README "Deployment") ---
+# --- Deployment (src/serving/; docs/deployment.md) ---
 # make serve [HOST=0.0.0.0 PORT=8000]: the HTTP service on the verified model.
 # make predict INPUT=rows.csv|rows.parquet OUTPUT=predictions.parquet: batch predictions.
 # Both refuse a model that does not match dvc.lock, its manifest or the environment.
@@ -113,9 +122,9 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 .PHONY: serve predict
 serve: $(STAMP)
-	$(BIN)/python -m src.serve --host $(HOST) --port $(PORT)
+	$(BIN)/python -m src.serving.serve --host $(HOST) --port $(PORT)
 
 predict: $(STAMP)
 	$(if $(INPUT),,$(error INPUT is missing: make predict INPUT=rows.csv OUTPUT=predictions.parquet))
 	$(if $(OUTPUT),,$(error OUTPUT is missing: make predict INPUT=rows.csv OUTPUT=predictions.parquet))
-	$(BIN)/python -m src.predict --input $(INPUT) --output $(OUTPUT)
+	$(BIN)/python -m src.serving.predict --input $(INPUT) --output $(OUTPUT)

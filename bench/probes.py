@@ -31,8 +31,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from src import config, dataset, files
-from src.params import as_of_timestamp, load_params
+from src.pipeline import config, files
+from src.datasets import flights as dataset
+from src.pipeline.params import as_of_timestamp, load_params
 
 RESULT_PREFIX = "BENCH-RESULT "
 
@@ -100,7 +101,7 @@ def _matrix(frame, categories: dict[str, list[str]]):
 def bare_fit() -> dict:
     from threadpoolctl import threadpool_limits
 
-    from src import model
+    from src.pipeline import model
 
     params = load_params()
     frame = files.read_frame(config.TRAIN_FEATURES)
@@ -118,15 +119,15 @@ def predict(single_calls: int = 300, warmup: int = 20, batch_repeats: int = 3) -
     """Single-row latency (p50, p99) and whole-test-set throughput of the deployed model."""
     test = files.read_frame(config.TEST_FEATURES)
     try:
-        from src import predict as api  # the deployment API, where it exists
+        from src.serving import predict as api  # the deployment API, where it exists
 
         deployed = api.load_model()
-        call, how = deployed.predict, "src.predict.load_model().predict(frame)"
+        call, how = deployed.predict, "src.serving.predict.load_model().predict(frame)"
         frame = test.drop(columns=[dataset.TARGET])
     except ImportError:
         from threadpoolctl import threadpool_limits
 
-        from src import artifact
+        from src.pipeline import artifact
 
         loaded, manifest = artifact.load_model(config.MODEL, config.MANIFEST)
 

@@ -36,9 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from bench import stats
-from src import config, files
-from src.clones import working_clone
-from src.params import update_params
+from src.pipeline import config, files
+from src.tools.clones import working_clone
+from src.pipeline.params import update_params
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "results.json"
@@ -141,7 +141,7 @@ def scaled_source(scale: int) -> Path:
             shutil.rmtree(stale)
         print(f"building the x{scale} source in {folder} (cached for later runs)...", flush=True)
         folder.mkdir(parents=True, exist_ok=True)
-        sh([sys.executable, "-m", "src.source", "--scale", str(scale), "--output", str(database)], cwd=config.ROOT)
+        sh([sys.executable, "-m", "src.datasets.flights.source", "--scale", str(scale), "--output", str(database)], cwd=config.ROOT)
     return folder
 
 
@@ -223,7 +223,7 @@ def stage_section(bench: Bench, clone: Path, scale: int, profile: bool) -> None:
             run["rows"] = rows.get(stage)
     if profile:
         out = bench.work / f"gather-x{scale}.prof"
-        sh(["python", "-m", "cProfile", "-o", str(out), "-m", "src.gather"], cwd=clone, env=env)
+        sh(["python", "-m", "cProfile", "-o", str(out), "-m", "src.pipeline.gather"], cwd=clone, env=env)
         bench.profiles[f"gather x{scale}"] = profile_text(out)
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from src import config
-from src.clones import working_clone
+from src.pipeline import config
+from src.tools.clones import working_clone
 
 ROOT = config.ROOT
 

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from src import artifact, config
+from src.pipeline import artifact, config
 
 
 @pytest.fixture

@@ -79,8 +79,8 @@ def test_target_table_shows_verdicts():
 
 
 def test_stages_ran_reads_dvc_output():
-    output = ("Stage 'gather' didn't change, skipping\nRunning stage 'train':\n> python -m src.train\n"
-              "Running stage 'evaluate':\n> python -m src.evaluate\n")
+    output = ("Stage 'gather' didn't change, skipping\nRunning stage 'train':\n> python -m src.pipeline.train\n"
+              "Running stage 'evaluate':\n> python -m src.pipeline.evaluate\n")
     assert run.stages_ran(output) == ["train", "evaluate"]
     assert run.stages_ran("Data and pipelines are up to date.\n") == []
 

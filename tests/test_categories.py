@@ -4,9 +4,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from src import config
-from src.categories import distinct_categories, record
-from src.params import ParamsError, load_params
+from src.pipeline import config
+from src.tools.categories import distinct_categories, record
+from src.pipeline.params import ParamsError, load_params
 
 
 def test_distinct_categories_sorted_without_missing():

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import yaml
 
-from src import config
+from src.pipeline import config
 
 
 def _paths(entries):

@@ -14,8 +14,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from src import config
-from src.data_version import set_as_of, tag_name
+from src.pipeline import config
+from src.tools.data_version import set_as_of, tag_name
 from tests.conftest import make_clone, run
 from tests.dvc_helpers import drop_local_data, output_hashes
 
@@ -44,7 +44,7 @@ def versions(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     branch = git(root, "branch", "--show-current")
     hashes = {}
     for as_of in (OLDER, NEWER):
-        run(["python", "-m", "src.data_version", "cut", as_of], root)
+        run(["python", "-m", "src.tools.data_version", "cut", as_of], root)
         hashes[tag_name(as_of)] = output_hashes(root)
     return SimpleNamespace(root=root, remote=remote, branch=branch, hashes=hashes)
 
@@ -111,7 +111,7 @@ def test_gc_with_all_tags_keeps_every_version(versions):
     checkout(root, versions.branch)
     for tag in (OLDER_TAG, NEWER_TAG):
         drop_local_data(root)  # from the remote, not from what gc left in the cache
-        run(["python", "-m", "src.data_version", "restore", tag], root)
+        run(["python", "-m", "src.tools.data_version", "restore", tag], root)
         assert output_hashes(root) == versions.hashes[tag]
         assert UP_TO_DATE in run(["dvc", "status"], root).stdout
 
@@ -122,7 +122,7 @@ def test_tag_missing_from_cache_and_remote_gives_clear_message(versions):
     run(["dvc", "pull"], root)
     # Without --all-tags, gc keeps only the workspace's data: the older version is gone everywhere.
     run(["dvc", "gc", "--workspace", "--cloud", "--force"], root)
-    result = run(["python", "-m", "src.data_version", "restore", OLDER_TAG], root, check=False)
+    result = run(["python", "-m", "src.tools.data_version", "restore", OLDER_TAG], root, check=False)
     assert result.returncode != 0
     message = result.stderr
     assert "Traceback" not in result.stdout + message
@@ -137,7 +137,7 @@ def test_bad_input_is_named(versions):
     checkout(root, versions.branch)
 
     def error(*args: str) -> str:
-        result = run(["python", "-m", "src.data_version", *args], root, check=False)
+        result = run(["python", "-m", "src.tools.data_version", *args], root, check=False)
         assert result.returncode != 0 and "Traceback" not in result.stderr
         return result.stderr
 

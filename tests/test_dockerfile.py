@@ -11,7 +11,7 @@ import shlex
 import shutil
 from pathlib import Path
 
-from src import config
+from src.pipeline import config
 from tests.conftest import run
 
 DOCKERFILE = config.ROOT / "Dockerfile"
@@ -53,7 +53,7 @@ def test_runs_the_service_as_a_non_root_user():
     users = [rest for name, rest in steps if name == "USER"]
     assert users and users[-1] not in ("root", "0")
     cmd = [rest for name, rest in steps if name == "CMD"][-1]
-    assert json.loads(cmd)[:3] == ["python", "-m", "src.serve"] and "0.0.0.0" in json.loads(cmd)
+    assert json.loads(cmd)[:3] == ["python", "-m", "src.serving.serve"] and "0.0.0.0" in json.loads(cmd)
     assert [name for name, _ in steps].index("USER") < [name for name, _ in steps].index("CMD")
 
 
@@ -92,6 +92,6 @@ def test_the_images_files_alone_serve_the_model(reproduced, tmp_path):
             shutil.copy(reproduced / source, app / target)
     (app / "requirements.lock").unlink()  # installed into the image, not read by the service
     shutil.copy(reproduced / "data/features/test.parquet", tmp_path / "rows.parquet")
-    run(["python", "-m", "src.predict", "--input", str(tmp_path / "rows.parquet"),
+    run(["python", "-m", "src.serving.predict", "--input", str(tmp_path / "rows.parquet"),
          "--output", str(tmp_path / "out.parquet")], cwd=app)
     assert (tmp_path / "out.parquet").read_bytes() == (reproduced / "data/predictions/test.parquet").read_bytes()

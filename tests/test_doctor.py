@@ -5,7 +5,8 @@ import json
 import re
 import sys
 
-from src import config, doctor
+from src.tools import doctor
+from src.pipeline import config
 from tests.conftest import run
 
 LOCK_TEXT = """\
@@ -75,12 +76,12 @@ def test_manifest_versions_are_compared_with_the_running_ones(tmp_path):
 
 
 def test_cli_exit_status_and_output(tmp_path):
-    ok = run([sys.executable, "-m", "src.doctor"], cwd=config.ROOT, check=False)
+    ok = run([sys.executable, "-m", "src.tools.doctor"], cwd=config.ROOT, check=False)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "OK" in ok.stdout
     lock = tmp_path / "requirements.lock"
     lock.write_text(re.sub(r"^pandas==\S+", "pandas==0.0.1", doctor.LOCK.read_text(), flags=re.M))
-    bad = run([sys.executable, "-m", "src.doctor", "--lock", str(lock), "--json"], cwd=config.ROOT, check=False)
+    bad = run([sys.executable, "-m", "src.tools.doctor", "--lock", str(lock), "--json"], cwd=config.ROOT, check=False)
     assert bad.returncode == 1
     report = json.loads(bad.stdout)
     assert not report["ok"]

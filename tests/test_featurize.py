@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src import dataset
-from src.featurize import featurize, is_test
+from src.datasets import flights as dataset
+from src.pipeline.featurize import featurize, is_test
 
 
 def tiny_snapshot(n: int = 6) -> pd.DataFrame:

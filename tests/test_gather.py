@@ -8,8 +8,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from src import dataset, source
-from src.gather import SourceError, gather
+from src.datasets.flights import source
+from src.datasets import flights as dataset
+from src.pipeline.gather import SourceError, gather
 
 AS_OF_EARLY = "2013-01-05 00:00:00"
 AS_OF_LATE = "2013-02-01 00:00:00"

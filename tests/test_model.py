@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src import dataset
-from src.model import UnknownBucket, build_pipeline, count_unknown, fitted_state, structure
-from src.params import load_params
+from src.datasets import flights as dataset
+from src.pipeline.model import UnknownBucket, build_pipeline, count_unknown, fitted_state, structure
+from src.pipeline.params import load_params
 
 CATEGORIES = {"carrier": ["AA", "UA"], "origin": ["EWR", "JFK"], "dest": ["LAX", "SFO"], "manufacturer": ["BOEING"]}
 

@@ -6,8 +6,8 @@ import copy
 import pytest
 import yaml
 
-from src import config
-from src.params import ParamsError, as_of_timestamp, load_params, validate
+from src.pipeline import config
+from src.pipeline.params import ParamsError, as_of_timestamp, load_params, validate
 
 
 @pytest.fixture

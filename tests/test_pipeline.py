@@ -34,7 +34,7 @@ def test_fresh_clone_reproduces_dvc_lock_under_another_environment(clone):
 def test_bad_params_stop_a_stage_with_the_key_named(clone):
     params = clone / "params.yaml"
     params.write_text(params.read_text().replace("max_iter: 200", 'max_iter: "200"'))
-    result = run(["python", "-m", "src.train"], cwd=clone, check=False)
+    result = run(["python", "-m", "src.pipeline.train"], cwd=clone, check=False)
     assert result.returncode != 0
     assert "train.hist_gradient_boosting.max_iter" in result.stderr and "Traceback" not in result.stderr
     assert not (clone / "models" / "model.pkl").exists()
@@ -45,6 +45,6 @@ def test_gather_before_any_data_fails_cleanly(clone):
     text = params.read_text()
     assert "as_of: '2014-01-31'" in text
     params.write_text(text.replace("as_of: '2014-01-31'", "as_of: '2012-01-01'"))
-    result = run(["python", "-m", "src.gather"], cwd=clone, check=False)
+    result = run(["python", "-m", "src.pipeline.gather"], cwd=clone, check=False)
     assert result.returncode != 0 and "empty" in result.stderr and "Traceback" not in result.stderr
     assert not list((clone / "data").glob("snapshot/*.parquet"))

@@ -18,9 +18,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from src import artifact, predict
-from src.contract import RANGES, ContractError
-from src.dataset import NUMERIC
+from src.serving import predict
+from src.pipeline import artifact
+from src.serving.contract import RANGES, ContractError
+from src.datasets.flights import NUMERIC
 from tests.conftest import run
 
 TEST_FEATURES = "data/features/test.parquet"
@@ -64,7 +65,7 @@ def relock(paths: dict[str, Path], name: str) -> None:
 
 def test_batch_command_reproduces_the_evaluate_stage_byte_for_byte(reproduced, tmp_path):
     output = tmp_path / "predictions.parquet"
-    result = run(["python", "-m", "src.predict", "--input", TEST_FEATURES, "--output", str(output)], cwd=reproduced)
+    result = run(["python", "-m", "src.serving.predict", "--input", TEST_FEATURES, "--output", str(output)], cwd=reproduced)
     assert output.read_bytes() == (reproduced / SAVED_PREDICTIONS).read_bytes()
     assert "ignored columns ['delayed']" in result.stderr  # the target is no input
 
@@ -192,7 +193,7 @@ def test_batch_command_refuses_bad_input_without_writing(reproduced, test_rows, 
     for name, expected in [("no_ids.csv", "lacks the id column 'flight_id'"),
                            ("no_visib.csv", "lacks required columns ['visib']"),
                            ("rows.json", "unknown input format '.json'")]:
-        result = run(["python", "-m", "src.predict", "--input", str(tmp_path / name), "--output", str(output)],
+        result = run(["python", "-m", "src.serving.predict", "--input", str(tmp_path / name), "--output", str(output)],
                      cwd=reproduced, check=False)
         assert result.returncode != 0 and expected in result.stderr and "Traceback" not in result.stderr
         assert not output.exists()

@@ -19,7 +19,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from src import config
+from src.pipeline import config
 from tests.conftest import make_clone, run
 from tests.dvc_helpers import drop_local_data, output_hashes
 
@@ -90,7 +90,7 @@ def test_push_clear_pull_over_ssh_gives_identical_bytes(sshd, tmp_path: Path):
     if not config.SOURCE_DB.exists():
         pytest.fail(f"{config.SOURCE_DB} missing: run the tests through `make test`")
     root = make_clone(tmp_path / "clone")
-    run(["python", "-m", "src.data_version", "cut", AS_OF, "--no-push"], root)
+    run(["python", "-m", "src.tools.data_version", "cut", AS_OF, "--no-push"], root)
     url = f"ssh://{sshd.user}@127.0.0.1:{sshd.port}{sshd.storage}"
     # As a team member would: the SSH remote becomes this machine's default in config.local.
     run(["dvc", "remote", "add", "--local", "--default", "ssh-test", url], root)

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import uvicorn
 
-from src import serve
+from src.serving import serve
 from tests.conftest import run
 from tests.test_predict import SAVED_PREDICTIONS, TEST_FEATURES, load
 
@@ -161,7 +161,7 @@ def test_service_refuses_to_start_on_a_tampered_model(reproduced, tmp_path):
     payload = bytearray(model.read_bytes())
     payload[len(payload) // 2] ^= 1
     model.write_bytes(bytes(payload))
-    result = run(["python", "-m", "src.serve", "--port", "9"], cwd=deploy, check=False)
+    result = run(["python", "-m", "src.serving.serve", "--port", "9"], cwd=deploy, check=False)
     assert result.returncode != 0
     assert "refusing to start" in result.stderr and "model.pkl" in result.stderr
     assert "Traceback" not in result.stderr

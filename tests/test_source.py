@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src import source
+from src.datasets.flights import source
 
 TIMESTAMP = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
 FLIGHT_CSV_COLUMNS = [

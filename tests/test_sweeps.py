@@ -20,7 +20,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from src import config
+from src.pipeline import config
 from tests.conftest import make_clone, run, venv_env
 
 AS_OF = "2013-01-31"
@@ -81,7 +81,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
         pytest.fail(f"{config.SOURCE_DB} missing: run the tests through `make test`")
     root = make_clone(tmp_path_factory.mktemp("sweeps") / "clone")
     # The baseline, committed as a user would: params.yaml, dvc.lock and the tracked outputs.
-    run(["python", "-m", "src.data_version", "cut", AS_OF, "--no-push"], root)
+    run(["python", "-m", "src.tools.data_version", "cut", AS_OF, "--no-push"], root)
     for name, overrides in SWEEP.items():
         run(["dvc", "exp", "run", "--queue", "-n", name, *[arg for o in overrides for arg in ("-S", o)]], root)
     start_workers(root)

@@ -17,9 +17,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from src import config, dataset
-from src.params import as_of_timestamp, load_params
-from src.verify import explain, format_table, lockdiff, rebuild, verify
+from src.pipeline import config
+from src.datasets import flights as dataset
+from src.pipeline.params import as_of_timestamp, load_params
+from src.tools.verify import explain, format_table, lockdiff, rebuild, verify
 from tests.conftest import make_clone, run
 
 SNAPSHOT = str(config.SNAPSHOT.relative_to(config.ROOT))
@@ -168,7 +169,7 @@ def tiny_repo(tmp_path: Path) -> Path:
 
 def test_a_non_deterministic_stage_is_caught_and_its_output_named(tiny_repo, tmp_path):
     report_path = tmp_path / "report.json"
-    result = run([sys.executable, "-m", "src.verify", "--repo", str(tiny_repo), "--report", str(report_path)],
+    result = run([sys.executable, "-m", "src.tools.verify", "--repo", str(tiny_repo), "--report", str(report_path)],
                  cwd=config.ROOT, check=False)
     assert result.returncode == 1, result.stdout + result.stderr
     report = json.loads(report_path.read_text())
@@ -206,7 +207,7 @@ def test_a_failing_stage_is_not_mistaken_for_an_identical_one(tiny_repo, tmp_pat
 
 
 def test_an_unknown_revision_is_named(tiny_repo):
-    result = run([sys.executable, "-m", "src.verify", "--repo", str(tiny_repo), "--rev", "no-such-tag"],
+    result = run([sys.executable, "-m", "src.tools.verify", "--repo", str(tiny_repo), "--rev", "no-such-tag"],
                  cwd=config.ROOT, check=False)
     assert result.returncode == 2
     assert "'no-such-tag' is not a commit or tag" in result.stderr
@@ -241,7 +242,7 @@ def test_a_rewritten_source_history_is_reported_as_such(recorded_gather, tmp_pat
             "ORDER BY flight_id, recorded_at DESC, version_id DESC LIMIT 1", (as_of,)).fetchone()
         connection.execute("UPDATE flights SET arr_delay = 999 WHERE version_id = ?", (version_id,))
     report_path = tmp_path / "report.json"
-    result = run([sys.executable, "-m", "src.verify", "--repo", str(recorded_gather), "--target", "gather",
+    result = run([sys.executable, "-m", "src.tools.verify", "--repo", str(recorded_gather), "--target", "gather",
                   "--report", str(report_path)], cwd=config.ROOT, check=False,
                  **{config.SOURCE_URL_ENV: f"sqlite:///{source}"})
     assert result.returncode == 1, result.stdout + result.stderr
@@ -268,7 +269,7 @@ def test_gather_is_identical_with_sqlite_rows_in_reverse_order(recorded_gather, 
 def test_verify_passes_on_head(tmp_path):
     """The promise itself: HEAD rebuilds bit for bit in a fresh clone (through the CLI `make verify` runs)."""
     report_path = tmp_path / "report.json"
-    result = run([sys.executable, "-m", "src.verify", "--rev", "HEAD", "--report", str(report_path)],
+    result = run([sys.executable, "-m", "src.tools.verify", "--rev", "HEAD", "--report", str(report_path)],
                  cwd=config.ROOT, check=False)
     report = json.loads(report_path.read_text())
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]

@@ -1,0 +1,117 @@
+"""The dataset adapter contract: all that the generic pipeline knows of a data set.
+
+A data set is one package under src/datasets/ whose `ADAPTER` is an `Adapter`;
+params.yaml's `dataset.adapter` names the one in use. The stages, the model,
+serving and the tools read names, schemas and functions from it and never
+mention a data set themselves.
+"""
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict
+
+# The placeholder that every value not on a recorded category list (and every
+# missing value) is mapped to before encoding: one explicit unknown bucket.
+UNKNOWN = "__unknown__"
+
+
+class NoParams(BaseModel):
+    """An adapter section with no settings of its own (only `adapter:`)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """What a data set declares. Every field is read by generic code; see the README's "Adapt to your data"."""
+
+    name: str  # the package name under src/datasets/, as params.yaml's dataset.adapter
+    title: str  # for people: the service's title, messages
+    entity: str  # what one snapshot row is, in the plural ("flights")
+    id: str  # integer id, unique per snapshot row: keys the split and every ORDER BY
+    target: str  # the label column of the feature rows
+    target_type: pa.DataType  # pa.int8() / pa.int64() for integer labels, pa.string() for text labels
+    # The source: the tables (and columns) the snapshot query reads, declared
+    # once; gather checks them before querying, and a demo builder creates them.
+    source_tables: sa.MetaData
+    snapshot_query: str  # SQL bound to :as_of; must end with ORDER BY the id
+    snapshot_schema: pa.Schema  # the snapshot's columns and exact types
+    categorical: tuple[str, ...]  # model inputs encoded with the recorded category lists
+    numeric: tuple[str, ...]  # model inputs imputed (and scaled for linear models)
+    # (snapshot, adapter params) -> (feature rows [id, *features, target], counts of excluded rows)
+    derive_features: Callable[[pd.DataFrame, Any], tuple[pd.DataFrame, dict[str, int]]]
+    # Allowed values of numeric features by their meaning (inclusive; None = open).
+    feature_ranges: Mapping[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    params_model: type[BaseModel] = NoParams  # the adapter's own params section (dataset:)
+    # Builds a demo source at a SQLAlchemy URL (`make source`); None when the
+    # data arrives another way (e.g. `python -m src.tools.ingest`).
+    build_demo_source: Callable[..., dict[str, int]] | None = None
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return self.categorical + self.numeric
+
+    @property
+    def timestamp_columns(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.snapshot_schema if pa.types.is_timestamp(f.type))
+
+    @property
+    def features_schema(self) -> pa.Schema:
+        """Feature rows: id, categorical as text, numeric as float64, then the target."""
+        return pa.schema(
+            [(self.id, pa.int64())]
+            + [(name, pa.string()) for name in self.categorical]
+            + [(name, pa.float64()) for name in self.numeric]
+            + [(self.target, self.target_type)]
+        )
+
+    def parse_params(self, section: Mapping[str, Any]) -> BaseModel:
+        """This adapter's params (the `dataset:` section less `adapter`), validated."""
+        return self.params_model.model_validate({k: v for k, v in section.items() if k != "adapter"})
+
+    def check(self) -> None:
+        """Refuse an inconsistent declaration early, naming what is wrong."""
+        problems = []
+        overlap = set(self.categorical) & set(self.numeric)
+        if overlap:
+            problems.append(f"columns both categorical and numeric: {sorted(overlap)}")
+        if self.id in self.features or self.target in self.features:
+            problems.append("the id and the target must not be features")
+        if self.id not in self.snapshot_schema.names:
+            problems.append(f"the snapshot schema lacks the id {self.id!r}")
+        unknown_ranges = sorted(set(self.feature_ranges) - set(self.numeric))
+        if unknown_ranges:
+            problems.append(f"feature_ranges name non-numeric columns {unknown_ranges}")
+        if not (pa.types.is_integer(self.target_type) or pa.types.is_string(self.target_type)):
+            problems.append(f"target_type must be an integer or string type, got {self.target_type}")
+        if problems:
+            raise ValueError(f"dataset adapter {self.name!r}: " + "; ".join(problems))
+
+
+PACKAGE = "src.datasets"
+
+
+def load(name: str) -> Adapter:
+    """The adapter of src/datasets/<name>/, checked."""
+    if not name.isidentifier():
+        raise ValueError(f"dataset.adapter {name!r} is not a package name under src/datasets/")
+    try:
+        module = importlib.import_module(f"{PACKAGE}.{name}")
+    except ModuleNotFoundError as error:
+        if error.name in (f"{PACKAGE}.{name}",):
+            raise ValueError(f"dataset.adapter {name!r}: no package src/datasets/{name}/") from None
+        raise
+    adapter = getattr(module, "ADAPTER", None)
+    if not isinstance(adapter, Adapter):
+        raise ValueError(f"src/datasets/{name}/ defines no ADAPTER = Adapter(...)")
+    if adapter.name != name:
+        raise ValueError(f"src/datasets/{name}/'s ADAPTER is named {adapter.name!r}; make the two agree")
+    adapter.check()
+    return adapter

@@ -1,0 +1,151 @@
+"""Saving and loading the trained pipeline, and the manifest that describes it.
+
+The model file is a pickle, written once from the fitted object (loading and
+re-dumping a pickle changes its bytes), with a fixed protocol (the default
+moves between Python versions). Loading checks the file's SHA-256 against the
+manifest *before* unpickling: a pickle runs code, so a tampered or swapped
+file is never deserialised. Given `dvc.lock`, it also checks the model's and
+the manifest's MD5 against the outputs recorded there, so the pair that loads
+is the pair that the locked pipeline run produced (a manifest edited to match
+a swapped model is refused too). It also compares the running Python and
+library versions with those recorded at training time.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import pickle
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from src.pipeline import files
+from src.pipeline import lockfile
+
+PICKLE_PROTOCOL = 5
+# The packages whose versions decide the pickle's bytes and the predictions.
+RUNTIME_PACKAGES = ("joblib", "numpy", "pandas", "pyarrow", "scikit-learn", "scipy", "threadpoolctl")
+
+log = logging.getLogger(__name__)
+
+
+class ArtifactError(RuntimeError):
+    """The model artifact cannot be trusted as it is."""
+
+
+
+def runtime_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    versions.update({name: metadata.version(name) for name in RUNTIME_PACKAGES})
+    return versions
+
+
+def save_model(model: Any, path: Path) -> str:
+    """Pickle `model` atomically; return the SHA-256 of the bytes written."""
+    payload = pickle.dumps(model, protocol=PICKLE_PROTOCOL)
+    with files.atomic_open(path, "wb") as handle:
+        handle.write(payload)
+    return hashlib.sha256(payload).hexdigest()
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    return _parse_manifest(_manifest_bytes(path), path)
+
+
+def _manifest_bytes(path: Path) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ArtifactError(f"manifest {path} not found: run `dvc repro train`") from None
+
+
+def _parse_manifest(payload: bytes, path: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads(payload)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ArtifactError(f"manifest {path} is not valid JSON: {error}") from None
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"manifest {path} is not a JSON object")
+    for key in ("model_sha256", "versions", "features"):
+        if key not in manifest:
+            raise ArtifactError(f"manifest {path} lacks {key!r}")
+    return manifest
+
+
+def read_lock(path: Path) -> dict[str, Any]:
+    """The parsed dvc.lock, or an ArtifactError naming what is wrong with it."""
+    try:
+        return lockfile.read_lock(path)
+    except lockfile.LockError as error:
+        raise ArtifactError(str(error)) from None
+
+
+def _check_locked(payload: bytes, path: Path, lock: dict[str, Any], lock_path: Path) -> None:
+    # abspath, not resolve: a DVC symlink-cached output lives elsewhere, but
+    # dvc.lock records the workspace path.
+    root = Path(os.path.abspath(lock_path)).parent
+    try:
+        relative = Path(os.path.abspath(path)).relative_to(root).as_posix()
+    except ValueError:
+        raise ArtifactError(f"{path} is outside {root}, so {lock_path} cannot vouch for it") from None
+    try:
+        recorded = lockfile.locked_md5(lock, relative, lock_path)
+    except lockfile.LockError as error:
+        raise ArtifactError(str(error)) from None
+    digest = hashlib.md5(payload).hexdigest()
+    if digest != recorded:
+        raise ArtifactError(
+            f"refusing to load {path}: its MD5 {digest} does not match {recorded} recorded in {lock_path} "
+            f"(modified, or the lock is from another run: `dvc checkout` or `dvc repro`)"
+        )
+
+
+def version_mismatches(recorded: dict[str, str], running: dict[str, str] | None = None) -> list[str]:
+    running = runtime_versions() if running is None else running
+    return [
+        f"{name}: trained with {recorded[name]}, running {running.get(name, 'not installed')}"
+        for name in sorted(recorded)
+        if running.get(name) != recorded[name]
+    ]
+
+
+def load_model(
+    model_path: Path, manifest_path: Path, allow_version_mismatch: bool = False, lock_path: Path | None = None
+) -> tuple[Any, dict]:
+    """Verify, then unpickle. Returns (model, manifest).
+
+    With `lock_path`, the model and the manifest must also match the outputs
+    recorded in that dvc.lock. Every check runs on the bytes read once, before
+    `pickle.loads`, so the file that is verified is the file that is loaded.
+    `allow_version_mismatch` is the expert override: the model is loaded on
+    other library versions, with a loud warning, and may predict differently.
+    """
+    manifest_bytes = _manifest_bytes(manifest_path)
+    if lock_path is not None:
+        lock = read_lock(lock_path)
+        _check_locked(manifest_bytes, manifest_path, lock, lock_path)
+    manifest = _parse_manifest(manifest_bytes, manifest_path)
+    try:
+        payload = Path(model_path).read_bytes()
+    except FileNotFoundError:
+        raise ArtifactError(f"model {model_path} not found: run `dvc repro train` or `dvc pull`") from None
+    if lock_path is not None:
+        _check_locked(payload, model_path, lock, lock_path)
+    digest = hashlib.sha256(payload).hexdigest()
+    if digest != manifest["model_sha256"]:
+        raise ArtifactError(
+            f"refusing to load {model_path}: its SHA-256 {digest} does not match the manifest's "
+            f"{manifest['model_sha256']} (tampered, or from another run)"
+        )
+    mismatches = version_mismatches(manifest["versions"])
+    if mismatches:
+        if not allow_version_mismatch:
+            raise ArtifactError(
+                "refusing to load the model in an environment other than the one it was trained in "
+                "(install requirements.lock, or override at your own risk):\n  " + "\n  ".join(mismatches)
+            )
+        log.warning("LOADING MODEL DESPITE VERSION MISMATCH; predictions may differ:\n  %s", "\n  ".join(mismatches))
+    return pickle.loads(payload), manifest

@@ -1,0 +1,50 @@
+"""Every path and environment-variable name the project uses, in one place.
+
+Stage scripts, tests, the Makefile helpers and dvc.yaml all refer to these
+names; dvc.yaml repeats the paths as literals only because DVC needs them
+there (tests/template/test_config.py checks that the two agree). The names are
+neutral: what the data is about lives in the dataset adapter (src/datasets/).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+PARAMS_FILE = ROOT / "params.yaml"
+
+DATA_DIR = ROOT / "data"
+# The embedded demo source (git-ignored, rebuilt by `make source`), used when
+# SOURCE_URL is unset.
+SOURCE_DIR = DATA_DIR / "source"
+SOURCE_DB = SOURCE_DIR / "source.sqlite"
+# Credentials belong in the environment, never in params.yaml or dvc.lock.
+SOURCE_URL_ENV = "SOURCE_URL"
+# Set to 1 to make SQLite return unordered rows in reverse (`make verify VARY=1`).
+SCRAMBLE_ENV = "SNAPSHOT_SCRAMBLE_ORDER"
+
+SNAPSHOT = DATA_DIR / "snapshot" / "snapshot.parquet"
+FEATURES_DIR = DATA_DIR / "features"
+TRAIN_FEATURES = FEATURES_DIR / "train.parquet"
+TEST_FEATURES = FEATURES_DIR / "test.parquet"
+FEATURIZE_SUMMARY = ROOT / "metrics" / "featurize.json"
+
+MODEL_DIR = ROOT / "models"
+MODEL = MODEL_DIR / "model.pkl"
+MANIFEST = MODEL_DIR / "manifest.json"
+
+EVAL_DIR = ROOT / "eval"  # dvclive's directory: metrics.json and plots/
+METRICS = EVAL_DIR / "metrics.json"
+PREDICTIONS = DATA_DIR / "predictions" / "test.parquet"
+
+# Deployment (src/serving/): the model is loaded only when it matches the
+# outputs that this lock file records for the pipeline run.
+DVC_LOCK = ROOT / "dvc.lock"
+
+# The project's virtual environment (make setup); tools put its bin/ first on PATH.
+VENV = ROOT / ".venv"
+
+
+def source_url() -> str:
+    """SQLAlchemy URL of the source database: the environment wins."""
+    return os.environ.get(SOURCE_URL_ENV) or f"sqlite:///{SOURCE_DB}"

@@ -1,0 +1,128 @@
+"""Stage `evaluate`: test-set metrics, plots and predictions through dvclive.
+
+dvclive is configured so that nothing in its output depends on the moment or
+the machine: no timestamps, no rewriting of dvc.yaml (metrics and plots are
+declared there by hand), and no experiment refs when the script runs by hand.
+
+Two classes get the binary metrics and curves. More classes get accuracy,
+macro-F1, log loss and one-vs-rest ROC AUC; their ROC, precision-recall and
+calibration curves are micro-averaged one-vs-rest (every row and class as one
+yes/no decision), so the plots that dvc.yaml declares exist in both cases.
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+from dvclive import Live
+from sklearn import metrics
+from sklearn.inspection import permutation_importance
+from threadpoolctl import threadpool_limits
+
+from src.pipeline import artifact, config, files
+from src.pipeline.model import count_unknown
+from src.pipeline.params import ParamsError, check_recorded, load_adapter, load_params
+from src.pipeline.predictions import is_binary, predictions_frame, predictions_schema
+
+
+def _rounded(values: dict) -> dict[str, float]:
+    # Rounded to 12 digits so they read well and diff cleanly.
+    return {name: round(float(value), 12) for name, value in values.items()}
+
+
+def scores(y_true: np.ndarray, probabilities: np.ndarray, classes: list, threshold: float) -> dict[str, float]:
+    """The test metrics. `probabilities` has one column per class, in the recorded order."""
+    if is_binary(classes):
+        positive = (np.asarray(y_true) == classes[1]).astype(int)
+        probability = probabilities[:, 1]
+        label = (probability >= threshold).astype(int)
+        return _rounded({
+            "roc_auc": metrics.roc_auc_score(positive, probability),
+            "average_precision": metrics.average_precision_score(positive, probability),
+            "log_loss": metrics.log_loss(positive, probability, labels=[0, 1]),
+            "brier": metrics.brier_score_loss(positive, probability),
+            "accuracy": metrics.accuracy_score(positive, label),
+            "f1": metrics.f1_score(positive, label, zero_division=0),
+        })
+    predicted = np.asarray(classes, dtype=object)[np.argmax(probabilities, axis=1)]
+    return _rounded({
+        "roc_auc_ovr": metrics.roc_auc_score(y_true, probabilities, multi_class="ovr", labels=classes),
+        "log_loss": metrics.log_loss(y_true, probabilities, labels=classes),
+        "accuracy": metrics.accuracy_score(np.asarray(y_true, dtype=object), predicted),
+        "f1_macro": metrics.f1_score(np.asarray(y_true, dtype=object), predicted, labels=classes,
+                                     average="macro", zero_division=0),
+    })
+
+
+def curve_inputs(y_true: np.ndarray, probabilities: np.ndarray, classes: list) -> tuple[np.ndarray, np.ndarray]:
+    """(0/1 truth, score) for the ROC, PR and calibration curves: the positive class, or micro-averaged."""
+    if is_binary(classes):
+        return (np.asarray(y_true) == classes[1]).astype(int), probabilities[:, 1]
+    onehot = (np.asarray(y_true, dtype=object)[:, None] == np.asarray(classes, dtype=object)[None, :]).astype(int)
+    return onehot.ravel(), probabilities.ravel()
+
+
+def importances(model, X: pd.DataFrame, y: pd.Series, classes: list, rows: int, repeats: int,
+                seed: int) -> tuple[pd.DataFrame, str]:
+    """Permutation importance (ROC AUC drop) of each input feature on a seeded sample."""
+    scoring, title = ("roc_auc", "ROC AUC") if is_binary(classes) else ("roc_auc_ovr", "one-vs-rest ROC AUC")
+    sample = X.sample(n=min(rows, len(X)), random_state=seed).sort_index()
+    result = permutation_importance(
+        model, sample, y.loc[sample.index], scoring=scoring, n_repeats=repeats, random_state=seed, n_jobs=1
+    )
+    frame = pd.DataFrame({"feature": list(X.columns), "importance": np.round(result.importances_mean, 12)}) \
+        .sort_values(["importance", "feature"], ascending=[False, True], kind="stable")
+    return frame, title
+
+
+def main() -> None:
+    params = load_params()
+    adapter, _ = load_adapter(params)
+    check_recorded(params, adapter)
+    classes = params.classes
+    started = time.perf_counter()
+    model, manifest = artifact.load_model(config.MODEL, config.MANIFEST)
+    if list(model.classes_) != classes:
+        raise ValueError(f"the model's classes {list(model.classes_)} are not params.yaml's {classes}: "
+                         "run `dvc repro train`")
+    test = files.read_frame(config.TEST_FEATURES)
+    if test.empty:
+        raise ValueError(f"{config.TEST_FEATURES} has no rows")
+    X, y = test[manifest["features"]], test[adapter.target].to_numpy()
+    threshold = params.evaluate.threshold
+    with threadpool_limits(limits=params.train.threads):
+        probabilities = model.predict_proba(X)
+        importance, title = importances(model, X, test[adapter.target], classes, params.evaluate.importance_rows,
+                                          params.evaluate.importance_repeats, params.seed)
+    predictions = predictions_frame(adapter.id, test[adapter.id], probabilities, classes, threshold)
+    files.write_frame(config.PREDICTIONS, predictions, predictions_schema(adapter.id, classes, adapter.target_type))
+
+    truth, score = curve_inputs(y, probabilities, classes)
+    with Live(dir=str(config.EVAL_DIR), dvcyaml=False, save_dvc_exp=False, report=None) as live:
+        for name, value in scores(y, probabilities, classes, threshold).items():
+            live.log_metric(name, value, plot=False)
+        live.log_metric("rows/test", int(len(test)), plot=False)
+        if is_binary(classes):
+            live.log_metric("rows/positive", int((y == classes[1]).sum()), plot=False)
+        else:
+            for label in classes:
+                live.log_metric(f"rows/class/{label}", int((y == label).sum()), plot=False)
+        for column, counts in count_unknown(X, params.categories).items():
+            for kind, count in counts.items():
+                live.log_metric(f"{kind}_categories/{column}", count, plot=False)
+        live.log_sklearn_plot("roc", truth, score, name="roc.json")
+        live.log_sklearn_plot("precision_recall", truth, score, name="precision_recall.json")
+        live.log_sklearn_plot("confusion_matrix", y, predictions["label"].to_numpy(), name="confusion_matrix.json")
+        live.log_sklearn_plot("calibration", truth, score, name="calibration.json")
+        live.log_plot("importance", importance, x="importance", y="feature",
+                      template="bar_horizontal_sorted", title=f"Permutation importance ({title} drop)")
+    print(f"evaluate: {len(test)} test rows, {len(classes)} classes ({time.perf_counter() - started:.1f} s)")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ParamsError, ValueError, FileNotFoundError, artifact.ArtifactError) as error:
+        sys.exit(f"evaluate: error: {error}")

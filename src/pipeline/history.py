@@ -1,0 +1,253 @@
+"""The source contract: an append-only, timestamped history that gather reads as of a moment.
+
+Every table a snapshot reads keeps *versions* of its records:
+- `version_id`: an integer unique in the table (the primary key). It breaks
+  ties between versions recorded at the same moment, so the choice never
+  depends on physical row order.
+- an entity id (an integer; e.g. `flight_id`): the key that the snapshot, its
+  split and every ORDER BY use. A record may have many versions.
+- `recorded_at`: when the version became known, as UTC text in TIME_FORMAT,
+  so comparing strings compares moments on every database.
+Rows are only ever appended: nothing is updated or deleted. A snapshot as of
+a moment keeps, per entity, the latest version recorded at or before it.
+
+`ingest()` turns a plain table into such a history (src/tools/ingest.py is its
+command); `latest_query()` is the point-in-time read of one such table.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+# The source's one timestamp format: UTC, second precision, sortable as text.
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+VERSION_ID = "version_id"
+RECORDED_AT = "recorded_at"
+ROW_HASH = "row_hash"  # SHA-256 of a version's values: how ingest tells a change
+RESERVED = (VERSION_ID, RECORDED_AT, ROW_HASH)
+
+
+class HistoryError(ValueError):
+    """A table cannot be appended to the history as asked; the message names why."""
+
+
+def as_of_text(value: str) -> str:
+    """A date or UTC timestamp as the source's timestamp text.
+
+    A bare date (YYYY-MM-DD) is the end of that day, so `as_of: 2013-06-30`
+    includes everything recorded on June 30th.
+    """
+    try:
+        if len(value) == 10:
+            day = dt.date.fromisoformat(value)
+            moment = dt.datetime.combine(day, dt.time(23, 59, 59), tzinfo=dt.timezone.utc)
+        else:
+            moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+            if moment.tzinfo is None:
+                raise ValueError("a timestamp needs a time zone, e.g. 2013-06-30T12:00:00Z")
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"{value!r} is neither a date (YYYY-MM-DD) nor a UTC timestamp (YYYY-MM-DDTHH:MM:SSZ): {error}"
+        ) from None
+    return moment.astimezone(dt.timezone.utc).strftime(TIME_FORMAT)
+
+
+def latest_query(table: str, id_column: str, columns: list[str]) -> str:
+    """The point-in-time read of one history table, bound to `:as_of`.
+
+    Per entity, the latest version recorded at or before :as_of (ties broken
+    by the unique version id), ordered by the unique entity id: neither SQLite
+    nor PostgreSQL promises any order without it. The window carries only
+    (id, version_id); the chosen versions are then fetched by primary key.
+    Plain SQL with a window function: runs on SQLite and PostgreSQL.
+    """
+    selected = ", ".join(f"t.{name}" for name in [id_column, RECORDED_AT, *columns])
+    return f"""
+WITH latest AS (
+    SELECT h.{VERSION_ID}, ROW_NUMBER() OVER (
+        PARTITION BY h.{id_column} ORDER BY h.{RECORDED_AT} DESC, h.{VERSION_ID} DESC) AS rn
+    FROM {table} AS h
+    WHERE h.{RECORDED_AT} <= :as_of
+)
+SELECT {selected}
+FROM latest AS l
+JOIN {table} AS t ON t.{VERSION_ID} = l.{VERSION_ID}
+WHERE l.rn = 1
+ORDER BY t.{id_column}
+"""
+
+
+def history_table(metadata: sa.MetaData, name: str, id_column: str, *columns: sa.Column) -> sa.Table:
+    """Declare a history table: version id, entity id, recorded_at, row hash, then `columns`."""
+    return sa.Table(
+        name, metadata,
+        sa.Column(VERSION_ID, sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column(id_column, sa.BigInteger, nullable=False),
+        sa.Column(RECORDED_AT, sa.Text, nullable=False),
+        sa.Column(ROW_HASH, sa.Text, nullable=False),
+        *columns,
+        sa.Index(f"{name}_by_recorded", id_column, RECORDED_AT),
+    )
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    table: str
+    appended: int  # new versions: new entities and changed rows
+    unchanged: int  # rows equal to their entity's latest version
+    recorded_at: str | None  # the moment given to every appended row, if one
+
+
+def _column_type(series: pd.Series) -> sa.types.TypeEngine:
+    if pd.api.types.is_bool_dtype(series.dtype):
+        return sa.Integer()
+    if pd.api.types.is_integer_dtype(series.dtype):
+        return sa.BigInteger()
+    if pd.api.types.is_float_dtype(series.dtype):
+        return sa.Float()
+    return sa.Text()
+
+
+def _plain(value):
+    """One cell as a JSON- and database-friendly Python value (missing -> None)."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, (float, np.floating)):
+        return None if math.isnan(value) else float(value)
+    if isinstance(value, (bool, np.bool_)):
+        return int(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (pd.Timestamp, dt.datetime)):
+        stamp = pd.Timestamp(value)
+        stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+        return stamp.strftime(TIME_FORMAT)
+    return str(value)
+
+
+def row_hash(values: list) -> str:
+    # Canonical JSON of the values in column order: floats in shortest repr,
+    # so the same row always hashes the same, whatever file it came from.
+    return hashlib.sha256(json.dumps(values, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
+
+
+def ingest(frame: pd.DataFrame, url: str, table: str, id_column: str,
+           recorded_at: str | None = None, recorded_at_column: str | None = None,
+           now: dt.datetime | None = None) -> IngestResult:
+    """Append `frame` to the history table `table` at `url`: new entities and changed rows only.
+
+    `recorded_at` (a date or UTC timestamp) stamps every appended row; or
+    `recorded_at_column` names a column holding each row's moment; or, with
+    neither, the rows are stamped with the current UTC time. The table is
+    created on first use, with column types taken from the frame. A version
+    recorded before the history's latest moment is refused: it would change
+    snapshots already taken.
+    """
+    if recorded_at is not None and recorded_at_column is not None:
+        raise HistoryError("give either a recorded_at moment or a recorded_at column, not both")
+    if id_column not in frame.columns:
+        raise HistoryError(f"the table has no id column {id_column!r} (columns: {list(frame.columns)})")
+    clash = [name for name in RESERVED if name in frame.columns and name != recorded_at_column]
+    if clash:
+        raise HistoryError(f"columns {clash} are reserved by the history; rename them")
+    if frame.empty:
+        raise HistoryError("the table has no rows")
+    ids = frame[id_column]
+    if ids.isna().any():
+        raise HistoryError(f"{id_column}: missing ids at rows {list(np.flatnonzero(ids.isna())[:3])}")
+    if not pd.api.types.is_integer_dtype(ids.dtype) or pd.api.types.is_bool_dtype(ids.dtype):
+        raise HistoryError(f"{id_column}: ids must be integers, got {ids.dtype}")
+    duplicated = ids[ids.duplicated()]
+    if len(duplicated):
+        raise HistoryError(f"{id_column}: duplicate ids {sorted(set(duplicated.tolist()))[:5]}")
+
+    if recorded_at_column is not None:
+        if recorded_at_column not in frame.columns:
+            raise HistoryError(f"no recorded-at column {recorded_at_column!r}")
+        moments = [_moment(value, recorded_at_column) for value in frame[recorded_at_column]]
+        frame = frame.drop(columns=[recorded_at_column])
+    else:
+        stamp = as_of_text(recorded_at) if recorded_at is not None else \
+            (now or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc).strftime(TIME_FORMAT)
+        moments = [stamp] * len(frame)
+    data_columns = [name for name in frame.columns if name != id_column]
+    # Appended in id order, so version ids follow a fixed order whatever the file's.
+    order = np.argsort(frame[id_column].to_numpy(), kind="stable")
+    frame = frame.iloc[order].reset_index(drop=True)
+    moments = [moments[i] for i in order]
+    rows = [[_plain(value) for value in record] for record in frame[data_columns].itertuples(index=False)]
+    hashes = [row_hash(row) for row in rows]
+
+    try:
+        engine = sa.create_engine(url)
+    except (sa.exc.ArgumentError, ImportError) as error:
+        raise HistoryError(f"cannot use the source URL: {type(error).__name__}: {error}".replace(url, "<url>")) from None
+    try:
+        with engine.begin() as connection:
+            target = _table(connection, table, id_column, frame, data_columns)
+            latest = _latest(connection, target, id_column)
+            newest = connection.execute(sa.select(sa.func.max(target.c[RECORDED_AT]))).scalar()
+            next_id = (connection.execute(sa.select(sa.func.max(target.c[VERSION_ID]))).scalar() or 0) + 1
+            appended = []
+            for entity, moment, digest, values in zip(frame[id_column].tolist(), moments, hashes, rows):
+                if latest.get(int(entity)) == digest:
+                    continue
+                if newest is not None and moment < newest:
+                    raise HistoryError(
+                        f"{id_column}={entity}: recorded_at {moment} is before the history's latest "
+                        f"version ({newest}); appending it would change snapshots already taken"
+                    )
+                appended.append({VERSION_ID: next_id + len(appended), id_column: int(entity),
+                                 RECORDED_AT: moment, ROW_HASH: digest, **dict(zip(data_columns, values))})
+            if appended:
+                connection.execute(target.insert(), appended)
+    except sa.exc.DBAPIError as error:
+        raise HistoryError(f"cannot write to the source: {error.orig}") from None
+    finally:
+        engine.dispose()
+    return IngestResult(table, len(appended), len(frame) - len(appended),
+                        moments[0] if recorded_at_column is None else None)
+
+
+def _moment(value, column: str) -> str:
+    try:
+        return as_of_text(pd.Timestamp(value).isoformat() if not isinstance(value, str) else value)
+    except ValueError as error:
+        raise HistoryError(f"{column}: {error}") from None
+
+
+def _table(connection: sa.Connection, name: str, id_column: str, frame: pd.DataFrame,
+           data_columns: list[str]) -> sa.Table:
+    inspector = sa.inspect(connection)
+    if not inspector.has_table(name):
+        metadata = sa.MetaData()
+        table = history_table(metadata, name, id_column,
+                              *(sa.Column(column, _column_type(frame[column])) for column in data_columns))
+        metadata.create_all(connection)
+        return table
+    present = [column["name"] for column in inspector.get_columns(name)]
+    expected = [VERSION_ID, id_column, RECORDED_AT, ROW_HASH, *data_columns]
+    if sorted(present) != sorted(expected):
+        missing = [c for c in expected if c not in present]
+        extra = [c for c in present if c not in expected]
+        raise HistoryError(f"table {name!r} exists with other columns: the file lacks {extra}, "
+                           f"the table lacks {missing}")
+    return sa.Table(name, sa.MetaData(), autoload_with=connection)
+
+
+def _latest(connection: sa.Connection, table: sa.Table, id_column: str) -> dict[int, str]:
+    """Each entity's latest row hash (as of now: appends are compared with the present)."""
+    ranked = sa.select(
+        table.c[id_column], table.c[ROW_HASH],
+        sa.func.row_number().over(partition_by=table.c[id_column],
+                                  order_by=[table.c[RECORDED_AT].desc(), table.c[VERSION_ID].desc()]).label("rn"),
+    ).subquery()
+    result = connection.execute(sa.select(ranked.c[id_column], ranked.c[ROW_HASH]).where(ranked.c.rn == 1))
+    return {int(entity): digest for entity, digest in result}

@@ -1,0 +1,187 @@
+"""The scikit-learn pipeline: unknown bucket, encoding, imputation, scaling, estimator.
+
+Generic over the adapter's numeric columns and the category lists recorded in
+params.yaml (whose keys are the categorical columns, in order). Every random state comes from the one `seed`; the thread count
+is a parameter because it is stored in fitted models (see params.yaml).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier, StackingClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, OrdinalEncoder
+
+from src.pipeline.adapter import UNKNOWN
+from src.pipeline.params import Train
+
+# HistGradientBoosting's native categorical support takes at most this many
+# categories per feature (max_bins 255, one bin kept for missing values).
+HGB_MAX_CATEGORIES = 254
+
+
+class UnknownBucket(TransformerMixin, BaseEstimator):
+    """Map every categorical value not on its recorded list (or missing) to UNKNOWN.
+
+    Stateless: the lists come from params.yaml, never from the data it sees,
+    so the encoding cannot drift with the training data or the input batch.
+    """
+
+    def __init__(self, categories: dict[str, list[str]]):
+        self.categories = categories
+
+    def fit(self, X: pd.DataFrame, y=None):
+        return self
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        X = X.copy()
+        for column, values in self.categories.items():
+            known = X[column].isin(values)
+            X[column] = X[column].astype("object").where(known, UNKNOWN).astype("str")
+        return X
+
+    def get_feature_names_out(self, input_features=None):
+        return np.asarray(input_features, dtype=object)
+
+
+def count_unknown(frame: pd.DataFrame, categories: dict[str, list[str]]) -> dict[str, dict[str, int]]:
+    """Per categorical column: values not on the recorded list, and missing values."""
+    counts = {}
+    for column, values in categories.items():
+        missing = frame[column].isna()
+        counts[column] = {
+            "unknown": int((~frame[column].isin(values) & ~missing).sum()),
+            "missing": int(missing.sum()),
+        }
+    return counts
+
+
+def _encoded_categories(categories: dict[str, list[str]]) -> list[list[str]]:
+    # The unknown bucket is one explicit, always-present category (last).
+    return [list(values) + [UNKNOWN] for values in categories.values()]
+
+
+def _preprocess(model: str, train: Train, categories: dict[str, list[str]], numeric: list[str]) -> ColumnTransformer:
+    categorical = list(categories)
+    imputer = SimpleImputer(strategy=train.impute_strategy)
+    if model == "hist_gradient_boosting":
+        # Ordinal codes + native categorical splits: one-hot columns would make
+        # each boosting iteration scan ~150 more features for the same splits.
+        encoder = OrdinalEncoder(categories=_encoded_categories(categories), dtype=np.float64)
+        return ColumnTransformer([("categorical", encoder, categorical), ("numeric", imputer, numeric)])
+    encoder = OneHotEncoder(categories=_encoded_categories(categories), handle_unknown="error", dtype=np.float64)
+    numeric_steps = [("impute", imputer)]
+    if model == "logistic_regression":
+        numeric_steps.append(("scale", MinMaxScaler()))  # lbfgs wants comparable ranges
+    return ColumnTransformer(
+        [("categorical", encoder, categorical), ("numeric", Pipeline(numeric_steps), numeric)],
+        sparse_threshold=0.0,  # dense: one memory layout whatever the data's sparsity
+    )
+
+
+def _estimator(model: str, train: Train, seed: int, categorical_mask: list[bool] | None = None) -> BaseEstimator:
+    # Each params section's keys are the estimator's own argument names, so
+    # every hyperparameter in params.yaml reaches the estimator unrenamed.
+    if model == "hist_gradient_boosting":
+        return HistGradientBoostingClassifier(
+            **train.hist_gradient_boosting.model_dump(),
+            categorical_features=categorical_mask,
+            early_stopping=False,  # its validation split would be one more random step
+            random_state=seed,
+        )
+    if model == "logistic_regression":
+        return LogisticRegression(**train.logistic_regression.model_dump(), solver="lbfgs", random_state=seed)
+    if model == "random_forest":
+        return RandomForestClassifier(**train.random_forest.model_dump(), n_jobs=train.threads, random_state=seed)
+    raise ValueError(f"unknown model {model!r}")
+
+
+def _single(model: str, train: Train, categories: dict[str, list[str]], numeric: list[str],
+            seed: int) -> list[tuple[str, Any]]:
+    # The ColumnTransformer puts the categorical columns first.
+    mask = [True] * len(categories) + [False] * len(numeric)
+    return [("preprocess", _preprocess(model, train, categories, numeric)),
+            ("estimator", _estimator(model, train, seed, mask))]
+
+
+def build_pipeline(train: Train, categories: dict[str, list[str]], numeric: list[str] | tuple[str, ...],
+                   seed: int) -> Pipeline:
+    """The unfitted pipeline that `train.model` selects: categorical columns are `categories`' keys."""
+    numeric = list(numeric)
+    empty = [name for name, values in categories.items() if not values]
+    if empty:
+        raise ValueError(f"no categories recorded for {empty}: run `make categories` and commit params.yaml")
+    used = train.stacking.estimators if train.model == "stacking" else [train.model]
+    too_many = {name: len(values) for name, values in categories.items() if len(values) > HGB_MAX_CATEGORIES}
+    if "hist_gradient_boosting" in used and too_many:
+        raise ValueError(f"hist_gradient_boosting takes at most {HGB_MAX_CATEGORIES} categories: {too_many}")
+    steps: list[tuple[str, Any]] = [("bucket", UnknownBucket(categories))]
+    if train.model != "stacking":
+        return Pipeline(steps + _single(train.model, train, categories, numeric, seed))
+    stacking = StackingClassifier(
+        estimators=[(name, Pipeline(_single(name, train, categories, numeric, seed)))
+                    for name in train.stacking.estimators],
+        final_estimator=_estimator(train.stacking.final_estimator, train, seed),
+        # An integer-seeded, shuffled splitter: a RandomState instance would
+        # give other folds on every fit.
+        cv=StratifiedKFold(n_splits=train.stacking.cv_folds, shuffle=True, random_state=seed),
+        stack_method="predict_proba",
+        n_jobs=1,
+    )
+    return Pipeline(steps + [("estimator", stacking)])
+
+
+def fitted_state(estimator: BaseEstimator, prefix: str = "") -> dict[str, Any]:
+    """Human-readable learned values: imputation statistics, scaler ranges, encodings."""
+    state: dict[str, Any] = {}
+    if isinstance(estimator, Pipeline):
+        for name, step in estimator.steps:
+            state.update(fitted_state(step, f"{prefix}{name}/"))
+    elif isinstance(estimator, ColumnTransformer):
+        for name, transformer, columns in estimator.transformers_:
+            if name == "remainder":
+                continue
+            state.update(fitted_state(transformer, f"{prefix}{name}/"))
+            if isinstance(transformer, SimpleImputer):
+                state[f"{prefix}{name}/impute_values"] = _by_column(columns, transformer.statistics_)
+            if isinstance(transformer, Pipeline):
+                for step_name, step in transformer.steps:
+                    if isinstance(step, SimpleImputer):
+                        state[f"{prefix}{name}/{step_name}/impute_values"] = _by_column(columns, step.statistics_)
+                    if isinstance(step, MinMaxScaler):
+                        state[f"{prefix}{name}/{step_name}/ranges"] = {
+                            column: [float(low), float(high)]
+                            for column, low, high in zip(columns, step.data_min_, step.data_max_)
+                        }
+    elif isinstance(estimator, StackingClassifier):
+        for name, base in estimator.named_estimators_.items():
+            state.update(fitted_state(base, f"{prefix}{name}/"))
+        final = estimator.final_estimator_
+        state[f"{prefix}final_estimator/coefficients"] = [float(v) for v in np.ravel(final.coef_)]
+    return state
+
+
+def _by_column(columns, values) -> dict[str, float | None]:
+    return {column: (None if pd.isna(value) else float(value)) for column, value in zip(columns, values)}
+
+
+def structure(train: Train) -> dict[str, Any]:
+    """The declared model: estimator(s) and their hyperparameters from params."""
+    def one(name: str) -> dict[str, Any]:
+        return {"estimator": name, "hyperparameters": getattr(train, name).model_dump()}
+
+    if train.model != "stacking":
+        return one(train.model)
+    return {
+        "estimator": "stacking",
+        "cv_folds": train.stacking.cv_folds,
+        "base_estimators": [one(name) for name in train.stacking.estimators],
+        "final_estimator": one(train.stacking.final_estimator),
+    }

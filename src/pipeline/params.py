@@ -1,0 +1,246 @@
+"""The schema of params.yaml, and the one function that loads it.
+
+Every stage calls `load_params()` before it does any work, so a missing key, an
+unknown key or a wrong type stops the pipeline with a message that names the
+key and the expected type, instead of a traceback deep inside a stage.
+pydantic's strict mode refuses silent coercions ("1" for 1, 1.5 for an int):
+DVC compares params by value, so a type that drifts would rewrite dvc.lock.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import io
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import yaml
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator
+
+from src.pipeline import adapter as adapter_module
+from src.pipeline import config
+from src.pipeline.adapter import UNKNOWN, Adapter
+from src.pipeline.history import as_of_text
+
+ModelName = Literal["hist_gradient_boosting", "logistic_regression", "random_forest", "stacking"]
+BaseModelName = Literal["hist_gradient_boosting", "logistic_regression", "random_forest"]
+
+
+class ParamsError(ValueError):
+    """params.yaml does not match the schema; the message names every bad key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Dataset(BaseModel):
+    # The adapter's own keys are checked by its params_model (load_adapter).
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+    adapter: str
+
+
+class Gather(_Section):
+    # ISO date or UTC timestamp; a bare date means the end of that day (UTC).
+    as_of: str
+    chunk_rows: int = Field(gt=0)
+
+    @field_validator("as_of")
+    @classmethod
+    def _parse_as_of(cls, value: str) -> str:
+        as_of_timestamp(value)  # raises ValueError with the accepted formats
+        return value
+
+
+class Featurize(_Section):
+    test_percent: int = Field(gt=0, lt=100)
+
+
+class HistGradientBoosting(_Section):
+    learning_rate: float = Field(gt=0)
+    max_iter: int = Field(gt=0)
+    max_leaf_nodes: int = Field(ge=2)
+    min_samples_leaf: int = Field(ge=1)
+    l2_regularization: float = Field(ge=0)
+
+
+class LogisticRegression(_Section):
+    C: float = Field(gt=0)
+    max_iter: int = Field(gt=0)
+
+
+class RandomForest(_Section):
+    n_estimators: int = Field(gt=0)
+    max_depth: int = Field(gt=0)
+    min_samples_leaf: int = Field(ge=1)
+
+
+class Stacking(_Section):
+    estimators: list[BaseModelName] = Field(min_length=2)
+    final_estimator: Literal["logistic_regression"]
+    cv_folds: int = Field(ge=2)
+
+    @field_validator("estimators")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("base estimators must be distinct")
+        return value
+
+
+class Train(_Section):
+    model: ModelName
+    impute_strategy: Literal["mean", "median", "most_frequent"]
+    # Thread count of BLAS and OpenMP inside train and evaluate. It changes bytes:
+    # HistGradientBoosting pickles the thread count it used, and a random forest's
+    # n_jobs is stored in the model and reorders the sums in predict_proba.
+    threads: int = Field(ge=1)
+    hist_gradient_boosting: HistGradientBoosting
+    logistic_regression: LogisticRegression
+    random_forest: RandomForest
+    stacking: Stacking
+
+
+class Evaluate(_Section):
+    threshold: float = Field(gt=0, lt=1)
+    importance_rows: int = Field(gt=0)
+    importance_repeats: int = Field(gt=0)
+
+
+class Params(_Section):
+    seed: int = Field(ge=0, lt=2**32)
+    dataset: Dataset
+    gather: Gather
+    featurize: Featurize
+    train: Train
+    evaluate: Evaluate
+    # Recorded by `make categories` from the training features; empty until then.
+    categories: dict[str, list[str]]
+    classes: list[StrictInt] | list[StrictStr]
+
+    @field_validator("categories")
+    @classmethod
+    def _lists_sorted(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for name, values in value.items():
+            if values != sorted(values) or len(values) != len(dict.fromkeys(values)):
+                raise ValueError(f"categories.{name} must be sorted and without duplicates (`make categories` writes it so)")
+            if UNKNOWN in values:
+                raise ValueError(f"categories.{name} must not contain the reserved {UNKNOWN!r}")
+        return value
+
+    @field_validator("classes")
+    @classmethod
+    def _classes_sorted(cls, value: list) -> list:
+        if value != sorted(value) or len(value) != len(set(value)):
+            raise ValueError("classes must be sorted and without duplicates (`make categories` writes it so)")
+        if len(value) == 1:
+            raise ValueError(f"classes has one class {value}: a classifier needs at least two")
+        return value
+
+
+def load_adapter(params: Params) -> tuple[Adapter, BaseModel]:
+    """The adapter that `dataset.adapter` names, and its own params section, validated."""
+    try:
+        adapter = adapter_module.load(params.dataset.adapter)
+    except ValueError as error:
+        raise ParamsError(f"params.yaml is invalid:\n  dataset.adapter: {error}") from None
+    try:
+        return adapter, adapter.parse_params(params.dataset.model_extra or {})
+    except ValidationError as error:
+        raise ParamsError(f"params.yaml is invalid:\n{_describe(error, prefix='dataset')}") from None
+
+
+def check_recorded(params: Params, adapter: Adapter) -> None:
+    """Refuse to train or evaluate until the category lists and classes fit the adapter."""
+    fix = "run `make categories` (it builds the training features first), review and commit params.yaml"
+    expected = list(adapter.categorical)
+    if list(params.categories) != expected:
+        raise ParamsError(f"categories: recorded for {list(params.categories)}, but the adapter's categorical "
+                          f"features are {expected}; {fix}")
+    empty = [name for name, values in params.categories.items() if not values]
+    if empty:
+        raise ParamsError(f"categories: no values recorded for {empty}; {fix}")
+    if not params.classes:
+        raise ParamsError(f"classes: no classes recorded for the target {adapter.target!r}; {fix}")
+    textual = isinstance(params.classes[0], str)
+    if textual != pa.types.is_string(adapter.target_type):
+        raise ParamsError(f"classes: {params.classes} are {'text' if textual else 'integers'}, but the target "
+                          f"{adapter.target!r} is {adapter.target_type}; {fix}")
+
+
+def as_of_timestamp(value: str) -> str:
+    """`as_of` as the source's timestamp text (UTC); a bare date is the end of that day."""
+    try:
+        return as_of_text(value)
+    except ValueError as error:
+        raise ValueError(f"as_of {error}") from None
+
+
+# How long a bad value may be when it is quoted back: never a whole section.
+_QUOTE = 60
+
+
+def _quote(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= _QUOTE else text[: _QUOTE - 3] + "..."
+
+
+def _describe(error: ValidationError, prefix: str = "") -> str:
+    """One line per problem: the key, what is wrong, and what to do."""
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in ([prefix] if prefix else []) + list(item["loc"])) or "(top level)"
+        if item["type"] == "missing":
+            lines.append(f"  {key}: missing; add it (the template's params.yaml shows every key)")
+        elif item["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key; remove it or fix its spelling")
+        elif isinstance(item.get("input"), (dict, list)) and item["type"] not in ("list_type", "dict_type"):
+            lines.append(f"  {key}: {item['msg']}")
+        else:
+            lines.append(f"  {key}: {item['msg']} (got {_quote(item.get('input'))})")
+    return "\n".join(lines)
+
+
+def validate(raw: object, source: str = "params.yaml") -> Params:
+    """Check a parsed params mapping against the schema."""
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as error:
+        raise ParamsError(f"{source} is invalid:\n{_describe(error)}") from None
+
+
+def update_params(path: Path, change: Callable[[Any], None]) -> bool:
+    """Edit params.yaml in place through `change(document)`; True if it changed.
+
+    ruamel.yaml's round trip keeps comments and order. The dumper is set up
+    as DVC's own (`dvc exp run -S` rewrites this file with it), so the layout
+    we write is the layout DVC writes back: a sweep or a recorded list never
+    reflows the file. The result is validated before it replaces the file.
+    """
+    from ruamel.yaml import YAML
+
+    from src.pipeline import files
+
+    yaml_rt = YAML()
+    yaml_rt.default_flow_style = False  # as dvc.utils.serialize._yaml
+    original = Path(path).read_text(encoding="utf-8")
+    document = yaml_rt.load(original)
+    change(document)
+    buffer = io.StringIO()
+    yaml_rt.dump(document, buffer)
+    validate(yaml.safe_load(buffer.getvalue()), str(path))  # never write a file the stages would refuse
+    if buffer.getvalue() == original:
+        return False
+    with files.atomic_open(path) as handle:
+        handle.write(buffer.getvalue())
+    return True
+
+
+def load_params(path: Path = config.PARAMS_FILE) -> Params:
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ParamsError(f"{path} not found") from None
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{path} is not valid YAML: {error}") from None
+    return validate(raw, str(path))

@@ -1,0 +1,102 @@
+"""Stage `train`: fit the pipeline that params.yaml declares; write model and manifest."""
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from src.pipeline import artifact, config, files
+from src.pipeline.adapter import UNKNOWN, Adapter
+from src.pipeline.model import build_pipeline, count_unknown, fitted_state, structure
+from src.pipeline.params import ParamsError, Params, check_recorded, load_adapter, load_params
+
+
+def params_digest(params: Params) -> str:
+    """SHA-256 of the params this model depends on, in canonical JSON."""
+    used = {"seed": params.seed, "train": params.train.model_dump(), "categories": params.categories,
+            "classes": params.classes}
+    return hashlib.sha256(json.dumps(used, sort_keys=True).encode()).hexdigest()
+
+
+def check_classes(target: pd.Series, classes: list) -> None:
+    """The training labels must be exactly the recorded classes: no surprise, none absent."""
+    seen = set(target.dropna().unique().tolist())
+    unexpected, absent = sorted(seen - set(classes), key=str), sorted(set(classes) - seen, key=str)
+    if unexpected or absent:
+        raise ValueError(
+            f"the training target does not match params.yaml's classes {classes}: "
+            + "; ".join(part for part in (f"labels not recorded {unexpected}" if unexpected else "",
+                                          f"recorded classes with no training row {absent}" if absent else "")
+                        if part)
+            + "; run `make categories`, review and commit params.yaml"
+        )
+
+
+def build_manifest(params: Params, adapter: Adapter, model, model_sha256: str, train_sha256: str,
+                   train_rows: int, unknown) -> dict:
+    return {
+        "model_file": config.MODEL.name,
+        "model_sha256": model_sha256,
+        "pickle_protocol": artifact.PICKLE_PROTOCOL,
+        "training_data": {"file": str(config.TRAIN_FEATURES.relative_to(config.ROOT)),
+                          "sha256": train_sha256, "rows": train_rows, "unknown_categories": unknown},
+        "params_sha256": params_digest(params),
+        "dataset": adapter.name,
+        "title": adapter.title,
+        "id": adapter.id,
+        "target": adapter.target,
+        "classes": params.classes,
+        "target_type": str(adapter.target_type),  # pyarrow's alias: int8, int64, string
+        # The order the pipeline was fitted with; callers' columns are put in it.
+        "features": list(adapter.features),
+        "categorical": list(adapter.categorical),
+        "numeric": list(adapter.numeric),
+        # What serving accepts for each numeric feature (the adapter's meanings).
+        "ranges": {name: list(adapter.feature_ranges[name]) for name in adapter.numeric
+                   if name in adapter.feature_ranges},
+        "categories": params.categories,
+        "unknown_category": UNKNOWN,
+        "impute_strategy": params.train.impute_strategy,
+        "learned": fitted_state(model),
+        "model": structure(params.train),
+        "seed": params.seed,
+        "threads": {"blas_and_openmp": params.train.threads},
+        "versions": artifact.runtime_versions(),
+    }
+
+
+def main() -> None:
+    params = load_params()
+    adapter, _ = load_adapter(params)
+    check_recorded(params, adapter)
+    started = time.perf_counter()
+    frame = files.read_frame(config.TRAIN_FEATURES)
+    if frame.empty:
+        raise ValueError(f"{config.TRAIN_FEATURES} has no rows")
+    X, y = frame[list(adapter.features)], frame[adapter.target]
+    check_classes(y, params.classes)
+    model = build_pipeline(params.train, params.categories, adapter.numeric, params.seed)
+    # BLAS and OpenMP threads are capped to the recorded count: the count is
+    # stored in fitted HGB models and changes LBFGS's sums; the cap also keeps
+    # parallel `dvc queue` workers from oversubscribing the cores.
+    with threadpool_limits(limits=params.train.threads):
+        model.fit(X, y)
+    model_sha256 = artifact.save_model(model, config.MODEL)
+    manifest = build_manifest(
+        params, adapter, model, model_sha256, files.sha256_file(config.TRAIN_FEATURES), len(frame),
+        count_unknown(X, params.categories),
+    )
+    files.write_json(config.MANIFEST, manifest)
+    print(f"train: {params.train.model} on {len(frame)} rows, {len(params.classes)} classes "
+          f"({time.perf_counter() - started:.1f} s)")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ParamsError, ValueError, FileNotFoundError) as error:
+        sys.exit(f"train: error: {error}")

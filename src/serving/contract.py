@@ -1,0 +1,215 @@
+"""The input contract of the deployed model, derived from its manifest.
+
+The manifest records what the model was fitted on: the feature columns in
+their order, which are categorical (with their recorded category lists) and
+which numeric, and the id column. This module turns that into the checks a
+caller's rows must pass before they reach the model, and into the pydantic
+row model that the HTTP service publishes as its OpenAPI schema. Both come
+from one `Contract`, so the batch command and the service accept the same rows.
+
+What passes: every feature column present (extra columns are ignored and
+reported); categorical values are text or missing (values off the recorded
+list go to the unknown bucket and are counted); numeric values are numbers or
+missing (missing ones are imputed with the values learned in training), finite,
+and inside the manifest's `ranges` where the column has one.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, create_model
+
+from src.pipeline.model import count_unknown
+
+# How many offending rows an error message names per column.
+_EXAMPLES = 3
+
+
+class ContractError(ValueError):
+    """Input rows do not meet the contract; the message names every problem."""
+
+
+@dataclass(frozen=True)
+class Checked:
+    """Rows that passed: features in the recorded order, plus what was noticed."""
+
+    features: pd.DataFrame
+    ids: pd.Series | None
+    ignored_columns: list[str]
+    unknown_categories: dict[str, dict[str, int]]
+
+
+@dataclass(frozen=True)
+class Contract:
+    id: str
+    categorical: tuple[str, ...]
+    numeric: tuple[str, ...]
+    features: tuple[str, ...]
+    categories: dict[str, list[str]]
+    ranges: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+
+    @classmethod
+    def from_manifest(cls, manifest: dict[str, Any]) -> Contract:
+        features = tuple(manifest["features"])
+        categorical, numeric = tuple(manifest["categorical"]), tuple(manifest["numeric"])
+        if set(features) != set(categorical) | set(numeric) or len(features) != len(categorical) + len(numeric):
+            raise ContractError("manifest: features must be exactly its categorical and numeric columns")
+        return cls(
+            id=manifest["id"],
+            categorical=categorical,
+            numeric=numeric,
+            features=features,
+            categories={name: list(manifest["categories"][name]) for name in categorical},
+            ranges={name: tuple(bounds) for name, bounds in (manifest.get("ranges") or {}).items()},
+        )
+
+    def check(self, frame: pd.DataFrame) -> Checked:
+        """Validate `frame`; return its features in the recorded column order.
+
+        Raises ContractError listing every problem found, not just the first.
+        """
+        if not isinstance(frame, pd.DataFrame):
+            raise ContractError(f"input must be a pandas DataFrame, got {type(frame).__name__}")
+        if len(frame) == 0:
+            raise ContractError("input has no rows")
+        duplicated = sorted({str(name) for name in frame.columns[frame.columns.duplicated()]})
+        if duplicated:
+            raise ContractError(f"input has duplicated columns {duplicated}")
+        missing = [name for name in self.features if name not in frame.columns]
+        if missing:
+            raise ContractError(f"input lacks required columns {missing}")
+        frame = frame.reset_index(drop=True)
+        problems: list[str] = []
+        columns = {}
+        for name in self.categorical:
+            columns[name] = _categorical(frame[name], problems)
+        for name in self.numeric:
+            columns[name] = _numeric(frame[name], self.ranges.get(name, (None, None)), problems)
+        ids = _ids(frame[self.id], problems) if self.id in frame.columns else None
+        if problems:
+            raise ContractError("input does not meet the model's contract:\n  " + "\n  ".join(problems))
+        features = pd.DataFrame(columns, columns=list(self.features))
+        return Checked(
+            features=features,
+            ids=ids,
+            ignored_columns=[str(name) for name in frame.columns if name not in self.features and name != self.id],
+            unknown_categories=count_unknown(features, self.categories),
+        )
+
+    def row_model(self) -> type[BaseModel]:
+        """One input row as a pydantic model: the service's OpenAPI schema.
+
+        Every feature is required (send null for a missing value); extra keys
+        are allowed, ignored and reported; the id is optional and echoed back.
+        """
+        fields: dict[str, Any] = {
+            self.id: (StrictInt | None, Field(default=None, description="Optional; echoed in the prediction.")),
+        }
+        for name in self.categorical:
+            values = self.categories[name]
+            fields[name] = (
+                StrictStr | None,
+                Field(
+                    description=f"One of {len(values)} recorded categories; any other value (or null) "
+                    "goes to the unknown bucket and is counted in the response.",
+                    examples=values[:3],
+                ),
+            )
+        for name in self.numeric:
+            low, high = self.ranges.get(name, (None, None))
+            fields[name] = (
+                Annotated[float | None, Field(strict=True, ge=low, le=high, allow_inf_nan=False)],
+                Field(description="A number" + _range_text(low, high) + "; null is imputed as in training."),
+            )
+        return create_model("Row", __config__=ConfigDict(extra="allow"), **fields)
+
+
+def _range_text(low: float | None, high: float | None) -> str:
+    if low is not None and high is not None:
+        return f" from {low:g} to {high:g}"
+    if low is not None:
+        return f" of at least {low:g}"
+    if high is not None:
+        return f" of at most {high:g}"
+    return ""
+
+
+def _rows(mask: np.ndarray | pd.Series) -> str:
+    positions = np.flatnonzero(np.asarray(mask))
+    shown = ", ".join(str(p) for p in positions[:_EXAMPLES])
+    more = f" and {len(positions) - _EXAMPLES} more" if len(positions) > _EXAMPLES else ""
+    return f"row{'s' if len(positions) > 1 else ''} {shown}{more}"
+
+
+def _categorical(column: pd.Series, problems: list[str]) -> pd.Series:
+    if pd.api.types.is_string_dtype(column.dtype) and column.dtype != object:
+        return column  # pandas' str dtype (Parquet, CSV): text or missing already
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        column = column.astype(object)
+    present = column.notna()
+    wrong = present & ~column.map(lambda value: isinstance(value, str))
+    if wrong.any():
+        example = _plain(column[wrong].iloc[0])
+        problems.append(f"{column.name}: expected text or missing, got {type(example).__name__} "
+                        f"{example!r} at {_rows(wrong)}")
+        return column
+    if not present.any():
+        # All missing, whatever the reader made of it: unknown bucket throughout.
+        return pd.Series([None] * len(column), dtype=object, name=column.name)
+    return column
+
+
+def _numeric(column: pd.Series, bounds: tuple[float | None, float | None], problems: list[str]) -> pd.Series:
+    name = column.name
+    if pd.api.types.is_bool_dtype(column.dtype):
+        problems.append(f"{name}: expected numbers, got booleans")
+        return column
+    if not pd.api.types.is_numeric_dtype(column.dtype):
+        present = column.notna()
+        wrong = present & ~column.map(_is_number)
+        if wrong.any():
+            example = _plain(column[wrong].iloc[0])
+            problems.append(f"{name}: expected a number or missing, got {type(example).__name__} "
+                            f"{example!r} at {_rows(wrong)}")
+            return column
+        column = pd.Series([float(v) if pd.notna(v) else np.nan for v in column], dtype=np.float64, name=name)
+    # A no-op for float64 columns: the model sees the caller's exact values.
+    # Checked on the numpy array: pandas' per-operation overhead dominates
+    # single-row latency.
+    values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+    infinite = np.isinf(values)
+    if infinite.any():
+        problems.append(f"{name}: infinite values at {_rows(infinite)}")
+    low, high = bounds
+    outside = np.zeros(len(values), dtype=bool)
+    if low is not None:
+        outside |= values < low
+    if high is not None:
+        outside |= values > high
+    outside &= ~infinite
+    if outside.any():
+        example = float(values[outside][0])
+        problems.append(f"{name}: {example!r} outside the allowed range{_range_text(low, high)} at {_rows(outside)}")
+    return pd.Series(values, name=name, copy=False)
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars as Python values, so messages read 1.0, not np.float64(1.0)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def _ids(column: pd.Series, problems: list[str]) -> pd.Series | None:
+    if column.isna().any():
+        problems.append(f"{column.name}: missing ids at {_rows(column.isna())}")
+        return None
+    if not pd.api.types.is_integer_dtype(column.dtype) or pd.api.types.is_bool_dtype(column.dtype):
+        problems.append(f"{column.name}: ids must be integers, got {column.dtype}")
+        return None
+    return column.astype(np.int64)

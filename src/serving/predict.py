@@ -1,0 +1,180 @@
+"""Predictions from the deployed model: a Python API and a batch command.
+
+    from src.serving import predict
+    deployed = predict.load_model()        # verify, then unpickle
+    result = deployed.predict(frame)       # or predict.predict(frame)
+    result.predictions                     # [id], label and class probabilities
+
+    python -m src.serving.predict --input rows.csv|rows.parquet --output predictions.parquet
+
+The promise: the same rows give the same bytes as the evaluate stage, or a
+clear refusal. So loading checks the model and manifest against `dvc.lock` and
+the model against the manifest before unpickling, and the running versions
+against the manifest (src/artifact.py); the threshold and thread count are
+those of params.yaml, refused if they differ from what dvc.lock recorded for
+the run; rows are checked against the manifest's contract (src/contract.py)
+and put in the recorded feature order; predictions are framed by the evaluate
+stage's own `predictions_frame` and written with its schema.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from threadpoolctl import ThreadpoolController
+
+from src.pipeline import artifact, config, files, lockfile
+from src.pipeline.params import ParamsError, load_params
+from src.pipeline.predictions import predictions_frame, predictions_schema
+from src.serving.contract import Contract, ContractError
+
+log = logging.getLogger(__name__)
+
+# The params that change prediction bytes, as dvc.lock records them.
+LOCKED_PARAMS = ("evaluate.threshold", "train.threads")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    predictions: pd.DataFrame  # [id (when the input had it)], label and probabilities (src/pipeline/predictions.py)
+    unknown_categories: dict[str, dict[str, int]]  # per column: {"unknown": n, "missing": n}
+    ignored_columns: list[str]
+    probabilities: np.ndarray  # rows x classes, in the manifest's class order
+
+
+class Deployed:
+    """A verified model with its manifest, contract, threshold and thread count."""
+
+    def __init__(self, model: Any, manifest: dict[str, Any], threshold: float, threads: int):
+        self.model = model
+        self.manifest = manifest
+        self.contract = Contract.from_manifest(manifest)
+        self.threshold = threshold
+        self.threads = threads
+        self.classes = list(manifest["classes"])
+        self.schema = predictions_schema(self.contract.id, self.classes, pa.type_for_alias(manifest["target_type"]))
+        # Created after unpickling, so it sees the BLAS/OpenMP libraries the
+        # model loaded; limits them per call as the evaluate stage does.
+        self._threadpools = ThreadpoolController()
+        # Thread limits are process-wide: one prediction at a time keeps a
+        # concurrent call from restoring them mid-prediction.
+        self._lock = threading.Lock()
+
+    def identity(self) -> dict[str, Any]:
+        """What a caller needs to tell which model answered."""
+        m = self.manifest
+        return {
+            "model_sha256": m["model_sha256"],
+            "params_sha256": m.get("params_sha256"),
+            "training_data_sha256": m.get("training_data", {}).get("sha256"),
+            "training_rows": m.get("training_data", {}).get("rows"),
+            "model": m.get("model"),
+            "dataset": m.get("dataset"),
+            "classes": self.classes,
+            "versions": m["versions"],
+            "threshold": self.threshold,
+            "threads": self.threads,
+        }
+
+    def predict(self, frame: pd.DataFrame) -> Prediction:
+        checked = self.contract.check(frame)
+        with self._lock, self._threadpools.limit(limits=self.threads):
+            probabilities = self.model.predict_proba(checked.features)
+        ids = checked.ids if checked.ids is not None else np.zeros(len(probabilities), dtype=np.int64)
+        predictions = predictions_frame(self.contract.id, ids, probabilities, self.classes, self.threshold)
+        if checked.ids is None:
+            predictions = predictions.drop(columns=self.contract.id)
+        return Prediction(predictions, checked.unknown_categories, checked.ignored_columns, probabilities)
+
+
+def load_model(
+    model_path: Path = config.MODEL,
+    manifest_path: Path = config.MANIFEST,
+    lock_path: Path = config.DVC_LOCK,
+    params_path: Path = config.PARAMS_FILE,
+    allow_version_mismatch: bool = False,
+) -> Deployed:
+    """Verify the artifacts against dvc.lock and the manifest, then unpickle.
+
+    Raises artifact.ArtifactError (or ParamsError) naming what does not match.
+    `allow_version_mismatch` is the expert override for other library
+    versions: logged as a warning, and predictions may then differ.
+    """
+    params = load_params(params_path)
+    lock = artifact.read_lock(lock_path)
+    current = {"evaluate.threshold": params.evaluate.threshold, "train.threads": params.train.threads}
+    for key in LOCKED_PARAMS:
+        for stage, value in lockfile.recorded_params(lock, key, config.PARAMS_FILE.name):
+            if value != current[key]:
+                raise artifact.ArtifactError(
+                    f"{params_path} has {key} = {current[key]!r}, but stage {stage!r} in {lock_path} ran with "
+                    f"{value!r}: run `dvc repro` so the model and its evaluation match the params"
+                )
+    model, manifest = artifact.load_model(model_path, manifest_path, allow_version_mismatch, lock_path=lock_path)
+    return Deployed(model, manifest, params.evaluate.threshold, params.train.threads)
+
+
+@functools.cache
+def default_model() -> Deployed:
+    """The repository's model, loaded once per process."""
+    return load_model()
+
+
+def predict(frame: pd.DataFrame, deployed: Deployed | None = None) -> Prediction:
+    return (deployed or default_model()).predict(frame)
+
+
+def read_rows(path: Path, contract: Contract) -> pd.DataFrame:
+    """Rows from CSV or Parquet. CSV categories are read as text (a code like
+    "123" stays a category). pandas (>= 3.1, locked) parses CSV floats exactly,
+    so a CSV written from a frame reads back the same float64 values; a test
+    checks it, since older parsers could be off in the last bit."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".pq"):
+        raise ValueError(f"{path}: unknown input format {suffix!r}; use .csv or .parquet")
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found")
+    if suffix == ".csv":
+        return pd.read_csv(path, dtype={name: "str" for name in contract.categorical})
+    return files.read_frame(path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m src.serving.predict", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--input", required=True, type=Path, help="rows as .csv or .parquet")
+    parser.add_argument("--output", required=True, type=Path, help="predictions as Parquet")
+    parser.add_argument("--allow-version-mismatch", action="store_true",
+                        help="load on other Python/library versions than the manifest's (predictions may differ)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    deployed = load_model(allow_version_mismatch=args.allow_version_mismatch)
+    frame = read_rows(args.input, deployed.contract)
+    if deployed.contract.id not in frame.columns:
+        raise ContractError(f"{args.input} lacks the id column {deployed.contract.id!r}, which keys the predictions")
+    result = deployed.predict(frame)
+    files.write_frame(args.output, result.predictions, deployed.schema)
+    print(f"predict: {len(result.predictions)} rows -> {args.output}", file=sys.stderr)
+    for column, counts in result.unknown_categories.items():
+        if counts["unknown"] or counts["missing"]:
+            print(f"predict: {column}: {counts['unknown']} unknown, {counts['missing']} missing "
+                  "(unknown bucket)", file=sys.stderr)
+    if result.ignored_columns:
+        print(f"predict: ignored columns {result.ignored_columns}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (artifact.ArtifactError, ContractError, ParamsError, ValueError, FileNotFoundError) as error:
+        sys.exit(f"predict: error: {error}")

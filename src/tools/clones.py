@@ -1,0 +1,48 @@
+"""Working clones of this repository, for `make verify`, `make bench` and the end-to-end tests.
+
+A clone gets by symlink what git cannot give it: the git-ignored demo source
+database and, where asked, a locked .venv. So a clone costs a `git clone`,
+not a reinstall or a rebuild of the source.
+"""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from src.pipeline import config
+
+SOURCE_SUBDIR = config.SOURCE_DIR.relative_to(config.ROOT)
+
+
+class CloneError(RuntimeError):
+    """git could not make the clone; the message carries git's own words."""
+
+
+def _git(args: list[str], cwd: Path) -> None:
+    result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise CloneError(f"git {' '.join(args)} failed in {cwd}: {result.stderr.strip()}")
+
+
+def working_clone(destination: Path, rev: str | None = None, repo: Path = config.ROOT,
+                  source_dir: Path | None = config.SOURCE_DIR, venv: Path | None = None) -> Path:
+    """Clone `repo` to `destination`, on its current branch or detached at `rev`.
+
+    `source_dir` (a folder holding the source database) and `venv` are linked
+    in when given. A git identity is set, so the clone can commit (data
+    versions, recorded locks) without the machine's git configuration.
+    """
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    _git(["clone", "-q", "--no-hardlinks", str(repo), str(destination)], destination.parent)
+    if rev is not None:
+        _git(["checkout", "-q", "--detach", rev], destination)
+    for name, value in (("user.email", "clone@example.com"), ("user.name", "working clone")):
+        _git(["config", name, value], destination)
+    if venv is not None:
+        (destination / ".venv").symlink_to(Path(venv).resolve())
+    if source_dir is not None:
+        target = destination / SOURCE_SUBDIR
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(Path(source_dir).resolve())
+    return destination

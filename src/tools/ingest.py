@@ -1,0 +1,76 @@
+"""Append a plain table (CSV or Parquet) to the append-only history at the source URL.
+
+    python -m src.tools.ingest FILE --table NAME --id COLUMN [--recorded-at COLUMN|TIMESTAMP]
+
+New ids and changed rows become new versions (told apart by a hash of the row's
+values); rows equal to their id's latest version add nothing, so ingesting the
+same file twice adds nothing. Nothing is updated or deleted. The history's
+layout is the source contract (src/pipeline/history.py). The URL is
+SOURCE_URL, or the embedded data/source/source.sqlite; --url overrides both.
+From Python: `src.pipeline.history.ingest(frame, url, table, id_column, ...)`.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from src.pipeline import config
+from src.pipeline.history import HistoryError, as_of_text, ingest
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """A CSV or Parquet file as a frame; only the literal NA or an empty field is missing in CSV."""
+    suffix = path.suffix.lower()
+    if not path.is_file():
+        raise HistoryError(f"{path} not found")
+    if suffix == ".csv":
+        try:
+            return pd.read_csv(path, keep_default_na=False, na_values=["", "NA"])
+        except pd.errors.EmptyDataError:
+            raise HistoryError(f"{path} is empty: no header, no rows") from None
+        except pd.errors.ParserError as error:
+            raise HistoryError(f"{path} is not a well-formed CSV: {error}") from None
+    if suffix in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    raise HistoryError(f"{path}: unknown format {suffix!r}; use .csv or .parquet")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m src.tools.ingest", description=__doc__.split("\n\n")[0])
+    parser.add_argument("file", type=Path, help="the table: .csv or .parquet")
+    parser.add_argument("--table", required=True, help="the history table to append to (created on first use)")
+    parser.add_argument("--id", required=True, dest="id_column", help="the integer id column, unique in the file")
+    parser.add_argument("--recorded-at", default=None,
+                        help="a column holding each row's moment, or one moment for all rows "
+                             "(YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ); default: now, in UTC")
+    parser.add_argument("--url", default=None, help=f"SQLAlchemy URL (default: ${config.SOURCE_URL_ENV} or "
+                                                    f"{config.SOURCE_DB.relative_to(config.ROOT)})")
+    args = parser.parse_args(argv)
+    frame = read_table(args.file)
+    moment = column = None
+    if args.recorded_at is not None:
+        if args.recorded_at in frame.columns:
+            column = args.recorded_at
+        else:
+            try:
+                moment = as_of_text(args.recorded_at)
+            except ValueError as error:
+                raise HistoryError(f"--recorded-at is neither a column of {args.file} nor a moment: {error}") from None
+    url = args.url or config.source_url()
+    if not args.url and not os.environ.get(config.SOURCE_URL_ENV):
+        config.SOURCE_DB.parent.mkdir(parents=True, exist_ok=True)  # the embedded default
+    result = ingest(frame, url, args.table, args.id_column, recorded_at=args.recorded_at if moment else None,
+                    recorded_at_column=column)
+    when = f" recorded at {result.recorded_at}" if result.recorded_at else ""
+    print(f"ingest: {result.appended} new versions{when}, {result.unchanged} unchanged rows -> table {args.table!r}")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except HistoryError as error:
+        sys.exit(f"ingest: error: {error}")

@@ -1,0 +1,313 @@
+"""`make verify`: does a commit rebuild bit for bit?
+
+    python -m src.tools.verify [--rev REV] [--vary | --variant NAME ...] [--target STAGE ...]
+
+Checks the commit out into a fresh temporary clone, sets up its locked
+environment (src/verify/rebuild.py), runs the environment check (src/doctor.py),
+runs `dvc repro --force`, and compares the rebuilt dvc.lock with the committed
+one, path by path (src/verify/lockdiff.py). Every differing output is explained
+from its committed version (the checkout's DVC cache, or git for outputs with
+`cache: false`) and its rebuilt one (src/verify/explain.py). `--vary` repeats the
+rebuild under perturbed environments (threads, hash seed, time zone and locale,
+clone path, SQLite row order), each a column of the same table.
+
+The table is printed and written as JSON to REPORT (git-ignored); the exit
+status is 0 only when every entry of every rebuild is identical.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from src.pipeline import config, files
+from src.datasets import flights as dataset
+from src.tools.verify import explain, lockdiff, rebuild
+from src.tools.verify.rebuild import Variant, VerifyError
+
+# Git-ignored by reports/.gitignore. (Not in src/config.py: that file is a
+# dependency of the gather stage, so editing it would invalidate dvc.lock.)
+REPORT = config.ROOT / "reports" / "verify.json"
+LOCK_FILE = "dvc.lock"
+
+
+@dataclass
+class Run:
+    """One rebuild: its environment, outcome and the compared entries."""
+
+    name: str
+    environment: str
+    env: dict[str, str]
+    clone: str
+    status: int | None = None  # dvc repro's exit status
+    seconds: float | None = None
+    log_tail: str = ""
+    entries: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def identical(self) -> bool:
+        return self.status == 0 and all(entry["identical"] for entry in self.entries)
+
+
+class Committed:
+    """The committed version of an output, by its dvc.lock hash."""
+
+    def __init__(self, repo: Path, commit: str, cache: Path):
+        self.repo, self.commit, self.cache = repo, commit, cache
+
+    def _git_show(self, path: str) -> bytes | None:
+        result = subprocess.run(["git", "show", f"{self.commit}:{path}"], cwd=self.repo, capture_output=True)
+        return result.stdout if result.returncode == 0 else None
+
+    def read(self, path: str, digest: str) -> tuple[bytes | None, str]:
+        """(bytes, where from), or (None, why not)."""
+        cached = self.cache / "files" / "md5" / digest[:2] / digest[2:]
+        if cached.is_file():
+            data = cached.read_bytes()
+            if explain.md5(data) == digest:
+                return data, f"DVC cache {cached}"
+        data = self._git_show(path)  # outputs with `cache: false` are committed to git
+        if data is not None and explain.md5(data) == digest:
+            return data, "git"
+        if data is not None:
+            return None, (f"the copy of {path} committed to git does not match dvc.lock: they were committed "
+                          f"from different runs (run `dvc repro` and commit both)")
+        return None, (f"the committed version is not in the DVC cache ({self.cache}) nor in git (`dvc pull` "
+                      f"fetches it from a remote); the hashes still differ")
+
+    def listing(self, path: str, digest: str) -> dict[str, str] | None:
+        """relative path -> md5 of a committed directory output."""
+        cached = self.cache / "files" / "md5" / digest[:2] / digest[2:]
+        if cached.is_file():
+            return {item["relpath"]: item["md5"] for item in json.loads(cached.read_text(encoding="utf-8"))}
+        result = subprocess.run(["git", "ls-tree", "-r", "--name-only", self.commit, "--", path],
+                                cwd=self.repo, capture_output=True, text=True)
+        names = result.stdout.split()
+        if result.returncode != 0 or not names:
+            return None
+        return {str(Path(name).relative_to(path)): explain.md5(self._git_show(name) or b"") for name in names}
+
+
+def cache_dir(repo: Path, venv: Path) -> Path:
+    """The checkout's DVC cache (`dvc cache dir` honours a configured location)."""
+    result = subprocess.run([str(venv / "bin" / "dvc"), "cache", "dir"], cwd=repo, capture_output=True, text=True)
+    lines = result.stdout.strip().splitlines()
+    return Path(lines[-1]) if result.returncode == 0 and lines else repo / ".dvc" / "cache"
+
+
+def _find(params: dict[str, Any], name: str) -> Any:
+    for key, value in params.items():
+        if key == name or key.endswith("." + name):
+            return value
+        if isinstance(value, dict) and (found := _find(value, name)) is not None:
+            return found
+    return None
+
+
+class Explainer:
+    """Explains the differing entries of one run, given the committed lock and the clone."""
+
+    def __init__(self, committed_lock: dict[str, Any], committed: Committed, clone: Path):
+        self.lock, self.committed, self.clone = committed_lock, committed, clone
+        self.writers = lockdiff.producers(committed_lock)
+        self._features: tuple[Any, list[str] | None] | None = None
+
+    def __call__(self, entry: lockdiff.Entry, run_entries: list[lockdiff.Entry]) -> dict[str, Any]:
+        if entry.rebuilt is None:
+            return {"summary": "not in the rebuilt dvc.lock: the stage did not run (see the log)"}
+        if entry.committed is None:
+            return {"summary": "not in the committed dvc.lock (a new stage or path)"}
+        if entry.kind == "param":
+            return {"summary": f"dvc.lock records {entry.committed} but the commit's params give {entry.rebuilt}: "
+                               f"dvc.lock was not re-recorded after params changed (run `dvc repro`, commit dvc.lock)"}
+        if entry.kind == "dep":
+            writer = self.writers.get(entry.path)
+            if writer is not None:
+                return {"summary": f"input written by stage {writer!r}: see its output {entry.path}"}
+            return {"summary": "this commit's file is not the one dvc.lock recorded: it changed after the last "
+                               "`dvc repro` (run it and commit dvc.lock)"}
+        return self.output(entry, run_entries)
+
+    def output(self, entry: lockdiff.Entry, run_entries: list[lockdiff.Entry]) -> dict[str, Any]:
+        rebuilt = self.clone / entry.path
+        if entry.committed.endswith(".dir"):
+            return self.directory(entry, rebuilt)
+        old, where = self.committed.read(entry.path, entry.committed)
+        if old is None:
+            return {"summary": where}
+        result = explain.explain_file(entry.path, old, rebuilt.read_bytes(), **self.context(entry, run_entries))
+        result["committed_from"] = where
+        return result
+
+    def directory(self, entry: lockdiff.Entry, rebuilt: Path) -> dict[str, Any]:
+        listing = self.committed.listing(entry.path, entry.committed)
+        if listing is None:
+            return {"summary": f"the committed listing of {entry.path}/ is neither in the DVC cache nor in git"}
+        now = {str(p.relative_to(rebuilt)): explain.md5(p.read_bytes()) for p in sorted(rebuilt.rglob("*")) if p.is_file()}
+        files_ = {}
+        for name in sorted(set(listing) | set(now)):
+            if listing.get(name) == now.get(name):
+                continue
+            if name not in now or name not in listing:
+                files_[name] = {"summary": "only in the " + ("committed" if name in listing else "rebuilt") + " output"}
+                continue
+            old, where = self.committed.read(f"{entry.path}/{name}", listing[name])
+            files_[name] = {"summary": where} if old is None else explain.explain_file(name, old, (rebuilt / name).read_bytes())
+        shown = "; ".join(f"{name}: {info['summary']}" for name, info in list(files_.items())[:3])
+        return {"summary": f"{len(files_)} of {len(set(listing) | set(now))} files differ: {shown}", "files": files_}
+
+    def context(self, entry: lockdiff.Entry, run_entries: list[lockdiff.Entry]) -> dict[str, Any]:
+        context: dict[str, Any] = {"key": dataset.ID}
+        if entry.path == str(config.SNAPSHOT.relative_to(config.ROOT)):
+            # Same params (as_of) as committed: unless the code changed too, a
+            # changed snapshot can only come from the source itself.
+            inputs = [e for e in run_entries if e.stage == entry.stage and e.kind != "out"]
+            if all(e.identical for e in inputs if e.kind == "param"):
+                context["snapshot_as_of"] = _find(self.lock["stages"][entry.stage].get("params") or {}, "as_of")
+                context["code_changed"] = [e.path for e in inputs if e.kind == "dep" and not e.identical]
+        if Path(entry.path).suffix in (".pkl", ".pickle", ".joblib"):
+            context.update(zip(("test_features", "features"), self.test_features()))
+        return context
+
+    def test_features(self) -> tuple[Any, list[str] | None]:
+        """The rebuilt test set and the model's feature order (from the rebuilt manifest)."""
+        if self._features is None:
+            test = self.clone / config.TEST_FEATURES.relative_to(config.ROOT)
+            manifest = self.clone / config.MANIFEST.relative_to(config.ROOT)
+            frame = files.read_frame(test) if test.is_file() else None
+            features = json.loads(manifest.read_text(encoding="utf-8")).get("features") if manifest.is_file() else None
+            self._features = (frame, features)
+        return self._features
+
+
+def run_doctor(venv: Path, clone: Path) -> dict[str, Any]:
+    """src/doctor.py in the rebuild's venv, against the commit's lock and manifest."""
+    result = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "src.tools.doctor", "--json",
+         "--lock", str(clone / "requirements.lock"),
+         "--manifest", str(clone / config.MANIFEST.relative_to(config.ROOT))],
+        cwd=config.ROOT, capture_output=True, text=True)
+    try:
+        return json.loads(result.stdout)
+    except json.JSONDecodeError:
+        return {"ok": False, "mismatches": [f"doctor could not run: {result.stderr.strip()[-1000:]}"], "notes": []}
+
+
+def verify(repo: Path = config.ROOT, rev: str = "HEAD", runs: list[Variant] | None = None,
+           targets: list[str] | None = None, report_path: Path = REPORT, keep: bool = False,
+           echo=print) -> dict[str, Any]:
+    """Rebuild `rev` once per variant and compare; write and return the report."""
+    repo = Path(repo).resolve()
+    runs = runs or rebuild.variants(vary=False)
+    targets = targets or []
+    commit = rebuild.resolve(repo, rev)
+    workdir = Path(tempfile.mkdtemp(prefix="verify-"))
+    report: dict[str, Any] = {"repo": str(repo), "rev": rev, "commit": commit, "targets": targets,
+                              "report": str(report_path), "runs": []}
+    try:
+        for index, variant in enumerate(runs):
+            base = workdir / "elsewhere" / "a" / "deeper" / "directory" if variant.elsewhere else workdir / variant.name
+            clone = rebuild.make_clone(repo, commit, base / repo.name)
+            if index == 0:
+                venv, how = rebuild.prepare_venv(repo, clone, workdir / "venv")
+                report["venv"] = how
+                echo(f"verify: {commit[:12]} ({rev}) of {repo}; venv: {how}")
+                report["doctor"] = run_doctor(venv, clone)
+                for line in report["doctor"].get("notes", []):
+                    echo(f"  doctor note: {line}")
+                for line in report["doctor"].get("mismatches", []):
+                    echo(f"  doctor MISMATCH: {line}")
+                if report["doctor"].get("ok"):
+                    echo("  doctor: no mismatches with requirements.lock or the model manifest")
+                cache = cache_dir(repo, venv)
+            lock_path = clone / LOCK_FILE
+            if not lock_path.is_file():
+                raise VerifyError(f"the commit has no {LOCK_FILE}: nothing to compare with")
+            committed_lock = lockdiff.parse_lock(lock_path.read_text(encoding="utf-8"))
+            stages = lockdiff.upstream(committed_lock, targets) if targets else None
+            # Rebuild the lock from nothing: a stage that fails then has no entry,
+            # instead of its committed entry passing for an identical rebuild.
+            lock_path.unlink()
+            run = Run(variant.name, variant.describe(), variant.env, str(clone))
+            echo(f"run {index + 1}/{len(runs)} {variant.name} ({run.environment}): dvc repro --force "
+                 f"{' '.join(targets)}".rstrip())
+            started = time.perf_counter()
+            log = workdir / f"{variant.name}.log"
+            run.status = rebuild.repro(clone, venv, variant, targets, log)
+            run.seconds = round(time.perf_counter() - started, 1)
+            run.log_tail = log.read_text(encoding="utf-8", errors="replace")[-3000:]
+            echo(f"  {'done' if run.status == 0 else f'FAILED (exit {run.status})'} in {run.seconds} s")
+            rebuilt_lock = lockdiff.parse_lock(lock_path.read_text(encoding="utf-8")) if lock_path.is_file() else {}
+            entries = lockdiff.compare(committed_lock, rebuilt_lock, stages)
+            explainer = Explainer(committed_lock, Committed(repo, commit, cache), clone)
+            for entry in entries:
+                row = asdict(entry) | {"identical": entry.identical}
+                if not entry.identical:
+                    row["explanation"] = explainer(entry, entries)
+                run.entries.append(row)
+            report["runs"].append(asdict(run) | {"identical": run.identical})
+            if not keep:
+                rebuild.remove(base)
+    finally:
+        if not keep:
+            rebuild.remove(workdir)
+        else:
+            report["workdir"] = str(workdir)
+    report["identical"] = all(run["identical"] for run in report["runs"])
+    files.write_json(report_path, report)
+    return report
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """stage | kind | path | committed | rebuilt (one column per run) | identical."""
+    runs = report["runs"]
+    if not runs:
+        return "(no runs)"
+    single = len(runs) == 1
+    header = ["stage", "kind", "path", "committed"] + (["rebuilt"] if single else [run["name"] for run in runs])
+    header.append("identical")
+    rows = []
+    for position, first in enumerate(runs[0]["entries"]):
+        cells = [first["stage"], first["kind"], first["path"], lockdiff.short(first["committed"], first["kind"])]
+        same = True
+        for run in runs:
+            entry = run["entries"][position] if position < len(run["entries"]) else None
+            if entry is None:
+                cells.append("(none)")
+                same = False
+            elif single:
+                cells.append(lockdiff.short(entry["rebuilt"], entry["kind"]))
+                same = entry["identical"]
+            else:
+                cells.append("same" if entry["identical"] else lockdiff.short(entry["rebuilt"], entry["kind"], 8))
+                same = same and entry["identical"]
+        cells.append("yes" if same else "NO")
+        rows.append(cells)
+    widths = [max(len(str(row[i])) for row in [header] + rows) for i in range(len(header))]
+    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header] + rows]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def format_explanations(report: dict[str, Any]) -> str:
+    """One line per differing path (a file several stages depend on is named once)."""
+    lines = []
+    for run in report["runs"]:
+        prefix = f"[{run['name']}] " if len(report["runs"]) > 1 else ""
+        if run["status"] != 0:
+            lines.append(f"{prefix}dvc repro failed (exit {run['status']}); last lines of its log:")
+            lines += ["    " + line for line in run["log_tail"].splitlines()[-15:]]
+        grouped: dict[tuple[str, str, str], list[str]] = {}
+        for entry in run["entries"]:
+            if "explanation" in entry:
+                grouped.setdefault((entry["kind"], entry["path"], entry["explanation"]["summary"]), []).append(entry["stage"])
+        for (kind, path, summary), stages in grouped.items():
+            lines.append(f"{prefix}{kind} {path} ({', '.join(stages)}): {summary}")
+        outputs = [entry for entry in run["entries"] if entry["kind"] == "out"]
+        if outputs and all(entry["identical"] for entry in outputs) and not all(e["identical"] for e in run["entries"]):
+            lines.append(f"{prefix}every output is identical: only what dvc.lock recorded about the inputs is stale")
+    return "\n".join(lines)
