@@ -1,6 +1,6 @@
 # The serving image: the verified model behind `python -m src.serving.serve`.
 # Build after `dvc repro` (or `dvc pull`) so models/model.pkl exists:
-#   docker build -t flight-delays . && docker run -p 8000:8000 flight-delays
+#   docker build -t model-service . && docker run -p 8000:8000 model-service
 #
 # Python exactly as the manifest records it (models/manifest.json "versions"):
 # the service refuses to load the model on another version. A pinned tag, not a
@@ -19,9 +19,14 @@ RUN python -m pip install --no-cache-dir --require-hashes -r requirements.lock
 
 RUN useradd --create-home --uid 10001 app
 
-# Only what serving reads: the code, the params (threshold, threads), the lock
-# the artifacts are checked against, and the model with its manifest.
-COPY src/ src/
+# Only what serving reads: the serving code and the generic pipeline modules it
+# imports (params, artifact, predictions; no stage runs here), the params
+# (threshold, threads), the lock the artifacts are checked against, and the
+# model with its manifest. The model's contract comes from the manifest, so
+# neither the dataset adapter nor the tools are in the image.
+COPY src/__init__.py src/
+COPY src/pipeline/ src/pipeline/
+COPY src/serving/ src/serving/
 COPY params.yaml dvc.lock ./
 COPY models/model.pkl models/manifest.json models/
 
