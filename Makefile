@@ -33,11 +33,20 @@ help:
 
 # The stamp holds a copy of the lock the venv was installed from. The venv is
 # rebuilt from scratch only when the lock's content changed (a checkout that
-# merely touched the file keeps it).
+# merely touched the file keeps it). uv installs the same lock 4-5x faster than
+# pip: it is bootstrapped from the lock itself (its pinned version and hashes,
+# through pip --require-hashes), then installs every package with
+# --require-hashes. pip stays the fallback, with the same lock and hashes.
 $(STAMP): requirements.lock
 	@if [ -x $(BIN)/python ] && cmp -s requirements.lock $(STAMP); then touch $(STAMP); else \
 	  set -e; rm -rf $(VENV); $(PYTHON) -m venv $(VENV); \
-	  $(BIN)/python -m $(PIP_INSTALL); cp requirements.lock $(STAMP); fi
+	  echo "setup: bootstrapping uv from requirements.lock (pinned, hash-checked)"; \
+	  sed -n '/^uv==/,/# via/p' requirements.lock > $(VENV)/uv-requirement.txt; \
+	  if $(BIN)/python -m pip install -q --no-cache-dir --require-hashes -r $(VENV)/uv-requirement.txt \
+	     && $(BIN)/uv pip install --python $(BIN)/python --require-hashes -r requirements.lock; then :; else \
+	    echo "setup: uv failed; installing with pip instead (slower, same lock and hashes)"; \
+	    $(BIN)/python -m $(PIP_INSTALL); fi; \
+	  cp requirements.lock $(STAMP); fi
 
 setup: $(STAMP)
 
