@@ -4,24 +4,27 @@
                                    on PYTHONPATH, so `src` is the clone's)
 
 Each reference does the least work that moves the same data the stage moves,
-with the same libraries, so a stage's ratio to it is the stage's own overhead:
+with the same libraries (SQLAlchemy on gather's own read-only engine, Arrow),
+so a stage's ratio to it is the stage's own overhead:
 
-- bare_scan:    the snapshot's row count of the flights table, plain SELECT in
-                physical order, through the sqlite3 module into Arrow;
-- query_scan:   the snapshot query itself through sqlite3, rows discarded
-                (no conversion, no Parquet): how much of gather is SQL;
+- bare_scan:    as many rows as the snapshot has, read by a plain SELECT in
+                physical order from the active adapter's entity table (the
+                source table that holds the adapter's id column; the first
+                declared table if none does), into Arrow;
+- query_scan:   the adapter's snapshot query itself, rows discarded (no
+                conversion, no Parquet): how much of gather is SQL;
 - bare_parquet: read the snapshot Parquet file and write it again with the
                 project's writer options (featurize's reference);
 - bare_fit:     the configured estimator alone, fitted on the training
                 features (categories as integer codes), same threads;
 - predict:      single-row latency and batch throughput of the deployed model.
 
-The last line printed is `BENCH-RESULT {json}` with what the probe counted.
+The last line printed is RESULT_PREFIX followed by a JSON object of what the
+probe counted; bench/run.py reads it from there.
 """
 from __future__ import annotations
 
 import json
-import sqlite3
 import sys
 import tempfile
 import time
@@ -30,20 +33,21 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import sqlalchemy as sa
 
 from src.pipeline import config, files
-from src.datasets import flights as dataset
-from src.pipeline.params import as_of_timestamp, load_params
+from src.pipeline.adapter import Adapter
+from src.pipeline.gather import open_source
+from src.pipeline.params import as_of_timestamp, load_adapter, load_params
 
 RESULT_PREFIX = "BENCH-RESULT "
+SQL_CHUNK_ROWS = 50_000
 
 
-def _source_database() -> str:
-    url = config.source_url()
-    prefix = "sqlite:///"
-    if not url.startswith(prefix):
-        raise SystemExit(f"probes read SQLite sources only, not {url!r}")
-    return f"file:{Path(url[len(prefix):]).resolve()}?mode=ro"
+def entity_table(adapter: Adapter) -> sa.Table:
+    """The source table whose rows become snapshot rows: the one with the id column."""
+    tables = list(adapter.source_tables.tables.values())
+    return next((table for table in tables if adapter.id in table.c), tables[0])
 
 
 def _snapshot_rows() -> int:
@@ -51,30 +55,39 @@ def _snapshot_rows() -> int:
 
 
 def bare_scan() -> dict:
-    rows_wanted = _snapshot_rows()
-    chunk_rows = load_params().gather.chunk_rows
-    connection = sqlite3.connect(_source_database(), uri=True)
-    cursor = connection.execute("SELECT * FROM flights LIMIT ?", (rows_wanted,))
-    names = [description[0] for description in cursor.description]
-    batches = []
-    while rows := cursor.fetchmany(chunk_rows):
-        batches.append(pa.RecordBatch.from_arrays([pa.array(column) for column in zip(*rows)], names=names))
-    table = pa.Table.from_batches(batches)
-    return {"rows": table.num_rows, "columns": table.num_columns, "arrow_bytes": table.nbytes}
+    params = load_params()
+    chunk_rows = params.gather.chunk_rows
+    table = entity_table(load_adapter(params)[0])
+    engine = open_source(config.source_url())
+    with engine.connect() as connection:
+        result = connection.execution_options(stream_results=True, yield_per=chunk_rows).execute(
+            sa.select(table).limit(_snapshot_rows()))
+        names = list(result.keys())
+        batches = [pa.RecordBatch.from_arrays([pa.array(column) for column in zip(*rows)], names=names)
+                   for rows in result.partitions(chunk_rows)]
+    engine.dispose()
+    arrow = pa.Table.from_batches(batches)
+    return {"table": table.name, "rows": arrow.num_rows, "columns": arrow.num_columns, "arrow_bytes": arrow.nbytes}
 
 
 def query_scan() -> dict:
-    as_of = as_of_timestamp(load_params().gather.as_of)
-    connection = sqlite3.connect(_source_database(), uri=True)
-    started = time.perf_counter()
-    cursor = connection.execute(dataset.SNAPSHOT_QUERY.replace(":as_of", "?"), (as_of,) * 3)
-    first_row = None
-    rows = 0
-    while chunk := cursor.fetchmany(50_000):
-        if first_row is None:
-            first_row = time.perf_counter() - started
-        rows += len(chunk)
-    return {"rows": rows, "first_row_s": first_row, "sql_s": time.perf_counter() - started}
+    params = load_params()
+    adapter, _ = load_adapter(params)
+    as_of = as_of_timestamp(params.gather.as_of)
+    engine = open_source(config.source_url())
+    with engine.connect() as connection:
+        started = time.perf_counter()
+        result = connection.execution_options(stream_results=True, yield_per=SQL_CHUNK_ROWS).execute(
+            sa.text(adapter.snapshot_query), {"as_of": as_of})
+        first_row = None
+        rows = 0
+        for chunk in result.partitions(SQL_CHUNK_ROWS):
+            if first_row is None:
+                first_row = time.perf_counter() - started
+            rows += len(chunk)
+        sql_s = time.perf_counter() - started
+    engine.dispose()
+    return {"rows": rows, "first_row_s": first_row, "sql_s": sql_s}
 
 
 def bare_parquet() -> dict:
@@ -84,18 +97,18 @@ def bare_parquet() -> dict:
     return {"rows": table.num_rows, "snapshot_arrow_bytes": table.nbytes}
 
 
-def _matrix(frame, categories: dict[str, list[str]]):
+def _matrix(frame, adapter: Adapter, categories: dict[str, list[str]]):
     """Features as one float matrix: categories as codes of the recorded lists (-1 -> NaN)."""
     import pandas as pd
 
     columns = {}
-    for name in dataset.CATEGORICAL:
+    for name in adapter.categorical:
         codes = pd.Categorical(frame[name], categories=categories[name]).codes.astype("float64")
         codes[codes < 0] = np.nan
         columns[name] = codes
-    for name in dataset.NUMERIC:
+    for name in adapter.numeric:
         columns[name] = frame[name].to_numpy(dtype="float64")
-    return np.column_stack([columns[name] for name in dataset.FEATURES])
+    return np.column_stack([columns[name] for name in adapter.features])
 
 
 def bare_fit() -> dict:
@@ -104,8 +117,9 @@ def bare_fit() -> dict:
     from src.pipeline import model
 
     params = load_params()
+    adapter, _ = load_adapter(params)
     frame = files.read_frame(config.TRAIN_FEATURES)
-    X, y = _matrix(frame, params.categories), frame[dataset.TARGET].to_numpy()
+    X, y = _matrix(frame, adapter, params.categories), frame[adapter.target].to_numpy()
     name = params.train.model if params.train.model != "stacking" else "hist_gradient_boosting"
     if name != "hist_gradient_boosting":
         X = np.where(np.isnan(X), np.nanmedian(X, axis=0), X)  # only HGB takes NaN
@@ -117,40 +131,27 @@ def bare_fit() -> dict:
 
 def predict(single_calls: int = 300, warmup: int = 20, batch_repeats: int = 3) -> dict:
     """Single-row latency (p50, p99) and whole-test-set throughput of the deployed model."""
-    test = files.read_frame(config.TEST_FEATURES)
-    try:
-        from src.serving import predict as api  # the deployment API, where it exists
+    from src.serving import predict as api
 
-        deployed = api.load_model()
-        call, how = deployed.predict, "src.serving.predict.load_model().predict(frame)"
-        frame = test.drop(columns=[dataset.TARGET])
-    except ImportError:
-        from threadpoolctl import threadpool_limits
-
-        from src.pipeline import artifact
-
-        loaded, manifest = artifact.load_model(config.MODEL, config.MANIFEST)
-
-        def call(rows):
-            with threadpool_limits(limits=load_params().train.threads):
-                return loaded.predict_proba(rows[manifest["features"]])
-
-        how, frame = "artifact.load_model + predict_proba", test
+    deployed = api.load_model()
+    target = load_adapter(load_params())[0].target
+    frame = files.read_frame(config.TEST_FEATURES).drop(columns=[target])
     rng = np.random.default_rng(0)
     picks = rng.integers(0, len(frame), size=single_calls + warmup)
     latencies = []
     for index, row in enumerate(picks):
         one = frame.iloc[[row]]
         started = time.perf_counter()
-        call(one)
+        deployed.predict(one)
         if index >= warmup:
             latencies.append(time.perf_counter() - started)
     batches = []
     for _ in range(batch_repeats):
         started = time.perf_counter()
-        call(frame)
+        deployed.predict(frame)
         batches.append(time.perf_counter() - started)
-    return {"api": how, "single_latencies_s": latencies, "batch_rows": len(frame), "batch_walls_s": batches}
+    return {"api": "src.serving.predict.load_model().predict(frame)", "single_latencies_s": latencies,
+            "batch_rows": len(frame), "batch_walls_s": batches}
 
 
 PROBES = {"bare_scan": bare_scan, "query_scan": query_scan, "bare_parquet": bare_parquet, "bare_fit": bare_fit,

@@ -21,10 +21,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import hashlib
 import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import sqlite3
 import subprocess
@@ -35,21 +37,27 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+import yaml
+
 from bench import stats
-from src.pipeline import config, files
+from bench.probes import RESULT_PREFIX
+from src.pipeline import config
+from src.pipeline.adapter import PACKAGE as DATASETS_PACKAGE
+from src.pipeline.history import RECORDED_AT
+from src.pipeline.params import load_adapter, load_params, update_params
 from src.tools.clones import working_clone
-from src.pipeline.params import update_params
+from src.tools.venv import venv_env
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "results.json"
 QUICK_RESULTS = BENCH_DIR / "results-quick.json"
-# Scaled sources are rebuilt only when src/source.py changes (keyed by its hash).
+# Scaled sources are rebuilt only when the adapter's package (its demo
+# builder) changes: the cache is keyed by a hash of its files.
 CACHE_DIR = BENCH_DIR / ".cache"
 STAGES = ("gather", "featurize", "train", "evaluate")
 # Each stage's physical reference (bench/probes.py); evaluate has none.
 REFERENCES = {"gather": "bare_scan", "featurize": "bare_parquet", "train": "bare_fit"}
-# An as_of after every replicated copy (copy k is shifted k * 364 days).
-SCALED_AS_OF = "2024-12-31"
 # The hyperparameter the incremental and sweep sections change.
 HGB = "train.hist_gradient_boosting"
 PACKAGES = ("dvc", "dvclive", "scikit-learn", "numpy", "scipy", "pandas", "pyarrow", "SQLAlchemy", "pydantic",
@@ -64,15 +72,8 @@ class BenchError(RuntimeError):
 # --- running and measuring ---------------------------------------------------
 
 def clone_env(clone: Path, **extra: str) -> dict[str, str]:
-    """What a stage sees under `make`: the venv first on PATH; `src` from the clone."""
-    env = dict(os.environ)
-    venv = clone / ".venv"
-    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-    env["VIRTUAL_ENV"] = str(venv)
-    env["PYTHONPATH"] = str(clone)
-    env.pop(config.SOURCE_URL_ENV, None)
-    env.update(extra)
-    return env
+    """What a stage sees under `make`: the venv first on PATH, `src` from the clone, the clone's source."""
+    return venv_env(clone / ".venv", PYTHONPATH=str(clone), **{config.SOURCE_URL_ENV: None, **extra})
 
 
 def sh(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
@@ -102,9 +103,9 @@ class Bench:
         if result.returncode != 0:
             run["error"] = (result.stdout + result.stderr)[-2000:]
             print(f"  ! {name} failed ({result.returncode}): {run['error'][-400:]}", file=sys.stderr)
-        probe = [line for line in result.stdout.splitlines() if line.startswith("BENCH-RESULT ")]
+        probe = [line for line in result.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
         if probe:
-            run["probe"] = json.loads(probe[-1][len("BENCH-RESULT "):])
+            run["probe"] = json.loads(probe[-1].removeprefix(RESULT_PREFIX))
         self.runs.append(run)
         print(f"  {section:<11} {name:<22} x{scale:<3} #{repeat}  wall {run['wall_s']:7.2f} s  "
               f"cpu {run['cpu_s']:7.2f} s  rss {run['max_rss_bytes'] / 2**20:7.0f} MiB", flush=True)
@@ -120,29 +121,69 @@ def stages_ran(dvc_output: str) -> list[str]:
     return re.findall(r"Running stage '([^']+)'", dvc_output)
 
 
+def stage_commands(clone: Path) -> dict[str, list[str]]:
+    """Each stage's command as dvc.yaml gives it (what `dvc repro` runs), as argv."""
+    stages = yaml.safe_load((clone / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+    return {name: shlex.split(stages[name]["cmd"]) for name in STAGES}
+
+
 # --- clones and sources --------------------------------------------------------
 
 def make_clone(destination: Path, source_dir: Path) -> Path:
     """A clone of HEAD with this checkout's .venv and the given source folder linked in."""
-    return working_clone(destination, source_dir=source_dir, venv=config.ROOT / ".venv")
+    return working_clone(destination, source_dir=source_dir, venv=config.VENV)
+
+
+def package_digest(package: Path) -> str:
+    """SHA-256 over a package's files (names and bytes), caches excluded."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in package.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        with open(path, "rb") as handle:
+            file_digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        digest.update(f"{path.relative_to(package).as_posix()} {file_digest}\n".encode())
+    return digest.hexdigest()
 
 
 def scaled_source(scale: int) -> Path:
-    """A folder holding flights.sqlite at `scale` (this checkout's own for scale 1)."""
+    """A folder holding the active adapter's demo source at `scale` (this checkout's own for scale 1)."""
     if scale == 1:
         if not config.SOURCE_DB.exists():
             raise BenchError(f"{config.SOURCE_DB} missing: run `make source`")
         return config.SOURCE_DIR
-    key = files.sha256_file(config.ROOT / "src" / "source.py")[:12]
-    folder = CACHE_DIR / f"source-x{scale}-{key}"
+    adapter, _ = load_adapter(load_params())
+    package = config.ROOT.joinpath(*DATASETS_PACKAGE.split("."), adapter.name)
+    prefix = f"source-{adapter.name}-x{scale}-"
+    folder = CACHE_DIR / f"{prefix}{package_digest(package)[:12]}"
     database = folder / config.SOURCE_DB.name
     if not database.exists():
-        for stale in CACHE_DIR.glob(f"source-x{scale}-*"):
+        for stale in CACHE_DIR.glob(f"{prefix}*"):
             shutil.rmtree(stale)
         print(f"building the x{scale} source in {folder} (cached for later runs)...", flush=True)
         folder.mkdir(parents=True, exist_ok=True)
-        sh([sys.executable, "-m", "src.datasets.flights.source", "--scale", str(scale), "--output", str(database)], cwd=config.ROOT)
+        sh([sys.executable, "-m", "src.tools.source", "--scale", str(scale), "--output", str(database)],
+           cwd=config.ROOT)
     return folder
+
+
+def last_recorded_day(database: Path) -> str:
+    """The day of the newest version in the source: as_of for a scaled source, so every copy is read.
+
+    The day, not the moment: a bare date means the end of that day (src/pipeline/history.py).
+    """
+    adapter, _ = load_adapter(load_params())
+    tables = [table for table in adapter.source_tables.tables.values() if RECORDED_AT in table.c]
+    if not tables:
+        raise BenchError(f"no source table of adapter {adapter.name!r} has a {RECORDED_AT} column")
+    engine = sa.create_engine(f"sqlite:///{database}")
+    try:
+        with engine.connect() as connection:
+            latest = max(connection.execute(sa.select(sa.func.max(table.c[RECORDED_AT]))).scalar_one() or ""
+                         for table in tables)
+    finally:
+        engine.dispose()
+    if not latest:
+        raise BenchError(f"{database} records nothing")
+    return latest[:10]
 
 
 def set_param(clone: Path, dotted: str, value: Any) -> None:
@@ -172,7 +213,7 @@ def get_param(clone: Path, dotted: str) -> Any:
 def pipeline_section(bench: Bench, clone: Path) -> None:
     """DVC overhead, no-op repro vs status, incremental train change vs the full run."""
     dvc = str(clone / ".venv" / "bin" / "dvc")
-    direct = " && ".join(f"python -m src.{stage}" for stage in STAGES)
+    direct = " && ".join(shlex.join(command) for command in stage_commands(clone).values())
     print("pipeline: first repro (fills the clone's DVC cache; not counted)", flush=True)
     bench.measure("warmup", "dvc repro", [dvc, "repro"], clone, 1, 0)
     for repeat in range(1, bench.repeats + 1):
@@ -199,9 +240,10 @@ def pipeline_section(bench: Bench, clone: Path) -> None:
 def stage_section(bench: Bench, clone: Path, scale: int, profile: bool) -> None:
     """Each stage run directly against its physical reference, with rows, CPU and peak memory."""
     env = clone_env(clone)
+    commands = stage_commands(clone)
     for repeat in range(1, bench.repeats + 1):
         for stage in STAGES:
-            pair = [(stage, ["python", "-m", f"src.{stage}"])]
+            pair = [(stage, commands[stage])]
             if stage in REFERENCES:
                 pair.append((REFERENCES[stage], None))
             for name, command in pair if repeat % 2 else pair[::-1]:
@@ -223,7 +265,8 @@ def stage_section(bench: Bench, clone: Path, scale: int, profile: bool) -> None:
             run["rows"] = rows.get(stage)
     if profile:
         out = bench.work / f"gather-x{scale}.prof"
-        sh(["python", "-m", "cProfile", "-o", str(out), "-m", "src.pipeline.gather"], cwd=clone, env=env)
+        python, *arguments = commands["gather"]
+        sh([python, "-m", "cProfile", "-o", str(out), *arguments], cwd=clone, env=env)
         bench.profiles[f"gather x{scale}"] = profile_text(out)
 
 
@@ -255,8 +298,8 @@ def sweep_section(bench: Bench, clone: Path, experiments: int, max_iter: int = 2
     # Queued runs start from a commit: record the clone's current outputs as one,
     # so each experiment reruns only train and evaluate. The source is named by
     # an absolute URL: queued temp copies do not contain the git-ignored data/source.
-    env = clone_env(clone, **{config.SOURCE_URL_ENV: f"sqlite:///{(clone / 'data' / 'source').resolve()}/"
-                                                     f"{config.SOURCE_DB.name}"})
+    env = clone_env(clone, **{config.SOURCE_URL_ENV:
+                              f"sqlite:///{(clone / config.SOURCE_DB.relative_to(config.ROOT)).resolve()}"})
     sh(["git", "add", "dvc.lock", config.PARAMS_FILE.name], cwd=clone)
     sh(["git", "commit", "-q", "-m", "bench: baseline for queued experiments", "--allow-empty"], cwd=clone)
     serial = 0
@@ -530,16 +573,20 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     started, clock = dt.datetime.now(dt.timezone.utc), time.perf_counter()
     commit = sh(["git", "rev-parse", "HEAD"], cwd=config.ROOT).strip()
-    work = Path(tempfile.mkdtemp(prefix="flights-bench-"))
+    work = Path(tempfile.mkdtemp(prefix="bench-"))
     bench = Bench(work, args.repeats)
     print(f"bench: {commit[:10]}, {args.repeats} repeats, scales {args.scales}, work in {work}", flush=True)
+    scaled_as_of: dict[str, str] = {}
     try:
         base = make_clone(work / "x1", scaled_source(1))
         pipeline_section(bench, base)
         for scale in args.scales:
-            clone = base if scale == 1 else make_clone(work / f"x{scale}", scaled_source(scale))
+            clone = base
             if scale != 1:
-                set_param(clone, "gather.as_of", SCALED_AS_OF)
+                source = scaled_source(scale)
+                clone = make_clone(work / f"x{scale}", source)
+                scaled_as_of[str(scale)] = last_recorded_day(source / config.SOURCE_DB.name)
+                set_param(clone, "gather.as_of", scaled_as_of[str(scale)])
             print(f"stages at x{scale}", flush=True)
             stage_section(bench, clone, scale, profile=scale == min(args.scales))
             if scale != 1 and not args.keep:
@@ -562,7 +609,7 @@ def main(argv: list[str] | None = None) -> None:
         "commit": commit,
         "quick": args.quick,
         "config": {"repeats": args.repeats, "scales": args.scales, "sweep_experiments": args.sweep,
-                   "scaled_as_of": SCALED_AS_OF, "load_average_at_end": list(os.getloadavg())},
+                   "scaled_as_of": scaled_as_of, "load_average_at_end": list(os.getloadavg())},
         "machine": machine(),
         "versions": versions(),
         "runs": bench.runs,

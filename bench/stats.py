@@ -1,6 +1,6 @@
 """The pure parts of the benchmark: statistics, targets, the table, the result file's shape.
 
-No timing happens here (bench/run.py measures); tests/test_bench.py tests this.
+No timing happens here (bench/run.py measures); tests/template/test_bench.py tests this.
 """
 from __future__ import annotations
 
@@ -62,16 +62,6 @@ def verdict(name: str, value: float | None, met: bool | None, detail: str = "") 
 def select(runs: Iterable[dict], **match: Any) -> list[dict]:
     """The runs whose fields equal every `match` value."""
     return [run for run in runs if all(run.get(key) == value for key, value in match.items())]
-
-
-def summarize(runs: Sequence[dict]) -> dict[str, Any]:
-    """Medians over repeated runs of one measurement (None for a field no run has)."""
-    def med(key: str) -> float | None:
-        values = [run[key] for run in runs if run.get(key) is not None]
-        return median(values) if values else None
-
-    return {"n": len(runs), "wall_s": med("wall_s"), "cpu_s": med("cpu_s"), "max_rss_bytes": med("max_rss_bytes"),
-            "failed": sum(1 for run in runs if run.get("returncode") not in (0, None))}
 
 
 def fmt(value: Any, unit: str = "") -> str:

@@ -3,6 +3,11 @@
 A clone reuses this checkout's locked .venv and demo source database through
 symlinks (both are git-ignored and rebuilt by `make`), so each clone costs a
 `git clone`, not a reinstall.
+
+Tests are in two folders: tests/template/ pass for any dataset adapter (they
+read the active one and build tiny rows from its declarations), and
+tests/example/ check the worked example (a fork deletes them with it).
+Tests marked `slow` run the whole pipeline in a clone; `-m "not slow"` skips them.
 """
 from __future__ import annotations
 
@@ -16,6 +21,10 @@ from src.pipeline import config
 from src.tools.clones import working_clone
 
 ROOT = config.ROOT
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: runs the whole pipeline in a clone of HEAD (minutes on the example)")
 
 
 def venv_env(**extra: str) -> dict[str, str]:
@@ -57,7 +66,8 @@ def reproduced(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Shared by the tests that need a trained model and the evaluate stage's
     predictions: treat it as read-only (copy files out before changing them).
     `dvc repro` directly, not `make repro`: the clone's fresh requirements.lock
-    is newer than the linked venv's stamp, and make would rebuild the venv.
+    is newer than the linked venv's stamp, so make would check (and touch) the
+    stamp of a venv that belongs to this checkout.
     """
     if not config.SOURCE_DB.exists():
         pytest.fail(f"{config.SOURCE_DB} missing: run the tests through `make test`")

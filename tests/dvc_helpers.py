@@ -7,16 +7,20 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import subprocess
 from pathlib import Path
 
-import yaml
+from src.pipeline import lockfile
+from src.tools.git import git_succeeds
 
 
 def lock_outputs(root: Path) -> list[str]:
     """Every output path that the clone's dvc.lock records, in stage order."""
-    lock = yaml.safe_load((root / "dvc.lock").read_text(encoding="utf-8"))
-    return [out["path"] for stage in lock["stages"].values() for out in stage.get("outs", [])]
+    return lockfile.outputs(lockfile.read_lock(root / "dvc.lock"))
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def output_hashes(root: Path) -> dict[str, str]:
@@ -26,8 +30,7 @@ def output_hashes(root: Path) -> dict[str, str]:
         path = root / output
         found = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
         for file in found:
-            name = str(file.relative_to(root))
-            hashes[name] = hashlib.sha256(file.read_bytes()).hexdigest() if file.exists() else "missing"
+            hashes[str(file.relative_to(root))] = _sha256(file) if file.exists() else "missing"
     return hashes
 
 
@@ -36,7 +39,7 @@ def drop_local_data(root: Path) -> None:
     shutil.rmtree(root / ".dvc" / "cache", ignore_errors=True)
     for output in lock_outputs(root):
         # Cached outputs are the git-ignored ones (DVC adds them to .gitignore).
-        if subprocess.run(["git", "check-ignore", "-q", output], cwd=root).returncode == 0:
+        if git_succeeds(["check-ignore", "-q", output], root):
             path = root / output
             if path.is_dir():
                 shutil.rmtree(path)

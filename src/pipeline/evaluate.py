@@ -8,6 +8,10 @@ Two classes get the binary metrics and curves. More classes get accuracy,
 macro-F1, log loss and one-vs-rest ROC AUC; their ROC, precision-recall and
 calibration curves are micro-averaged one-vs-rest (every row and class as one
 yes/no decision), so the plots that dvc.yaml declares exist in both cases.
+The plots page embeds every data point, so each plot file stays small: the
+curves are thinned to at most CURVE_POINTS points each (scikit-learn gives one
+per distinct score), and the confusion matrix is written as one count per cell
+rather than one row per test row.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ import numpy as np
 import pandas as pd
 from dvclive import Live
 from sklearn import metrics
+from sklearn.calibration import calibration_curve
 from sklearn.inspection import permutation_importance
 from threadpoolctl import threadpool_limits
 
@@ -46,13 +51,13 @@ def scores(y_true: np.ndarray, probabilities: np.ndarray, classes: list, thresho
             "accuracy": metrics.accuracy_score(positive, label),
             "f1": metrics.f1_score(positive, label, zero_division=0),
         })
-    predicted = np.asarray(classes, dtype=object)[np.argmax(probabilities, axis=1)]
+    # Not dtype=object: scikit-learn cannot tell the task of an object array of integers ("unknown").
+    predicted = np.asarray(classes)[np.argmax(probabilities, axis=1)]
     return _rounded({
         "roc_auc_ovr": metrics.roc_auc_score(y_true, probabilities, multi_class="ovr", labels=classes),
         "log_loss": metrics.log_loss(y_true, probabilities, labels=classes),
-        "accuracy": metrics.accuracy_score(np.asarray(y_true, dtype=object), predicted),
-        "f1_macro": metrics.f1_score(np.asarray(y_true, dtype=object), predicted, labels=classes,
-                                     average="macro", zero_division=0),
+        "accuracy": metrics.accuracy_score(y_true, predicted),
+        "f1_macro": metrics.f1_score(y_true, predicted, labels=classes, average="macro", zero_division=0),
     })
 
 
@@ -62,6 +67,58 @@ def curve_inputs(y_true: np.ndarray, probabilities: np.ndarray, classes: list) -
         return (np.asarray(y_true) == classes[1]).astype(int), probabilities[:, 1]
     onehot = (np.asarray(y_true, dtype=object)[:, None] == np.asarray(classes, dtype=object)[None, :]).astype(int)
     return onehot.ravel(), probabilities.ravel()
+
+
+# Enough to draw a smooth curve; the example's precision-recall curve had 65,470
+# points (a 13 MB plots page) before thinning.
+CURVE_POINTS = 1000
+# Six decimals are finer than a pixel, and short numbers keep the plot files small.
+CURVE_DIGITS = 6
+
+
+def thin(n: int, points: int = CURVE_POINTS) -> np.ndarray:
+    """Indices of at most `points` of a curve's n points: the first, the last, and evenly spaced ones.
+
+    Spaced by index rather than interpolated on a grid: every point kept is a
+    point of the real curve, and integer arithmetic picks the same points on
+    every machine.
+    """
+    if n <= points:
+        return np.arange(n)
+    return np.arange(points) * (n - 1) // (points - 1)
+
+
+def curves(truth: np.ndarray, score: np.ndarray) -> dict[str, pd.DataFrame]:
+    """The ROC, precision-recall and calibration curves, thinned and rounded, with dvclive's column names."""
+    fpr, tpr, _ = metrics.roc_curve(truth, score)
+    precision, recall, _ = metrics.precision_recall_curve(truth, score)
+    # scikit-learn's default bins, as dvclive's calibration plot used.
+    prob_true, prob_pred = calibration_curve(truth, score)
+    tables = {
+        "roc": {"fpr": fpr, "tpr": tpr},
+        "precision_recall": {"recall": recall, "precision": precision},
+        # A second series, the diagonal a perfectly calibrated model follows; named to
+        # sort after prob_true, since DVC dashes the second series in name order.
+        "calibration": {"prob_pred": prob_pred, "prob_true": prob_true, "well_calibrated": prob_pred},
+    }
+    frames = {}
+    for name, columns in tables.items():
+        keep = thin(len(next(iter(columns.values()))))
+        frames[name] = pd.DataFrame({column: np.round(values[keep], CURVE_DIGITS)
+                                     for column, values in columns.items()})
+    return frames
+
+
+def confusion_counts(y_true: np.ndarray, y_pred: np.ndarray, classes: list) -> pd.DataFrame:
+    """Every (actual, predicted) pair of classes with its count, zeros included.
+
+    Labels are text, as in dvclive's confusion plot. dvc.yaml draws the counts
+    with `confusion_counts` (.dvc/plots/), DVC's confusion template summing the
+    counts instead of counting rows.
+    """
+    matrix = metrics.confusion_matrix(y_true, y_pred, labels=classes)
+    return pd.DataFrame([{"actual": str(actual), "predicted": str(predicted), "count": int(matrix[i, j])}
+                         for i, actual in enumerate(classes) for j, predicted in enumerate(classes)])
 
 
 def importances(model, X: pd.DataFrame, y: pd.Series, classes: list, rows: int, repeats: int,
@@ -112,10 +169,19 @@ def main() -> None:
         for column, counts in count_unknown(X, params.categories).items():
             for kind, count in counts.items():
                 live.log_metric(f"{kind}_categories/{column}", count, plot=False)
-        live.log_sklearn_plot("roc", truth, score, name="roc.json")
-        live.log_sklearn_plot("precision_recall", truth, score, name="precision_recall.json")
-        live.log_sklearn_plot("confusion_matrix", y, predictions["label"].to_numpy(), name="confusion_matrix.json")
-        live.log_sklearn_plot("calibration", truth, score, name="calibration.json")
+        # `dvc plots show` takes titles and axis labels from dvc.yaml's `plots:`
+        # (dvclive does not write that file); these say the same for dvclive's API.
+        curve = curves(truth, score)
+        live.log_plot("roc", curve["roc"], x="fpr", y="tpr", template="simple", title="ROC",
+                      x_label="False positive rate", y_label="True positive rate")
+        live.log_plot("precision_recall", curve["precision_recall"], x="recall", y="precision",
+                      template="simple", title="Precision-Recall", x_label="Recall", y_label="Precision")
+        live.log_plot("calibration", curve["calibration"], x="prob_pred", y=["prob_true", "well_calibrated"],
+                      template="simple", title="Calibration", x_label="Mean predicted probability",
+                      y_label="Fraction of positives")
+        live.log_plot("confusion_matrix", confusion_counts(y, predictions["label"].to_numpy(), classes),
+                      x="actual", y="predicted", template="confusion_counts", title="Confusion matrix",
+                      x_label="True label", y_label="Predicted label")
         live.log_plot("importance", importance, x="importance", y="feature",
                       template="bar_horizontal_sorted", title=f"Permutation importance ({title} drop)")
     print(f"evaluate: {len(test)} test rows, {len(classes)} classes ({time.perf_counter() - started:.1f} s)")

@@ -20,6 +20,7 @@ import datetime as dt
 import hashlib
 import json
 import math
+import urllib.parse
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,7 +121,11 @@ def _plain(value):
     if value is None or value is pd.NA or value is pd.NaT:
         return None
     if isinstance(value, (float, np.floating)):
-        return None if math.isnan(value) else float(value)
+        if math.isnan(value):
+            return None
+        # 181.0 is 181: pandas reads a column of whole numbers as floats as soon
+        # as one cell is missing, and that must not make every row "changed".
+        return int(value) if value.is_integer() else float(value)
     if isinstance(value, (bool, np.bool_)):
         return int(value)
     if isinstance(value, (int, np.integer)):
@@ -132,10 +137,11 @@ def _plain(value):
     return str(value)
 
 
-def row_hash(values: list) -> str:
-    # Canonical JSON of the values in column order: floats in shortest repr,
-    # so the same row always hashes the same, whatever file it came from.
-    return hashlib.sha256(json.dumps(values, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
+def row_hash(values: dict) -> str:
+    # Canonical JSON of {column: value}, keys sorted and floats in shortest
+    # repr: the same row hashes the same whatever file, or column order, it came in.
+    return hashlib.sha256(json.dumps(values, sort_keys=True, separators=(",", ":"),
+                                     ensure_ascii=False).encode()).hexdigest()
 
 
 def ingest(frame: pd.DataFrame, url: str, table: str, id_column: str,
@@ -161,7 +167,7 @@ def ingest(frame: pd.DataFrame, url: str, table: str, id_column: str,
         raise HistoryError("the table has no rows")
     ids = frame[id_column]
     if ids.isna().any():
-        raise HistoryError(f"{id_column}: missing ids at rows {list(np.flatnonzero(ids.isna())[:3])}")
+        raise HistoryError(f"{id_column}: missing ids at rows {np.flatnonzero(ids.isna())[:3].tolist()}")
     if not pd.api.types.is_integer_dtype(ids.dtype) or pd.api.types.is_bool_dtype(ids.dtype):
         raise HistoryError(f"{id_column}: ids must be integers, got {ids.dtype}")
     duplicated = ids[ids.duplicated()]
@@ -174,7 +180,7 @@ def ingest(frame: pd.DataFrame, url: str, table: str, id_column: str,
         moments = [_moment(value, recorded_at_column) for value in frame[recorded_at_column]]
         frame = frame.drop(columns=[recorded_at_column])
     else:
-        stamp = as_of_text(recorded_at) if recorded_at is not None else \
+        stamp = _moment(recorded_at, "recorded_at") if recorded_at is not None else \
             (now or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc).strftime(TIME_FORMAT)
         moments = [stamp] * len(frame)
     data_columns = [name for name in frame.columns if name != id_column]
@@ -183,12 +189,12 @@ def ingest(frame: pd.DataFrame, url: str, table: str, id_column: str,
     frame = frame.iloc[order].reset_index(drop=True)
     moments = [moments[i] for i in order]
     rows = [[_plain(value) for value in record] for record in frame[data_columns].itertuples(index=False)]
-    hashes = [row_hash(row) for row in rows]
+    hashes = [row_hash(dict(zip(data_columns, row))) for row in rows]
 
     try:
         engine = sa.create_engine(url)
     except (sa.exc.ArgumentError, ImportError) as error:
-        raise HistoryError(f"cannot use the source URL: {type(error).__name__}: {error}".replace(url, "<url>")) from None
+        raise HistoryError(_redacted(f"cannot use the source URL: {type(error).__name__}: {error}", url)) from None
     try:
         with engine.begin() as connection:
             target = _table(connection, table, id_column, frame, data_columns)
@@ -209,11 +215,24 @@ def ingest(frame: pd.DataFrame, url: str, table: str, id_column: str,
             if appended:
                 connection.execute(target.insert(), appended)
     except sa.exc.DBAPIError as error:
-        raise HistoryError(f"cannot write to the source: {error.orig}") from None
+        shown = engine.url.render_as_string(hide_password=True)
+        raise HistoryError(_redacted(f"cannot write to the source {shown}: {error.orig}", url)) from None
     finally:
         engine.dispose()
     return IngestResult(table, len(appended), len(frame) - len(appended),
                         moments[0] if recorded_at_column is None else None)
+
+
+def _redacted(message: str, url: str) -> str:
+    """`message` without the URL or its password: errors end up in terminals and CI logs."""
+    try:
+        password = sa.engine.make_url(url).password
+    except sa.exc.ArgumentError:
+        return message.replace(url, "<url>")  # not even parsed: any part of it may be the secret
+    secrets = [url, password, urllib.parse.quote(password, safe="")] if password else []
+    for secret in sorted(secrets, key=len, reverse=True):
+        message = message.replace(secret, "***")
+    return message
 
 
 def _moment(value, column: str) -> str:
@@ -237,8 +256,9 @@ def _table(connection: sa.Connection, name: str, id_column: str, frame: pd.DataF
     if sorted(present) != sorted(expected):
         missing = [c for c in expected if c not in present]
         extra = [c for c in present if c not in expected]
-        raise HistoryError(f"table {name!r} exists with other columns: the file lacks {extra}, "
-                           f"the table lacks {missing}")
+        raise HistoryError(f"table {name!r} exists with other columns: "
+                           + ", ".join(f"the {side} lacks {columns}" for side, columns
+                                       in (("file", extra), ("table", missing)) if columns))
     return sa.Table(name, sa.MetaData(), autoload_with=connection)
 
 

@@ -186,10 +186,22 @@ def _quote(value: object) -> str:
 
 
 def _describe(error: ValidationError, prefix: str = "") -> str:
-    """One line per problem: the key, what is wrong, and what to do."""
-    lines = []
+    """One line per problem: the key, what is wrong, and what to do.
+
+    Problems that differ only in a list position share one line with a count:
+    500 numbers where text belongs are one mistake, not 500 lines.
+    """
+    lines: list[str] = []
+    groups: dict[tuple, int] = {}  # (key without list positions, error type) -> index in lines
+    repeats: dict[int, int] = {}
     for item in error.errors():
-        key = ".".join(str(part) for part in ([prefix] if prefix else []) + list(item["loc"])) or "(top level)"
+        parts = ([prefix] if prefix else []) + list(item["loc"])
+        group = (tuple(str(part) for part in parts if not isinstance(part, int)), item["type"])
+        if group in groups:
+            repeats[groups[group]] = repeats.get(groups[group], 0) + 1
+            continue
+        groups[group] = len(lines)
+        key = ".".join(str(part) for part in parts) or "(top level)"
         if item["type"] == "missing":
             lines.append(f"  {key}: missing; add it (the template's params.yaml shows every key)")
         elif item["type"] == "extra_forbidden":
@@ -198,6 +210,8 @@ def _describe(error: ValidationError, prefix: str = "") -> str:
             lines.append(f"  {key}: {item['msg']}")
         else:
             lines.append(f"  {key}: {item['msg']} (got {_quote(item.get('input'))})")
+    for index, count in repeats.items():
+        lines[index] += f" (and {count} more like it)"
     return "\n".join(lines)
 
 

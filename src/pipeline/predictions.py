@@ -37,7 +37,8 @@ def predictions_frame(id_column: str, ids, probabilities: np.ndarray, classes: l
         positive = probabilities[:, 1]
         labels = np.where(positive >= threshold, classes[1], classes[0])
         return pd.DataFrame({id_column: ids, "probability": positive, "label": labels})
-    labels = np.asarray(classes, dtype=object)[np.argmax(probabilities, axis=1)]
+    # Not dtype=object: scikit-learn cannot read integers in an object array as labels.
+    labels = np.asarray(classes)[np.argmax(probabilities, axis=1)]
     frame = pd.DataFrame({id_column: ids, "label": labels})
     for index, label in enumerate(classes):
         frame[probability_column(label)] = probabilities[:, index]

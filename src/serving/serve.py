@@ -4,7 +4,8 @@
     GET  /info      the model's manifest identity, threshold and input contract
     GET  /health    liveness, with the model's SHA-256
     GET  /docs      the OpenAPI schema: one row is a pydantic model generated
-                    from the manifest's feature lists (src/contract.py)
+                    from the manifest's feature lists (src/contract.py); the
+                    Swagger UI page loads from this package, not a CDN
 
 The service loads the model through src/predict.py, so it refuses to start
 on a model that does not match dvc.lock and its manifest, and answers with the
@@ -16,13 +17,16 @@ of range or no rows; 413 for a body over --max-bytes or more than --max-rows.
 # annotations at run time, and the request model is built in create_app.
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import uvicorn
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import Field, create_model
 
 from src.pipeline import artifact
@@ -34,6 +38,11 @@ from src.serving.predict import Deployed, load_model
 # some 8,000 such rows. Both limits are flags.
 MAX_BYTES = 4 * 1024 * 1024
 MAX_ROWS = 5000
+# Swagger UI for /docs, vendored by vendor/update.py (versions and hashes in
+# vendor/vendored.json). FastAPI's default page loads it from a CDN, so /docs
+# was blank offline or behind a firewall; here it ships in the image.
+SWAGGER_UI = Path(__file__).resolve().parent / "static" / "swagger-ui"
+SWAGGER_UI_URL = "/static/swagger-ui"
 
 
 def create_app(deployed: Deployed, max_rows: int = MAX_ROWS, max_bytes: int = MAX_BYTES) -> FastAPI:
@@ -70,7 +79,22 @@ def create_app(deployed: Deployed, max_rows: int = MAX_ROWS, max_bytes: int = MA
         summary="Predictions of the pipeline's verified model; the same bytes as its evaluate stage.",
         version=identity["model_sha256"][:12],
         max_body_size=max_bytes,  # 413 before the body is read past the limit
+        docs_url=None,  # served below, from the vendored Swagger UI
+        redoc_url=None,  # ReDoc would load from a CDN: blank offline, and /docs covers it
     )
+    app.mount(SWAGGER_UI_URL, StaticFiles(directory=SWAGGER_UI), name="swagger-ui")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs(request: Request) -> HTMLResponse:
+        # Behind a proxy that mounts the app under a prefix, as FastAPI's own page does.
+        root = request.scope.get("root_path", "").rstrip("/")
+        return get_swagger_ui_html(
+            openapi_url=root + app.openapi_url,
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{root}{SWAGGER_UI_URL}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{SWAGGER_UI_URL}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{SWAGGER_UI_URL}/favicon-32x32.png",
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:

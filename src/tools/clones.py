@@ -6,22 +6,12 @@ not a reinstall or a rebuild of the source.
 """
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 from src.pipeline import config
+from src.tools.git import git
 
 SOURCE_SUBDIR = config.SOURCE_DIR.relative_to(config.ROOT)
-
-
-class CloneError(RuntimeError):
-    """git could not make the clone; the message carries git's own words."""
-
-
-def _git(args: list[str], cwd: Path) -> None:
-    result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise CloneError(f"git {' '.join(args)} failed in {cwd}: {result.stderr.strip()}")
 
 
 def working_clone(destination: Path, rev: str | None = None, repo: Path = config.ROOT,
@@ -31,14 +21,15 @@ def working_clone(destination: Path, rev: str | None = None, repo: Path = config
     `source_dir` (a folder holding the source database) and `venv` are linked
     in when given. A git identity is set, so the clone can commit (data
     versions, recorded locks) without the machine's git configuration.
+    A failing git command raises src.tools.git.GitError.
     """
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
-    _git(["clone", "-q", "--no-hardlinks", str(repo), str(destination)], destination.parent)
+    git(["clone", "-q", "--no-hardlinks", str(repo), str(destination)], destination.parent)
     if rev is not None:
-        _git(["checkout", "-q", "--detach", rev], destination)
+        git(["checkout", "-q", "--detach", rev], destination)
     for name, value in (("user.email", "clone@example.com"), ("user.name", "working clone")):
-        _git(["config", name, value], destination)
+        git(["config", name, value], destination)
     if venv is not None:
         (destination / ".venv").symlink_to(Path(venv).resolve())
     if source_dir is not None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +26,8 @@ from ruamel.yaml.scalarstring import SingleQuotedScalarString
 
 from src.pipeline import config, files
 from src.pipeline.params import ParamsError, as_of_timestamp, update_params
+from src.tools.git import GitError, git, git_succeeds
+from src.tools.venv import venv_env
 
 TAG_PREFIX = "data/"
 
@@ -54,43 +55,25 @@ def set_as_of(params_path: Path, as_of: str) -> bool:
     return update_params(params_path, change)
 
 
-def _env() -> dict[str, str]:
-    # Stage commands run `python`: make it this interpreter's (the venv's), as `make` does.
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return env
-
-
-def _run(args: list[str], root: Path, capture: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(args, cwd=root, env=_env(), text=True,
-                          stdout=subprocess.PIPE if capture else None,
-                          stderr=subprocess.PIPE if capture else None)
-
-
-def _git(root: Path, *args: str) -> str:
-    result = _run(["git", *args], root)
-    if result.returncode != 0:
-        raise DataVersionError(f"git {' '.join(args)} failed: {result.stderr.strip()}")
-    return result.stdout.strip()
-
-
 def _dvc(root: Path, *args: str, capture: bool = False) -> subprocess.CompletedProcess:
-    return _run([sys.executable, "-m", "dvc", *args], root, capture=capture)
+    # Stage commands run `python`: make it this interpreter's (the venv's), as `make` does.
+    return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, env=venv_env(Path(sys.prefix)), text=True,
+                          stdout=subprocess.PIPE if capture else None, stderr=subprocess.PIPE if capture else None)
 
 
 def _require_clean(root: Path) -> None:
     """A tag must describe committed code: dvc.lock hashes the code that built the outputs."""
-    dirty = _run(["git", "status", "--porcelain", "--untracked-files=no"], root).stdout.rstrip()
+    dirty = git(["status", "--porcelain", "--untracked-files=no"], root)
     if dirty:
         raise DataVersionError("uncommitted changes to tracked files; commit or discard them first:\n" + dirty)
 
 
 def _tag_exists(root: Path, tag: str) -> bool:
-    return _run(["git", "rev-parse", "--verify", "--quiet", f"refs/tags/{tag}"], root).returncode == 0
+    return git_succeeds(["rev-parse", "--verify", "--quiet", f"refs/tags/{tag}"], root)
 
 
 def data_tags(root: Path) -> list[str]:
-    listing = _git(root, "tag", "--list", f"{TAG_PREFIX}*")
+    listing = git(["tag", "--list", f"{TAG_PREFIX}*"], root)
     return sorted(listing.split()) if listing else []
 
 
@@ -121,9 +104,9 @@ def cut(as_of: str, root: Path = config.ROOT, remote: str | None = None, push: b
     """Reproduce the pipeline at `as_of`, commit, push the data, tag; return the tag."""
     tag = tag_name(as_of)
     if _tag_exists(root, tag):
-        raise DataVersionError(f"tag {tag} already exists (commit {_git(root, 'rev-parse', '--short', tag + '^{commit}')}); "
+        raise DataVersionError(f"tag {tag} already exists (commit {git(['rev-parse', '--short', tag + '^{commit}'], root)}); "
                                f"restore it with `make data-restore TAG={tag}`, or delete it with `git tag -d {tag}`")
-    if _run(["git", "symbolic-ref", "-q", "HEAD"], root).returncode != 0:
+    if not git_succeeds(["symbolic-ref", "-q", "HEAD"], root):
         raise DataVersionError("HEAD is detached (a restored data version?): check out a branch first, e.g. `git checkout main`")
     _require_clean(root)
     params_path = root / config.PARAMS_FILE.relative_to(config.ROOT)
@@ -134,20 +117,21 @@ def cut(as_of: str, root: Path = config.ROOT, remote: str | None = None, push: b
             handle.write(original)
         raise DataVersionError(f"`dvc repro` failed at gather.as_of={as_of} (see above); params.yaml is back as it was")
     paths = ["params.yaml", "dvc.lock", *git_tracked_outputs(root)]
-    _git(root, "add", "--all", "--", *paths)
-    if _run(["git", "diff", "--cached", "--quiet"], root).returncode != 0:
-        _git(root, "commit", "-q", "-m", f"Data version {tag}: snapshot as of {as_of}", "--", *paths)
+    git(["add", "--all", "--", *paths], root)
+    if not git_succeeds(["diff", "--cached", "--quiet"], root):  # exit 1: something is staged
+        git(["commit", "-q", "-m", f"Data version {tag}: snapshot as of {as_of}", "--", *paths], root)
     if push:
         # Push before tagging: a tag should never name data that exists on this machine only.
         if _dvc(root, "push", *_remote_args(remote)).returncode != 0:
             raise DataVersionError(
                 f"committed, but `dvc push` to {_remote_description(root, remote)} failed, so {tag} was not "
                 f"created; fix the remote and run `make data-version AS_OF={as_of}` again")
-    _git(root, "tag", "-a", tag, "-m",
+    git(["tag", "-a", tag, "-m",
          f"Data version: snapshot as of {as_of} (gather.as_of)\n\n"
-         f"Restore: git checkout {tag} && dvc pull\nRebuild from the source: git checkout {tag} && dvc repro --force")
+         f"Restore: git checkout {tag} && dvc pull\nRebuild from the source: git checkout {tag} && dvc repro --force"],
+        root)
     pushed = f"data pushed to {_remote_description(root, remote)}" if push else "data NOT pushed (--no-push)"
-    print(f"data-version: tagged {tag} at {_git(root, 'rev-parse', '--short', 'HEAD')}; {pushed}.\n"
+    print(f"data-version: tagged {tag} at {git(['rev-parse', '--short', 'HEAD'], root)}; {pushed}.\n"
           f"Publish the tag with `git push origin {tag}`.")
     return tag
 
@@ -159,7 +143,7 @@ def restore(tag: str, root: Path = config.ROOT, remote: str | None = None) -> No
         raise DataVersionError(f"no tag {tag!r} in this repository (data versions: {known}); "
                                f"fetch tags with `git fetch --tags`")
     _require_clean(root)
-    _git(root, "checkout", "-q", tag)
+    git(["checkout", "-q", tag], root)
     pulled = _dvc(root, "pull", *_remote_args(remote))
     status = _dvc(root, "data", "status", "--json", capture=True)
     missing = sorted(json.loads(status.stdout or "{}").get("not_in_cache", [])) if status.returncode == 0 else []
@@ -194,5 +178,5 @@ def main(argv: list[str] | None = None) -> None:
 if __name__ == "__main__":
     try:
         main()
-    except (DataVersionError, ParamsError, ValueError) as error:
+    except (DataVersionError, GitError, ParamsError, ValueError) as error:
         sys.exit(f"data-version: error: {error}")

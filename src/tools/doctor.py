@@ -13,7 +13,7 @@ compares
 - the venv's stamp (`.installed-from-lock`, a copy of the lock the venv was
   installed from, written by the Makefile) with the lock,
 - the versions recorded in the model manifest at training time with the
-  running ones (src/artifact.py's own check, reused).
+  running ones (src/pipeline/artifact.py's own check, reused).
 
 It names every mismatch and exits 1 if there is any. `make verify` runs it
 first, in the environment it rebuilds with.
@@ -25,11 +25,13 @@ import json
 import platform
 import re
 import sys
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from packaging.markers import Marker
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 
 from src.pipeline import artifact, config
 
@@ -39,7 +41,7 @@ STAMP_NAME = ".installed-from-lock"
 # `python -m venv` installs these itself; they are not part of the lock.
 VENV_TOOLS = frozenset({"pip", "setuptools", "wheel"})
 
-_PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(?P<version>[^\s;\\]+)\s*(?:;(?P<marker>[^\\]*))?")
+# uv writes its command into the lock's header; the target Python is an option of it.
 _PYTHON_VERSION = re.compile(r"--python-version[ =](?P<version>[0-9][0-9.]*)")
 
 
@@ -61,31 +63,44 @@ class Report:
         return not self.mismatches
 
 
-def canonical(name: str) -> str:
-    """PEP 503 name: `ruamel.yaml`, `Ruamel_YAML` and `ruamel-yaml` are one package."""
-    return re.sub(r"[-_.]+", "-", name).lower()
+def _requirement_lines(text: str) -> Iterator[str]:
+    """A lock's requirement lines, continuations joined, without options (`--hash=...`) or comments."""
+    logical = ""
+    for line in text.splitlines():
+        logical += line.removesuffix("\\")
+        if line.endswith("\\"):
+            continue
+        requirement = logical.split(" #", 1)[0].split(" --", 1)[0].strip()
+        logical = ""
+        if requirement and not requirement.startswith(("#", "-")):
+            yield requirement
 
 
 def read_lock(text: str) -> Locked:
-    """Pinned versions of a pip/uv lock (`name==version \\` lines; hashes and comments skipped)."""
+    """Pinned versions of a pip/uv lock (`name==version`); pins for another platform or Python are skipped."""
     packages: dict[str, str] = {}
     python = None
     for line in text.splitlines():
         match = _PYTHON_VERSION.search(line) if line.startswith("#") else None
         if match and python is None:
             python = match["version"]
-        pin = _PIN.match(line)
-        if pin is None:
+    for line in _requirement_lines(text):
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement:
+            continue  # not a pin doctor can compare; pip itself would refuse the lock
+        specifiers = list(requirement.specifier)
+        if len(specifiers) != 1 or specifiers[0].operator != "==":
             continue
-        if pin["marker"] and not Marker(pin["marker"].strip()).evaluate():
-            continue  # pinned for another platform or Python
-        packages[canonical(pin["name"])] = pin["version"]
+        if requirement.marker is not None and not requirement.marker.evaluate():
+            continue
+        packages[canonicalize_name(requirement.name)] = specifiers[0].version
     return Locked(python=python, packages=packages)
 
 
 def installed_versions() -> dict[str, str]:
     """Canonical name -> version of every distribution the running Python sees."""
-    return {canonical(dist.metadata["Name"]): dist.version for dist in metadata.distributions()}
+    return {canonicalize_name(dist.metadata["Name"]): dist.version for dist in metadata.distributions()}
 
 
 def package_mismatches(locked: dict[str, str], installed: dict[str, str]) -> list[str]:
@@ -144,7 +159,7 @@ def check(lock_path: Path = LOCK, manifest_path: Path | None = config.MANIFEST,
             report.notes.append(f"model versions not checked: {error}")
         else:
             # Reuse the loader's own check, fed the versions seen here.
-            running = {name: installed.get(canonical(name), "not installed") for name in recorded}
+            running = {name: installed.get(canonicalize_name(name), "not installed") for name in recorded}
             running["python"] = running_python
             report.mismatches += [f"manifest: {line}" for line in artifact.version_mismatches(recorded, running)]
     return report

@@ -12,11 +12,13 @@ From Python: `src.pipeline.history.ingest(frame, url, table, id_column, ...)`.
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 import sys
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
 from src.pipeline import config
 from src.pipeline.history import HistoryError, as_of_text, ingest
@@ -29,14 +31,35 @@ def read_table(path: Path) -> pd.DataFrame:
         raise HistoryError(f"{path} not found")
     if suffix == ".csv":
         try:
-            return pd.read_csv(path, keep_default_na=False, na_values=["", "NA"])
+            frame = pd.read_csv(path, keep_default_na=False, na_values=["", "NA"])
+            _check_field_counts(path)
         except pd.errors.EmptyDataError:
             raise HistoryError(f"{path} is empty: no header, no rows") from None
-        except pd.errors.ParserError as error:
+        except (pd.errors.ParserError, UnicodeDecodeError, csv.Error) as error:
             raise HistoryError(f"{path} is not a well-formed CSV: {error}") from None
+        return frame
     if suffix in (".parquet", ".pq"):
-        return pd.read_parquet(path)
+        try:
+            return pd.read_parquet(path)
+        except (pa.ArrowException, OSError) as error:
+            raise HistoryError(f"{path} is not a readable Parquet file: {error}") from None
     raise HistoryError(f"{path}: unknown format {suffix!r}; use .csv or .parquet")
+
+
+def _check_field_counts(path: Path) -> None:
+    """Every row has the header's number of fields.
+
+    pandas takes a first row with extra fields as an index (shifting every
+    value to the wrong column) and pads a short row with missing values,
+    both silently: a damaged file must stop here instead.
+    """
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, [])
+        for row in reader:
+            if row and len(row) != len(header):
+                raise HistoryError(f"{path} is not a well-formed CSV: line {reader.line_num} has {len(row)} "
+                                   f"fields, the header {len(header)}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,11 +3,11 @@
     python -m src.tools.verify [--rev REV] [--vary | --variant NAME ...] [--target STAGE ...]
 
 Checks the commit out into a fresh temporary clone, sets up its locked
-environment (src/verify/rebuild.py), runs the environment check (src/doctor.py),
+environment (rebuild.py), runs the environment check (src/tools/doctor.py),
 runs `dvc repro --force`, and compares the rebuilt dvc.lock with the committed
-one, path by path (src/verify/lockdiff.py). Every differing output is explained
-from its committed version (the checkout's DVC cache, or git for outputs with
-`cache: false`) and its rebuilt one (src/verify/explain.py). `--vary` repeats the
+one, path by path (lockdiff.py). Every differing output is explained from its
+committed version (the checkout's DVC cache, or git for outputs with
+`cache: false`) and its rebuilt one (explain.py). `--vary` repeats the
 rebuild under perturbed environments (threads, hash seed, time zone and locale,
 clone path, SQLite row order), each a column of the same table.
 
@@ -24,13 +24,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from src.pipeline import config, files
-from src.datasets import flights as dataset
+from src.pipeline import config, files, lockfile
+from src.pipeline.params import load_adapter, load_params
+from src.tools.git import GitError, git, git_bytes
 from src.tools.verify import explain, lockdiff, rebuild
 from src.tools.verify.rebuild import Variant, VerifyError
 
-# Git-ignored by reports/.gitignore. (Not in src/config.py: that file is a
-# dependency of the gather stage, so editing it would invalidate dvc.lock.)
+# Git-ignored by reports/.gitignore. (Not in src/pipeline/config.py: that file
+# is a dependency of the gather stage, so editing it would invalidate dvc.lock.)
 REPORT = config.ROOT / "reports" / "verify.json"
 LOCK_FILE = "dvc.lock"
 
@@ -60,8 +61,10 @@ class Committed:
         self.repo, self.commit, self.cache = repo, commit, cache
 
     def _git_show(self, path: str) -> bytes | None:
-        result = subprocess.run(["git", "show", f"{self.commit}:{path}"], cwd=self.repo, capture_output=True)
-        return result.stdout if result.returncode == 0 else None
+        try:
+            return git_bytes(["show", f"{self.commit}:{path}"], self.repo)
+        except GitError:
+            return None  # not committed to git (a cached output)
 
     def read(self, path: str, digest: str) -> tuple[bytes | None, str]:
         """(bytes, where from), or (None, why not)."""
@@ -84,10 +87,11 @@ class Committed:
         cached = self.cache / "files" / "md5" / digest[:2] / digest[2:]
         if cached.is_file():
             return {item["relpath"]: item["md5"] for item in json.loads(cached.read_text(encoding="utf-8"))}
-        result = subprocess.run(["git", "ls-tree", "-r", "--name-only", self.commit, "--", path],
-                                cwd=self.repo, capture_output=True, text=True)
-        names = result.stdout.split()
-        if result.returncode != 0 or not names:
+        try:
+            names = git(["ls-tree", "-r", "--name-only", self.commit, "--", path], self.repo).split()
+        except GitError:
+            return None
+        if not names:
             return None
         return {str(Path(name).relative_to(path)): explain.md5(self._git_show(name) or b"") for name in names}
 
@@ -114,6 +118,7 @@ class Explainer:
     def __init__(self, committed_lock: dict[str, Any], committed: Committed, clone: Path):
         self.lock, self.committed, self.clone = committed_lock, committed, clone
         self.writers = lockdiff.producers(committed_lock)
+        self.key = id_column(clone)
         self._features: tuple[Any, list[str] | None] | None = None
 
     def __call__(self, entry: lockdiff.Entry, run_entries: list[lockdiff.Entry]) -> dict[str, Any]:
@@ -147,7 +152,7 @@ class Explainer:
         listing = self.committed.listing(entry.path, entry.committed)
         if listing is None:
             return {"summary": f"the committed listing of {entry.path}/ is neither in the DVC cache nor in git"}
-        now = {str(p.relative_to(rebuilt)): explain.md5(p.read_bytes()) for p in sorted(rebuilt.rglob("*")) if p.is_file()}
+        now = {str(p.relative_to(rebuilt)): explain.md5_file(p) for p in sorted(rebuilt.rglob("*")) if p.is_file()}
         files_ = {}
         for name in sorted(set(listing) | set(now)):
             if listing.get(name) == now.get(name):
@@ -161,7 +166,7 @@ class Explainer:
         return {"summary": f"{len(files_)} of {len(set(listing) | set(now))} files differ: {shown}", "files": files_}
 
     def context(self, entry: lockdiff.Entry, run_entries: list[lockdiff.Entry]) -> dict[str, Any]:
-        context: dict[str, Any] = {"key": dataset.ID}
+        context: dict[str, Any] = {"key": self.key}
         if entry.path == str(config.SNAPSHOT.relative_to(config.ROOT)):
             # Same params (as_of) as committed: unless the code changed too, a
             # changed snapshot can only come from the source itself.
@@ -184,8 +189,22 @@ class Explainer:
         return self._features
 
 
+def id_column(clone: Path) -> str | None:
+    """The unique id of the commit's dataset adapter (aligns a snapshot's rows), None if it cannot be read.
+
+    A commit without params.yaml (a bare DVC project) or with params that this
+    checkout's schema refuses still gets every difference named, only not
+    aligned row by row.
+    """
+    try:
+        adapter, _ = load_adapter(load_params(clone / config.PARAMS_FILE.name))
+    except ValueError:  # ParamsError included
+        return None
+    return adapter.id
+
+
 def run_doctor(venv: Path, clone: Path) -> dict[str, Any]:
-    """src/doctor.py in the rebuild's venv, against the commit's lock and manifest."""
+    """src/tools/doctor.py in the rebuild's venv, against the commit's lock and manifest."""
     result = subprocess.run(
         [str(venv / "bin" / "python"), "-m", "src.tools.doctor", "--json",
          "--lock", str(clone / "requirements.lock"),
@@ -227,7 +246,7 @@ def verify(repo: Path = config.ROOT, rev: str = "HEAD", runs: list[Variant] | No
             lock_path = clone / LOCK_FILE
             if not lock_path.is_file():
                 raise VerifyError(f"the commit has no {LOCK_FILE}: nothing to compare with")
-            committed_lock = lockdiff.parse_lock(lock_path.read_text(encoding="utf-8"))
+            committed_lock = lockfile.read_lock(lock_path)
             stages = lockdiff.upstream(committed_lock, targets) if targets else None
             # Rebuild the lock from nothing: a stage that fails then has no entry,
             # instead of its committed entry passing for an identical rebuild.
@@ -241,7 +260,8 @@ def verify(repo: Path = config.ROOT, rev: str = "HEAD", runs: list[Variant] | No
             run.seconds = round(time.perf_counter() - started, 1)
             run.log_tail = log.read_text(encoding="utf-8", errors="replace")[-3000:]
             echo(f"  {'done' if run.status == 0 else f'FAILED (exit {run.status})'} in {run.seconds} s")
-            rebuilt_lock = lockdiff.parse_lock(lock_path.read_text(encoding="utf-8")) if lock_path.is_file() else {}
+            # A run that failed before its first stage finished leaves no dvc.lock.
+            rebuilt_lock = lockfile.read_lock(lock_path) if lock_path.is_file() else {}
             entries = lockdiff.compare(committed_lock, rebuilt_lock, stages)
             explainer = Explainer(committed_lock, Committed(repo, commit, cache), clone)
             for entry in entries:

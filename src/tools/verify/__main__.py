@@ -1,4 +1,4 @@
-"""Command line of `make verify` (see src/verify/__init__.py)."""
+"""Command line of `make verify` (see src/tools/verify/__init__.py)."""
 from __future__ import annotations
 
 import argparse
@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from src.pipeline import config
+from src.pipeline.lockfile import LockError
 from src.tools.verify import REPORT, format_explanations, format_table, verify
 from src.tools.verify.rebuild import VerifyError, variants
 
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = runs[:1]
     try:
         report = verify(args.repo, args.rev, runs, args.target, args.report, args.keep)
-    except (VerifyError, ValueError) as error:
+    except (VerifyError, LockError, ValueError) as error:
         print(f"verify: error: {error}", file=sys.stderr)
         return 2
     print()

@@ -33,7 +33,13 @@ _SCALARS = (bool, int, float, complex, str, bytes, type(None), np.generic, np.dt
 
 
 def md5(data: bytes) -> str:
+    """What dvc.lock records for a file (DVC 3: MD5 of the raw bytes)."""
     return hashlib.md5(data).hexdigest()
+
+
+def md5_file(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "md5").hexdigest()
 
 
 def plain(value: Any) -> Any:

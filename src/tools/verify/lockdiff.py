@@ -1,12 +1,13 @@
-"""Compare two dvc.lock files path by path: every stage's deps, params and outs."""
+"""Compare two dvc.lock files path by path: every stage's deps, params and outs.
+
+The locks come parsed by src/pipeline/lockfile.py, the project's one reader.
+"""
 from __future__ import annotations
 
 import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
-
-import yaml
 
 KINDS = ("dep", "param", "out")
 
@@ -24,13 +25,6 @@ class Entry:
     @property
     def identical(self) -> bool:
         return self.committed == self.rebuilt
-
-
-def parse_lock(text: str) -> dict[str, Any]:
-    lock = yaml.safe_load(text) or {}
-    if not isinstance(lock, dict) or not isinstance(lock.get("stages", {}), dict):
-        raise ValueError("not a dvc.lock: expected a mapping with `stages:`")
-    return lock
 
 
 def _hash(item: dict[str, Any]) -> str | None:

@@ -5,7 +5,7 @@ no run-cache, so `dvc repro --force` must recompute every output. It reuses
 the checkout's .venv only when that venv was installed from the very same
 requirements.lock (the Makefile's stamp is a copy of it); otherwise it builds
 one with the commit's own `make setup`. The demo source database is linked
-from the checkout (src/clones.py).
+from the checkout (src/tools/clones.py).
 """
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from pathlib import Path
 from src.pipeline import config
 from src.tools import clones
 from src.tools.doctor import STAMP_NAME
+from src.tools.git import GitError, git
+from src.tools.venv import venv_env
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 # Far from UTC, with a half-hour offset and daylight saving: shifts any local-time leak.
@@ -84,11 +86,10 @@ def variants(vary: bool, seed: int | None = None) -> list[Variant]:
 
 def resolve(repo: Path, rev: str) -> str:
     """The full commit id of `rev`; a bad name is an error that names it."""
-    result = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
-                            cwd=repo, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise VerifyError(f"{rev!r} is not a commit or tag in {repo}")
-    return result.stdout.strip()
+    try:
+        return git(["rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], repo)
+    except GitError:
+        raise VerifyError(f"{rev!r} is not a commit or tag in {repo}") from None
 
 
 def make_clone(repo: Path, commit: str, destination: Path) -> Path:
@@ -96,7 +97,7 @@ def make_clone(repo: Path, commit: str, destination: Path) -> Path:
     source = repo / clones.SOURCE_SUBDIR
     try:
         return clones.working_clone(destination, commit, repo=repo, source_dir=source if source.is_dir() else None)
-    except clones.CloneError as error:
+    except GitError as error:
         raise VerifyError(str(error)) from None
 
 
@@ -130,21 +131,15 @@ def prepare_venv(repo: Path, clone: Path, built: Path) -> tuple[Path, str]:
     return built, f"built {built} from the commit's requirements.lock (the checkout's .venv differs)"
 
 
-def environment(venv: Path, variant: Variant) -> dict[str, str]:
-    """The caller's environment (FLIGHTS_SOURCE_URL included) with the venv first on PATH."""
-    env = dict(os.environ)
-    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-    env["VIRTUAL_ENV"] = str(venv)
-    env.pop("PYTHONHOME", None)
-    env.update(variant.env)
-    return env
-
-
 def repro(clone: Path, venv: Path, variant: Variant, targets: list[str], log: Path) -> int:
-    """`dvc repro --force` in the clone; its output goes to `log`. Returns the exit status."""
+    """`dvc repro --force` in the clone; its output goes to `log`. Returns the exit status.
+
+    The stages get the caller's environment, so a source named by the caller's
+    SOURCE_URL (config.SOURCE_URL_ENV) is the one the rebuild reads.
+    """
     with open(log, "w", encoding="utf-8") as handle:
         result = subprocess.run([str(venv / "bin" / "dvc"), "repro", "--force", *targets], cwd=clone,
-                                env=environment(venv, variant), stdout=handle, stderr=subprocess.STDOUT)
+                                env=venv_env(venv, **variant.env), stdout=handle, stderr=subprocess.STDOUT)
     return result.returncode
 
 

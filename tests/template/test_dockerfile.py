@@ -5,14 +5,18 @@ and by laying out its COPY instructions in a folder and serving from that.
 """
 from __future__ import annotations
 
+import ast
 import json
 import re
 import shlex
 import shutil
 from pathlib import Path
 
+import pytest
+
 from src.pipeline import config
 from tests.conftest import run
+from tests.template.test_config import imported_src_files
 
 DOCKERFILE = config.ROOT / "Dockerfile"
 
@@ -70,17 +74,43 @@ def image_paths() -> dict[str, str]:
     return paths
 
 
+SERVING = ("src.serving.serve", "src.serving.predict")
+STAGES = ("gather", "featurize", "train", "evaluate")
+
+
+def serving_files() -> set[str]:
+    return set().union(*(imported_src_files(module) for module in SERVING))
+
+
+def test_serving_imports_no_stage_no_adapter_no_tool_and_no_dvclive():
+    # The image holds the serving code and the pipeline modules it needs, no
+    # more: the contract comes from the manifest, not from the adapter.
+    loaded = serving_files()
+    assert not {f"src/pipeline/{stage}.py" for stage in STAGES} & loaded
+    assert not [path for path in loaded if path.startswith(("src/datasets/", "src/tools/"))]
+    for path in loaded:
+        tree = ast.parse((config.ROOT / path).read_text())
+        names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        names |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+        assert not any(name.split(".")[0] == "dvclive" for name in names), path
+
+
 def test_copies_every_file_the_service_loads_and_the_context_lets_them_in():
     loaded = {str(path.relative_to(config.ROOT)) for path in
               (config.MODEL, config.MANIFEST, config.DVC_LOCK, config.PARAMS_FILE)}
     paths = image_paths()
-    assert loaded | {"src"} <= set(paths), sorted(paths)
-    assert all(paths[name] == name for name in loaded | {"src"})  # at the same place as in the repo
+    assert loaded <= set(paths), sorted(paths)
+    assert all(paths[name] == name for name in loaded)  # at the same place as in the repo
+    # every module serving imports, at its place in the image
+    shipped = lambda f: any(f == p or f.startswith(p + "/") for p in paths if paths[p] == p)  # noqa: E731
+    missing_code = sorted(path for path in serving_files() if not shipped(path))
+    assert not missing_code, f"the image lacks {missing_code}"
     allowed = {line[1:] for line in (config.ROOT / ".dockerignore").read_text().splitlines() if line.startswith("!")}
     missing = set(paths.values()) - allowed
     assert not missing, f".dockerignore keeps {sorted(missing)} out of the build context"
 
 
+@pytest.mark.slow
 def test_the_images_files_alone_serve_the_model(reproduced, tmp_path):
     # Lay out exactly what the COPY instructions put in /app, then predict there.
     app = tmp_path / "app"
@@ -91,7 +121,9 @@ def test_the_images_files_alone_serve_the_model(reproduced, tmp_path):
             (app / target).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(reproduced / source, app / target)
     (app / "requirements.lock").unlink()  # installed into the image, not read by the service
-    shutil.copy(reproduced / "data/features/test.parquet", tmp_path / "rows.parquet")
+    assert not (app / "src" / "datasets").exists() and not (app / "src" / "tools").exists()
+    shutil.copy(reproduced / config.TEST_FEATURES.relative_to(config.ROOT), tmp_path / "rows.parquet")
     run(["python", "-m", "src.serving.predict", "--input", str(tmp_path / "rows.parquet"),
          "--output", str(tmp_path / "out.parquet")], cwd=app)
-    assert (tmp_path / "out.parquet").read_bytes() == (reproduced / "data/predictions/test.parquet").read_bytes()
+    assert (tmp_path / "out.parquet").read_bytes() == \
+        (reproduced / config.PREDICTIONS.relative_to(config.ROOT)).read_bytes()

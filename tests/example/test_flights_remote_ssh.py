@@ -86,6 +86,7 @@ def sshd(tmp_path_factory: pytest.TempPathFactory):
         log.close()
 
 
+@pytest.mark.slow
 def test_push_clear_pull_over_ssh_gives_identical_bytes(sshd, tmp_path: Path):
     if not config.SOURCE_DB.exists():
         pytest.fail(f"{config.SOURCE_DB} missing: run the tests through `make test`")

@@ -8,7 +8,9 @@ import json
 
 import pytest
 
-from bench import run, stats
+from bench import probes, run, stats
+from src.pipeline import config
+from src.pipeline.params import load_adapter, load_params
 
 
 def test_median_odd_even_and_unsorted():
@@ -44,14 +46,6 @@ def test_check_both_directions_and_unmeasured():
         stats.check("x", 1.0, 1.0, "<")
 
 
-def test_summarize_takes_medians_and_counts_failures():
-    runs = [{"wall_s": 1.0, "cpu_s": 0.5, "max_rss_bytes": 10, "returncode": 0},
-            {"wall_s": 3.0, "cpu_s": 1.5, "max_rss_bytes": 30, "returncode": 0},
-            {"wall_s": 2.0, "cpu_s": None, "max_rss_bytes": 20, "returncode": 1}]
-    summary = stats.summarize(runs)
-    assert summary == {"n": 3, "wall_s": 2.0, "cpu_s": 1.0, "max_rss_bytes": 20, "failed": 1}
-
-
 def test_table_aligns_columns_and_rejects_ragged_rows():
     text = stats.table(["stage", "wall (s)"], [["gather", "8.1"], ["train", "10.2"]])
     lines = text.splitlines()
@@ -83,6 +77,34 @@ def test_stages_ran_reads_dvc_output():
               "Running stage 'evaluate':\n> python -m src.pipeline.evaluate\n")
     assert run.stages_ran(output) == ["train", "evaluate"]
     assert run.stages_ran("Data and pipelines are up to date.\n") == []
+
+
+def test_stage_commands_are_dvc_yamls():
+    commands = run.stage_commands(config.ROOT)
+    assert list(commands) == list(run.STAGES)
+    dvc_yaml = (config.ROOT / "dvc.yaml").read_text(encoding="utf-8")
+    for command in commands.values():
+        assert f"cmd: {' '.join(command)}\n" in dvc_yaml
+
+
+def test_package_digest_follows_file_names_and_bytes_not_caches(tmp_path):
+    (tmp_path / "__init__.py").write_text("A = 1\n")
+    first = run.package_digest(tmp_path)
+    (tmp_path / "__pycache__").mkdir()
+    (tmp_path / "__pycache__" / "x.pyc").write_bytes(b"\0")
+    assert run.package_digest(tmp_path) == first
+    (tmp_path / "__init__.py").write_text("A = 2\n")
+    assert run.package_digest(tmp_path) != first
+    (tmp_path / "__init__.py").write_text("A = 1\n")
+    (tmp_path / "__init__.py").rename(tmp_path / "other.py")
+    assert run.package_digest(tmp_path) != first
+
+
+def test_bare_scan_reads_the_table_holding_the_adapters_id():
+    adapter, _ = load_adapter(load_params())
+    table = probes.entity_table(adapter)
+    assert adapter.id in table.c
+    assert table.name in adapter.snapshot_query
 
 
 def _runs() -> list[dict]:

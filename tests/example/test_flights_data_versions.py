@@ -1,4 +1,4 @@
-"""Data versions as git tags (src/data_version.py), end to end in one temporary clone.
+"""Data versions as git tags (src/tools/data_version.py), end to end in one temporary clone.
 
 Two versions are cut at early `as_of` dates (small snapshots keep each pipeline
 run short; the code path is the full one). The tests then run in file order on
@@ -16,6 +16,7 @@ import pytest
 
 from src.pipeline import config
 from src.tools.data_version import set_as_of, tag_name
+from src.tools.git import git
 from tests.conftest import make_clone, run
 from tests.dvc_helpers import drop_local_data, output_hashes
 
@@ -24,12 +25,8 @@ OLDER_TAG, NEWER_TAG = tag_name(OLDER), tag_name(NEWER)
 UP_TO_DATE = "Data and pipelines are up to date."
 
 
-def git(root: Path, *args: str) -> str:
-    return run(["git", *args], root).stdout.strip()
-
-
 def checkout(root: Path, rev: str) -> None:
-    git(root, "checkout", "-q", rev)
+    git(["checkout", "-q", rev], root)
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +38,7 @@ def versions(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     remote = base / "remote"
     # The documented per-machine override; tests never touch the shipped default in $HOME.
     run(["dvc", "remote", "modify", "--local", "storage", "url", str(remote)], root)
-    branch = git(root, "branch", "--show-current")
+    branch = git(["branch", "--show-current"], root)
     hashes = {}
     for as_of in (OLDER, NEWER):
         run(["python", "-m", "src.tools.data_version", "cut", as_of], root)
@@ -61,19 +58,22 @@ def test_set_as_of_changes_one_line_and_keeps_comments(tmp_path: Path):
     assert set_as_of(params, "2013-06-30") is False
 
 
+@pytest.mark.slow
 def test_cut_commits_tags_and_pushes(versions):
     root = versions.root
-    assert git(root, "status", "--porcelain", "--untracked-files=no") == ""
+    assert git(["status", "--porcelain", "--untracked-files=no"], root) == ""
     for tag in (OLDER_TAG, NEWER_TAG):
-        assert git(root, "cat-file", "-t", tag) == "tag"  # annotated
-        committed = set(git(root, "show", "--name-only", "--format=", tag).splitlines())
-        assert {"params.yaml", "dvc.lock", "models/manifest.json", "eval/metrics.json"} <= committed
-    assert f"as_of: '{OLDER}'" in git(root, "show", f"{OLDER_TAG}:params.yaml")
+        assert git(["cat-file", "-t", tag], root) == "tag"  # annotated
+        committed = set(git(["show", "--name-only", "--format=", tag], root).splitlines())
+        tracked_outputs = {str(path.relative_to(config.ROOT)) for path in (config.MANIFEST, config.METRICS)}
+        assert {"params.yaml", "dvc.lock", *tracked_outputs} <= committed
+    assert f"as_of: '{OLDER}'" in git(["show", f"{OLDER_TAG}:params.yaml"], root)
     # The tag was made after the push: the remote holds all of its data.
     assert "in sync" in run(["dvc", "status", "--cloud"], root).stdout
     assert any(versions.remote.rglob("*")), "nothing was pushed to the remote"
 
 
+@pytest.mark.slow
 def test_restore_older_tag_from_remote_is_byte_identical(versions):
     root = versions.root
     drop_local_data(root)
@@ -85,15 +85,17 @@ def test_restore_older_tag_from_remote_is_byte_identical(versions):
     assert "Running stage" not in repro and UP_TO_DATE in repro
 
 
+@pytest.mark.slow
 def test_rebuild_from_source_at_tag_gives_same_hashes(versions):
     root = versions.root
     checkout(root, OLDER_TAG)
     drop_local_data(root)  # nothing to restore from: every byte comes from the source
     run(["dvc", "repro", "--force"], root)
     assert output_hashes(root) == versions.hashes[OLDER_TAG]
-    assert git(root, "status", "--porcelain", "--untracked-files=no") == "", "dvc.lock or a tracked output changed"
+    assert git(["status", "--porcelain", "--untracked-files=no"], root) == "", "dvc.lock or a tracked output changed"
 
 
+@pytest.mark.slow
 def test_params_and_metrics_diff_between_versions(versions):
     root = versions.root
     params = json.loads(run(["dvc", "params", "diff", OLDER_TAG, NEWER_TAG, "--json"], root).stdout)
@@ -103,6 +105,7 @@ def test_params_and_metrics_diff_between_versions(versions):
     assert rows["new"] > rows["old"]
 
 
+@pytest.mark.slow
 def test_gc_with_all_tags_keeps_every_version(versions):
     root = versions.root
     checkout(root, versions.branch)
@@ -116,6 +119,7 @@ def test_gc_with_all_tags_keeps_every_version(versions):
         assert UP_TO_DATE in run(["dvc", "status"], root).stdout
 
 
+@pytest.mark.slow
 def test_tag_missing_from_cache_and_remote_gives_clear_message(versions):
     root = versions.root
     checkout(root, versions.branch)
@@ -128,10 +132,12 @@ def test_tag_missing_from_cache_and_remote_gives_clear_message(versions):
     assert "Traceback" not in result.stdout + message
     assert f"data-version: error: {OLDER_TAG} is checked out" in message
     assert "neither in the local cache nor on remote 'storage'" in message
-    assert "data/snapshot/flights.parquet" in message and "models/model.pkl" in message
+    for output in (config.SNAPSHOT, config.MODEL):
+        assert str(output.relative_to(config.ROOT)) in message
     assert "dvc repro --force" in message
 
 
+@pytest.mark.slow
 def test_bad_input_is_named(versions):
     root = versions.root
     checkout(root, versions.branch)
@@ -147,7 +153,7 @@ def test_bad_input_is_named(versions):
     assert OLDER_TAG in error("restore", "data/1999-01-01")  # lists the versions there are
     (root / "params.yaml").write_text((root / "params.yaml").read_text() + "\n", encoding="utf-8")
     assert "uncommitted changes to tracked files" in error("cut", "2013-01-31")
-    git(root, "checkout", "--", "params.yaml")
+    git(["checkout", "--", "params.yaml"], root)
     checkout(root, OLDER_TAG)
     assert "HEAD is detached" in error("cut", "2013-01-31")
     checkout(root, versions.branch)

@@ -1,4 +1,4 @@
-"""Tests of src/source.py: the version logic on tiny frames, then one real build."""
+"""The flights demo source builder: the version logic on tiny frames, then one real build."""
 from __future__ import annotations
 
 import contextlib

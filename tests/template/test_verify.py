@@ -8,22 +8,26 @@ DVC repository of its own, which rebuilds in seconds.
 from __future__ import annotations
 
 import json
+import os
 import shutil
-import sqlite3
 import sys
-import textwrap
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pytest
+import sqlalchemy as sa
 
-from src.pipeline import config
-from src.datasets import flights as dataset
-from src.pipeline.params import as_of_timestamp, load_params
-from src.tools.verify import explain, format_table, lockdiff, rebuild, verify
+from src.pipeline import config, lockfile
+from src.pipeline.history import RECORDED_AT, VERSION_ID
+from src.pipeline.params import as_of_timestamp, load_adapter, load_params
+from src.tools.git import GitError, git, git_succeeds
+from src.tools.venv import venv_env
+from src.tools.verify import explain, format_table, id_column, lockdiff, rebuild, verify
 from tests.conftest import make_clone, run
 
 SNAPSHOT = str(config.SNAPSHOT.relative_to(config.ROOT))
+ADAPTER, _ = load_adapter(load_params())
 
 
 def by_path(report: dict, run_index: int = 0) -> dict[str, dict]:
@@ -66,8 +70,8 @@ stages:
 
 
 def test_compare_lists_every_dep_param_and_out_and_marks_differences():
-    committed = lockdiff.parse_lock(LOCK)
-    rebuilt = lockdiff.parse_lock(LOCK.replace("cccc", "dddd"))
+    committed = lockfile.parse_lock(LOCK)
+    rebuilt = lockfile.parse_lock(LOCK.replace("cccc", "dddd"))
     entries = lockdiff.compare(committed, rebuilt)
     assert [(e.stage, e.kind, e.path, e.identical) for e in entries] == [
         ("make", "dep", "make.py", True),
@@ -83,14 +87,20 @@ def test_compare_lists_every_dep_param_and_out_and_marks_differences():
 
 
 def test_parquet_explanation_names_columns_and_rows_aligned_on_the_id():
-    old = pd.DataFrame({dataset.ID: [1, 2, 3], "delay": [1.0, 2.0, None], "carrier": ["AA", "B6", "UA"]})
+    key = ADAPTER.id
+    old = pd.DataFrame({key: [1, 2, 3], "amount": [1.0, 2.0, None], "kind": ["a", "b", "c"]})
     new = old.iloc[::-1].copy()
-    new.loc[new[dataset.ID] == 2, "delay"] = 7.5
-    details = explain.parquet_differences(old, new.reset_index(drop=True), dataset.ID)
-    assert details["columns"] == {"delay": {"rows": 1, "max_abs_difference": 5.5}}
-    assert details["examples"] == [{dataset.ID: 2, "column": "delay", "committed": 2.0, "rebuilt": 7.5}]
-    reordered = explain.parquet_differences(old, old.iloc[::-1].reset_index(drop=True), dataset.ID)
+    new.loc[new[key] == 2, "amount"] = 7.5
+    details = explain.parquet_differences(old, new.reset_index(drop=True), key)
+    assert details["columns"] == {"amount": {"rows": 1, "max_abs_difference": 5.5}}
+    assert details["examples"] == [{key: 2, "column": "amount", "committed": 2.0, "rebuilt": 7.5}]
+    reordered = explain.parquet_differences(old, old.iloc[::-1].reset_index(drop=True), key)
     assert reordered["same_rows_other_order"] and reordered["columns"] == {}
+
+
+def test_rows_are_aligned_on_the_id_of_the_commits_adapter(tmp_path):
+    assert id_column(config.ROOT) == ADAPTER.id
+    assert id_column(tmp_path) is None  # no params.yaml: a bare DVC project
 
 
 def test_json_explanation_lists_changed_values():
@@ -111,6 +121,30 @@ def test_variants_cover_threads_hashseed_tz_locale_path_and_row_order():
     assert rebuild.other_locale("C.UTF-8", ["C", "C.utf8", "de_DE.utf8"]) == "de_DE.UTF-8"
     assert rebuild.other_locale(None, ["C", "C.utf8", "POSIX"]) == "C.UTF-8"
     assert rebuild.variants(vary=False) == [rebuild.Variant("default")]
+
+
+def test_rebuild_environment_puts_the_venv_first_and_keeps_the_callers_source(tmp_path):
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    base = {"PATH": "/usr/bin", "PYTHONHOME": "/elsewhere", config.SOURCE_URL_ENV: "sqlite:///other.sqlite",
+            "VIRTUAL_ENV": "/stale"}
+    env = venv_env(venv, base, TZ="UTC")
+    assert env["PATH"] == f"{venv / 'bin'}{os.pathsep}/usr/bin"
+    assert "PYTHONHOME" not in env and "VIRTUAL_ENV" not in env  # not a venv: no pyvenv.cfg
+    assert env[config.SOURCE_URL_ENV] == "sqlite:///other.sqlite" and env["TZ"] == "UTC"
+    assert base["PATH"] == "/usr/bin"  # the caller's mapping is left alone
+    (venv / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    env = venv_env(venv, base, **{config.SOURCE_URL_ENV: None})
+    assert env["VIRTUAL_ENV"] == str(venv) and config.SOURCE_URL_ENV not in env
+
+
+def test_git_errors_carry_gits_own_words(tmp_path):
+    with pytest.raises(GitError) as caught:
+        git(["rev-parse", "--verify", "no-such-rev"], tmp_path)  # not a repository either
+    assert caught.value.returncode != 0 and "not a git repository" in caught.value.stderr
+    assert str(tmp_path) in str(caught.value) and "git rev-parse" in str(caught.value)
+    assert not git_succeeds(["rev-parse", "HEAD"], tmp_path)
+    assert git(["rev-parse", "--show-toplevel"], config.ROOT) == str(config.ROOT)
 
 
 def test_a_venv_is_reused_only_when_built_from_the_identical_lock(tmp_path):
@@ -187,7 +221,7 @@ def test_a_non_deterministic_stage_is_caught_and_its_output_named(tiny_repo, tmp
 
 
 def test_a_committed_output_missing_from_the_cache_is_said_so(tiny_repo, tmp_path):
-    lock = lockdiff.parse_lock((tiny_repo / "dvc.lock").read_text())
+    lock = lockfile.read_lock(tiny_repo / "dvc.lock")
     digest = lock["stages"]["clock"]["outs"][0]["md5"]
     (tiny_repo / ".dvc" / "cache" / "files" / "md5" / digest[:2] / digest[2:]).unlink()
     report = verify(tiny_repo, report_path=tmp_path / "report.json", echo=lambda *_: None)
@@ -231,16 +265,30 @@ def recorded_gather(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return repo
 
 
+def _entity_table() -> sa.Table:
+    """The adapter's source table keyed by its id: the history the snapshot's rows come from."""
+    return next(t for t in ADAPTER.source_tables.tables.values() if ADAPTER.id in t.c)
+
+
+@pytest.mark.slow
 def test_a_rewritten_source_history_is_reported_as_such(recorded_gather, tmp_path):
-    source = tmp_path / "flights.sqlite"
+    table = _entity_table()
+    # A float column the snapshot copies as is: 999 fits it, and no join depends on it.
+    column = next((c.name for c in table.c if c.name in ADAPTER.snapshot_schema.names and c.name != ADAPTER.id
+                   and pa.types.is_floating(ADAPTER.snapshot_schema.field(c.name).type)), None)
+    if column is None or VERSION_ID not in table.c or RECORDED_AT not in table.c:
+        pytest.skip(f"source table {table.name} has no float column or no history columns to rewrite")
+    source = tmp_path / config.SOURCE_DB.name
     shutil.copy(config.SOURCE_DB, source)
     as_of = as_of_timestamp(load_params(recorded_gather / "params.yaml").gather.as_of)
-    with sqlite3.connect(source) as connection:
-        # The version the snapshot reads for the first flight: rewrite its history.
-        flight_id, version_id = connection.execute(
-            "SELECT flight_id, version_id FROM flights WHERE recorded_at <= ? "
-            "ORDER BY flight_id, recorded_at DESC, version_id DESC LIMIT 1", (as_of,)).fetchone()
-        connection.execute("UPDATE flights SET arr_delay = 999 WHERE version_id = ?", (version_id,))
+    engine = sa.create_engine(f"sqlite:///{source}")
+    with engine.begin() as connection:
+        # The version the snapshot reads for the first id: rewrite its history.
+        first_id, version_id = connection.execute(
+            sa.select(table.c[ADAPTER.id], table.c[VERSION_ID]).where(table.c[RECORDED_AT] <= as_of)
+            .order_by(table.c[ADAPTER.id], table.c[RECORDED_AT].desc(), table.c[VERSION_ID].desc()).limit(1)).one()
+        connection.execute(sa.update(table).where(table.c[VERSION_ID] == version_id).values({column: 999}))
+    engine.dispose()
     report_path = tmp_path / "report.json"
     result = run([sys.executable, "-m", "src.tools.verify", "--repo", str(recorded_gather), "--target", "gather",
                   "--report", str(report_path)], cwd=config.ROOT, check=False,
@@ -250,13 +298,14 @@ def test_a_rewritten_source_history_is_reported_as_such(recorded_gather, tmp_pat
     assert not snapshot["identical"]
     explanation = snapshot["explanation"]
     assert explanation["summary"].startswith("the source's history was rewritten"), explanation["summary"]
-    assert list(explanation["details"]["columns"]) == ["arr_delay"]
-    assert explanation["details"]["columns"]["arr_delay"]["rows"] == 1
-    assert explanation["details"]["examples"][0][dataset.ID] == flight_id
+    assert list(explanation["details"]["columns"]) == [column]
+    assert explanation["details"]["columns"][column]["rows"] == 1
+    assert explanation["details"]["examples"][0][ADAPTER.id] == first_id
     assert explanation["details"]["examples"][0]["rebuilt"] == 999
     assert "the source's history was rewritten" in result.stdout
 
 
+@pytest.mark.slow
 def test_gather_is_identical_with_sqlite_rows_in_reverse_order(recorded_gather, tmp_path):
     scramble = [variant for variant in rebuild.variants(vary=True) if variant.name == "scramble"]
     report = verify(recorded_gather, runs=scramble, targets=["gather"], report_path=tmp_path / "report.json",
@@ -266,6 +315,7 @@ def test_gather_is_identical_with_sqlite_rows_in_reverse_order(recorded_gather, 
     assert [entry["stage"] for entry in report["runs"][0]["entries"]] == ["gather"] * len(report["runs"][0]["entries"])
 
 
+@pytest.mark.slow
 def test_verify_passes_on_head(tmp_path):
     """The promise itself: HEAD rebuilds bit for bit in a fresh clone (through the CLI `make verify` runs)."""
     report_path = tmp_path / "report.json"

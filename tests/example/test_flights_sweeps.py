@@ -20,8 +20,9 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from src.pipeline import config
-from tests.conftest import make_clone, run, venv_env
+from src.pipeline import config, lockfile
+from src.tools.venv import venv_env
+from tests.conftest import make_clone, run
 
 AS_OF = "2013-01-31"
 HGB, LR, RF = "train.hist_gradient_boosting", "train.logistic_regression", "train.random_forest"
@@ -48,7 +49,8 @@ def leaf_keys(node: object, prefix: str) -> set[str]:
 
 def start_workers(root: Path) -> None:
     # The workers outlive `dvc queue start` and keep its stdout open: don't capture it.
-    subprocess.run(["dvc", "queue", "start", "-j", "2"], cwd=root, env=venv_env(), check=True,
+    env = venv_env(config.VENV, **{config.SOURCE_URL_ENV: None})
+    subprocess.run(["dvc", "queue", "start", "-j", "2"], cwd=root, env=env, check=True,
                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -102,6 +104,7 @@ def test_sweep_covers_every_train_hyperparameter():
         == {"logistic_regression", "random_forest", "stacking"}  # the default covers hist_gradient_boosting
 
 
+@pytest.mark.slow
 def test_queued_sweep_with_two_workers_succeeds(sweep):
     assert set(sweep.experiments) == set(SWEEP), sweep.status
     failed = {name: exp["executor"] for name, exp in sweep.experiments.items()
@@ -109,6 +112,7 @@ def test_queued_sweep_with_two_workers_succeeds(sweep):
     assert not failed, f"{failed}\n{sweep.status}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SWEEP))
 def test_upstream_stages_are_restored_not_rerun(sweep, name):
     log = run(["dvc", "queue", "logs", name], sweep.root).stdout
@@ -118,18 +122,20 @@ def test_upstream_stages_are_restored_not_rerun(sweep, name):
     assert "Running stage 'train'" in log
 
 
+@pytest.mark.slow
 def test_each_experiment_equals_dvc_repro_force_at_its_params(sweep):
     root = sweep.root
     for name, exp in sorted(sweep.experiments.items()):
         rev = exp["revs"][0]["rev"]
         (root / "params.yaml").write_text(run(["git", "show", f"{rev}:params.yaml"], root).stdout, encoding="utf-8")
         run(["dvc", "repro", "--force"], root)
-        expected = yaml.safe_load(run(["git", "show", f"{rev}:dvc.lock"], root).stdout)
-        rebuilt = yaml.safe_load((root / "dvc.lock").read_text(encoding="utf-8"))
+        expected = lockfile.parse_lock(run(["git", "show", f"{rev}:dvc.lock"], root).stdout, f"{rev}:dvc.lock")
+        rebuilt = lockfile.read_lock(root / "dvc.lock")
         assert rebuilt == expected, f"experiment {name} differs from `dvc repro --force` at its params"
         run(["git", "checkout", "--", "."], root)
 
 
+@pytest.mark.slow
 def test_readme_recipes_show_sort_promote_and_diff(sweep):
     root = sweep.root
     table = run(["dvc", "exp", "show", "--csv", "--sort-by", "eval/metrics.json:roc_auc", "--sort-order", "desc"],

@@ -1,0 +1,105 @@
+"""dvc.yaml repeats src/pipeline/config.py's paths as literals and lists each stage's code: both must hold."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import yaml
+
+from src.pipeline import config
+from src.pipeline.adapter import PACKAGE as DATASETS
+from src.pipeline.params import load_params
+
+DATASETS_DIR = DATASETS.replace(".", "/")  # src/datasets: one folder dep covers every adapter
+
+
+def _stages() -> dict:
+    return yaml.safe_load((config.ROOT / "dvc.yaml").read_text())["stages"]
+
+
+def _paths(entries):
+    for entry in entries or []:
+        yield next(iter(entry)) if isinstance(entry, dict) else entry
+
+
+def test_dvc_yaml_paths_match_config():
+    stages = _stages()
+    rel = lambda p: str(p.relative_to(config.ROOT))  # noqa: E731
+    outs = {name: set(_paths(stage.get("outs"))) | set(_paths(stage.get("metrics"))) for name, stage in stages.items()}
+    assert outs["gather"] == {rel(config.SNAPSHOT)}
+    assert outs["featurize"] == {rel(config.TRAIN_FEATURES), rel(config.TEST_FEATURES), rel(config.FEATURIZE_SUMMARY)}
+    assert outs["train"] == {rel(config.MODEL), rel(config.MANIFEST)}
+    assert outs["evaluate"] == {rel(config.PREDICTIONS), rel(config.METRICS), rel(config.EVAL_DIR / "plots")}
+    # each stage reads what the one before it writes
+    deps = {name: set(stage["deps"]) for name, stage in stages.items()}
+    assert rel(config.SNAPSHOT) in deps["featurize"] and rel(config.TRAIN_FEATURES) in deps["train"]
+    assert {rel(config.TEST_FEATURES), rel(config.MODEL), rel(config.MANIFEST)} <= deps["evaluate"]
+
+
+def test_every_stage_runs_its_own_module_and_depends_on_it_the_params_schema_and_the_adapters():
+    for name, stage in _stages().items():
+        assert stage["cmd"] == f"python -m src.pipeline.{name}"
+        assert {f"src/pipeline/{name}.py", "src/pipeline/params.py", DATASETS_DIR} <= set(stage["deps"])
+        # the adapter is chosen by dataset.adapter; the stage must rerun when that changes
+        assert any(key == "dataset" or key.startswith("dataset.") for key in stage["params"]), name
+
+
+def _module_file(name: str) -> Path | None:
+    path = config.ROOT / Path(*name.split("."))
+    if (path / "__init__.py").is_file():
+        return path / "__init__.py"
+    if path.with_suffix(".py").is_file():
+        return path.with_suffix(".py")
+    return None  # a name imported from a module, not a module
+
+
+def imported_src_files(module: str) -> set[str]:
+    """Files of the src modules that `module` imports, transitively, packages' __init__ included.
+
+    By parsing, not importing; every import counts, also those inside
+    functions (a stage may call them), so this errs on the side of a dep too many.
+    """
+    seen, todo = set(), [module]
+    while todo:
+        name = todo.pop()
+        if name in seen or _module_file(name) is None:
+            continue
+        seen.add(name)
+        parts = name.split(".")
+        todo.extend(".".join(parts[:end]) for end in range(1, len(parts)))  # parent packages run first
+        for node in ast.walk(ast.parse(_module_file(name).read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "src":
+                todo.append(node.module)
+                todo.extend(f"{node.module}.{alias.name}" for alias in node.names)  # `from src.x import module`
+            elif isinstance(node, ast.Import):
+                todo.extend(alias.name for alias in node.names if alias.name.split(".")[0] == "src")
+    return {_module_file(name).relative_to(config.ROOT).as_posix() for name in seen}
+
+
+def _adapter_modules() -> list[str]:
+    """Every module of the active adapter's package: the stages load it by name (importlib), which no parse sees."""
+    root = config.ROOT / DATASETS_DIR / load_params().dataset.adapter
+    return sorted(".".join(path.relative_to(config.ROOT).with_suffix("").parts).removesuffix(".__init__")
+                  for path in root.rglob("*.py"))
+
+
+def _covered(path: str, deps: set[str]) -> bool:
+    return path in deps or any(path.startswith(dep.rstrip("/") + "/") for dep in deps)
+
+
+def test_stage_deps_cover_every_imported_module():
+    # A code change DVC does not see would leave stale outputs "up to date".
+    for name, stage in _stages().items():
+        needed = imported_src_files(f"src.pipeline.{name}")
+        for module in _adapter_modules():
+            needed |= imported_src_files(module)
+        missing = sorted(path for path in needed if not _covered(path, set(stage["deps"])))
+        assert not missing, f"stage {name} imports {missing} but does not depend on them"
+
+
+def test_the_walk_sees_what_a_stage_imports():
+    # The check above is only as good as the walk: it must find the obvious.
+    found = imported_src_files("src.pipeline.train")
+    assert {"src/__init__.py", "src/pipeline/__init__.py", "src/pipeline/train.py", "src/pipeline/model.py",
+            "src/pipeline/params.py", "src/pipeline/adapter.py"} <= found
+    assert not any(path.startswith(DATASETS_DIR) for path in found)  # adapters are found by name, not import

@@ -1,0 +1,226 @@
+"""The model, its evaluation and its predictions table on tiny frames, for two and for three classes."""
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from sklearn import metrics
+
+from src.pipeline import config, evaluate, files, predictions, train
+from src.pipeline.adapter import UNKNOWN
+from src.pipeline.model import HGB_MAX_CATEGORIES, UnknownBucket, build_pipeline, count_unknown, fitted_state, structure
+from src.pipeline.featurize import is_test
+from src.pipeline.train import build_manifest, check_classes, params_digest
+from tests.template import frames
+from tests.template.frames import ADAPTER, LEVELS, UNSEEN
+
+MODELS = ["hist_gradient_boosting", "logistic_regression", "random_forest", "stacking"]
+needs_categorical = pytest.mark.skipif(not ADAPTER.categorical, reason="the adapter has no categorical features")
+needs_numeric = pytest.mark.skipif(not ADAPTER.numeric, reason="the adapter has no numeric features")
+
+
+@needs_categorical
+def test_unknown_bucket_maps_unseen_and_missing():
+    first = ADAPTER.categorical[0]
+    frame = frames.features(rows=3)[list(ADAPTER.features)]
+    frame[first] = [LEVELS[0], UNSEEN, None]
+    out = UnknownBucket(frames.categories()).fit_transform(frame)
+    assert out[first].tolist() == [LEVELS[0], UNKNOWN, UNKNOWN]
+    assert frame[first].tolist()[:2] == [LEVELS[0], UNSEEN] and pd.isna(frame[first].iloc[2])  # not changed
+    counts = count_unknown(frame, frames.categories())
+    assert counts[first] == {"unknown": 1, "missing": 1}
+    assert list(counts) == list(ADAPTER.categorical)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+@pytest.mark.parametrize("model", MODELS)
+def test_every_model_fits_predicts_unknowns_and_is_deterministic(model, n_classes):
+    first, params, frame = frames.fit(model, n_classes)
+    second, _, _ = frames.fit(model, n_classes)
+    assert pickle.dumps(first, protocol=5) == pickle.dumps(second, protocol=5)
+    assert list(first.classes_) == params.classes == frames.classes(n_classes)
+    X = frame[list(ADAPTER.features)]
+    unseen = X.head(3).copy()
+    for name in ADAPTER.categorical:
+        unseen[name] = [UNSEEN, None, LEVELS[0]]
+    probabilities = first.predict_proba(unseen)
+    assert probabilities.shape == (3, n_classes) and np.isfinite(probabilities).all()
+    assert np.allclose(probabilities.sum(axis=1), 1.0)
+    # the model learned something: better than the majority class on its own training rows
+    assert metrics.accuracy_score(frame[ADAPTER.target], first.predict(X)) > 1 / n_classes + 0.1
+    if ADAPTER.numeric:
+        gappy = ADAPTER.numeric[-1]
+        state = fitted_state(first)
+        imputed = [value for key, value in state.items() if key.endswith("impute_values")]
+        assert imputed and all(gappy in values for values in imputed)
+        assert np.isclose(imputed[0][gappy], X[gappy].median())  # impute_strategy: median, from training rows
+        if model in ("logistic_regression", "stacking"):
+            ranges = [value for key, value in state.items() if key.endswith("ranges")]
+            column = ADAPTER.numeric[0]
+            assert ranges and ranges[0][column] == [X[column].min(), X[column].max()]
+
+
+def test_another_seed_gives_another_forest():
+    first, params, frame = frames.fit("random_forest")
+    other = build_pipeline(params.train, params.categories, ADAPTER.numeric, params.seed + 1)
+    other.fit(frame[list(ADAPTER.features)], frame[ADAPTER.target])
+    assert pickle.dumps(first, protocol=5) != pickle.dumps(other, protocol=5)
+
+
+def test_stacking_structure_is_declared():
+    params = frames.small_params("stacking")
+    described = structure(params.train)
+    assert described["estimator"] == "stacking" and described["cv_folds"] == params.train.stacking.cv_folds
+    assert [b["estimator"] for b in described["base_estimators"]] == params.train.stacking.estimators
+    assert described["final_estimator"]["estimator"] == "logistic_regression"
+    assert structure(frames.small_params("random_forest").train)["hyperparameters"]["n_estimators"] == 5
+
+
+@needs_categorical
+def test_empty_or_oversized_category_lists_are_refused():
+    params = frames.small_params("logistic_regression")
+    first = ADAPTER.categorical[0]
+    with pytest.raises(ValueError, match="make categories"):
+        build_pipeline(params.train, {**params.categories, first: []}, ADAPTER.numeric, 1)
+    many = {**params.categories, first: [f"v{i:04d}" for i in range(HGB_MAX_CATEGORIES + 1)]}
+    build_pipeline(params.train, many, ADAPTER.numeric, 1)  # one-hot takes any number
+    with pytest.raises(ValueError, match=f"at most {HGB_MAX_CATEGORIES} categories"):
+        build_pipeline(frames.small_params("hist_gradient_boosting").train, many, ADAPTER.numeric, 1)
+
+
+def test_training_labels_must_be_the_recorded_classes():
+    classes = frames.classes(3)
+    check_classes(pd.Series(classes * 2), classes)
+    with pytest.raises(ValueError, match=r"labels not recorded.*make categories"):
+        check_classes(pd.Series(classes), classes[:2])
+    with pytest.raises(ValueError, match="recorded classes with no training row"):
+        check_classes(pd.Series(classes[:2]), classes)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_the_manifest_describes_the_model(n_classes):
+    model, params, frame = frames.fit("logistic_regression", n_classes)
+    manifest = build_manifest(params, ADAPTER, model, "sha", "data-sha", len(frame),
+                              count_unknown(frame, params.categories))
+    assert manifest["classes"] == frames.classes(n_classes) and manifest["target"] == ADAPTER.target
+    assert manifest["features"] == list(ADAPTER.features) and manifest["id"] == ADAPTER.id
+    assert pa.type_for_alias(manifest["target_type"]) == ADAPTER.target_type
+    assert manifest["ranges"] == {name: list(bounds) for name, bounds in ADAPTER.feature_ranges.items()}
+    assert manifest["dataset"] == ADAPTER.name and manifest["params_sha256"] == params_digest(params)
+    assert manifest["unknown_category"] == UNKNOWN and manifest["categories"] == params.categories
+    changed = params.model_copy(update={"seed": params.seed + 1})
+    assert params_digest(changed) != params_digest(params)
+
+
+# --- evaluation -----------------------------------------------------------
+
+def test_binary_scores_are_sklearns_on_the_positive_class():
+    classes = frames.classes(2)
+    y = pd.Series([classes[i] for i in [0, 0, 1, 1, 1, 0]], dtype=ADAPTER.target_type.to_pandas_dtype()).to_numpy()
+    positive = np.array([0.1, 0.6, 0.7, 0.4, 0.9, 0.2])
+    probabilities = np.column_stack([1 - positive, positive])
+    scores = evaluate.scores(y, probabilities, classes, threshold=0.5)
+    truth = np.array([0, 0, 1, 1, 1, 0])
+    assert scores["roc_auc"] == round(metrics.roc_auc_score(truth, positive), 12)
+    assert scores["accuracy"] == round(4 / 6, 12)
+    assert scores["f1"] == round(metrics.f1_score(truth, positive >= 0.5), 12)
+    assert set(scores) == {"roc_auc", "average_precision", "log_loss", "brier", "accuracy", "f1"}
+    assert evaluate.scores(y, probabilities, classes, threshold=0.95)["accuracy"] == 0.5  # nothing positive
+    curve_truth, curve_score = evaluate.curve_inputs(y, probabilities, classes)
+    assert curve_truth.tolist() == truth.tolist() and np.array_equal(curve_score, positive)
+
+
+@pytest.mark.parametrize("classes, dtype", [([0, 1, 2], "int8"), (["x", "y", "z"], "str"), (frames.classes(3), None)])
+def test_multiclass_scores_and_micro_averaged_curves(classes, dtype):
+    # y as the evaluate stage reads it: the test features' target column
+    y = pd.Series([classes[i] for i in [0, 1, 2, 2]], dtype=dtype or ADAPTER.target_type.to_pandas_dtype()).to_numpy()
+    probabilities = np.array([[0.8, 0.1, 0.1], [0.2, 0.5, 0.3], [0.1, 0.2, 0.7], [0.5, 0.3, 0.2]])
+    scores = evaluate.scores(y, probabilities, classes, threshold=0.5)
+    assert set(scores) == {"roc_auc_ovr", "log_loss", "accuracy", "f1_macro"}
+    assert scores["accuracy"] == 0.75
+    assert scores["log_loss"] == round(metrics.log_loss([0, 1, 2, 2], probabilities), 12)
+    truth, score = evaluate.curve_inputs(y, probabilities, classes)
+    assert truth.tolist() == [1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 1]  # one yes/no per row and class
+    assert np.array_equal(score, probabilities.ravel())
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_permutation_importance_names_every_feature(n_classes):
+    model, params, frame = frames.fit("logistic_regression", n_classes)
+    X, y = frame[list(ADAPTER.features)], frame[ADAPTER.target]
+    importance, title = evaluate.importances(model, X, y, params.classes, rows=50, repeats=2, seed=params.seed)
+    again, _ = evaluate.importances(model, X, y, params.classes, rows=50, repeats=2, seed=params.seed)
+    assert sorted(importance["feature"]) == sorted(ADAPTER.features)
+    assert importance["importance"].is_monotonic_decreasing
+    assert importance.equals(again)
+    assert title == ("ROC AUC" if n_classes == 2 else "one-vs-rest ROC AUC")
+
+
+# --- the stages' main functions, on tiny features in a temporary folder ------
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_train_and_evaluate_stages_write_what_dvc_yaml_declares(n_classes, tmp_path, monkeypatch):
+    ROOT = config.ROOT
+    params = frames.small_params("logistic_regression", n_classes)
+    for name in ("TRAIN_FEATURES", "TEST_FEATURES", "MODEL", "MANIFEST", "EVAL_DIR", "METRICS", "PREDICTIONS"):
+        monkeypatch.setattr(config, name, tmp_path / getattr(config, name).relative_to(config.ROOT))
+    monkeypatch.setattr(config, "ROOT", tmp_path)
+    for stage in (train, evaluate):
+        monkeypatch.setattr(stage, "load_params", lambda: params)
+    rows = frames.features(240, n_classes)
+    held_out = is_test(rows[ADAPTER.id], 25, params.seed)
+    files.write_frame(config.TRAIN_FEATURES, rows[~held_out], ADAPTER.features_schema)
+    files.write_frame(config.TEST_FEATURES, rows[held_out].reset_index(drop=True), ADAPTER.features_schema)
+
+    train.main()
+    evaluate.main()
+
+    written = pd.read_parquet(config.PREDICTIONS)
+    assert pq.read_schema(config.PREDICTIONS).remove_metadata() == \
+        predictions.predictions_schema(ADAPTER.id, params.classes, ADAPTER.target_type)
+    assert written[ADAPTER.id].tolist() == rows[held_out][ADAPTER.id].tolist()
+    assert set(written["label"]) <= set(params.classes)
+    scores = json.loads(config.METRICS.read_text())
+    expected = {"roc_auc", "f1"} if n_classes == 2 else {"roc_auc_ovr", "f1_macro"}
+    assert expected <= set(scores) and scores["rows"]["test"] == int(held_out.sum())
+    # every plot that dvc.yaml declares, with the fields it draws
+    declared = yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]
+    for plot in declared:
+        (title, spec), = plot.items()
+        for path, fields in spec["y"].items():
+            written = tmp_path / path
+            assert written.is_file(), f"{title}: {path} was not written"
+            for field in [spec["x"], *([fields] if isinstance(fields, str) else fields)]:
+                assert f'"{field}"' in written.read_text(), f"{title}: {path} lacks {field!r}"
+
+
+# --- the predictions table ------------------------------------------------
+
+def test_binary_predictions_frame_and_schema():
+    classes = frames.classes(2)
+    positive = np.array([0.2, 0.5, 0.9])
+    frame = predictions.predictions_frame("row_id", [3, 1, 2], np.column_stack([1 - positive, positive]),
+                                          classes, threshold=0.5)
+    assert list(frame.columns) == ["row_id", "probability", "label"]
+    assert frame["label"].tolist() == [classes[0], classes[1], classes[1]]  # at the threshold: positive
+    assert frame["row_id"].tolist() == [3, 1, 2] and np.array_equal(frame["probability"], positive)
+    schema = predictions.predictions_schema("row_id", classes, ADAPTER.target_type)
+    assert schema.names == ["row_id", "probability", "label"] and schema.field("label").type == ADAPTER.target_type
+
+
+@pytest.mark.parametrize("classes, label_type", [([0, 1, 2], pa.int8()), (["x", "y", "z"], pa.string())])
+def test_multiclass_predictions_frame_and_schema(classes, label_type):
+    probabilities = np.array([[0.2, 0.5, 0.3], [0.4, 0.4, 0.2], [0.1, 0.1, 0.8]])
+    frame = predictions.predictions_frame("row_id", [1, 2, 3], probabilities, classes, threshold=0.5)
+    assert list(frame.columns) == ["row_id", "label", *(f"probability_{c}" for c in classes)]
+    assert frame["label"].tolist() == [classes[1], classes[0], classes[2]]  # ties to the first, as argmax
+    assert np.array_equal(frame[[f"probability_{c}" for c in classes]].to_numpy(), probabilities)
+    schema = predictions.predictions_schema("row_id", classes, label_type)
+    assert schema.names == list(frame.columns) and schema.field("label").type == label_type
+    assert pa.Table.from_pandas(frame, schema=schema, preserve_index=False).num_rows == 3

@@ -1,0 +1,165 @@
+"""params.yaml validation: every bad key is named with what was expected, briefly; recorded lists fit the adapter."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from src.pipeline import config
+from src.pipeline.adapter import UNKNOWN
+from src.pipeline.params import (ParamsError, as_of_timestamp, check_recorded, load_adapter, load_params,
+                                 validate)
+from tests.template import frames
+from tests.template.frames import ADAPTER
+
+# Longer than any one-problem message; far shorter than a dumped section.
+SHORT = 600
+
+
+@pytest.fixture
+def raw() -> dict:
+    return yaml.safe_load(config.PARAMS_FILE.read_text())
+
+
+def _refused(raw: dict) -> str:
+    with pytest.raises(ParamsError) as error:
+        validate(raw)
+    return str(error.value)
+
+
+def test_committed_params_are_valid_and_name_a_loadable_adapter():
+    params = load_params()
+    assert params.train.model in ("hist_gradient_boosting", "logistic_regression", "random_forest", "stacking")
+    adapter, adapter_params = load_adapter(params)
+    assert adapter.name == params.dataset.adapter
+    assert adapter_params == adapter.parse_params(params.dataset.model_dump())
+
+
+def test_missing_key_is_named(raw):
+    del raw["train"]["hist_gradient_boosting"]["learning_rate"]
+    assert "train.hist_gradient_boosting.learning_rate: missing" in _refused(raw)
+
+
+def test_unknown_key_is_named(raw):
+    raw["featurize"]["test_fraction"] = 0.2
+    assert "featurize.test_fraction: unknown key" in _refused(raw)
+
+
+@pytest.mark.parametrize(
+    "path, value, expected",
+    [
+        (("train", "hist_gradient_boosting", "max_iter"), "200", "valid integer"),
+        (("train", "hist_gradient_boosting", "max_iter"), 200.5, "valid integer"),
+        (("seed",), "42", "valid integer"),
+        (("train", "model"), "xgboost", "hist_gradient_boosting"),
+        (("train", "threads"), 0, "greater than or equal to 1"),
+        (("featurize", "test_percent"), 100, "less than 100"),
+        (("train", "stacking", "estimators"), ["logistic_regression"], "at least 2"),
+        (("evaluate", "threshold"), 1.0, "less than 1"),
+        (("dataset", "adapter"), 7, "valid string"),
+    ],
+)
+def test_wrong_type_or_value_is_named(raw, path, value, expected):
+    node = raw
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    message = _refused(raw)
+    assert ".".join(path) in message and expected in message
+    assert len(message) < SHORT
+
+
+def test_categories_must_be_sorted_unique_and_free_of_the_unknown_bucket(raw):
+    name = next(iter(raw["categories"]), "some_feature")
+    for values, expected in [(["b", "a"], f"categories.{name} must be sorted"),
+                             (["a", "a"], f"categories.{name} must be sorted and without duplicates"),
+                             (sorted(["a", UNKNOWN]), f"categories.{name} must not contain the reserved {UNKNOWN!r}")]:
+        broken = copy.deepcopy(raw)
+        broken["categories"][name] = values
+        message = _refused(broken)
+        assert expected in message and len(message) < SHORT
+        assert "reserved" in expected or "make categories" in message
+
+
+@pytest.mark.parametrize("section", [
+    "not a mapping " * 500,
+    ["a"] * 500,
+    {"feature": list(range(500))},  # unquoted codes that YAML reads as numbers
+    {"feature": {"nested": "mapping"}},
+], ids=["text", "list", "numbers", "nested"])
+def test_a_bad_categories_section_gets_a_short_message(raw, section):
+    raw["categories"] = section
+    message = _refused(raw)
+    assert "categories" in message
+    assert len(message) < SHORT, f"{len(message)} characters:\n{message[:1000]}"
+
+
+def test_classes_must_be_sorted_distinct_and_more_than_one(raw):
+    for classes, expected in [([1, 0], "sorted"), (["a", "a"], "without duplicates"), ([1], "one class")]:
+        message = _refused({**raw, "classes": classes})
+        assert "classes" in message and expected in message and len(message) < SHORT
+
+
+def test_check_recorded_accepts_the_committed_lists():
+    params = load_params()
+    check_recorded(params, ADAPTER)
+    assert all(params.categories.values()), "run `make categories` and commit params.yaml"
+
+
+@pytest.mark.parametrize("change, expected, needs_categorical", [
+    (lambda p: {"categories": {}}, "recorded for []", True),
+    (lambda p: {"categories": dict(reversed(list(p.categories.items())))} if len(p.categories) > 1
+     else {"categories": {**p.categories, "another": ["x"]}}, "the adapter's categorical features are", False),
+    (lambda p: {"categories": dict(list(p.categories.items())[1:])}, "the adapter's categorical features are", True),
+    (lambda p: {"categories": {name: [] for name in p.categories}}, "no values recorded for", True),
+    (lambda p: {"classes": []}, "no classes recorded", False),
+    (lambda p: {"classes": ["x", "y"] if isinstance(p.classes[0], int) else [0, 1]}, "but the target", False),
+])
+def test_check_recorded_says_make_categories(change, expected, needs_categorical):
+    params = frames.PARAMS
+    if needs_categorical and not ADAPTER.categorical:
+        pytest.skip("the adapter has no categorical features")
+    broken = params.model_copy(update=change(params))
+    with pytest.raises(ParamsError) as error:
+        check_recorded(broken, ADAPTER)
+    assert expected in str(error.value) and "make categories" in str(error.value)
+
+
+def test_an_unknown_adapter_is_named(raw):
+    raw["dataset"] = {"adapter": "no_such_dataset"}
+    with pytest.raises(ParamsError, match=r"dataset\.adapter.*no package src/datasets/no_such_dataset/"):
+        load_adapter(validate(raw))
+    raw["dataset"] = {"adapter": "../etc"}
+    with pytest.raises(ParamsError, match="not a package name"):
+        load_adapter(validate(raw))
+
+
+def test_the_adapters_own_section_is_validated(raw):
+    raw["dataset"]["no_such_setting"] = 1
+    with pytest.raises(ParamsError, match=r"dataset\.no_such_setting: unknown key"):
+        load_adapter(validate(raw))
+
+
+def test_not_yaml_is_a_clear_error(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("seed: [unclosed\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(path)
+    with pytest.raises(ParamsError, match="not found"):
+        load_params(tmp_path / "absent.yaml")
+
+
+def test_as_of_forms():
+    assert as_of_timestamp("2013-06-30") == "2013-06-30 23:59:59"
+    assert as_of_timestamp("2013-06-30T12:00:00Z") == "2013-06-30 12:00:00"
+    assert as_of_timestamp("2013-06-30T14:00:00+02:00") == "2013-06-30 12:00:00"
+    for bad in ("2013-06-31", "yesterday", "2013-06-30T12:00:00"):
+        with pytest.raises(ValueError, match="as_of"):
+            as_of_timestamp(bad)
+
+
+def test_bad_as_of_names_the_key(raw):
+    raw["gather"]["as_of"] = "next week"
+    message = _refused(raw)
+    assert "gather.as_of" in message and len(message) < SHORT

@@ -1,0 +1,270 @@
+"""The HTTP service: tiny models through FastAPI's test client, then the pipeline's model over real HTTP."""
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import threading
+import time
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+
+from src.pipeline import config
+from src.serving import serve
+from tests.conftest import run
+from tests.template import frames
+from tests.template.frames import ADAPTER, UNSEEN
+from tests.template.test_predict import DEPLOYED_FILES, SAVED_PREDICTIONS, TEST_FEATURES, load, sample_rows, \
+    tiny_deployed
+
+MAX_ROWS = 50
+MAX_BYTES = 64 * 1024
+
+
+def as_json_rows(frame: pd.DataFrame) -> list[dict]:
+    """Rows as JSON-ready dicts of Python values (floats keep every bit); NaN becomes null."""
+    return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+
+
+# --- tiny models, in process -------------------------------------------------
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_predictions_carry_the_label_and_every_class_probability(tmp_path, n_classes):
+    deployed, rows = tiny_deployed(tmp_path, n_classes)
+    client = TestClient(serve.create_app(deployed, max_rows=MAX_ROWS, max_bytes=MAX_BYTES))
+    response = client.post("/predict", json={"rows": as_json_rows(rows.drop(columns=ADAPTER.target))})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    expected = deployed.predict(rows)
+    got = body["predictions"]
+    assert [p[ADAPTER.id] for p in got] == rows[ADAPTER.id].tolist()
+    assert [p["label"] for p in got] == expected.predictions["label"].tolist()
+    classes = [str(c) for c in deployed.classes]
+    for prediction, probabilities in zip(got, expected.probabilities.tolist()):
+        assert list(prediction["probabilities"]) == classes
+        assert list(prediction["probabilities"].values()) == probabilities  # exact through JSON
+        if n_classes == 2:
+            assert prediction["probability"] == probabilities[1]
+        else:
+            assert "probability" not in prediction
+    assert body["ignored_columns"] == [] and body["model_sha256"] == deployed.manifest["model_sha256"]
+    info = client.get("/info").json()
+    assert info["classes"] == deployed.classes and info["dataset"] == ADAPTER.name
+    assert client.get("/openapi.json").json()["info"]["title"] == ADAPTER.title
+
+
+@pytest.mark.skipif(not ADAPTER.numeric, reason="the adapter has no numeric features")
+def test_the_openapi_row_is_the_manifest_contract(tmp_path):
+    column = ADAPTER.numeric[0]
+    deployed, rows = tiny_deployed(tmp_path, 3, feature_ranges={column: (-5, 5)})
+    client = TestClient(serve.create_app(deployed))
+    row = client.get("/openapi.json").json()["components"]["schemas"]["Row"]
+    assert row["required"] == list(ADAPTER.features)  # every feature, in the recorded order
+    assert row["properties"][column]["anyOf"][0] == {"type": "number", "minimum": -5.0, "maximum": 5.0}
+    for name in ADAPTER.categorical:
+        assert row["properties"][name]["anyOf"][0]["type"] == "string"
+    bad = as_json_rows(rows.head(2).drop(columns=ADAPTER.target).assign(**{column: 0.0}))
+    bad[1][column] = 6
+    response = client.post("/predict", json={"rows": bad})
+    assert response.status_code == 422 and column in response.text and "less than or equal to 5" in response.text
+
+
+# --- the pipeline's model, over real HTTP on loopback ------------------------
+
+@pytest.fixture(scope="module")
+def service(reproduced):
+    """Base URL of a running service on a free loopback port; stopped afterwards."""
+    app = serve.create_app(load(reproduced), max_rows=MAX_ROWS, max_bytes=MAX_BYTES)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))  # the OS picks a free port; no race with other tests
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    for _ in range(600):  # bounded wait for start-up
+        if server.started or not thread.is_alive():
+            break
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server.should_exit = True
+    thread.join(timeout=30)
+    sock.close()
+
+
+@pytest.fixture(scope="module")
+def client(service):
+    with httpx.Client(base_url=service, timeout=60) as http:
+        yield http
+
+
+@pytest.fixture(scope="module")
+def sample(reproduced) -> pd.DataFrame:
+    return sample_rows(pd.read_parquet(reproduced / TEST_FEATURES))
+
+
+@pytest.fixture(scope="module")
+def manifest(reproduced) -> dict:
+    return json.loads((reproduced / config.MANIFEST.relative_to(config.ROOT)).read_text())
+
+
+@pytest.mark.slow
+def test_valid_rows_get_the_evaluate_stage_probabilities(client, sample, reproduced, manifest):
+    response = client.post("/predict", json={"rows": as_json_rows(sample.drop(columns=ADAPTER.target))})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    saved = pd.read_parquet(reproduced / SAVED_PREDICTIONS).set_index(ADAPTER.id).loc[sample[ADAPTER.id]]
+    got = pd.DataFrame(body["predictions"])
+    assert got[ADAPTER.id].tolist() == sample[ADAPTER.id].tolist()
+    # Exact bits through JSON: floats are written in their shortest round-trip form.
+    classes = manifest["classes"]
+    if len(classes) == 2:
+        pairs = [(got["probability"], saved["probability"])]
+    else:
+        pairs = [(got["probabilities"].map(lambda p, c=c: p[str(c)]), saved[f"probability_{c}"]) for c in classes]
+    for served, evaluated in pairs:
+        assert np.array_equal(served.to_numpy(dtype=np.float64).view(np.int64),
+                              evaluated.to_numpy(dtype=np.float64).view(np.int64))
+    assert got["label"].tolist() == saved["label"].tolist()
+    assert body["ignored_columns"] == [] and body["model_sha256"] == manifest["model_sha256"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not ADAPTER.categorical, reason="the adapter has no categorical features")
+def test_unknown_categories_and_extra_fields_are_reported(client, sample):
+    column = ADAPTER.categorical[-1]
+    rows = as_json_rows(sample.head(3).drop(columns=[ADAPTER.target, ADAPTER.id]))
+    rows[0][column], rows[1][column], rows[2][column] = UNSEEN, None, "YY" + UNSEEN
+    rows[1]["not_a_feature"] = "N12345"
+    response = client.post("/predict", json={"rows": rows})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["unknown_categories"][column] == {"unknown": 2, "missing": 1}
+    assert body["ignored_columns"] == ["not_a_feature"]
+    assert all(p[ADAPTER.id] is None for p in body["predictions"])
+
+
+def _bad(sample: pd.DataFrame, edit) -> dict:
+    rows = as_json_rows(sample.head(2).drop(columns=ADAPTER.target))
+    edit(rows[1])
+    return {"rows": rows}
+
+
+def _bad_requests():
+    """(name, body(sample), status, texts) from the active adapter's features."""
+    categorical, numeric = ADAPTER.categorical, ADAPTER.numeric
+    cases = [
+        ("no rows", lambda s: {"rows": []}, 422, ["rows", "at least 1"]),
+        ("no rows key", lambda s: {"records": []}, 422, ["rows", "Field required"]),
+        ("too many rows", lambda s: {"rows": as_json_rows(s.drop(columns=ADAPTER.target).head(1)) * (MAX_ROWS + 1)},
+         413, [f"{MAX_ROWS + 1} rows exceed the limit of {MAX_ROWS}"]),
+        ("feature missing", lambda s: _bad(s, lambda r: r.pop(ADAPTER.features[-1])), 422,
+         [ADAPTER.features[-1], "Field required"]),
+    ]
+    if numeric:
+        cases += [
+            ("text as number", lambda s: _bad(s, lambda r: r.update({numeric[0]: "June"})), 422,
+             [numeric[0], "valid number"]),
+            ("quoted number", lambda s: _bad(s, lambda r: r.update({numeric[-1]: "150"})), 422,
+             [numeric[-1], "valid number"]),
+        ]
+    if categorical:
+        cases.append(("number as category", lambda s: _bad(s, lambda r: r.update({categorical[0]: 9})), 422,
+                      [categorical[0], "valid string"]))
+    for name, (low, high) in ADAPTER.feature_ranges.items():
+        if high is not None:
+            cases.append((f"{name} above range", lambda s, n=name, h=high: _bad(s, lambda r: r.update({n: h + 1})),
+                          422, [name, f"less than or equal to {high:g}"]))
+            break
+        if low is not None:
+            cases.append((f"{name} below range", lambda s, n=name, lo=low: _bad(s, lambda r: r.update({n: lo - 1})),
+                          422, [name, f"greater than or equal to {low:g}"]))
+            break
+    return cases
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("body, status, expected", [case[1:] for case in _bad_requests()],
+                         ids=[case[0] for case in _bad_requests()])
+def test_bad_requests_get_a_4xx_that_names_the_problem(client, sample, body, status, expected):
+    response = client.post("/predict", json=body(sample))
+    assert response.status_code == status, response.text
+    for text in expected:
+        assert text in response.text
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not ADAPTER.numeric, reason="the adapter has no numeric features")
+def test_non_json_and_non_finite_numbers_are_422(client, sample):
+    headers = {"content-type": "application/json"}
+    response = client.post("/predict", content=b'{"rows": [', headers=headers)
+    assert response.status_code == 422 and "JSON" in response.text
+    column = ADAPTER.numeric[0]
+    row = json.dumps(as_json_rows(sample.head(1).drop(columns=ADAPTER.target))[0])
+    nan_row = row.replace(f'"{column}":', f'"{column}": NaN, "was":')  # Python's json would accept NaN
+    assert nan_row != row
+    response = client.post("/predict", content=f'{{"rows": [{nan_row}]}}'.encode(), headers=headers)
+    assert response.status_code == 422 and column in response.text
+
+
+@pytest.mark.slow
+def test_an_oversized_body_is_413_and_the_service_keeps_serving(client, sample):
+    padding = "x" * (MAX_BYTES + 1)
+    response = client.post("/predict", json={"rows": as_json_rows(sample.head(1)), "padding": padding})
+    assert response.status_code == 413 and "Too Large" in response.text
+
+    def chunks():  # no Content-Length: the limit counts the streamed bytes
+        yield b'{"rows": [], "padding": "'
+        for _ in range(MAX_BYTES // 1024 + 2):
+            yield b"x" * 1024
+        yield b'"}'
+    response = client.post("/predict", content=chunks(), headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert client.get("/health").json()["status"] == "ok"
+
+
+@pytest.mark.slow
+def test_info_reports_the_manifest_identity(client, manifest):
+    info = client.get("/info").json()
+    assert info["model_sha256"] == manifest["model_sha256"]
+    assert info["params_sha256"] == manifest["params_sha256"]
+    assert info["training_data_sha256"] == manifest["training_data"]["sha256"]
+    assert info["versions"] == manifest["versions"] and info["classes"] == manifest["classes"]
+    assert info["threshold"] == frames.PARAMS.evaluate.threshold
+    assert info["contract"]["features"] == manifest["features"]
+    assert client.get("/health").json() == {"status": "ok", "model_sha256": manifest["model_sha256"]}
+
+
+@pytest.mark.slow
+def test_openapi_schema_is_the_manifest_contract(client, manifest):
+    row = client.get("/openapi.json").json()["components"]["schemas"]["Row"]
+    assert row["required"] == manifest["features"]  # every feature, in the recorded order
+    for name, (low, high) in manifest["ranges"].items():
+        bounds = row["properties"][name]["anyOf"][0]
+        assert bounds["type"] == "number"
+        assert bounds.get("minimum") == (None if low is None else float(low))
+        assert bounds.get("maximum") == (None if high is None else float(high))
+    for name in manifest["categorical"]:
+        assert row["properties"][name]["anyOf"][0]["type"] == "string"
+
+
+@pytest.mark.slow
+def test_service_refuses_to_start_on_a_tampered_model(reproduced, tmp_path):
+    # The image's layout (src/, models/, dvc.lock, params.yaml) with one byte changed.
+    deploy = tmp_path / "app"
+    shutil.copytree(reproduced / "src", deploy / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in DEPLOYED_FILES:
+        (deploy / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(reproduced / name, deploy / name)
+    model = deploy / config.MODEL.relative_to(config.ROOT)
+    payload = bytearray(model.read_bytes())
+    payload[len(payload) // 2] ^= 1
+    model.write_bytes(bytes(payload))
+    result = run(["python", "-m", "src.serving.serve", "--port", "9"], cwd=deploy, check=False)
+    assert result.returncode != 0
+    assert "refusing to start" in result.stderr and config.MODEL.name in result.stderr
+    assert "Traceback" not in result.stderr
