@@ -9,7 +9,8 @@ a repeat (A B, then B A), so slow spells of a shared machine hit both sides.
 Each command runs in a fresh `bench/rusage.py` process, which reports wall
 time, CPU time and peak RSS for it and everything it waited for.
 
-Sections: DVC overhead (repro --force vs the four stage commands), no-op
+Sections: a fresh clone's first `make repro` (install, demo source,
+pipeline; nothing linked, cold package cache), DVC overhead (repro --force vs the four stage commands), no-op
 repro vs status, an incremental train change vs the full run (and which
 stages ran), each stage against its physical reference (bench/probes.py) at
 every scale, a sweep of queued experiments with -j 2 vs -j 1, and predict
@@ -379,6 +380,37 @@ def wait_for_idle_workers(clone: Path, dvc: str, env: dict[str, str]) -> None:
     raise BenchError("queue workers did not exit")
 
 
+# The README's promise for a newcomer: a fresh clone's first `make repro`.
+FIRST_RUN_STEPS = (("install", ["make", "setup"]), ("source", ["make", "source"]), ("pipeline", ["make", "repro"]))
+
+
+def first_run_env(uv_cache: Path) -> dict[str, str]:
+    """A newcomer's shell: no venv on PATH, no SOURCE_URL, and an empty uv cache (nothing downloaded yet)."""
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("VIRTUAL_ENV", "PYTHONHOME", "PYTHONPATH", config.SOURCE_URL_ENV)}
+    bin_dirs = {str(config.VENV / "bin"), str(Path(sys.prefix) / "bin")}
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p not in bin_dirs)
+    env["UV_CACHE_DIR"] = str(uv_cache)
+    return env
+
+
+def first_run_section(bench: Bench) -> None:
+    """A fresh clone's first `make repro`, split into its set-up, demo source and pipeline steps.
+
+    Nothing is linked in: the clone installs its own .venv (with a cold uv
+    cache, so packages are downloaded as on a new machine), builds its own
+    source and runs the pipeline, exactly as the README's first command does.
+    """
+    for repeat in range(1, bench.repeats + 1):
+        clone = bench.work / f"first-run-{repeat}"
+        sh(["git", "clone", "-q", "--no-hardlinks", str(config.ROOT), str(clone)], cwd=bench.work)
+        env = first_run_env(bench.work / f"uv-cache-{repeat}")
+        for step, command in FIRST_RUN_STEPS:
+            bench.measure("first_run", step, command, clone, 1, repeat, env=env)
+        shutil.rmtree(clone, ignore_errors=True)
+        shutil.rmtree(bench.work / f"uv-cache-{repeat}", ignore_errors=True)
+
+
 def predict_section(bench: Bench, clone: Path) -> None:
     for repeat in range(1, bench.repeats + 1):
         bench.probe("predict", clone, 1, repeat)
@@ -407,7 +439,8 @@ def figures(runs: list[dict], scales: list[int]) -> dict[str, Any]:
     fig["noop"] = {"dvc_repro_s": noop, "dvc_status_s": status, "ratio": stats.ratio(noop, status),
                    "cpu_ratio": stats.ratio(_med(stats.select(runs, section="noop", name="dvc repro (no-op)"), "cpu_s"),
                                             _med(stats.select(runs, section="noop", name="dvc status"), "cpu_s")),
-                   "stages_ran": sorted({s for r in stats.select(runs, section="noop") for s in r.get("stages_ran", [])})}
+                   "stages_ran": sorted({s for r in stats.select(runs, section="noop")
+                                         for s in r.get("stages_ran", [])})}
     incremental_runs = stats.select(runs, section="incremental")
     incremental = _med(incremental_runs)
     fig["incremental"] = {"dvc_repro_s": incremental, "full_s": full, "ratio": stats.ratio(incremental, full),
@@ -444,6 +477,17 @@ def figures(runs: list[dict], scales: list[int]) -> dict[str, Any]:
     sweep2 = _med(stats.select(runs, section="sweep", name="queue -j 2"))
     fig["sweep"] = {"j1_s": sweep1, "j2_s": sweep2, "speedup": stats.ratio(sweep1, sweep2),
                     "experiments": next((r.get("experiments") for r in stats.select(runs, section="sweep")), None)}
+    steps = {step: _med(stats.select(runs, section="first_run", name=step)) for step, _ in FIRST_RUN_STEPS}
+    if any(value is not None for value in steps.values()):
+        first = stats.select(runs, section="first_run")
+        totals = []  # only repeats whose every step succeeded: a failed step would shorten the sum
+        for repeat in sorted({run["repeat"] for run in first}):
+            own = stats.select(first, repeat=repeat)
+            if len(own) == len(FIRST_RUN_STEPS) and all(run.get("returncode") == 0 for run in own):
+                totals.append(sum(run["wall_s"] for run in own))
+        fig["first_run"] = {**{f"{step}_s": value for step, value in steps.items()},
+                            "total_s": stats.median(totals) if totals else None,
+                            "failed_runs": sum(1 for run in first if run.get("returncode") != 0)}
     predict_runs = [r["probe"] for r in stats.select(runs, section="predict") if r.get("probe")]
     if predict_runs:
         latencies = [x for p in predict_runs for x in p["single_latencies_s"]]
@@ -456,6 +500,8 @@ def figures(runs: list[dict], scales: list[int]) -> dict[str, Any]:
 
 def targets(fig: dict[str, Any], scales: list[int]) -> list[dict]:
     out = [
+        stats.check("fresh clone's first make repro (s)", fig.get("first_run", {}).get("total_s"), 90, "<=",
+                    "install + demo source + pipeline, cold package cache"),
         stats.check("DVC overhead: repro --force / stages direct", fig["overhead"]["ratio"], 1.10, "<="),
         stats.check("no-op dvc repro / dvc status", fig["noop"]["ratio"], 1.2, "<="),
     ]
@@ -467,7 +513,8 @@ def targets(fig: dict[str, Any], scales: list[int]) -> list[dict]:
         gather = fig["stages"].get(f"gather x{scale}")
         if gather:
             out.append(stats.check(f"gather / bare scan (x{scale})", gather["ratio"], 2.0, "<=",
-                                   f"SQL alone {stats.fmt(gather.get('query_sql_s'))} s of {stats.fmt(gather['wall_s'])} s"))
+                                   f"SQL alone {stats.fmt(gather.get('query_sql_s'))} s "
+                                   f"of {stats.fmt(gather['wall_s'])} s"))
     if "scaling" in fig:
         high = fig["scaling"]["to"]
         for stage in STAGES:
@@ -516,6 +563,11 @@ def report(results: dict[str, Any]) -> str:
             [[stage, stats.fmt(g["rows_growth"], "x"), stats.fmt(g["time_growth"], "x"),
               stats.fmt(g["time_per_row_ratio"], "x"), stats.fmt(g["rss_growth"], "x")]
              for stage, g in s.items() if isinstance(g, dict)])]
+    if "first_run" in fig:
+        f = fig["first_run"]
+        parts += ["", f"fresh clone's first make repro: {stats.fmt(f['total_s'])} s = install "
+                      f"{stats.fmt(f['install_s'])} s + demo source {stats.fmt(f['source_s'])} s + pipeline "
+                      f"{stats.fmt(f['pipeline_s'])} s (medians; {f['failed_runs']} failed runs)"]
     if "predict" in fig:
         p = fig["predict"]
         parts += ["", f"predict ({p['api']}): single row p50 {p['single_p50_ms']:.2f} ms, "
@@ -571,13 +623,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    started, clock = dt.datetime.now(dt.timezone.utc), time.perf_counter()
+    started, clock = dt.datetime.now(dt.UTC), time.perf_counter()
     commit = sh(["git", "rev-parse", "HEAD"], cwd=config.ROOT).strip()
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     bench = Bench(work, args.repeats)
     print(f"bench: {commit[:10]}, {args.repeats} repeats, scales {args.scales}, work in {work}", flush=True)
     scaled_as_of: dict[str, str] = {}
     try:
+        print("first run of a fresh clone", flush=True)
+        first_run_section(bench)
         base = make_clone(work / "x1", scaled_source(1))
         pipeline_section(bench, base)
         for scale in args.scales:
@@ -604,7 +658,7 @@ def main(argv: list[str] | None = None) -> None:
             ("BENCH_REPEATS", args.repeats), ("BENCH_SCALES", '"' + " ".join(map(str, args.scales)) + '"'),
             ("BENCH_SWEEP", args.sweep))) + (" BENCH_QUICK=1" if args.quick else ""),
         "started": started.isoformat(timespec="seconds"),
-        "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "duration_s": time.perf_counter() - clock,
         "commit": commit,
         "quick": args.quick,
