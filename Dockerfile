@@ -13,9 +13,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# The Makefile's install command: every package pinned and hash-checked.
-COPY requirements.lock ./
-RUN python -m pip install --no-cache-dir --require-hashes -r requirements.lock
+# The Makefile's install command (every package pinned and hash-checked), on
+# the serving lock: the runtime packages of src/serving/ and the pipeline
+# modules it imports, each at requirements.lock's version and hashes
+# (`make lock` derives it), so no DVC, dvclive, test or lint tools.
+COPY requirements-serving.lock ./
+RUN python -m pip install --no-cache-dir --require-hashes -r requirements-serving.lock
 
 RUN useradd --create-home --uid 10001 app
 

@@ -5,7 +5,7 @@
     result = deployed.predict(frame)       # or predict.predict(frame)
     result.predictions                     # [id], label and class probabilities
 
-    python -m src.serving.predict --input rows.csv|rows.parquet --output predictions.parquet
+    python -m src.serving.predict --input rows.csv|rows.parquet --output predictions.parquet|predictions.csv
 
 The promise: the same rows give the same bytes as the evaluate stage, or a
 clear refusal. So loading checks the model and manifest against `dvc.lock` and
@@ -14,7 +14,8 @@ against the manifest (src/artifact.py); the threshold and thread count are
 those of params.yaml, refused if they differ from what dvc.lock recorded for
 the run; rows are checked against the manifest's contract (src/contract.py)
 and put in the recorded feature order; predictions are framed by the evaluate
-stage's own `predictions_frame` and written with its schema.
+stage's own `predictions_frame` and written with its schema, as Parquet or
+CSV as the output's extension says.
 """
 from __future__ import annotations
 
@@ -41,6 +42,9 @@ log = logging.getLogger(__name__)
 
 # The params that change prediction bytes, as dvc.lock records them.
 LOCKED_PARAMS = ("evaluate.threshold", "train.threads")
+# The batch command's output format, by the output's extension. Anything else
+# is refused rather than guessed: a file named .csv must hold CSV.
+OUTPUT_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
 
 
 @dataclass(frozen=True)
@@ -149,21 +153,48 @@ def read_rows(path: Path, contract: Contract) -> pd.DataFrame:
     return files.read_frame(path)
 
 
+def output_format(path: Path) -> str:
+    """The format ("parquet" or "csv") that `path`'s extension names; refuses a directory or another extension."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"--output {path} is a directory; name a file in it, such as {path / 'predictions.csv'}")
+    suffix = path.suffix.lower()
+    if suffix not in OUTPUT_FORMATS:
+        found = f"extension {suffix!r}" if suffix else "no extension"
+        raise ValueError(f"--output {path} has {found}; use .csv for CSV, or .parquet or .pq for Parquet")
+    return OUTPUT_FORMATS[suffix]
+
+
+def write_predictions(path: Path, predictions: pd.DataFrame, schema: pa.Schema) -> None:
+    """Write atomically, with the predictions schema, in the format the extension names."""
+    if output_format(path) == "parquet":
+        files.write_frame(path, predictions, schema)
+        return
+    # Through the schema first, as for Parquet, so both formats hold the same
+    # typed values. pandas writes floats in their shortest repr, which reads
+    # back to the same float64 bits; "\n" line ends on every OS.
+    typed = files.to_arrow(predictions, schema).to_pandas()
+    with files.atomic_open(path) as handle:
+        typed.to_csv(handle, index=False, lineterminator="\n")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m src.serving.predict", description=__doc__.split("\n\n")[0])
     parser.add_argument("--input", required=True, type=Path, help="rows as .csv or .parquet")
-    parser.add_argument("--output", required=True, type=Path, help="predictions as Parquet")
+    parser.add_argument("--output", required=True, type=Path,
+                        help="predictions as .csv, or as Parquet with .parquet or .pq")
     parser.add_argument("--allow-version-mismatch", action="store_true",
                         help="load on other Python/library versions than the manifest's (predictions may differ)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
+    output_format(args.output)  # a bad --output is refused before the model is loaded
     deployed = load_model(allow_version_mismatch=args.allow_version_mismatch)
     frame = read_rows(args.input, deployed.contract)
     if deployed.contract.id not in frame.columns:
         raise ContractError(f"{args.input} lacks the id column {deployed.contract.id!r}, which keys the predictions")
     result = deployed.predict(frame)
-    files.write_frame(args.output, result.predictions, deployed.schema)
+    write_predictions(args.output, result.predictions, deployed.schema)
     print(f"predict: {len(result.predictions)} rows -> {args.output}", file=sys.stderr)
     for column, counts in result.unknown_categories.items():
         if counts["unknown"] or counts["missing"]:

@@ -1,4 +1,4 @@
-"""The Dockerfile installs the locked environment and ships what the service loads.
+"""The Dockerfile installs the serving lock and ships what the service loads.
 
 No Docker engine runs here, so the image is checked by reading the Dockerfile,
 and by laying out its COPY instructions in a folder and serving from that.
@@ -17,8 +17,15 @@ import pytest
 from src.pipeline import config
 from tests.conftest import run
 from tests.template.test_config import imported_src_files
+from tests.template.test_serving_lock import FULL_LOCK, SERVING_LOCK, serving_venv_python
 
 DOCKERFILE = config.ROOT / "Dockerfile"
+
+
+@pytest.fixture(scope="session")
+def image_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The image's packages: a venv of the serving lock alone (the same one test_serving_lock builds)."""
+    return serving_venv_python(tmp_path_factory)
 
 
 def instructions() -> list[tuple[str, str]]:
@@ -41,15 +48,17 @@ def test_base_image_is_pinned_to_the_manifests_python():
     assert match.group(1) == manifest["versions"]["python"]  # else the service refuses the model
 
 
-def test_installs_the_lock_with_hashes_exactly_as_the_makefile_does():
+def test_installs_the_serving_lock_with_hashes_as_the_makefile_installs_the_full_one():
+    # The same pip command and flags as the Makefile's, on the serving lock.
     makefile = (config.ROOT / "Makefile").read_text()
     pip_install = re.search(r"^PIP_INSTALL := (.+)$", makefile, re.MULTILINE).group(1).strip()
-    assert "--require-hashes" in pip_install and "requirements.lock" in pip_install
+    assert "--require-hashes" in pip_install and pip_install.endswith(f"-r {FULL_LOCK.name}")
     runs = [rest for name, rest in instructions() if name == "RUN"]
     installs = [command for command in runs if "pip" in command]
-    assert installs == [f"python -m {pip_install}"]
+    assert installs == [f"python -m {pip_install.removesuffix(FULL_LOCK.name)}{SERVING_LOCK.name}"]
     order = [(name, rest) for name, rest in instructions() if name in ("COPY", "RUN")]
-    assert order.index(("COPY", "requirements.lock ./")) < order.index(("RUN", installs[0]))
+    assert order.index(("COPY", f"{SERVING_LOCK.name} ./")) < order.index(("RUN", installs[0]))
+    assert FULL_LOCK.name not in {Path(source).name for sources, _ in copies() for source in sources}
 
 
 def test_runs_the_service_as_a_non_root_user():
@@ -111,8 +120,10 @@ def test_copies_every_file_the_service_loads_and_the_context_lets_them_in():
 
 
 @pytest.mark.slow
-def test_the_images_files_alone_serve_the_model(reproduced, tmp_path):
-    # Lay out exactly what the COPY instructions put in /app, then predict there.
+def test_the_images_files_and_packages_alone_serve_the_model(reproduced, image_python, tmp_path):
+    # Lay out exactly what the COPY instructions put in /app, then predict
+    # there with only the serving lock's packages installed: the model loads
+    # (its runtime versions are the lock's) and gives the evaluate stage's bytes.
     app = tmp_path / "app"
     for target, source in image_paths().items():
         if (reproduced / source).is_dir():
@@ -120,10 +131,10 @@ def test_the_images_files_alone_serve_the_model(reproduced, tmp_path):
         else:
             (app / target).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(reproduced / source, app / target)
-    (app / "requirements.lock").unlink()  # installed into the image, not read by the service
+    (app / SERVING_LOCK.name).unlink()  # installed into the image, not read by the service
     assert not (app / "src" / "datasets").exists() and not (app / "src" / "tools").exists()
     shutil.copy(reproduced / config.TEST_FEATURES.relative_to(config.ROOT), tmp_path / "rows.parquet")
-    run(["python", "-m", "src.serving.predict", "--input", str(tmp_path / "rows.parquet"),
+    run([str(image_python), "-s", "-E", "-m", "src.serving.predict", "--input", str(tmp_path / "rows.parquet"),
          "--output", str(tmp_path / "out.parquet")], cwd=app)
     assert (tmp_path / "out.parquet").read_bytes() == \
         (reproduced / config.PREDICTIONS.relative_to(config.ROOT)).read_bytes()

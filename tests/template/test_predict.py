@@ -337,3 +337,81 @@ def test_batch_command_refuses_bad_input_without_writing(reproduced, test_rows, 
                      cwd=reproduced, check=False)
         assert result.returncode != 0 and expected in result.stderr and "Traceback" not in result.stderr
         assert not output.exists()
+
+
+# --- output formats -----------------------------------------------------------
+
+def _not_loaded(**_):
+    raise AssertionError("the model was loaded before --output was checked")
+
+
+@pytest.mark.parametrize("name", ["out.json", "out", "out.csv.gz", "out.parquet.tmp"])
+def test_an_output_of_unknown_format_is_refused_before_the_model_loads(tmp_path, monkeypatch, name):
+    monkeypatch.setattr(predict, "load_model", _not_loaded)
+    with pytest.raises(ValueError) as error:
+        predict.main(["--input", str(tmp_path / "rows.csv"), "--output", str(tmp_path / name)])
+    message = str(error.value)
+    assert str(tmp_path / name) in message and all(ext in message for ext in (".csv", ".parquet", ".pq"))
+    assert not list(tmp_path.iterdir())
+
+
+def test_an_output_that_is_a_directory_is_refused_before_the_model_loads(tmp_path, monkeypatch):
+    monkeypatch.setattr(predict, "load_model", _not_loaded)
+    folder = tmp_path / "predictions.csv"  # a folder, whatever its name says
+    folder.mkdir()
+    with pytest.raises(ValueError, match="is a directory"):
+        predict.main(["--input", str(tmp_path / "rows.csv"), "--output", str(folder)])
+    assert not list(folder.iterdir())
+
+
+def test_the_command_names_the_accepted_extensions_without_a_traceback(tmp_path):
+    result = run(["python", "-m", "src.serving.predict", "--input", str(tmp_path / "rows.csv"),
+                  "--output", str(tmp_path / "out.xlsx")], cwd=config.ROOT, check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "predict: error:" in result.stderr and "extension '.xlsx'" in result.stderr
+    assert ".csv" in result.stderr and ".parquet" in result.stderr
+    assert not (tmp_path / "out.xlsx").exists()
+
+
+def _csv_text(value) -> str:
+    """A cell as the CSV must hold it: floats in their shortest repr."""
+    return repr(float(value)) if isinstance(value, float) else str(value)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_csv_output_holds_the_parquet_outputs_values_in_shortest_repr(tmp_path, monkeypatch, n_classes):
+    deployed, rows = tiny_deployed(tmp_path / "model", n_classes)
+    monkeypatch.setattr(predict, "load_model", lambda **_: deployed)
+    files.write_frame(tmp_path / "rows.parquet", rows)
+    outputs = {name: tmp_path / name for name in ("out.parquet", "out.PQ", "out.csv", "again.csv")}
+    for path in outputs.values():
+        predict.main(["--input", str(tmp_path / "rows.parquet"), "--output", str(path)])
+
+    parquet = outputs["out.parquet"].read_bytes()
+    assert parquet[:4] == b"PAR1" and outputs["out.PQ"].read_bytes() == parquet
+    expected = files.read_frame(outputs["out.parquet"])
+    assert list(expected.columns) == deployed.schema.names and len(expected) == len(rows)
+
+    text = outputs["out.csv"].read_bytes()
+    assert text == outputs["again.csv"].read_bytes()  # deterministic
+    assert b"\r" not in text and text.endswith(b"\n")
+    lines = text.decode().splitlines()
+    assert lines[0] == ",".join(deployed.schema.names)
+    cells = [line.split(",") for line in lines[1:]]
+    assert cells == [[_csv_text(value) for value in row] for row in expected.itertuples(index=False)]
+    # and it reads back to the same float64 bits
+    back = pd.read_csv(outputs["out.csv"], dtype={"label": expected["label"].dtype})
+    for column in _probability_columns(expected):
+        assert np.array_equal(back[column].to_numpy().view(np.int64), expected[column].to_numpy().view(np.int64))
+
+
+@pytest.mark.slow
+def test_batch_command_writes_csv_with_the_evaluate_stages_values(reproduced, tmp_path):
+    output = tmp_path / "predictions.csv"
+    run(["python", "-m", "src.serving.predict", "--input", TEST_FEATURES, "--output", str(output)], cwd=reproduced)
+    saved = pd.read_parquet(reproduced / SAVED_PREDICTIONS)
+    assert output.read_text().splitlines()[0] == ",".join(saved.columns)
+    written = pd.read_csv(output, dtype={"label": saved["label"].dtype})
+    pd.testing.assert_frame_equal(written, saved, check_exact=True, check_dtype=False)
+    for column in _probability_columns(saved):  # exact bits, not approximately equal
+        assert np.array_equal(written[column].to_numpy().view(np.int64), saved[column].to_numpy().view(np.int64))
