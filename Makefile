@@ -16,18 +16,21 @@ export VIRTUAL_ENV := $(CURDIR)/$(VENV)
 SOURCE_DB := data/source/source.sqlite
 STAMP := $(VENV)/.installed-from-lock
 
-.PHONY: help setup source repro test categories lock clean-venv
+.PHONY: help setup source repro test lint categories lock clean clean-venv
 
 help:
 	@echo "make repro        set up .venv, build the demo source if missing, run dvc repro"
 	@echo "make test         set up .venv and the demo source, run the tests"
+	@echo "make lint         ruff check (rules in pyproject.toml)"
+	@echo "make clean        delete caches and scratch files; keeps .venv, data, the DVC cache and outputs"
 	@echo "make categories   record category lists and classes of the training data into params.yaml"
+	@echo "make exps         the experiments table: headline metrics, best first, and the params that differ"
 	@echo "make source [SCALE=N]  (re)build the adapter's demo source database"
 	@echo "make ingest FILE=.. TABLE=.. ID=.. [RECORDED_AT=..]  append a CSV/Parquet table to the source history"
-	@echo "make lock         re-pin requirements.in into requirements.lock (with hashes)"
+	@echo "make lock         re-pin requirements.in into requirements.lock, and the serving lock from it (with hashes)"
 	@echo "make verify [REV=..] [VARY=1]  rebuild a commit in a fresh clone and compare dvc.lock"
 	@echo "make doctor       compare this environment with requirements.lock and the manifest"
-	@echo "make data-version AS_OF=YYYY-MM-DD / data-restore TAG=data/YYYY-MM-DD / data-versions"
+	@echo "make data-version AS_OF=YYYY-MM-DD / data-restore REF=data/YYYY-MM-DD|<branch> / data-versions"
 	@echo "make serve / make predict INPUT=.. OUTPUT=..  deploy the verified model"
 	@echo "make bench [BENCH_QUICK=1]  measure speed and memory against same-run references"
 
@@ -63,6 +66,7 @@ source: $(STAMP)
 # REPRO_FLAGS=--force reruns every stage instead of trusting the run-cache.
 repro: $(STAMP) $(SOURCE_DB)
 	$(BIN)/dvc repro $(REPRO_FLAGS)
+	@$(BIN)/python -m src.tools.headline
 
 test: $(STAMP) $(SOURCE_DB)
 	$(BIN)/python -m pytest -q tests
@@ -70,14 +74,35 @@ test: $(STAMP) $(SOURCE_DB)
 categories: $(STAMP) $(SOURCE_DB)
 	$(BIN)/python -m src.tools.categories
 
+# The experiments table that fits a terminal (src/tools/exps.py; docs/sweeps.md):
+# it prints the `dvc exp show` command it runs, to reuse and adapt.
+.PHONY: exps
+exps: $(STAMP)
+	@$(BIN)/python -m src.tools.exps
+
 .PHONY: ingest
 ingest: $(STAMP)
 	$(if $(and $(FILE),$(TABLE),$(ID)),,$(error make ingest FILE=table.csv TABLE=name ID=id_column [RECORDED_AT=column|YYYY-MM-DD]))
 	$(BIN)/python -m src.tools.ingest $(FILE) --table $(TABLE) --id $(ID) $(if $(RECORDED_AT),--recorded-at $(RECORDED_AT))
 
+# requirements-serving.lock (the serving image's) is resolved against the fresh
+# requirements.lock (-c), so each of its pins and hashes is the full lock's.
 lock: $(STAMP)
 	$(BIN)/uv pip compile requirements.in --generate-hashes --no-emit-index-url \
 	  --no-emit-find-links --python-version 3.11 -o requirements.lock
+	$(BIN)/uv pip compile requirements-serving.in -c requirements.lock --generate-hashes --no-emit-index-url \
+	  --no-emit-find-links --python-version 3.11 -o requirements-serving.lock
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+# Only git-ignored scratch that is rebuilt on demand: bytecode, test and lint
+# caches, `dvc plots show` pages, the benchmark's scaled sources. Kept: .venv
+# (make clean-venv), data/source (make source rebuilds it), .dvc/cache and every
+# file DVC tracks (the run-cache and outputs are what makes repro instant).
+clean:
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+	rm -rf .pytest_cache .ruff_cache dvc_plots bench/.cache
 
 clean-venv:
 	rm -rf $(VENV)
@@ -94,17 +119,19 @@ doctor: $(STAMP)
 	$(BIN)/python -m src.tools.doctor
 
 # --- Data versions (src/tools/data_version.py; docs/data-versions.md) ---
-# make data-version AS_OF=2013-06-30: set gather.as_of, dvc repro, commit
-# params.yaml, dvc.lock and the git-tracked outputs, dvc push, tag data/<AS_OF>.
-# make data-restore TAG=data/2013-06-30: check the tag out and dvc pull its data.
+# make data-version AS_OF=2013-06-30: in a temporary worktree at HEAD, set
+# gather.as_of, dvc repro, commit params.yaml, dvc.lock and the git-tracked
+# outputs there, dvc push, tag data/<AS_OF>. The current branch does not move.
+# make data-restore REF=data/2013-06-30 (a tag; TAG= works too) or REF=main (a
+# branch): check it out and bring its data from the cache or the remote.
 .PHONY: data-version data-restore data-versions
 data-version: $(STAMP) $(SOURCE_DB)
 	$(if $(AS_OF),,$(error AS_OF is missing: make data-version AS_OF=YYYY-MM-DD))
 	$(BIN)/python -m src.tools.data_version cut $(AS_OF)
 
 data-restore: $(STAMP)
-	$(if $(TAG),,$(error TAG is missing: make data-restore TAG=data/YYYY-MM-DD (see make data-versions)))
-	$(BIN)/python -m src.tools.data_version restore $(TAG)
+	$(if $(or $(REF),$(TAG)),,$(error REF is missing: make data-restore REF=data/YYYY-MM-DD or REF=<branch> (see make data-versions)))
+	$(BIN)/python -m src.tools.data_version restore $(or $(REF),$(TAG))
 
 data-versions:
 	@git tag --list 'data/*' -n1
@@ -125,7 +152,7 @@ bench: $(STAMP) $(SOURCE_DB)
 
 # --- Deployment (src/serving/; docs/deployment.md) ---
 # make serve [HOST=0.0.0.0 PORT=8000]: the HTTP service on the verified model.
-# make predict INPUT=rows.csv|rows.parquet OUTPUT=predictions.parquet: batch predictions.
+# make predict INPUT=rows.csv|rows.parquet OUTPUT=predictions.csv|predictions.parquet: batch predictions.
 # Both refuse a model that does not match dvc.lock, its manifest or the environment.
 HOST ?= 127.0.0.1
 PORT ?= 8000
@@ -134,6 +161,6 @@ serve: $(STAMP)
 	$(BIN)/python -m src.serving.serve --host $(HOST) --port $(PORT)
 
 predict: $(STAMP)
-	$(if $(INPUT),,$(error INPUT is missing: make predict INPUT=rows.csv OUTPUT=predictions.parquet))
-	$(if $(OUTPUT),,$(error OUTPUT is missing: make predict INPUT=rows.csv OUTPUT=predictions.parquet))
+	$(if $(INPUT),,$(error INPUT is missing: make predict INPUT=rows.csv|rows.parquet OUTPUT=predictions.csv|predictions.parquet))
+	$(if $(OUTPUT),,$(error OUTPUT is missing: make predict INPUT=rows.csv|rows.parquet OUTPUT=predictions.csv|predictions.parquet))
 	$(BIN)/python -m src.serving.predict --input $(INPUT) --output $(OUTPUT)

@@ -1,16 +1,22 @@
-"""Data versions as git tags: `make data-version AS_OF=...` and `make data-restore TAG=...`.
+"""Data versions as git tags: `make data-version AS_OF=...` and `make data-restore REF=...`.
 
 A data version is an annotated tag `data/<as_of>` on a commit whose params.yaml
 sets `gather.as_of` and whose dvc.lock hashes everything built from that
 snapshot: features, model, metrics, predictions. The large files live in the
 DVC cache and remote, the small ones (manifest, metrics) in git.
 
-`cut` sets `gather.as_of` (keeping params.yaml's comments), runs `dvc repro`,
-commits params.yaml, dvc.lock and the git-tracked outputs, pushes the data to
-the DVC remote and only then tags, so a tag never points at data that exists
-only on one machine. `restore` checks a tag out and pulls its data; when the
-bytes are neither in the cache nor on the remote it names the missing outputs
-and how to rebuild them, instead of leaving DVC's checkout error to decode.
+`cut` never moves the current branch. It builds the version in a temporary git
+worktree detached at HEAD, which shares this checkout's DVC cache, remotes,
+source and venv: there it sets `gather.as_of` (keeping params.yaml's comments),
+runs `dvc repro`, commits params.yaml, dvc.lock and the git-tracked outputs,
+pushes the data to the DVC remote and only then tags, so a tag never points at
+data that exists only on one machine. The tag is the only ref to that commit;
+the branch, its params.yaml and its workspace stay as they were.
+
+`restore` checks out a data-version tag, a branch or any commit and brings the
+data its dvc.lock records into the workspace: from the local cache, else from
+the remote. When the bytes are in neither, it names the missing outputs and how
+to rebuild them, instead of leaving DVC's checkout error to decode.
 It never pushes to a git remote: publishing a tag (`git push origin <tag>`) is
 the user's decision.
 """
@@ -18,18 +24,27 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ruamel.yaml.scalarstring import SingleQuotedScalarString
 
-from src.pipeline import config, files
+from src.pipeline import config
 from src.pipeline.params import ParamsError, as_of_timestamp, update_params
+from src.tools.clones import SOURCE_SUBDIR
 from src.tools.git import GitError, git, git_succeeds
 from src.tools.venv import venv_env
 
 TAG_PREFIX = "data/"
+PARAMS_SUBPATH = config.PARAMS_FILE.relative_to(config.ROOT)
+VENV_SUBDIR = config.VENV.relative_to(config.ROOT)
+# A cut's temporary worktree is a folder with this prefix under .dvc/tmp.
+WORKTREE_PREFIX = "data-version-"
 
 
 class DataVersionError(RuntimeError):
@@ -72,6 +87,17 @@ def _tag_exists(root: Path, tag: str) -> bool:
     return git_succeeds(["rev-parse", "--verify", "--quiet", f"refs/tags/{tag}"], root)
 
 
+def _branch(root: Path) -> str | None:
+    """The checked-out branch, or None on a detached HEAD."""
+    return git(["branch", "--show-current"], root) or None
+
+
+def _head_description(root: Path) -> str:
+    short = git(["rev-parse", "--short", "HEAD"], root)
+    branch = _branch(root)
+    return f"{branch} at {short}" if branch else f"detached HEAD {short}"
+
+
 def data_tags(root: Path) -> list[str]:
     listing = git(["tag", "--list", f"{TAG_PREFIX}*"], root)
     return sorted(listing.split()) if listing else []
@@ -100,79 +126,153 @@ def _remote_args(remote: str | None) -> list[str]:
     return ["--remote", remote] if remote else []
 
 
+def _share_dvc_setup(root: Path, tree: Path) -> str:
+    """Make the worktree's DVC use this checkout's cache and remotes; return its site cache folder.
+
+    The worktree has the committed .dvc/config but not the git-ignored
+    config.local, and a relative path in either would resolve from the
+    worktree's folder, so a push could land somewhere else than this
+    checkout's remote. It gets this checkout's local settings, every remote
+    URL as resolved here, and this checkout's cache, which keeps the version's
+    data when the worktree is gone.
+    """
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        local = repo.config.load_one("local")
+        urls = {name: settings["url"] for name, settings in repo.config["remote"].items()}
+        cache_dir = str(Path(repo.cache.local_cache_dir).resolve())
+    with Repo(str(tree)) as repo:
+        with repo.config.edit("local") as settings:
+            settings.update(local)
+            for name, url in urls.items():
+                settings["remote"].setdefault(name, {})["url"] = url
+            settings["cache"]["dir"] = cache_dir
+        return repo.site_cache_dir
+
+
+@contextmanager
+def _worktree(root: Path) -> Iterator[Path]:
+    """A temporary worktree detached at HEAD, ready to run the pipeline; removed afterwards, failed or not."""
+    # Under .dvc/tmp (git-ignored; DVC keeps its own temporary workspaces there): on the
+    # cache's filesystem, so outputs move into the cache instead of being copied across devices.
+    parent = root / ".dvc" / "tmp"
+    parent.mkdir(parents=True, exist_ok=True)
+    tree = Path(tempfile.mkdtemp(prefix=WORKTREE_PREFIX, dir=parent))
+    links: list[Path] = []
+    site_cache_dir = None
+    try:
+        # Without checkout, then reset: `git worktree add` runs the post-checkout hook, and
+        # DVC's (`dvc install`) would check out outputs before the worktree shares the cache.
+        git(["worktree", "add", "--quiet", "--detach", "--no-checkout", str(tree), "HEAD"], root)
+        git(["reset", "--quiet", "--hard"], tree)
+        # Git-ignored, so not in the worktree: the source the gather stage reads, and the venv.
+        for subdir in (SOURCE_SUBDIR, VENV_SUBDIR):
+            if (root / subdir).exists():
+                link = tree / subdir
+                link.parent.mkdir(parents=True, exist_ok=True)
+                link.symlink_to((root / subdir).resolve())
+                links.append(link)
+        site_cache_dir = _share_dvc_setup(root, tree)
+        yield tree
+    finally:
+        # Links first: removing the folder must never reach into the real source or venv.
+        for link in links:
+            link.unlink(missing_ok=True)
+        git_succeeds(["worktree", "remove", "--force", str(tree)], root)
+        shutil.rmtree(tree, ignore_errors=True)
+        git_succeeds(["worktree", "prune"], root)
+        if site_cache_dir:  # DVC's index of the worktree, keyed by its path: nothing will read it again
+            shutil.rmtree(site_cache_dir, ignore_errors=True)
+
+
 def cut(as_of: str, root: Path = config.ROOT, remote: str | None = None, push: bool = True) -> str:
-    """Reproduce the pipeline at `as_of`, commit, push the data, tag; return the tag."""
+    """Reproduce the pipeline at `as_of` beside the current branch, commit, push the data, tag; return the tag."""
     tag = tag_name(as_of)
     if _tag_exists(root, tag):
-        raise DataVersionError(f"tag {tag} already exists (commit {git(['rev-parse', '--short', tag + '^{commit}'], root)}); "
-                               f"restore it with `make data-restore TAG={tag}`, or delete it with `git tag -d {tag}`")
-    if not git_succeeds(["symbolic-ref", "-q", "HEAD"], root):
-        raise DataVersionError("HEAD is detached (a restored data version?): check out a branch first, e.g. `git checkout main`")
+        commit = git(["rev-parse", "--short", tag + "^{commit}"], root)
+        raise DataVersionError(f"tag {tag} already exists (commit {commit}); "
+                               f"restore it with `make data-restore REF={tag}`, or delete it with `git tag -d {tag}`")
+    # The worktree starts from HEAD's commit: uncommitted edits would not be in the version.
     _require_clean(root)
-    params_path = root / config.PARAMS_FILE.relative_to(config.ROOT)
-    original = params_path.read_bytes()
-    set_as_of(params_path, as_of)
-    if _dvc(root, "repro").returncode != 0:
-        with files.atomic_open(params_path, "wb") as handle:
-            handle.write(original)
-        raise DataVersionError(f"`dvc repro` failed at gather.as_of={as_of} (see above); params.yaml is back as it was")
-    paths = ["params.yaml", "dvc.lock", *git_tracked_outputs(root)]
-    git(["add", "--all", "--", *paths], root)
-    if not git_succeeds(["diff", "--cached", "--quiet"], root):  # exit 1: something is staged
-        git(["commit", "-q", "-m", f"Data version {tag}: snapshot as of {as_of}", "--", *paths], root)
-    if push:
+    base = _head_description(root)
+    with _worktree(root) as tree:
+        set_as_of(tree / PARAMS_SUBPATH, as_of)
+        if _dvc(tree, "repro").returncode != 0:
+            raise DataVersionError(f"`dvc repro` failed at gather.as_of={as_of} (see above); nothing was committed "
+                                   f"or tagged, and {base} is as it was")
+        paths = [str(PARAMS_SUBPATH), "dvc.lock", *git_tracked_outputs(tree)]
+        git(["add", "--all", "--", *paths], tree)
+        if not git_succeeds(["diff", "--cached", "--quiet"], tree):  # exit 1: something is staged
+            git(["commit", "--quiet", "-m", f"Data version {tag}: snapshot as of {as_of}\n\n"
+                 f"Built beside {base}; the tag, not a branch, holds this commit.", "--", *paths], tree)
+        commit = git(["rev-parse", "HEAD"], tree)
+        where = _remote_description(tree, remote)
         # Push before tagging: a tag should never name data that exists on this machine only.
-        if _dvc(root, "push", *_remote_args(remote)).returncode != 0:
-            raise DataVersionError(
-                f"committed, but `dvc push` to {_remote_description(root, remote)} failed, so {tag} was not "
-                f"created; fix the remote and run `make data-version AS_OF={as_of}` again")
+        if push and _dvc(tree, "push", *_remote_args(remote)).returncode != 0:
+            raise DataVersionError(f"`dvc push` to {where} failed, so {tag} was not created; fix the remote and "
+                                   f"run `make data-version AS_OF={as_of}` again (the run-cache makes it quick)")
     git(["tag", "-a", tag, "-m",
          f"Data version: snapshot as of {as_of} (gather.as_of)\n\n"
-         f"Restore: git checkout {tag} && dvc pull\nRebuild from the source: git checkout {tag} && dvc repro --force"],
-        root)
-    pushed = f"data pushed to {_remote_description(root, remote)}" if push else "data NOT pushed (--no-push)"
-    print(f"data-version: tagged {tag} at {git(['rev-parse', '--short', 'HEAD'], root)}; {pushed}.\n"
-          f"Publish the tag with `git push origin {tag}`.")
+         f"Restore: make data-restore REF={tag} (or: git checkout {tag} && dvc pull)\n"
+         f"Rebuild from the source: git checkout {tag} && dvc repro --force", commit], root)
+    pushed = f"data pushed to {where}" if push else "data NOT pushed (--no-push)"
+    print(f"data-version: tagged {tag} at {commit[:7]}; {pushed}; {base} is unchanged.\n"
+          f"Work on it with `make data-restore REF={tag}`; publish it with `git push origin {tag}`.")
     return tag
 
 
-def restore(tag: str, root: Path = config.ROOT, remote: str | None = None) -> None:
-    """Check out `tag` and pull exactly the data its dvc.lock records."""
-    if not _tag_exists(root, tag):
+def _not_in_cache(root: Path) -> list[str]:
+    status = _dvc(root, "data", "status", "--json", capture=True)
+    return sorted(json.loads(status.stdout or "{}").get("not_in_cache", [])) if status.returncode == 0 else []
+
+
+def restore(ref: str, root: Path = config.ROOT, remote: str | None = None) -> None:
+    """Check out `ref` (a data-version tag, a branch, any commit) and bring in exactly the data its dvc.lock records."""
+    if ref.startswith("-") or not git_succeeds(["rev-parse", "--verify", "--quiet", ref + "^{commit}"], root):
         known = ", ".join(data_tags(root)) or "none"
-        raise DataVersionError(f"no tag {tag!r} in this repository (data versions: {known}); "
+        raise DataVersionError(f"no tag, branch or commit {ref!r} in this repository (data versions: {known}); "
                                f"fetch tags with `git fetch --tags`")
     _require_clean(root)
-    git(["checkout", "-q", tag], root)
-    pulled = _dvc(root, "pull", *_remote_args(remote))
-    status = _dvc(root, "data", "status", "--json", capture=True)
-    missing = sorted(json.loads(status.stdout or "{}").get("not_in_cache", [])) if status.returncode == 0 else []
-    if pulled.returncode != 0 or missing:
+    previous = _branch(root)
+    on_branch = git_succeeds(["show-ref", "--verify", "--quiet", f"refs/heads/{ref}"], root)
+    # A branch is checked out as itself, so new commits go on it; anything else detached.
+    git(["checkout", "--quiet", *([] if on_branch else ["--detach"]), ref], root)
+    # The cache first: going back to a branch, or to a version cut here, needs no remote.
+    pulled = _dvc(root, "checkout", capture=True).returncode == 0 or \
+        _dvc(root, "pull", *_remote_args(remote)).returncode == 0
+    missing = _not_in_cache(root)
+    if not pulled or missing:
         listing = "\n".join(f"  {path}" for path in missing) or "  (see dvc's message above)"
         raise DataVersionError(
-            f"{tag} is checked out, but some of its data is neither in the local cache nor on "
+            f"{ref} is checked out, but some of its data is neither in the local cache nor on "
             f"{_remote_description(root, remote)}:\n{listing}\n"
             f"Rebuild it from the source (the point-in-time gather makes the same bytes): `dvc repro --force`; "
             f"or push it from a machine that has it.")
-    print(f"data-version: restored {tag}: every output matches its dvc.lock "
-          f"(back to a branch: `git checkout main`).")
+    if on_branch:
+        print(f"data-version: on branch {ref}: every output matches its dvc.lock.")
+    else:
+        back = f"`make data-restore REF={previous}`" if previous else "`make data-restore REF=<branch>`"
+        print(f"data-version: restored {ref} (detached HEAD): every output matches its dvc.lock; "
+              f"back to a branch: {back}.")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m src.tools.data_version", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    cut_parser = commands.add_parser("cut", help="reproduce at AS_OF, commit, push the data, tag data/AS_OF")
+    cut_parser = commands.add_parser(
+        "cut", help="reproduce at AS_OF in a temporary worktree, commit there, push the data, tag data/AS_OF")
     cut_parser.add_argument("as_of", help="gather.as_of: YYYY-MM-DD (end of that day, UTC) or YYYY-MM-DDTHH:MM:SSZ")
     cut_parser.add_argument("--no-push", action="store_true", help="tag without pushing the data")
     cut_parser.add_argument("-r", "--remote", help="DVC remote to push to (default: the configured default)")
-    restore_parser = commands.add_parser("restore", help="check out TAG and pull its data")
-    restore_parser.add_argument("tag", help="a data-version tag, e.g. data/2013-06-30")
+    restore_parser = commands.add_parser("restore", help="check out REF and bring its data into the workspace")
+    restore_parser.add_argument("ref", help="a data-version tag (data/2013-06-30), a branch (main) or any commit")
     restore_parser.add_argument("-r", "--remote", help="DVC remote to pull from (default: the configured default)")
     args = parser.parse_args(argv)
     if args.command == "cut":
         cut(args.as_of, remote=args.remote, push=not args.no_push)
     else:
-        restore(args.tag, remote=args.remote)
+        restore(args.ref, remote=args.remote)
 
 
 if __name__ == "__main__":

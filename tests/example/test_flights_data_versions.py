@@ -1,32 +1,82 @@
 """Data versions as git tags (src/tools/data_version.py), end to end in one temporary clone.
 
-Two versions are cut at early `as_of` dates (small snapshots keep each pipeline
-run short; the code path is the full one). The tests then run in file order on
-that clone, each checking out what it needs: restore from the remote, rebuild
-from the source, diff, garbage-collect safely, and fail clearly.
+The clone's branch is first reproduced at an early `as_of`, committed and
+pushed, as a user's branch would be. Two versions are then cut at other early
+dates (small snapshots keep each pipeline run short; the code path is the full
+one), and after each cut the branch, HEAD, git's view of the files, params.yaml
+and the workspace outputs must be exactly as before. The tests then run in file
+order on that clone, each going where it needs: restore each version from the
+remote and come back to the branch, rebuild from the source, diff,
+garbage-collect safely, and fail clearly.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
+import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from src.pipeline import config
-from src.tools.data_version import set_as_of, tag_name
+from src.pipeline import config, lockfile
+from src.tools.data_version import WORKTREE_PREFIX, set_as_of, tag_name
 from src.tools.git import git
-from tests.conftest import make_clone, run
+from tests.conftest import ROOT, make_clone, run
 from tests.dvc_helpers import drop_local_data, output_hashes
 
-OLDER, NEWER = "2013-01-10", "2013-01-20"
+BRANCH_AS_OF, OLDER, NEWER = "2013-01-05", "2013-01-10", "2013-01-20"
 OLDER_TAG, NEWER_TAG = tag_name(OLDER), tag_name(NEWER)
 UP_TO_DATE = "Data and pipelines are up to date."
 
 
 def checkout(root: Path, rev: str) -> None:
     git(["checkout", "-q", rev], root)
+
+
+def data_version(root: Path, *args: str, check: bool = True, **extra_env: str) -> subprocess.CompletedProcess:
+    return run(["python", "-m", "src.tools.data_version", *args], root, check=check, **extra_env)
+
+
+def state(root: Path) -> dict[str, object]:
+    """All that a cut must leave as it found it, and all that a cut's worktree could leave behind."""
+    return {
+        "branch": git(["branch", "--show-current"], root),
+        "HEAD": git(["rev-parse", "HEAD"], root),
+        "branches": git(["for-each-ref", "refs/heads"], root),
+        "status": git(["status", "--porcelain"], root),
+        "params.yaml": (root / "params.yaml").read_bytes(),
+        "outputs": output_hashes(root),
+        "worktrees": git(["worktree", "list", "--porcelain"], root),
+        "leftovers": sorted(path.name for path in (root / ".dvc" / "tmp").glob(WORKTREE_PREFIX + "*")),
+    }
+
+
+def _md5(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "md5").hexdigest()
+
+
+def differing_outputs(root: Path, rev: str) -> list[str]:
+    """Output files whose bytes on disk are not those that dvc.lock at `rev` records.
+
+    A directory output is recorded as the MD5 of a `.dir` listing in the DVC
+    cache; each file it lists is compared, and so is the set of files.
+    """
+    lock = lockfile.parse_lock(git(["show", f"{rev}:dvc.lock"], root), f"{rev}:dvc.lock")
+    differing = []
+    for output in lockfile.outputs(lock):
+        path, recorded = root / output, lockfile.locked_md5(lock, output, f"{rev}:dvc.lock")
+        if recorded.endswith(".dir"):
+            listing = root / ".dvc" / "cache" / "files" / "md5" / recorded[:2] / recorded[2:]
+            expected = {entry["relpath"]: entry["md5"] for entry in json.loads(listing.read_text(encoding="utf-8"))}
+            found = {str(file.relative_to(path)): _md5(file) for file in path.rglob("*") if file.is_file()}
+            differing += [f"{output}/{name}" for name in sorted(set(expected) | set(found))
+                          if expected.get(name) != found.get(name)]
+        elif not path.is_file() or _md5(path) != recorded:
+            differing.append(output)
+    return differing
 
 
 @pytest.fixture(scope="module")
@@ -38,12 +88,17 @@ def versions(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     remote = base / "remote"
     # The documented per-machine override; tests never touch the shipped default in $HOME.
     run(["dvc", "remote", "modify", "--local", "storage", "url", str(remote)], root)
-    branch = git(["branch", "--show-current"], root)
-    hashes = {}
+    # The branch as a user has it: built, committed and pushed, with outputs a cut must not touch.
+    set_as_of(root / "params.yaml", BRANCH_AS_OF)
+    run(["dvc", "repro"], root)
+    git(["commit", "-q", "--all", "-m", f"Train on the snapshot as of {BRANCH_AS_OF}"], root)
+    run(["dvc", "push"], root)
+    before = state(root)
+    after = {}
     for as_of in (OLDER, NEWER):
-        run(["python", "-m", "src.tools.data_version", "cut", as_of], root)
-        hashes[tag_name(as_of)] = output_hashes(root)
-    return SimpleNamespace(root=root, remote=remote, branch=branch, hashes=hashes)
+        data_version(root, "cut", as_of)
+        after[tag_name(as_of)] = state(root)
+    return SimpleNamespace(root=root, remote=remote, branch=before["branch"], before=before, after=after)
 
 
 def test_set_as_of_changes_one_line_and_keeps_comments(tmp_path: Path):
@@ -52,37 +107,80 @@ def test_set_as_of_changes_one_line_and_keeps_comments(tmp_path: Path):
     before = params.read_text(encoding="utf-8").splitlines()
     assert set_as_of(params, "2013-06-30") is True
     after = params.read_text(encoding="utf-8").splitlines()
-    changed = [(old, new) for old, new in zip(before, after) if old != new]
+    changed = [(old, new) for old, new in zip(before, after, strict=False) if old != new]
     assert len(before) == len(after) and len(changed) == 1
     assert changed[0][1] == "  as_of: '2013-06-30'"
     assert set_as_of(params, "2013-06-30") is False
 
 
+def test_make_data_restore_takes_ref_or_tag():
+    def dry_run(*variables: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["make", "-n", "data-restore", *variables], cwd=ROOT, text=True, capture_output=True)
+
+    assert "src.tools.data_version restore main" in dry_run("REF=main").stdout
+    assert f"src.tools.data_version restore {OLDER_TAG}" in dry_run(f"TAG={OLDER_TAG}").stdout
+    missing = dry_run()
+    assert missing.returncode != 0 and "REF is missing" in missing.stderr
+
+
+@pytest.mark.slow
+def test_cut_leaves_branch_head_params_and_outputs_alone(versions):
+    root = versions.root
+    assert versions.before["branch"], "the clone should be on a branch"
+    assert versions.before["outputs"] and "missing" not in versions.before["outputs"].values()
+    for tag in (OLDER_TAG, NEWER_TAG):
+        assert versions.after[tag] == versions.before, f"cutting {tag} changed the checkout"
+        # Built on the branch's commit, yet on no branch: the tag is its only ref.
+        assert git(["rev-parse", f"{tag}^{{commit}}^"], root) == versions.before["HEAD"]
+        assert git(["branch", "--contains", tag], root) == ""
+    assert f"as_of: '{BRANCH_AS_OF}'" in (root / "params.yaml").read_text(encoding="utf-8")
+
+
 @pytest.mark.slow
 def test_cut_commits_tags_and_pushes(versions):
     root = versions.root
-    assert git(["status", "--porcelain", "--untracked-files=no"], root) == ""
     for tag in (OLDER_TAG, NEWER_TAG):
         assert git(["cat-file", "-t", tag], root) == "tag"  # annotated
         committed = set(git(["show", "--name-only", "--format=", tag], root).splitlines())
         tracked_outputs = {str(path.relative_to(config.ROOT)) for path in (config.MANIFEST, config.METRICS)}
         assert {"params.yaml", "dvc.lock", *tracked_outputs} <= committed
     assert f"as_of: '{OLDER}'" in git(["show", f"{OLDER_TAG}:params.yaml"], root)
-    # The tag was made after the push: the remote holds all of its data.
-    assert "in sync" in run(["dvc", "status", "--cloud"], root).stdout
-    assert any(versions.remote.rglob("*")), "nothing was pushed to the remote"
+    # The tags were made after the pushes: the remote holds the data of every tag (and of the branch).
+    assert "in sync" in run(["dvc", "status", "--cloud", "--all-tags"], root).stdout
 
 
 @pytest.mark.slow
-def test_restore_older_tag_from_remote_is_byte_identical(versions):
+def test_restore_each_version_from_remote_then_the_branch(versions):
     root = versions.root
+    for tag in (OLDER_TAG, NEWER_TAG):
+        drop_local_data(root)  # from the remote, not from what the cut left in the cache
+        data_version(root, "restore", tag)
+        assert git(["rev-parse", "HEAD"], root) == git(["rev-parse", f"{tag}^{{commit}}"], root)
+        assert git(["branch", "--show-current"], root) == ""  # detached: the branch stays where it was
+        assert differing_outputs(root, tag) == []
+        assert UP_TO_DATE in run(["dvc", "status"], root).stdout
+        repro = run(["dvc", "repro"], root).stdout
+        assert "Running stage" not in repro and UP_TO_DATE in repro
     drop_local_data(root)
-    checkout(root, OLDER_TAG)
-    run(["dvc", "pull"], root)
-    assert output_hashes(root) == versions.hashes[OLDER_TAG]
-    assert UP_TO_DATE in run(["dvc", "status"], root).stdout
-    repro = run(["dvc", "repro"], root).stdout
-    assert "Running stage" not in repro and UP_TO_DATE in repro
+    data_version(root, "restore", versions.branch)
+    assert state(root) == versions.before
+
+
+@pytest.mark.slow
+def test_restore_uses_the_cache_before_the_remote(versions):
+    root = versions.root
+    data_version(root, "restore", NEWER_TAG)  # its data comes into the cache, the branch's is there
+    data_version(root, "restore", versions.branch)
+    # Nothing listens on port 1: `dvc pull` fails on this remote even with every byte in the cache.
+    run(["dvc", "remote", "modify", "--local", "storage", "url", "ssh://127.0.0.1:1/nowhere"], root)
+    try:
+        # With the remote out of reach, both ways still work: every byte is in the cache.
+        data_version(root, "restore", NEWER_TAG)
+        assert differing_outputs(root, NEWER_TAG) == []
+        data_version(root, "restore", versions.branch)
+        assert state(root) == versions.before
+    finally:
+        run(["dvc", "remote", "modify", "--local", "storage", "url", str(versions.remote)], root)
 
 
 @pytest.mark.slow
@@ -91,7 +189,7 @@ def test_rebuild_from_source_at_tag_gives_same_hashes(versions):
     checkout(root, OLDER_TAG)
     drop_local_data(root)  # nothing to restore from: every byte comes from the source
     run(["dvc", "repro", "--force"], root)
-    assert output_hashes(root) == versions.hashes[OLDER_TAG]
+    assert differing_outputs(root, OLDER_TAG) == []
     assert git(["status", "--porcelain", "--untracked-files=no"], root) == "", "dvc.lock or a tracked output changed"
 
 
@@ -108,25 +206,22 @@ def test_params_and_metrics_diff_between_versions(versions):
 @pytest.mark.slow
 def test_gc_with_all_tags_keeps_every_version(versions):
     root = versions.root
-    checkout(root, versions.branch)
-    run(["dvc", "pull"], root)
+    data_version(root, "restore", versions.branch)
     run(["dvc", "gc", "--workspace", "--all-tags", "--all-commits", "--cloud", "--force"], root)
-    checkout(root, versions.branch)
     for tag in (OLDER_TAG, NEWER_TAG):
         drop_local_data(root)  # from the remote, not from what gc left in the cache
-        run(["python", "-m", "src.tools.data_version", "restore", tag], root)
-        assert output_hashes(root) == versions.hashes[tag]
+        data_version(root, "restore", tag)
+        assert differing_outputs(root, tag) == []
         assert UP_TO_DATE in run(["dvc", "status"], root).stdout
 
 
 @pytest.mark.slow
 def test_tag_missing_from_cache_and_remote_gives_clear_message(versions):
     root = versions.root
-    checkout(root, versions.branch)
-    run(["dvc", "pull"], root)
+    data_version(root, "restore", versions.branch)
     # Without --all-tags, gc keeps only the workspace's data: the older version is gone everywhere.
     run(["dvc", "gc", "--workspace", "--cloud", "--force"], root)
-    result = run(["python", "-m", "src.tools.data_version", "restore", OLDER_TAG], root, check=False)
+    result = data_version(root, "restore", OLDER_TAG, check=False)
     assert result.returncode != 0
     message = result.stderr
     assert "Traceback" not in result.stdout + message
@@ -138,22 +233,62 @@ def test_tag_missing_from_cache_and_remote_gives_clear_message(versions):
 
 
 @pytest.mark.slow
+def test_cut_at_the_branch_as_of_tags_the_branch_commit(versions):
+    root = versions.root
+    data_version(root, "restore", versions.branch)
+    before = state(root)
+    data_version(root, "cut", BRANCH_AS_OF)
+    tag = tag_name(BRANCH_AS_OF)
+    # A rebuild at the branch's own params gives its dvc.lock byte for byte: nothing to commit.
+    assert git(["rev-parse", f"{tag}^{{commit}}"], root) == versions.before["HEAD"]
+    assert state(root) == before
+
+
+@pytest.mark.slow
+def test_cut_from_a_restored_version_leaves_it_checked_out(versions):
+    root = versions.root
+    data_version(root, "restore", versions.branch)
+    checkout(root, NEWER_TAG)
+    before = state(root)
+    data_version(root, "cut", "2013-01-15")
+    tag = tag_name("2013-01-15")
+    assert state(root) == before  # still detached at the newer version, its files as they were
+    assert git(["rev-parse", f"{tag}^{{commit}}^"], root) == git(["rev-parse", f"{NEWER_TAG}^{{commit}}"], root)
+    assert "as_of: '2013-01-15'" in git(["show", f"{tag}:params.yaml"], root)
+    checkout(root, versions.branch)
+
+
+@pytest.mark.slow
+def test_failing_repro_leaves_nothing_behind(versions, tmp_path: Path):
+    root = versions.root
+    checkout(root, versions.branch)
+    before = state(root)
+    # A source that cannot be opened: the gather stage fails inside the worktree.
+    result = data_version(root, "cut", "2013-01-31", check=False, SOURCE_URL=f"sqlite:///{tmp_path / 'no' / 'db'}")
+    assert result.returncode != 0
+    # The stage's own error is above; the tool's last word is its message, not a traceback.
+    last_line = result.stderr.splitlines()[-1]
+    assert last_line.startswith("data-version: error: `dvc repro` failed at gather.as_of=2013-01-31")
+    assert git(["tag", "--list", tag_name("2013-01-31")], root) == ""
+    assert state(root) == before
+
+
+@pytest.mark.slow
 def test_bad_input_is_named(versions):
     root = versions.root
     checkout(root, versions.branch)
 
     def error(*args: str) -> str:
-        result = run(["python", "-m", "src.tools.data_version", *args], root, check=False)
+        result = data_version(root, *args, check=False)
         assert result.returncode != 0 and "Traceback" not in result.stderr
         return result.stderr
 
     assert "as_of '2013-13-01' is neither a date" in error("cut", "2013-13-01")
     assert f"tag {NEWER_TAG} already exists" in error("cut", NEWER)
-    assert f"no tag 'data/1999-01-01'" in error("restore", "data/1999-01-01")
+    assert "no tag, branch or commit 'data/1999-01-01'" in error("restore", "data/1999-01-01")
     assert OLDER_TAG in error("restore", "data/1999-01-01")  # lists the versions there are
     (root / "params.yaml").write_text((root / "params.yaml").read_text() + "\n", encoding="utf-8")
     assert "uncommitted changes to tracked files" in error("cut", "2013-01-31")
+    assert "uncommitted changes to tracked files" in error("restore", OLDER_TAG)
+    assert git(["branch", "--show-current"], root) == versions.branch
     git(["checkout", "--", "params.yaml"], root)
-    checkout(root, OLDER_TAG)
-    assert "HEAD is detached" in error("cut", "2013-01-31")
-    checkout(root, versions.branch)

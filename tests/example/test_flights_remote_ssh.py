@@ -69,7 +69,7 @@ def sshd(tmp_path_factory: pytest.TempPathFactory):
     ]) + "\n", encoding="utf-8")
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-    log = open(base / "sshd.log", "w", encoding="utf-8")
+    log = open(base / "sshd.log", "w", encoding="utf-8")  # noqa: SIM115 (sshd writes to it until the finally below)
     server = subprocess.Popen([SSHD, "-D", "-e", "-f", str(base / "sshd_config")],
                               stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -92,6 +92,8 @@ def test_push_clear_pull_over_ssh_gives_identical_bytes(sshd, tmp_path: Path):
         pytest.fail(f"{config.SOURCE_DB} missing: run the tests through `make test`")
     root = make_clone(tmp_path / "clone")
     run(["python", "-m", "src.tools.data_version", "cut", AS_OF, "--no-push"], root)
+    # A cut leaves the branch as it was; the small snapshot is on the tag.
+    run(["python", "-m", "src.tools.data_version", "restore", f"data/{AS_OF}"], root)
     url = f"ssh://{sshd.user}@127.0.0.1:{sshd.port}{sshd.storage}"
     # As a team member would: the SSH remote becomes this machine's default in config.local.
     run(["dvc", "remote", "add", "--local", "--default", "ssh-test", url], root)
