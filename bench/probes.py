@@ -63,7 +63,7 @@ def bare_scan() -> dict:
         result = connection.execution_options(stream_results=True, yield_per=chunk_rows).execute(
             sa.select(table).limit(_snapshot_rows()))
         names = list(result.keys())
-        batches = [pa.RecordBatch.from_arrays([pa.array(column) for column in zip(*rows)], names=names)
+        batches = [pa.RecordBatch.from_arrays([pa.array(column) for column in zip(*rows, strict=True)], names=names)
                    for rows in result.partitions(chunk_rows)]
     engine.dispose()
     arrow = pa.Table.from_batches(batches)

@@ -297,10 +297,9 @@ def sweep_section(bench: Bench, clone: Path, experiments: int, max_iter: int = 2
     """`dvc queue start -j 2` against `-j 1` on the same set of cheap experiments."""
     dvc = str(clone / ".venv" / "bin" / "dvc")
     # Queued runs start from a commit: record the clone's current outputs as one,
-    # so each experiment reruns only train and evaluate. The source is named by
-    # an absolute URL: queued temp copies do not contain the git-ignored data/source.
-    env = clone_env(clone, **{config.SOURCE_URL_ENV:
-                              f"sqlite:///{(clone / config.SOURCE_DB.relative_to(config.ROOT)).resolve()}"})
+    # so each experiment reruns only train and evaluate. Queued temp copies find
+    # the clone's demo source themselves (src/pipeline/config.py).
+    env = clone_env(clone)
     sh(["git", "add", "dvc.lock", config.PARAMS_FILE.name], cwd=clone)
     sh(["git", "commit", "-q", "-m", "bench: baseline for queued experiments", "--allow-empty"], cwd=clone)
     serial = 0

@@ -91,9 +91,9 @@ def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
             raise ValueError(f"row {row} has {len(row)} cells, the header {len(header)}")
     widths = [max(len(str(h)), *(len(row[i]) for row in rows)) if rows else len(str(h))
               for i, h in enumerate(header)]
-    lines = ["| " + " | ".join(str(h).ljust(w) for h, w in zip(header, widths)) + " |",
+    lines = ["| " + " | ".join(str(h).ljust(w) for h, w in zip(header, widths, strict=True)) + " |",
              "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    lines += ["| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths)) + " |" for row in rows]
+    lines += ["| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) + " |" for row in rows]
     return "\n".join(lines)
 
 

@@ -23,10 +23,6 @@ from src.tools.clones import working_clone
 ROOT = config.ROOT
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "slow: runs the whole pipeline in a clone of HEAD (minutes on the example)")
-
-
 def venv_env(**extra: str) -> dict[str, str]:
     """The environment a stage sees under `make`: the venv's python first on PATH."""
     env = dict(os.environ)

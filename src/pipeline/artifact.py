@@ -22,8 +22,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from src.pipeline import files
-from src.pipeline import lockfile
+from src.pipeline import files, lockfile
 
 PICKLE_PROTOCOL = 5
 # The packages whose versions decide the pickle's bytes and the predictions.

@@ -45,6 +45,36 @@ DVC_LOCK = ROOT / "dvc.lock"
 VENV = ROOT / ".venv"
 
 
+# `dvc exp run --queue` (and `--temp`) runs each experiment in a temporary copy
+# of the project that holds only what git tracks, so the git-ignored demo source
+# is not in it. DVC 3 makes every such copy inside the project it came from:
+# <project>/.dvc/tmp/exps/<tmpdir>/ (a `--temp` run: .../exps/standalone/<tmpdir>/).
+EXPERIMENT_COPIES = (".dvc", "tmp", "exps")
+
+
+def experiment_origin(root: Path = ROOT) -> Path | None:
+    """The project that `root` is a DVC experiment copy of, or None if it is no such copy."""
+    for parent in root.parents:
+        if parent.parts[-len(EXPERIMENT_COPIES):] == EXPERIMENT_COPIES:
+            return parent.parents[len(EXPERIMENT_COPIES) - 1]
+    return None
+
+
+def default_source_db(root: Path = ROOT) -> Path:
+    """The demo source of the project at `root`; in an experiment copy, its origin's.
+
+    So a queued sweep over an upstream param (`gather.as_of`) needs no SOURCE_URL.
+    gather opens SQLite read-only: copies running at once can share the file.
+    A copy anywhere else (another runner, another machine) finds nothing here
+    and needs SOURCE_URL.
+    """
+    relative = SOURCE_DB.relative_to(ROOT)
+    origin = experiment_origin(root)
+    if origin is not None and not (root / relative).exists():
+        return origin / relative
+    return root / relative
+
+
 def source_url() -> str:
-    """SQLAlchemy URL of the source database: the environment wins."""
-    return os.environ.get(SOURCE_URL_ENV) or f"sqlite:///{SOURCE_DB}"
+    """SQLAlchemy URL of the source database: SOURCE_URL wins, else the demo source."""
+    return os.environ.get(SOURCE_URL_ENV) or f"sqlite:///{default_source_db()}"

@@ -16,6 +16,7 @@ from src.pipeline.adapter import Adapter
 from src.pipeline.ids import splitmix64
 from src.pipeline.params import ParamsError, load_adapter, load_params
 
+
 def is_test(ids: pd.Series, test_percent: int, seed: int) -> np.ndarray:
     """True for the rows whose id hashes (with the seed) into the test share."""
     ids = np.asarray(ids, dtype=np.int64).astype(np.uint64)

@@ -69,11 +69,10 @@ def to_arrow(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
 def write_parquet(path: Path, tables: Iterable[pa.Table], schema: pa.Schema) -> int:
     """Stream tables into one Parquet file atomically; return the row count."""
     rows = 0
-    with atomic_path(path) as temporary:
-        with pq.ParquetWriter(temporary, schema, **PARQUET_OPTIONS) as writer:
-            for table in tables:
-                writer.write_table(table.cast(schema))
-                rows += table.num_rows
+    with atomic_path(path) as temporary, pq.ParquetWriter(temporary, schema, **PARQUET_OPTIONS) as writer:
+        for table in tables:
+            writer.write_table(table.cast(schema))
+            rows += table.num_rows
     return rows
 
 

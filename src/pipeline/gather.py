@@ -37,7 +37,8 @@ def open_source(url: str, scramble: bool = False) -> sa.Engine:
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
         if not database or database == ":memory:" or not Path(database).is_file():
-            raise SourceError(f"source database not found: {database or url!r} (build the demo with `make source`, or ingest a table: `python -m src.tools.ingest`)")
+            raise SourceError(f"source database not found: {database or url!r} (build the demo with `make source`, "
+                              "or ingest a table: `python -m src.tools.ingest`)")
         # Read-only: a snapshot must never write to the source.
         url = f"sqlite:///file:{Path(database).resolve()}?mode=ro&uri=true"
     try:
@@ -77,7 +78,7 @@ def to_snapshot_table(columns: list[str], rows: list, schema: pa.Schema) -> pa.T
     the schema (1.5 in an integer column, 300 in int8) raises instead of being
     truncated. Timestamps are the source's UTC text, parsed in one format.
     """
-    values = dict(zip(columns, zip(*rows))) if rows else {name: () for name in columns}
+    values = dict(zip(columns, zip(*rows, strict=True), strict=True)) if rows else {name: () for name in columns}
     missing = [name for name in schema.names if name not in values]
     if missing:
         raise SourceError(f"the snapshot query returned no columns {missing}")

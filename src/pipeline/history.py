@@ -48,7 +48,7 @@ def as_of_text(value: str) -> str:
     try:
         if len(value) == 10:
             day = dt.date.fromisoformat(value)
-            moment = dt.datetime.combine(day, dt.time(23, 59, 59), tzinfo=dt.timezone.utc)
+            moment = dt.datetime.combine(day, dt.time(23, 59, 59), tzinfo=dt.UTC)
         else:
             moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
             if moment.tzinfo is None:
@@ -57,7 +57,7 @@ def as_of_text(value: str) -> str:
         raise ValueError(
             f"{value!r} is neither a date (YYYY-MM-DD) nor a UTC timestamp (YYYY-MM-DDTHH:MM:SSZ): {error}"
         ) from None
-    return moment.astimezone(dt.timezone.utc).strftime(TIME_FORMAT)
+    return moment.astimezone(dt.UTC).strftime(TIME_FORMAT)
 
 
 def latest_query(table: str, id_column: str, columns: list[str]) -> str:
@@ -181,7 +181,7 @@ def ingest(frame: pd.DataFrame, url: str, table: str, id_column: str,
         frame = frame.drop(columns=[recorded_at_column])
     else:
         stamp = _moment(recorded_at, "recorded_at") if recorded_at is not None else \
-            (now or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc).strftime(TIME_FORMAT)
+            (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).strftime(TIME_FORMAT)
         moments = [stamp] * len(frame)
     data_columns = [name for name in frame.columns if name != id_column]
     # Appended in id order, so version ids follow a fixed order whatever the file's.
@@ -189,7 +189,7 @@ def ingest(frame: pd.DataFrame, url: str, table: str, id_column: str,
     frame = frame.iloc[order].reset_index(drop=True)
     moments = [moments[i] for i in order]
     rows = [[_plain(value) for value in record] for record in frame[data_columns].itertuples(index=False)]
-    hashes = [row_hash(dict(zip(data_columns, row))) for row in rows]
+    hashes = [row_hash(dict(zip(data_columns, row, strict=True))) for row in rows]
 
     try:
         engine = sa.create_engine(url)
@@ -202,7 +202,7 @@ def ingest(frame: pd.DataFrame, url: str, table: str, id_column: str,
             newest = connection.execute(sa.select(sa.func.max(target.c[RECORDED_AT]))).scalar()
             next_id = (connection.execute(sa.select(sa.func.max(target.c[VERSION_ID]))).scalar() or 0) + 1
             appended = []
-            for entity, moment, digest, values in zip(frame[id_column].tolist(), moments, hashes, rows):
+            for entity, moment, digest, values in zip(frame[id_column].tolist(), moments, hashes, rows, strict=True):
                 if latest.get(int(entity)) == digest:
                     continue
                 if newest is not None and moment < newest:
@@ -211,7 +211,7 @@ def ingest(frame: pd.DataFrame, url: str, table: str, id_column: str,
                         f"version ({newest}); appending it would change snapshots already taken"
                     )
                 appended.append({VERSION_ID: next_id + len(appended), id_column: int(entity),
-                                 RECORDED_AT: moment, ROW_HASH: digest, **dict(zip(data_columns, values))})
+                                 RECORDED_AT: moment, ROW_HASH: digest, **dict(zip(data_columns, values, strict=True))})
             if appended:
                 connection.execute(target.insert(), appended)
     except sa.exc.DBAPIError as error:

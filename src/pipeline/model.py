@@ -1,8 +1,9 @@
 """The scikit-learn pipeline: unknown bucket, encoding, imputation, scaling, estimator.
 
 Generic over the adapter's numeric columns and the category lists recorded in
-params.yaml (whose keys are the categorical columns, in order). Every random state comes from the one `seed`; the thread count
-is a parameter because it is stored in fitted models (see params.yaml).
+params.yaml (whose keys are the categorical columns, in order). Every random
+state comes from the one `seed`; the thread count is a parameter because it is
+stored in fitted models (see params.yaml).
 """
 from __future__ import annotations
 
@@ -158,7 +159,7 @@ def fitted_state(estimator: BaseEstimator, prefix: str = "") -> dict[str, Any]:
                     if isinstance(step, MinMaxScaler):
                         state[f"{prefix}{name}/{step_name}/ranges"] = {
                             column: [float(low), float(high)]
-                            for column, low, high in zip(columns, step.data_min_, step.data_max_)
+                            for column, low, high in zip(columns, step.data_min_, step.data_max_, strict=False)
                         }
     elif isinstance(estimator, StackingClassifier):
         for name, base in estimator.named_estimators_.items():
@@ -169,7 +170,7 @@ def fitted_state(estimator: BaseEstimator, prefix: str = "") -> dict[str, Any]:
 
 
 def _by_column(columns, values) -> dict[str, float | None]:
-    return {column: (None if pd.isna(value) else float(value)) for column, value in zip(columns, values)}
+    return {column: (None if pd.isna(value) else float(value)) for column, value in zip(columns, values, strict=True)}
 
 
 def structure(train: Train) -> dict[str, Any]:

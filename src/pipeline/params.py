@@ -8,13 +8,13 @@ DVC compares params by value, so a type that drifts would rewrite dvc.lock.
 """
 from __future__ import annotations
 
-import datetime as dt
 import io
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
-import yaml
 import pyarrow as pa
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator
 
 from src.pipeline import adapter as adapter_module
@@ -123,7 +123,8 @@ class Params(_Section):
     def _lists_sorted(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
         for name, values in value.items():
             if values != sorted(values) or len(values) != len(dict.fromkeys(values)):
-                raise ValueError(f"categories.{name} must be sorted and without duplicates (`make categories` writes it so)")
+                raise ValueError(
+                    f"categories.{name} must be sorted and without duplicates (`make categories` writes it so)")
             if UNKNOWN in values:
                 raise ValueError(f"categories.{name} must not contain the reserved {UNKNOWN!r}")
         return value

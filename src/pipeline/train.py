@@ -12,7 +12,7 @@ from threadpoolctl import threadpool_limits
 from src.pipeline import artifact, config, files
 from src.pipeline.adapter import UNKNOWN, Adapter
 from src.pipeline.model import build_pipeline, count_unknown, fitted_state, structure
-from src.pipeline.params import ParamsError, Params, check_recorded, load_adapter, load_params
+from src.pipeline.params import Params, ParamsError, check_recorded, load_adapter, load_params
 
 
 def params_digest(params: Params) -> str:
@@ -34,6 +34,14 @@ def check_classes(target: pd.Series, classes: list) -> None:
                         if part)
             + "; run `make categories`, review and commit params.yaml"
         )
+
+
+def check_numeric(frame: pd.DataFrame, numeric: tuple[str, ...]) -> None:
+    """Refuse a numeric feature with no value at all: imputation would drop it and shift every later column."""
+    empty = [name for name in numeric if frame[name].isna().all()]
+    if empty:
+        raise ValueError(f"numeric features {empty} have no value in the training data: fix the source or "
+                         "derive_features, or drop them from the adapter's numeric features")
 
 
 def build_manifest(params: Params, adapter: Adapter, model, model_sha256: str, train_sha256: str,
@@ -79,6 +87,7 @@ def main() -> None:
         raise ValueError(f"{config.TRAIN_FEATURES} has no rows")
     X, y = frame[list(adapter.features)], frame[adapter.target]
     check_classes(y, params.classes)
+    check_numeric(X, adapter.numeric)
     model = build_pipeline(params.train, params.categories, adapter.numeric, params.seed)
     # BLAS and OpenMP threads are capped to the recorded count: the count is
     # stored in fitted HGB models and changes LBFGS's sums; the cap also keeps

@@ -30,8 +30,8 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import Field, create_model
 
 from src.pipeline import artifact
-from src.serving.contract import ContractError
 from src.pipeline.params import ParamsError
+from src.serving.contract import ContractError
 from src.serving.predict import Deployed, load_model
 
 # A row of the example (22 features) is about 500 bytes of JSON: 4 MiB holds
@@ -133,9 +133,9 @@ def create_app(deployed: Deployed, max_rows: int = MAX_ROWS, max_bytes: int = MA
             raise HTTPException(422, str(error)) from None
         ids = [getattr(row, contract.id) for row in rows]
         table = result.predictions
-        probabilities = [dict(zip(map(str, classes), row)) for row in result.probabilities.tolist()]
+        probabilities = [dict(zip(map(str, classes), row, strict=True)) for row in result.probabilities.tolist()]
         predictions = []
-        for row_id, label, row_probabilities in zip(ids, table["label"].tolist(), probabilities):
+        for row_id, label, row_probabilities in zip(ids, table["label"].tolist(), probabilities, strict=True):
             prediction = {contract.id: row_id, "label": label, "probabilities": row_probabilities}
             if binary:
                 prediction["probability"] = row_probabilities[str(classes[1])]

@@ -13,11 +13,16 @@ from pathlib import Path
 from src.pipeline import config
 
 
+def scores(metrics: dict) -> dict[str, float]:
+    """The top-level numbers: the scores (the nested groups are bookkeeping counts)."""
+    return {name: value for name, value in metrics.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)}
+
+
 def headline(metrics: dict) -> str:
-    scores = [f"{name} {value:.4f}" for name, value in metrics.items()
-              if isinstance(value, (int, float)) and not isinstance(value, bool)]
     rows = metrics.get("rows", {}).get("test")
-    return ", ".join(scores) + (f" (on {rows:,} test rows)" if isinstance(rows, int) else "")
+    return ", ".join(f"{name} {value:.4f}" for name, value in scores(metrics).items()) + (
+        f" (on {rows:,} test rows)" if isinstance(rows, int) else "")
 
 
 def main(path: Path = config.METRICS) -> None:

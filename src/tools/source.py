@@ -30,7 +30,8 @@ def _scale(text: str) -> int:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m src.tools.source", description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", type=_scale, default=1, help="copies of the demo data, for benchmarks (default 1)")
-    parser.add_argument("--output", type=Path, default=config.SOURCE_DB, help=f"database file (default {config.SOURCE_DB})")
+    parser.add_argument("--output", type=Path, default=config.SOURCE_DB,
+                        help=f"database file (default {config.SOURCE_DB})")
     args = parser.parse_args(argv)
     adapter, _ = load_adapter(load_params())
     if adapter.build_demo_source is None:

@@ -4,8 +4,10 @@ The clone's baseline is a small early snapshot (cheap runs, same code path).
 Five queued experiments cover every train hyperparameter and every model,
 stacking included, with cheap values. Each must succeed in DVC's temporary
 copy, where the git-ignored source database does not exist: gather and
-featurize have to be restored from the cache, not re-run. Then each is rebuilt
-by `dvc repro --force` at its params, and the two dvc.lock files must agree.
+featurize have to be restored from the cache, not re-run. A sixth moves
+`gather.as_of`, so gather runs in the copy, with SOURCE_URL unset: it must find
+the main project's source by itself. Then each is rebuilt by `dvc repro
+--force` at its params, and the two dvc.lock files must agree.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import pytest
 import yaml
 
 from src.pipeline import config, lockfile
+from src.tools.exps import headline_metrics
 from src.tools.venv import venv_env
 from tests.conftest import make_clone, run
 
@@ -36,15 +39,23 @@ SWEEP = {
                  "train.stacking.final_estimator=logistic_regression", "train.stacking.cv_folds=2",
                  f"{HGB}.max_iter=5", f"{RF}.n_estimators=5"],
 }
+# An upstream param: gather and featurize run again in DVC's temporary copy.
+EARLIER = "2013-01-15"
+UPSTREAM = {"as-of": [f"gather.as_of={EARLIER}"]}
 # train.threads is a machine setting, not a hyperparameter: it is fixed because it changes bytes.
 NOT_SWEPT = {"train.threads"}
 QUEUE_TIMEOUT_S = 900
 
 
-def leaf_keys(node: object, prefix: str) -> set[str]:
+def leaves(node: object, prefix: str = "") -> dict[str, object]:
+    """Dotted key -> value of every leaf under `node` (the names `dvc exp show` gives params)."""
     if isinstance(node, dict):
-        return set().union(*(leaf_keys(value, f"{prefix}.{key}") for key, value in node.items()))
-    return {prefix}
+        return {key: value for name, child in node.items() for key, value in leaves(child, f"{prefix}{name}.").items()}
+    return {prefix[:-1]: node}
+
+
+def leaf_keys(node: object, prefix: str) -> set[str]:
+    return set(leaves(node, f"{prefix}."))
 
 
 def start_workers(root: Path) -> None:
@@ -82,9 +93,11 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     if not config.SOURCE_DB.exists():
         pytest.fail(f"{config.SOURCE_DB} missing: run the tests through `make test`")
     root = make_clone(tmp_path_factory.mktemp("sweeps") / "clone")
-    # The baseline, committed as a user would: params.yaml, dvc.lock and the tracked outputs.
+    # The baseline as a user would make it: a data version (params.yaml, dvc.lock and the
+    # tracked outputs, committed and tagged), checked out with its data.
     run(["python", "-m", "src.tools.data_version", "cut", AS_OF, "--no-push"], root)
-    for name, overrides in SWEEP.items():
+    run(["python", "-m", "src.tools.data_version", "restore", f"data/{AS_OF}"], root)
+    for name, overrides in {**SWEEP, **UPSTREAM}.items():
         run(["dvc", "exp", "run", "--queue", "-n", name, *[arg for o in overrides for arg in ("-S", o)]], root)
     start_workers(root)
     try:
@@ -93,7 +106,8 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
         run(["dvc", "queue", "stop"], root, check=False)
     shown = json.loads(run(["dvc", "exp", "show", "--json"], root).stdout)
     experiments = {exp["name"]: exp for baseline in shown for exp in baseline.get("experiments") or []}
-    return SimpleNamespace(root=root, status=status, experiments=experiments)
+    baseline = next(baseline for baseline in shown if baseline.get("experiments"))
+    return SimpleNamespace(root=root, status=status, experiments=experiments, baseline=baseline)
 
 
 def test_sweep_covers_every_train_hyperparameter():
@@ -106,7 +120,7 @@ def test_sweep_covers_every_train_hyperparameter():
 
 @pytest.mark.slow
 def test_queued_sweep_with_two_workers_succeeds(sweep):
-    assert set(sweep.experiments) == set(SWEEP), sweep.status
+    assert set(sweep.experiments) == set(SWEEP) | set(UPSTREAM), sweep.status
     failed = {name: exp["executor"] for name, exp in sweep.experiments.items()
               if (exp.get("executor") or {}).get("state") != "success"}
     assert not failed, f"{failed}\n{sweep.status}"
@@ -120,6 +134,21 @@ def test_upstream_stages_are_restored_not_rerun(sweep, name):
         assert f"Stage '{stage}' didn't change, skipping" in log
         assert f"Running stage '{stage}'" not in log
     assert "Running stage 'train'" in log
+
+
+def _snapshot_rows(data: dict) -> int:
+    return data["metrics"][config.FEATURIZE_SUMMARY.relative_to(config.ROOT).as_posix()]["data"]["snapshot_rows"]
+
+
+@pytest.mark.slow
+def test_upstream_sweep_reads_the_main_projects_source_without_source_url(sweep):
+    # The workers ran without SOURCE_URL (start_workers removes it), in a copy
+    # without the git-ignored source: gather found the main project's.
+    log = run(["dvc", "queue", "logs", "as-of"], sweep.root).stdout
+    assert "Running stage 'gather'" in log and "Running stage 'featurize'" in log
+    assert f" as of {EARLIER} -> " in log  # gather's own line: it read the source
+    rows = _snapshot_rows(sweep.experiments["as-of"]["revs"][0]["data"])
+    assert 0 < rows < _snapshot_rows(sweep.baseline["data"])  # an earlier as_of: fewer rows, from the real source
 
 
 @pytest.mark.slow
@@ -140,9 +169,9 @@ def test_readme_recipes_show_sort_promote_and_diff(sweep):
     root = sweep.root
     table = run(["dvc", "exp", "show", "--csv", "--sort-by", "eval/metrics.json:roc_auc", "--sort-order", "desc"],
                 root).stdout
-    rows = [row for row in csv.DictReader(io.StringIO(table)) if row["Experiment"] in SWEEP]
+    rows = [row for row in csv.DictReader(io.StringIO(table)) if row["Experiment"] in {**SWEEP, **UPSTREAM}]
     scores = [float(row["roc_auc"]) for row in rows]
-    assert len(rows) == len(SWEEP) and scores == sorted(scores, reverse=True)
+    assert len(rows) == len(SWEEP) + len(UPSTREAM) and scores == sorted(scores, reverse=True)
     best = rows[0]["Experiment"]
     run(["dvc", "exp", "branch", best, "sweep-winner"], root)
     branch_params = yaml.safe_load(run(["git", "show", "sweep-winner:params.yaml"], root).stdout)
@@ -151,3 +180,21 @@ def test_readme_recipes_show_sort_promote_and_diff(sweep):
     assert "Data and pipelines are up to date." in run(["dvc", "status"], root).stdout
     run(["dvc", "plots", "diff", rows[0]["Experiment"], rows[-1]["Experiment"], "-o", "sweep_plots"], root)
     assert (root / "sweep_plots" / "index.html").is_file()
+
+
+@pytest.mark.slow
+def test_make_exps_shows_the_headline_metrics_and_the_swept_params(sweep):
+    # `make exps`'s command, as CSV: it prints the command first, then the table.
+    output = run(["python", "-m", "src.tools.exps", "--csv"], sweep.root).stdout
+    rows = list(csv.DictReader(io.StringIO(output[output.index("Experiment,"):])))
+    headline = headline_metrics(json.loads((sweep.root / config.METRICS.relative_to(config.ROOT)).read_text()))
+    # The params whose values differ between the baseline and the experiments: the swept ones
+    # (less those swept to their baseline value), never the recorded lists.
+    params = [leaves(row["params"]["params.yaml"]["data"]) for row in
+              [sweep.baseline["data"], *(exp["revs"][0]["data"] for exp in sweep.experiments.values())]]
+    differ = {key for key in params[0] if len({repr(row.get(key)) for row in params}) > 1}
+    assert "train.model" in differ and "gather.as_of" in differ
+    assert set(rows[0]) == {"Experiment", *headline, *differ}
+    assert list(rows[0])[:1 + len(headline)] == ["Experiment", *headline]  # the metrics first
+    scores = [float(row[headline[0]]) for row in rows if row["Experiment"] in {**SWEEP, **UPSTREAM}]
+    assert len(scores) == len(SWEEP) + len(UPSTREAM) and scores == sorted(scores, reverse=True)

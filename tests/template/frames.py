@@ -98,7 +98,7 @@ def snapshot_table(rows: int = 60, seed: int = 0, adapter: Adapter = ADAPTER) ->
         elif pa.types.is_boolean(kind):
             values = rng.random(rows) < 0.5
         elif pa.types.is_timestamp(kind):
-            start = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
+            start = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
             values = [start + dt.timedelta(hours=int(hours)) for hours in rng.integers(0, 24 * 365, rows)]
         elif pa.types.is_date(kind):
             values = [dt.date(2020, 1, 1) + dt.timedelta(days=int(days)) for days in rng.integers(0, 365, rows)]

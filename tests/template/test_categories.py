@@ -55,8 +55,8 @@ def test_record_keeps_comments_and_layout(tmp_path):
     for name in ADAPTER.categorical:
         assert f"  {name}:\n  - a\n  - zz\n" in text  # block lists: one value per line in a diff
     # every comment line survives, and everything before `categories:` (last) is untouched
-    assert [l for l in text.splitlines() if l.lstrip().startswith("#")] == \
-        [l for l in original.splitlines() if l.lstrip().startswith("#")]
+    assert [line for line in text.splitlines() if line.lstrip().startswith("#")] == \
+        [line for line in original.splitlines() if line.lstrip().startswith("#")]
     head = lambda t: t.split("\ncategories:")[0]  # noqa: E731
     assert head(text) == head(original)
     assert load_params(path).categories == categories
@@ -100,5 +100,5 @@ def test_dvc_set_param_does_not_reflow_the_file(tmp_path):
     with modify_yaml(path) as document:
         document["train"]["model"] = other
     before, after = config.PARAMS_FILE.read_text().splitlines(), path.read_text().splitlines()
-    changed = [(a, b) for a, b in zip(before, after) if a != b]
+    changed = [(a, b) for a, b in zip(before, after, strict=False) if a != b]
     assert len(before) == len(after) and changed == [(f"  model: {current}", f"  model: {other}")]

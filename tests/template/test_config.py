@@ -103,3 +103,41 @@ def test_the_walk_sees_what_a_stage_imports():
     assert {"src/__init__.py", "src/pipeline/__init__.py", "src/pipeline/train.py", "src/pipeline/model.py",
             "src/pipeline/params.py", "src/pipeline/adapter.py"} <= found
     assert not any(path.startswith(DATASETS_DIR) for path in found)  # adapters are found by name, not import
+
+
+def test_source_url_from_the_environment_wins(monkeypatch):
+    monkeypatch.setenv(config.SOURCE_URL_ENV, "postgresql://reader@db/history")
+    assert config.source_url() == "postgresql://reader@db/history"
+    monkeypatch.delenv(config.SOURCE_URL_ENV)
+    assert config.source_url() == f"sqlite:///{config.SOURCE_DB}"  # this checkout is no experiment copy
+
+
+def test_an_experiment_copy_reads_its_origins_source(tmp_path):
+    # Where DVC puts a queued (`--queue`) and a `--temp` experiment's copy; and a
+    # DVC project in a subfolder of its git repository, whose copy holds the whole repository.
+    source = config.SOURCE_DB.relative_to(config.ROOT)
+    origin = tmp_path / "project"
+    copies = [origin / ".dvc/tmp/exps/tmp8x2k", origin / ".dvc/tmp/exps/standalone/tmp8x2k",
+              origin / ".dvc/tmp/exps/tmp8x2k/project"]
+    for copy in copies:
+        copy.mkdir(parents=True, exist_ok=True)
+        assert config.experiment_origin(copy) == origin
+        assert config.default_source_db(copy) == origin / source
+    # Not a copy: its own source, present or not.
+    assert config.experiment_origin(origin) is None
+    assert config.default_source_db(origin) == origin / source
+    assert config.experiment_origin(tmp_path / "exps" / "tmp8x2k") is None
+    # A copy that has the file uses it.
+    (copies[0] / source).parent.mkdir(parents=True)
+    (copies[0] / source).touch()
+    assert config.default_source_db(copies[0]) == copies[0] / source
+
+
+def test_the_copies_are_where_dvc_makes_them(tmp_path):
+    # DVC's own paths (dvc/repo/experiments/executor/local.py): a DVC upgrade that moves them fails here.
+    from dvc.repo import Repo
+    from dvc.repo.experiments.utils import EXEC_TMP_DIR
+
+    with Repo.init(tmp_path, no_scm=True) as repo:
+        copies = Path(repo.tmp_dir, EXEC_TMP_DIR).relative_to(tmp_path)
+    assert copies.parts == config.EXPERIMENT_COPIES

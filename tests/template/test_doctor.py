@@ -5,8 +5,8 @@ import json
 import re
 import sys
 
-from src.tools import doctor
 from src.pipeline import config
+from src.tools import doctor
 from tests.conftest import run
 
 LOCK_TEXT = """\
@@ -45,7 +45,8 @@ def test_package_mismatches_name_each_package_and_both_versions():
 
 def test_python_mismatch_is_named():
     assert doctor.python_mismatches("3.11", "3.11.7") == []
-    assert doctor.python_mismatches("3.11", "3.12.1") == ["python: requirements.lock was compiled for 3.11, running 3.12.1"]
+    assert doctor.python_mismatches("3.11", "3.12.1") == [
+        "python: requirements.lock was compiled for 3.11, running 3.12.1"]
 
 
 def test_real_venv_matches_the_real_lock_and_manifest():

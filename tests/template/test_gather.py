@@ -76,9 +76,9 @@ def _driver_rows(table: pa.Table) -> tuple[list[str], list[tuple]]:
     for name in names:
         values = table.column(name).to_pylist()
         if pa.types.is_timestamp(table.schema.field(name).type):
-            values = [None if v is None else v.astimezone(dt.timezone.utc).strftime(TIME_FORMAT) for v in values]
+            values = [None if v is None else v.astimezone(dt.UTC).strftime(TIME_FORMAT) for v in values]
         columns.append(values)
-    return names, list(zip(*columns))
+    return names, list(zip(*columns, strict=True))
 
 
 def test_driver_rows_become_the_declared_schema():
@@ -99,7 +99,7 @@ def test_values_that_do_not_fit_are_refused_not_truncated():
         to_snapshot_table(names, broken, ADAPTER.snapshot_schema)
     kept = [n for n in names if n != ADAPTER.id]
     with pytest.raises(SourceError, match=rf"returned no columns \['{ADAPTER.id}'\]"):
-        to_snapshot_table(kept, [tuple(v for n, v in zip(names, row) if n != ADAPTER.id) for row in rows],
+        to_snapshot_table(kept, [tuple(v for n, v in zip(names, row, strict=True) if n != ADAPTER.id) for row in rows],
                           ADAPTER.snapshot_schema)
 
 

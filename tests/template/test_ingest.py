@@ -12,8 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from src.pipeline import config
-from src.pipeline.history import (RECORDED_AT, VERSION_ID, HistoryError, as_of_text, history_table, ingest,
-                                  latest_query)
+from src.pipeline.history import RECORDED_AT, VERSION_ID, HistoryError, as_of_text, history_table, ingest, latest_query
 from src.tools.ingest import read_table
 from tests.conftest import run
 

@@ -14,8 +14,8 @@ from sklearn import metrics
 
 from src.pipeline import config, evaluate, files, predictions, train
 from src.pipeline.adapter import UNKNOWN
-from src.pipeline.model import HGB_MAX_CATEGORIES, UnknownBucket, build_pipeline, count_unknown, fitted_state, structure
 from src.pipeline.featurize import is_test
+from src.pipeline.model import HGB_MAX_CATEGORIES, UnknownBucket, build_pipeline, count_unknown, fitted_state, structure
 from src.pipeline.train import build_manifest, check_classes, params_digest
 from tests.template import frames
 from tests.template.frames import ADAPTER, LEVELS, UNSEEN
@@ -224,3 +224,10 @@ def test_multiclass_predictions_frame_and_schema(classes, label_type):
     schema = predictions.predictions_schema("row_id", classes, label_type)
     assert schema.names == list(frame.columns) and schema.field("label").type == label_type
     assert pa.Table.from_pandas(frame, schema=schema, preserve_index=False).num_rows == 3
+
+
+def test_training_refuses_a_numeric_feature_with_no_value():
+    frame = pd.DataFrame({"a": [1.0, np.nan], "b": [np.nan, np.nan]})
+    train.check_numeric(frame[["a"]], ("a",))
+    with pytest.raises(ValueError, match=r"numeric features \['b'\] have no value in the training data"):
+        train.check_numeric(frame, ("a", "b"))

@@ -8,8 +8,7 @@ import yaml
 
 from src.pipeline import config
 from src.pipeline.adapter import UNKNOWN
-from src.pipeline.params import (ParamsError, as_of_timestamp, check_recorded, load_adapter, load_params,
-                                 validate)
+from src.pipeline.params import ParamsError, as_of_timestamp, check_recorded, load_adapter, load_params, validate
 from tests.template import frames
 from tests.template.frames import ADAPTER
 

@@ -19,8 +19,14 @@ from src.serving import serve
 from tests.conftest import run
 from tests.template import frames
 from tests.template.frames import ADAPTER, UNSEEN
-from tests.template.test_predict import DEPLOYED_FILES, SAVED_PREDICTIONS, TEST_FEATURES, load, sample_rows, \
-    tiny_deployed
+from tests.template.test_predict import (
+    DEPLOYED_FILES,
+    SAVED_PREDICTIONS,
+    TEST_FEATURES,
+    load,
+    sample_rows,
+    tiny_deployed,
+)
 
 MAX_ROWS = 50
 MAX_BYTES = 64 * 1024
@@ -45,7 +51,7 @@ def test_predictions_carry_the_label_and_every_class_probability(tmp_path, n_cla
     assert [p[ADAPTER.id] for p in got] == rows[ADAPTER.id].tolist()
     assert [p["label"] for p in got] == expected.predictions["label"].tolist()
     classes = [str(c) for c in deployed.classes]
-    for prediction, probabilities in zip(got, expected.probabilities.tolist()):
+    for prediction, probabilities in zip(got, expected.probabilities.tolist(), strict=True):
         assert list(prediction["probabilities"]) == classes
         assert list(prediction["probabilities"].values()) == probabilities  # exact through JSON
         if n_classes == 2:

@@ -49,7 +49,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.schema import CreateIndex, CreateTable
@@ -96,7 +95,8 @@ def _ddl(metadata: sa.MetaData, indexes: bool) -> list[str]:
     statements = []
     for table in metadata.sorted_tables:
         if indexes:
-            statements += [str(CreateIndex(index).compile(dialect=dialect)) for index in sorted(table.indexes, key=lambda i: i.name)]
+            statements += [str(CreateIndex(index).compile(dialect=dialect))
+                           for index in sorted(table.indexes, key=lambda i: i.name)]
         else:
             statements.append(str(CreateTable(table).compile(dialect=dialect)))
     return statements

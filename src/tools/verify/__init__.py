@@ -161,7 +161,8 @@ class Explainer:
                 files_[name] = {"summary": "only in the " + ("committed" if name in listing else "rebuilt") + " output"}
                 continue
             old, where = self.committed.read(f"{entry.path}/{name}", listing[name])
-            files_[name] = {"summary": where} if old is None else explain.explain_file(name, old, (rebuilt / name).read_bytes())
+            files_[name] = ({"summary": where} if old is None
+                            else explain.explain_file(name, old, (rebuilt / name).read_bytes()))
         shown = "; ".join(f"{name}: {info['summary']}" for name, info in list(files_.items())[:3])
         return {"summary": f"{len(files_)} of {len(set(listing) | set(now))} files differ: {shown}", "files": files_}
 
@@ -175,7 +176,7 @@ class Explainer:
                 context["snapshot_as_of"] = _find(self.lock["stages"][entry.stage].get("params") or {}, "as_of")
                 context["code_changed"] = [e.path for e in inputs if e.kind == "dep" and not e.identical]
         if Path(entry.path).suffix in (".pkl", ".pickle", ".joblib"):
-            context.update(zip(("test_features", "features"), self.test_features()))
+            context.update(zip(("test_features", "features"), self.test_features(), strict=True))
         return context
 
     def test_features(self) -> tuple[Any, list[str] | None]:
@@ -308,7 +309,8 @@ def format_table(report: dict[str, Any]) -> str:
         cells.append("yes" if same else "NO")
         rows.append(cells)
     widths = [max(len(str(row[i])) for row in [header] + rows) for i in range(len(header))]
-    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header] + rows]
+    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+             for row in [header] + rows]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
 
@@ -324,7 +326,8 @@ def format_explanations(report: dict[str, Any]) -> str:
         grouped: dict[tuple[str, str, str], list[str]] = {}
         for entry in run["entries"]:
             if "explanation" in entry:
-                grouped.setdefault((entry["kind"], entry["path"], entry["explanation"]["summary"]), []).append(entry["stage"])
+                key = (entry["kind"], entry["path"], entry["explanation"]["summary"])
+                grouped.setdefault(key, []).append(entry["stage"])
         for (kind, path, summary), stages in grouped.items():
             lines.append(f"{prefix}{kind} {path} ({', '.join(stages)}): {summary}")
         outputs = [entry for entry in run["entries"] if entry["kind"] == "out"]

@@ -74,7 +74,9 @@ def explain_file(path: str, committed: bytes, rebuilt: bytes, **context: Any) ->
 
 
 def explain_bytes(committed: bytes, rebuilt: bytes, **_: Any) -> dict[str, Any]:
-    first = next((i for i, (a, b) in enumerate(zip(committed, rebuilt)) if a != b), min(len(committed), len(rebuilt)))
+    # Not strict: past the shorter file's end, its length is the first difference.
+    first = next((i for i, (a, b) in enumerate(zip(committed, rebuilt, strict=False)) if a != b),
+                 min(len(committed), len(rebuilt)))
     return {"summary": f"bytes differ from offset {first} (committed {len(committed)} bytes, rebuilt {len(rebuilt)})",
             "details": {"first_difference": first, "committed_size": len(committed), "rebuilt_size": len(rebuilt)}}
 
@@ -163,13 +165,16 @@ def parquet_differences(old: pd.DataFrame, new: pd.DataFrame, key: str | None) -
         details["key"] = key
         only_old = old.loc[~old[key].isin(new[key]), key]
         only_new = new.loc[~new[key].isin(old[key]), key]
-        details["rows_only_committed"] = {"count": int(len(only_old)), "examples": [plain(v) for v in only_old[:EXAMPLES]]}
-        details["rows_only_rebuilt"] = {"count": int(len(only_new)), "examples": [plain(v) for v in only_new[:EXAMPLES]]}
+        details["rows_only_committed"] = {"count": int(len(only_old)),
+                                          "examples": [plain(v) for v in only_old[:EXAMPLES]]}
+        details["rows_only_rebuilt"] = {"count": int(len(only_new)),
+                                        "examples": [plain(v) for v in only_new[:EXAMPLES]]}
         common = old.loc[old[key].isin(new[key]), key]
         a = old.set_index(key).loc[common]
         b = new.set_index(key).loc[common]
         details["same_rows_other_order"] = bool(
-            len(only_old) == len(only_new) == 0 and not old[key].reset_index(drop=True).equals(new[key].reset_index(drop=True)))
+            len(only_old) == len(only_new) == 0
+            and not old[key].reset_index(drop=True).equals(new[key].reset_index(drop=True)))
     elif len(old) == len(new):
         a, b = old.reset_index(drop=True), new.reset_index(drop=True)
     else:
@@ -270,7 +275,7 @@ def attribute_differences(a: Any, b: Any, path: str = "model", limit: int = ATTR
     elif isinstance(a, (list, tuple)):
         if len(a) != len(b):
             found.append(f"{path}: length {len(a)} -> {len(b)}")
-        for index, (x, y) in enumerate(zip(a, b)):
+        for index, (x, y) in enumerate(zip(a, b, strict=False)):  # a length change is reported above
             attribute_differences(x, y, f"{path}[{index}]", limit, found, depth + 1)
     elif isinstance(a, float) and math.isnan(a) and math.isnan(b):
         pass

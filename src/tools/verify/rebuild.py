@@ -114,7 +114,7 @@ def prepare_venv(repo: Path, clone: Path, built: Path) -> tuple[Path, str]:
     """
     lock = clone / "requirements.lock"
     if not lock.is_file():
-        raise VerifyError(f"the commit has no requirements.lock: nothing defines its environment")
+        raise VerifyError("the commit has no requirements.lock: nothing defines its environment")
     existing = (repo / ".venv").resolve()
     if venv_reusable(existing / STAMP_NAME, lock):
         return existing, f"reused {existing} (installed from the identical requirements.lock)"
