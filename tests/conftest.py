@@ -11,8 +11,13 @@ Tests marked `slow` run the whole pipeline in a clone; `-m "not slow"` skips the
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,6 +46,29 @@ def run(args: list[str], cwd: Path, check: bool = True, **extra_env: str) -> sub
             f"{' '.join(args)} exited {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
         )
     return result
+
+
+@contextlib.contextmanager
+def running_service(app) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn on a free loopback port; yield its base URL; stop it afterwards."""
+    import uvicorn  # only the tests that serve pay for importing it
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))  # the OS picks a free port; no race with other tests
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    for _ in range(600):  # bounded wait for start-up
+        if server.started or not thread.is_alive():
+            break
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
 
 
 def make_clone(destination: Path) -> Path:

@@ -14,16 +14,12 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
-import threading
-import time
 from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pytest
-import uvicorn
 from dvc.repo import Repo
 from dvc_render.base import Renderer
 from dvc_render.html import PAGE_HTML
@@ -33,7 +29,7 @@ from ruamel.yaml import YAML
 from src.pipeline import config
 from src.pipeline.evaluate import CURVE_POINTS, curves
 from src.serving import serve
-from tests.conftest import run
+from tests.conftest import run, running_service
 from tests.template.test_predict import tiny_deployed
 
 ROOT = config.ROOT
@@ -185,20 +181,8 @@ def test_plots_page_draws_every_plot_offline(reproduced, tmp_path):
 def service(tmp_path):
     """A tiny model's service on a free loopback port; stopped afterwards."""
     deployed, _ = tiny_deployed(tmp_path / "model", 2)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))  # the OS picks a free port; no race with other tests
-    server = uvicorn.Server(uvicorn.Config(serve.create_app(deployed), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    for _ in range(600):  # bounded wait for start-up
-        if server.started or not thread.is_alive():
-            break
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(timeout=30)
-    sock.close()
+    with running_service(serve.create_app(deployed)) as url:
+        yield url
 
 
 def test_docs_page_lists_the_operations_offline(service, tmp_path):

@@ -3,20 +3,16 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
-import threading
-import time
 
 import httpx
 import numpy as np
 import pandas as pd
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from src.pipeline import config
 from src.serving import serve
-from tests.conftest import run
+from tests.conftest import run, running_service
 from tests.template import frames
 from tests.template.frames import ADAPTER, UNSEEN
 from tests.template.test_predict import (
@@ -86,20 +82,8 @@ def test_the_openapi_row_is_the_manifest_contract(tmp_path):
 def service(reproduced):
     """Base URL of a running service on a free loopback port; stopped afterwards."""
     app = serve.create_app(load(reproduced), max_rows=MAX_ROWS, max_bytes=MAX_BYTES)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))  # the OS picks a free port; no race with other tests
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    for _ in range(600):  # bounded wait for start-up
-        if server.started or not thread.is_alive():
-            break
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(timeout=30)
-    sock.close()
+    with running_service(app) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
