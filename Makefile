@@ -74,9 +74,9 @@ repro: $(STAMP) $(SOURCE_DB)
 test: $(STAMP) $(SOURCE_DB)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile tests
 
-# The fast set: generic code on tiny frames, no pipeline run in a clone.
+# The fast set on two workers: generic code on tiny frames, no pipeline run in a clone.
 test-unit: $(STAMP) $(SOURCE_DB)
-	$(BIN)/python -m pytest -q -m "not slow" tests
+	$(BIN)/python -m pytest -q -n 2 -m "not slow" tests
 
 categories: $(STAMP) $(SOURCE_DB)
 	$(BIN)/python -m src.tools.categories
@@ -160,14 +160,16 @@ bench: $(STAMP) $(SOURCE_DB)
 # --- Deployment (src/serving/; docs/deployment.md) ---
 # make serve [HOST=0.0.0.0 PORT=8000]: the HTTP service on the verified model.
 # make predict INPUT=rows.csv|rows.parquet OUTPUT=predictions.csv|predictions.parquet: batch predictions.
-# Both refuse a model that does not match dvc.lock, its manifest or the environment.
+# Both refuse a model that does not match dvc.lock, its manifest or the environment;
+# ALLOW_VERSION_MISMATCH=1 loads it on other library versions anyway (predictions may differ).
 HOST ?= 127.0.0.1
 PORT ?= 8000
+ALLOW_MISMATCH_FLAG = $(if $(filter 1,$(ALLOW_VERSION_MISMATCH)),--allow-version-mismatch)
 .PHONY: serve predict
 serve: $(STAMP)
-	$(BIN)/python -m src.serving.serve --host $(HOST) --port $(PORT)
+	$(BIN)/python -m src.serving.serve --host $(HOST) --port $(PORT) $(ALLOW_MISMATCH_FLAG)
 
 predict: $(STAMP)
 	$(if $(INPUT),,$(error INPUT is missing: make predict INPUT=rows.csv|rows.parquet OUTPUT=predictions.csv|predictions.parquet))
 	$(if $(OUTPUT),,$(error OUTPUT is missing: make predict INPUT=rows.csv|rows.parquet OUTPUT=predictions.csv|predictions.parquet))
-	$(BIN)/python -m src.serving.predict --input $(INPUT) --output $(OUTPUT)
+	$(BIN)/python -m src.serving.predict --input $(INPUT) --output $(OUTPUT) $(ALLOW_MISMATCH_FLAG)

@@ -7,9 +7,12 @@ output for DVC (or a user) to mistake for a result.
 from __future__ import annotations
 
 import contextlib
+import errno
+import glob
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -24,12 +27,48 @@ import pyarrow.parquet as pq
 PARQUET_OPTIONS = dict(compression="zstd", compression_level=3, version="2.6", write_statistics=True)
 
 
+class DiskFullError(OSError, ValueError):
+    """The disk filled up while writing an output; the message names the file.
+
+    Still an OSError (errno ENOSPC) for code that handles those, and a
+    ValueError so that every stage's main, which prints ValueErrors without a
+    traceback, reports it as one line.
+    """
+
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Delete the temporary files that an interrupted write to `path` left; return them.
+
+    A killed run (kill -9, power loss) never reaches atomic_path's cleanup, so
+    its `.<name>.<random>.tmp` would stay next to the target for good. Only that
+    exact pattern is touched: the random part has no dot, so the leftovers of
+    a target named `<name>.<more>` are not this target's.
+    """
+    path = Path(path)
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[^.]+\.tmp")
+    removed = []
+    for sibling in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        if pattern.fullmatch(sibling.name) and sibling.is_file() and not sibling.is_symlink():
+            with contextlib.suppress(FileNotFoundError):
+                sibling.unlink()
+                removed.append(sibling)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path; on success rename it to `path`, else delete it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temporaries(path)
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        _raise_if_disk_full(error, path)
+        raise
     os.close(handle)
     try:
         yield Path(temporary)
@@ -38,9 +77,22 @@ def atomic_path(path: Path) -> Iterator[Path]:
         os.umask(umask)
         os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, path)
+    except OSError as error:
+        _raise_if_disk_full(error, path)
+        raise
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
+
+
+def _raise_if_disk_full(error: OSError, path: Path) -> None:
+    """Turn a full disk into a DiskFullError naming `path`; leave any other OSError alone."""
+    if isinstance(error, DiskFullError):
+        return
+    # pyarrow reports a failed write as an OSError whose errno may be unset: read its text too.
+    if error.errno == errno.ENOSPC or "no space left on device" in str(error).lower():
+        raise DiskFullError(errno.ENOSPC,
+                            f"cannot write {path}: no space left on device; free some space and rerun") from None
 
 
 @contextlib.contextmanager

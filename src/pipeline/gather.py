@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from src.pipeline import config, files
 from src.pipeline.adapter import Adapter
-from src.pipeline.history import TIME_FORMAT
+from src.pipeline.history import TIME_FORMAT, _redacted
 from src.pipeline.params import ParamsError, as_of_timestamp, load_adapter, load_params
 
 
@@ -30,24 +30,34 @@ class SourceError(RuntimeError):
 def open_source(url: str, scramble: bool = False) -> sa.Engine:
     """An engine for `url`; a missing SQLite file is an error, not a new empty DB.
 
-    `scramble` turns on SQLite's reverse_unordered_selects: any code that leans
-    on an unspecified row order then gets another order (used by `make verify`).
+    No error repeats a password from `url`: messages end up in terminals and
+    CI logs. `scramble` turns on SQLite's reverse_unordered_selects: any code
+    that leans on an unspecified row order then gets another order (used by
+    `make verify`).
     """
-    parsed = sa.engine.make_url(url)
+    try:
+        parsed = sa.engine.make_url(url)
+    except (sa.exc.ArgumentError, ValueError):
+        # Not quoted back: any part of an unparsed URL may be the password.
+        raise SourceError(f"the source URL is not a database URL; set {config.SOURCE_URL_ENV} to one like "
+                          "postgresql://user@host/database or sqlite:///path/to/source.sqlite") from None
+    shown = _redacted(parsed.render_as_string(hide_password=True), url)
+    target = url
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
         if not database or database == ":memory:" or not Path(database).is_file():
-            raise SourceError(f"source database not found: {database or url!r} (build the demo with `make source`, "
-                              "or ingest a table: `python -m src.tools.ingest`)")
+            raise SourceError(_redacted(
+                f"source database not found: {database or shown} (build the demo with `make source`, "
+                "or ingest a table: `python -m src.tools.ingest`)", url))
         # Read-only: a snapshot must never write to the source.
-        url = f"sqlite:///file:{Path(database).resolve()}?mode=ro&uri=true"
+        target = f"sqlite:///file:{Path(database).resolve()}?mode=ro&uri=true"
     try:
-        engine = sa.create_engine(url)
+        engine = sa.create_engine(target)
     except Exception as error:  # bad URL or missing driver
-        raise SourceError(f"cannot use source URL {parsed.render_as_string(hide_password=True)}: {error}") from None
+        raise SourceError(_redacted(f"cannot use source URL {shown}: {error}", url)) from None
     if scramble and engine.dialect.name == "sqlite":
         @sa.event.listens_for(engine, "connect")
-        def _reverse(connection, _record):  # pragma: no cover - exercised by verify
+        def _reverse(connection, _record):
             connection.execute("PRAGMA reverse_unordered_selects = ON")
     return engine
 
@@ -111,7 +121,8 @@ def gather(adapter: Adapter, url: str, as_of: str, chunk_rows: int, output: Path
                 output, _nonempty(read_snapshot(connection, adapter, as_of, chunk_rows), as_of),
                 adapter.snapshot_schema)
     except sa.exc.DBAPIError as error:
-        raise SourceError(f"cannot read the source: {error.orig}") from None
+        # A driver may quote its connection string (password included) back.
+        raise SourceError(_redacted(f"cannot read the source: {error.orig}", url)) from None
     finally:
         engine.dispose()
     return rows
@@ -146,5 +157,5 @@ def main() -> None:
 if __name__ == "__main__":
     try:
         main()
-    except (ParamsError, SourceError) as error:
+    except (ParamsError, SourceError, files.DiskFullError) as error:
         sys.exit(f"gather: error: {error}")

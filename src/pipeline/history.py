@@ -20,6 +20,7 @@ import datetime as dt
 import hashlib
 import json
 import math
+import re
 import urllib.parse
 from dataclasses import dataclass
 
@@ -224,13 +225,28 @@ def ingest(frame: pd.DataFrame, url: str, table: str, id_column: str,
 
 
 def _redacted(message: str, url: str) -> str:
-    """`message` without the URL or its password: errors end up in terminals and CI logs."""
+    """`message` without the URL or its passwords: errors end up in terminals and CI logs.
+
+    A password may sit in the user part (`user:secret@host`) or in a query
+    parameter (`?password=secret`, libpq's `sslpassword`), plain or URL-encoded.
+    """
     try:
-        password = sa.engine.make_url(url).password
-    except sa.exc.ArgumentError:
+        parsed = sa.engine.make_url(url)
+    except (sa.exc.ArgumentError, ValueError):
         return message.replace(url, "<url>")  # not even parsed: any part of it may be the secret
-    secrets = [url, password, urllib.parse.quote(password, safe="")] if password else []
-    for secret in sorted(secrets, key=len, reverse=True):
+    passwords = [parsed.password] if parsed.password else []
+    for key, value in parsed.query.items():
+        if "password" in key.lower():
+            passwords.extend([value] if isinstance(value, str) else value)
+    # The raw text as written, in case its encoding differs from what quote() gives back.
+    passwords += re.findall(r"(?i)[?&][^=&]*password[^=&]*=([^&#]*)", url)
+    passwords += re.findall(r"^[^:/]+://[^:/@?]*:([^@/?]*)@", url)
+    passwords = [password for password in passwords if password]
+    secrets = {url} if passwords else set()  # a URL without a password is worth showing
+    for password in passwords:
+        secrets |= {password, urllib.parse.unquote_plus(password), urllib.parse.quote(password, safe=""),
+                    urllib.parse.quote_plus(password)}
+    for secret in sorted(filter(None, secrets), key=len, reverse=True):
         message = message.replace(secret, "***")
     return message
 

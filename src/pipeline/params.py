@@ -8,6 +8,7 @@ DVC compares params by value, so a type that drifts would rewrite dvc.lock.
 """
 from __future__ import annotations
 
+import datetime as dt
 import io
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, Validat
 from src.pipeline import adapter as adapter_module
 from src.pipeline import config
 from src.pipeline.adapter import UNKNOWN, Adapter
-from src.pipeline.history import as_of_text
+from src.pipeline.history import TIME_FORMAT, as_of_text
 
 ModelName = Literal["hist_gradient_boosting", "logistic_regression", "random_forest", "stacking"]
 BaseModelName = Literal["hist_gradient_boosting", "logistic_regression", "random_forest"]
@@ -45,10 +46,25 @@ class Gather(_Section):
     as_of: str
     chunk_rows: int = Field(gt=0)
 
+    @field_validator("as_of", mode="before")
+    @classmethod
+    def _quoted(cls, value: object) -> object:
+        if isinstance(value, dt.date):
+            raise ValueError(f"quote the date ('{value.isoformat()}'): YAML reads an unquoted date as a date "
+                             "object, which DVC cannot record")
+        return value
+
     @field_validator("as_of")
     @classmethod
     def _parse_as_of(cls, value: str) -> str:
-        as_of_timestamp(value)  # raises ValueError with the accepted formats
+        moment = as_of_timestamp(value)  # raises ValueError with the accepted formats
+        now = dt.datetime.now(dt.UTC).strftime(TIME_FORMAT)
+        if moment > now:
+            # Rows can still be recorded at or before a future moment, so the
+            # same as_of would give another snapshot tomorrow.
+            raise ValueError(f"is in the future ({moment} UTC; now {now} UTC): a snapshot is a pure "
+                             "function of as_of only while nothing can still be recorded at or before it; "
+                             "use a moment that has passed (a bare date means the end of that day)")
         return value
 
 
@@ -207,10 +223,13 @@ def _describe(error: ValidationError, prefix: str = "") -> str:
             lines.append(f"  {key}: missing; add it (the template's params.yaml shows every key)")
         elif item["type"] == "extra_forbidden":
             lines.append(f"  {key}: unknown key; remove it or fix its spelling")
-        elif isinstance(item.get("input"), (dict, list)) and item["type"] not in ("list_type", "dict_type"):
-            lines.append(f"  {key}: {item['msg']}")
         else:
-            lines.append(f"  {key}: {item['msg']} (got {_quote(item.get('input'))})")
+            # Our validators' own words, without pydantic's "Value error, " prefix.
+            message = str(item["ctx"]["error"]) if item["type"] == "value_error" else item["msg"]
+            if isinstance(item.get("input"), (dict, list)) and item["type"] not in ("list_type", "dict_type"):
+                lines.append(f"  {key}: {message}")
+            else:
+                lines.append(f"  {key}: {message} (got {_quote(item.get('input'))})")
     for index, count in repeats.items():
         lines[index] += f" (and {count} more like it)"
     return "\n".join(lines)

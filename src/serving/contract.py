@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr, create_model
 
 from src.pipeline.model import count_unknown
 
@@ -30,6 +30,22 @@ _EXAMPLES = 3
 
 class ContractError(ValueError):
     """Input rows do not meet the contract; the message names every problem."""
+
+
+@dataclass(frozen=True)
+class Numbering:
+    """How messages number rows: `noun` and the number of the first data row."""
+
+    noun: str
+    first: int
+
+
+# Rows as positions, counted from 0: the index of a row in a frame or in a
+# request's "rows" list.
+ROWS = Numbering("row", 0)
+# Rows of a CSV file by line, line 1 being the header. A quoted field that
+# spans lines, or a blank line (skipped), shifts the rows after it.
+CSV_LINES = Numbering("CSV line", 2)
 
 
 @dataclass(frozen=True)
@@ -66,10 +82,11 @@ class Contract:
             ranges={name: tuple(bounds) for name, bounds in (manifest.get("ranges") or {}).items()},
         )
 
-    def check(self, frame: pd.DataFrame) -> Checked:
+    def check(self, frame: pd.DataFrame, numbering: Numbering = ROWS) -> Checked:
         """Validate `frame`; return its features in the recorded column order.
 
-        Raises ContractError listing every problem found, not just the first.
+        Raises ContractError listing every problem found, not just the first,
+        with rows numbered as `numbering` says.
         """
         if not isinstance(frame, pd.DataFrame):
             raise ContractError(f"input must be a pandas DataFrame, got {type(frame).__name__}")
@@ -85,10 +102,10 @@ class Contract:
         problems: list[str] = []
         columns = {}
         for name in self.categorical:
-            columns[name] = _categorical(frame[name], problems)
+            columns[name] = _categorical(frame[name], problems, numbering)
         for name in self.numeric:
-            columns[name] = _numeric(frame[name], self.ranges.get(name, (None, None)), problems)
-        ids = _ids(frame[self.id], problems) if self.id in frame.columns else None
+            columns[name] = _numeric(frame[name], self.ranges.get(name, (None, None)), problems, numbering)
+        ids = _ids(frame[self.id], problems, numbering) if self.id in frame.columns else None
         if problems:
             raise ContractError("input does not meet the model's contract:\n  " + "\n  ".join(problems))
         features = pd.DataFrame(columns, columns=list(self.features))
@@ -111,7 +128,7 @@ class Contract:
         for name in self.categorical:
             values = self.categories[name]
             fields[name] = (
-                StrictStr | None,
+                Annotated[StrictStr, AfterValidator(_encodable)] | None,
                 Field(
                     description=f"One of {len(values)} recorded categories; any other value (or null) "
                     "goes to the unknown bucket and is counted in the response.",
@@ -124,7 +141,21 @@ class Contract:
                 Annotated[float | None, Field(strict=True, ge=low, le=high, allow_inf_nan=False)],
                 Field(description="A number" + _range_text(low, high) + "; null is imputed as in training."),
             )
+        # An extra key that is a lone surrogate pydantic refuses itself ("unable
+        # to parse raw data as a unicode string").
         return create_model("Row", __config__=ConfigDict(extra="allow"), **fields)
+
+
+def _encodable(text: str) -> str:
+    """Refuse text that UTF-8 cannot hold: JSON's escapes allow a lone surrogate
+    such as \\ud800, which Python's parser accepts and Arrow cannot store."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        # ascii(): the message itself must be encodable to be sent.
+        raise ValueError(f"not valid Unicode text: {ascii(text[error.start:error.end])} at character "
+                         f"{error.start} is a lone surrogate") from None
+    return text
 
 
 def _range_text(low: float | None, high: float | None) -> str:
@@ -137,14 +168,14 @@ def _range_text(low: float | None, high: float | None) -> str:
     return ""
 
 
-def _rows(mask: np.ndarray | pd.Series) -> str:
+def _rows(mask: np.ndarray | pd.Series, numbering: Numbering) -> str:
     positions = np.flatnonzero(np.asarray(mask))
-    shown = ", ".join(str(p) for p in positions[:_EXAMPLES])
+    shown = ", ".join(str(p + numbering.first) for p in positions[:_EXAMPLES])
     more = f" and {len(positions) - _EXAMPLES} more" if len(positions) > _EXAMPLES else ""
-    return f"row{'s' if len(positions) > 1 else ''} {shown}{more}"
+    return f"{numbering.noun}{'s' if len(positions) > 1 else ''} {shown}{more}"
 
 
-def _categorical(column: pd.Series, problems: list[str]) -> pd.Series:
+def _categorical(column: pd.Series, problems: list[str], numbering: Numbering) -> pd.Series:
     if pd.api.types.is_string_dtype(column.dtype) and column.dtype != object:
         return column  # pandas' str dtype (Parquet, CSV): text or missing already
     if isinstance(column.dtype, pd.CategoricalDtype):
@@ -154,7 +185,7 @@ def _categorical(column: pd.Series, problems: list[str]) -> pd.Series:
     if wrong.any():
         example = _plain(column[wrong].iloc[0])
         problems.append(f"{column.name}: expected text or missing, got {type(example).__name__} "
-                        f"{example!r} at {_rows(wrong)}")
+                        f"{example!r} at {_rows(wrong, numbering)}")
         return column
     if not present.any():
         # All missing, whatever the reader made of it: unknown bucket throughout.
@@ -162,7 +193,8 @@ def _categorical(column: pd.Series, problems: list[str]) -> pd.Series:
     return column
 
 
-def _numeric(column: pd.Series, bounds: tuple[float | None, float | None], problems: list[str]) -> pd.Series:
+def _numeric(column: pd.Series, bounds: tuple[float | None, float | None], problems: list[str],
+             numbering: Numbering) -> pd.Series:
     name = column.name
     if pd.api.types.is_bool_dtype(column.dtype):
         problems.append(f"{name}: expected numbers, got booleans")
@@ -170,10 +202,15 @@ def _numeric(column: pd.Series, bounds: tuple[float | None, float | None], probl
     if not pd.api.types.is_numeric_dtype(column.dtype):
         present = column.notna()
         wrong = present & ~column.map(_is_number)
+        if wrong.any() and pd.api.types.is_string_dtype(column.dtype) and column.dtype != object:
+            # Text from a reader (CSV): one unparsable value makes the whole
+            # column text, so name the rows that are not numbers, not every row.
+            unparsable = present & pd.to_numeric(column, errors="coerce").isna()
+            wrong = unparsable if unparsable.any() else wrong
         if wrong.any():
             example = _plain(column[wrong].iloc[0])
             problems.append(f"{name}: expected a number or missing, got {type(example).__name__} "
-                            f"{example!r} at {_rows(wrong)}")
+                            f"{example!r} at {_rows(wrong, numbering)}")
             return column
         column = pd.Series([float(v) if pd.notna(v) else np.nan for v in column], dtype=np.float64, name=name)
     # A no-op for float64 columns: the model sees the caller's exact values.
@@ -182,7 +219,7 @@ def _numeric(column: pd.Series, bounds: tuple[float | None, float | None], probl
     values = column.to_numpy(dtype=np.float64, na_value=np.nan)
     infinite = np.isinf(values)
     if infinite.any():
-        problems.append(f"{name}: infinite values at {_rows(infinite)}")
+        problems.append(f"{name}: infinite values at {_rows(infinite, numbering)}")
     low, high = bounds
     outside = np.zeros(len(values), dtype=bool)
     if low is not None:
@@ -192,7 +229,8 @@ def _numeric(column: pd.Series, bounds: tuple[float | None, float | None], probl
     outside &= ~infinite
     if outside.any():
         example = float(values[outside][0])
-        problems.append(f"{name}: {example!r} outside the allowed range{_range_text(low, high)} at {_rows(outside)}")
+        problems.append(f"{name}: {example!r} outside the allowed range{_range_text(low, high)} "
+                        f"at {_rows(outside, numbering)}")
     return pd.Series(values, name=name, copy=False)
 
 
@@ -205,9 +243,9 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
-def _ids(column: pd.Series, problems: list[str]) -> pd.Series | None:
+def _ids(column: pd.Series, problems: list[str], numbering: Numbering) -> pd.Series | None:
     if column.isna().any():
-        problems.append(f"{column.name}: missing ids at {_rows(column.isna())}")
+        problems.append(f"{column.name}: missing ids at {_rows(column.isna(), numbering)}")
         return None
     if not pd.api.types.is_integer_dtype(column.dtype) or pd.api.types.is_bool_dtype(column.dtype):
         problems.append(f"{column.name}: ids must be integers, got {column.dtype}")

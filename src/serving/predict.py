@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import logging
 import sys
 import threading
@@ -36,7 +37,7 @@ from threadpoolctl import ThreadpoolController
 from src.pipeline import artifact, config, files, lockfile
 from src.pipeline.params import ParamsError, load_params
 from src.pipeline.predictions import predictions_frame, predictions_schema
-from src.serving.contract import Contract, ContractError
+from src.serving.contract import CSV_LINES, ROWS, Contract, ContractError, Numbering
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,10 @@ LOCKED_PARAMS = ("evaluate.threshold", "train.threads")
 # The batch command's output format, by the output's extension. Anything else
 # is refused rather than guessed: a file named .csv must hold CSV.
 OUTPUT_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
+
+
+class VersionMismatchError(artifact.ArtifactError):
+    """The model was trained on other Python or library versions than these."""
 
 
 @dataclass(frozen=True)
@@ -89,8 +94,8 @@ class Deployed:
             "threads": self.threads,
         }
 
-    def predict(self, frame: pd.DataFrame) -> Prediction:
-        checked = self.contract.check(frame)
+    def predict(self, frame: pd.DataFrame, numbering: Numbering = ROWS) -> Prediction:
+        checked = self.contract.check(frame, numbering)
         with self._lock, self._threadpools.limit(limits=self.threads):
             probabilities = self.model.predict_proba(checked.features)
         ids = checked.ids if checked.ids is not None else np.zeros(len(probabilities), dtype=np.int64)
@@ -123,8 +128,31 @@ def load_model(
                     f"{params_path} has {key} = {current[key]!r}, but stage {stage!r} in {lock_path} ran with "
                     f"{value!r}: run `dvc repro` so the model and its evaluation match the params"
                 )
-    model, manifest = artifact.load_model(model_path, manifest_path, allow_version_mismatch, lock_path=lock_path)
+    try:
+        model, manifest = artifact.load_model(model_path, manifest_path, allow_version_mismatch, lock_path=lock_path)
+    except artifact.ArtifactError as error:
+        if _names_version_mismatch(error, manifest_path):
+            raise VersionMismatchError(str(error)) from None
+        raise
     return Deployed(model, manifest, params.evaluate.threshold, params.train.threads)
+
+
+def _names_version_mismatch(error: artifact.ArtifactError, manifest_path: Path) -> bool:
+    """Whether `error` is the refusal to load on other versions, told by the
+    mismatch lines it lists (so the commands can name their override)."""
+    try:
+        recorded = json.loads(Path(manifest_path).read_bytes())["versions"]
+        mismatches = artifact.version_mismatches(recorded)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+    return bool(mismatches) and all(line in str(error) for line in mismatches)
+
+
+def override_hint(command: str) -> str:
+    """How to load despite a version mismatch, for `command` (serve or predict)."""
+    make = "make serve" if command == "serve" else "make predict INPUT=.. OUTPUT=.."
+    return (f"To {command} anyway (predictions may differ): --allow-version-mismatch, "
+            f"or `{make} ALLOW_VERSION_MISMATCH=1`")
 
 
 @functools.cache
@@ -142,15 +170,26 @@ def read_rows(path: Path, contract: Contract) -> pd.DataFrame:
     "123" stays a category). pandas (>= 3.1, locked) parses CSV floats exactly,
     so a CSV written from a frame reads back the same float64 values; a test
     checks it, since older parsers could be off in the last bit."""
+    path = check_input(path)
+    if path.suffix.lower() == ".csv":
+        try:
+            return pd.read_csv(path, dtype={name: "str" for name in contract.categorical})
+        except pd.errors.EmptyDataError:  # whitespace only: pandas' "No columns to parse from file"
+            raise ValueError(f"input file {path} is empty: no header, no rows") from None
+    return files.read_frame(path)
+
+
+def check_input(path: Path) -> Path:
+    """Refuse an input of unknown format, absent, or empty, before the model loads."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".parquet", ".pq"):
         raise ValueError(f"{path}: unknown input format {suffix!r}; use .csv or .parquet")
     if not path.exists():
         raise FileNotFoundError(f"{path} not found")
-    if suffix == ".csv":
-        return pd.read_csv(path, dtype={name: "str" for name in contract.categorical})
-    return files.read_frame(path)
+    if path.is_file() and path.stat().st_size == 0:
+        raise ValueError(f"input file {path} is empty: no header, no rows")
+    return path
 
 
 def output_format(path: Path) -> str:
@@ -189,11 +228,16 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     output_format(args.output)  # a bad --output is refused before the model is loaded
-    deployed = load_model(allow_version_mismatch=args.allow_version_mismatch)
+    check_input(args.input)
+    try:
+        deployed = load_model(allow_version_mismatch=args.allow_version_mismatch)
+    except VersionMismatchError as error:
+        raise VersionMismatchError(f"{error}\n{override_hint('predict')}") from None
     frame = read_rows(args.input, deployed.contract)
     if deployed.contract.id not in frame.columns:
         raise ContractError(f"{args.input} lacks the id column {deployed.contract.id!r}, which keys the predictions")
-    result = deployed.predict(frame)
+    # Errors name CSV rows by line, so an editor can jump to them; Parquet rows by position from 0.
+    result = deployed.predict(frame, CSV_LINES if args.input.suffix.lower() == ".csv" else ROWS)
     write_predictions(args.output, result.predictions, deployed.schema)
     print(f"predict: {len(result.predictions)} rows -> {args.output}", file=sys.stderr)
     for column, counts in result.unknown_categories.items():

@@ -11,7 +11,8 @@ The service loads the model through src/predict.py, so it refuses to start
 on a model that does not match dvc.lock and its manifest, and answers with the
 same probabilities as the batch command and the evaluate stage. Bad input
 gets a 4xx naming the problem: 422 for missing fields, wrong types, values out
-of range or no rows; 413 for a body over --max-bytes or more than --max-rows.
+of range, text that is not valid Unicode, or no rows; 415 for a body not sent
+as application/json; 413 for a body over --max-bytes or more than --max-rows.
 """
 # No `from __future__ import annotations`: FastAPI reads the endpoint's
 # annotations at run time, and the request model is built in create_app.
@@ -22,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 import uvicorn
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -32,7 +33,7 @@ from pydantic import Field, create_model
 from src.pipeline import artifact
 from src.pipeline.params import ParamsError
 from src.serving.contract import ContractError
-from src.serving.predict import Deployed, load_model
+from src.serving.predict import Deployed, VersionMismatchError, load_model, override_hint
 
 # A row of the example (22 features) is about 500 bytes of JSON: 4 MiB holds
 # some 8,000 such rows. Both limits are flags.
@@ -121,7 +122,7 @@ def create_app(deployed: Deployed, max_rows: int = MAX_ROWS, max_bytes: int = MA
             "limits": {"max_rows": max_rows, "max_bytes": max_bytes},
         }
 
-    @app.post("/predict", response_model=PredictResponse)
+    @app.post("/predict", response_model=PredictResponse, dependencies=[Depends(require_json)])
     def predict(request: PredictRequest) -> dict[str, Any]:  # sync: runs in the threadpool
         rows = request.rows
         if len(rows) > max_rows:
@@ -150,6 +151,18 @@ def create_app(deployed: Deployed, max_rows: int = MAX_ROWS, max_bytes: int = MA
     return app
 
 
+def require_json(request: Request) -> None:
+    """415 for a body that is not JSON. FastAPI would pass such a body on as
+    bytes, to fail as a 422 about the body's shape that hides the cause."""
+    content_type = request.headers.get("content-type", "")
+    media_type = content_type.split(";")[0].strip().lower()
+    # The types FastAPI parses as JSON: application/json and application/*+json.
+    if media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json")):
+        return
+    found = f"Content-Type {content_type!r}" if content_type else "no Content-Type"
+    raise HTTPException(415, f"the body must be JSON: send Content-Type application/json (got {found})")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m src.serving.serve", description="Serve the model over HTTP.")
     parser.add_argument("--host", default="127.0.0.1")
@@ -161,6 +174,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         deployed = load_model(allow_version_mismatch=args.allow_version_mismatch)
+    except VersionMismatchError as error:
+        sys.exit(f"serve: refusing to start: {error}\n{override_hint('serve')}")
     except (artifact.ArtifactError, ParamsError) as error:
         sys.exit(f"serve: refusing to start: {error}")
     app = create_app(deployed, max_rows=args.max_rows, max_bytes=args.max_bytes)
