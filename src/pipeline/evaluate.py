@@ -140,7 +140,10 @@ def main() -> None:
     check_recorded(params, adapter)
     classes = params.classes
     started = time.perf_counter()
-    model, manifest = artifact.load_model(config.MODEL, config.MANIFEST)
+    # Unpickled only once dvc.lock vouches for the model and manifest: DVC
+    # records the train stage's outputs before evaluate runs, so a model
+    # swapped in (with a manifest edited to match) is refused, not executed.
+    model, manifest = artifact.load_model(config.MODEL, config.MANIFEST, lock_path=config.DVC_LOCK)
     if list(model.classes_) != classes:
         raise ValueError(f"the model's classes {list(model.classes_)} are not params.yaml's {classes}: "
                          "run `dvc repro train`")

@@ -1,6 +1,7 @@
 """The model, its evaluation and its predictions table on tiny frames, for two and for three classes."""
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
 
@@ -12,7 +13,7 @@ import pytest
 import yaml
 from sklearn import metrics
 
-from src.pipeline import config, evaluate, files, predictions, train
+from src.pipeline import artifact, config, evaluate, files, predictions, train
 from src.pipeline.adapter import UNKNOWN
 from src.pipeline.featurize import is_test
 from src.pipeline.model import HGB_MAX_CATEGORIES, UnknownBucket, build_pipeline, count_unknown, fitted_state, structure
@@ -164,21 +165,55 @@ def test_permutation_importance_names_every_feature(n_classes):
 
 # --- the stages' main functions, on tiny features in a temporary folder ------
 
-@pytest.mark.parametrize("n_classes", [2, 3])
-def test_train_and_evaluate_stages_write_what_dvc_yaml_declares(n_classes, tmp_path, monkeypatch):
-    ROOT = config.ROOT
-    params = frames.small_params("logistic_regression", n_classes)
-    for name in ("TRAIN_FEATURES", "TEST_FEATURES", "MODEL", "MANIFEST", "EVAL_DIR", "METRICS", "PREDICTIONS"):
+def stage_in_tmp(tmp_path, monkeypatch, params) -> None:
+    """Point every stage path, dvc.lock included, into tmp_path, and give the stages `params`."""
+    for name in ("TRAIN_FEATURES", "TEST_FEATURES", "MODEL", "MANIFEST", "EVAL_DIR", "METRICS", "PREDICTIONS",
+                 "DVC_LOCK"):
         monkeypatch.setattr(config, name, tmp_path / getattr(config, name).relative_to(config.ROOT))
     monkeypatch.setattr(config, "ROOT", tmp_path)
     for stage in (train, evaluate):
         monkeypatch.setattr(stage, "load_params", lambda: params)
+
+
+def record_train_outputs(root) -> None:
+    """What DVC does between the train and evaluate stages: record train's outputs' MD5s in dvc.lock."""
+    outs = [{"path": path, "hash": "md5", "md5": hashlib.md5((root / path).read_bytes()).hexdigest()}
+            for path in ("models/model.pkl", "models/manifest.json")]
+    (root / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": {"train": {"outs": outs}}}))
+
+
+def test_evaluate_refuses_a_model_that_dvc_lock_does_not_vouch_for(tmp_path, monkeypatch):
+    n_classes = 2
+    params = frames.small_params("logistic_regression", n_classes)
+    stage_in_tmp(tmp_path, monkeypatch, params)
+    rows = frames.features(120, n_classes)
+    files.write_frame(config.TRAIN_FEATURES, rows, ADAPTER.features_schema)
+    files.write_frame(config.TEST_FEATURES, rows, ADAPTER.features_schema)
+    train.main()
+    record_train_outputs(tmp_path)
+    # A swapped pickle with a manifest edited to match passes the manifest's check, not dvc.lock's.
+    swapped = pickle.dumps({"not": "the trained model"}, protocol=5)
+    config.MODEL.write_bytes(swapped)
+    manifest = json.loads(config.MANIFEST.read_text())
+    manifest["model_sha256"] = hashlib.sha256(swapped).hexdigest()
+    config.MANIFEST.write_text(json.dumps(manifest))
+    with pytest.raises(artifact.ArtifactError, match="does not match .* recorded in"):
+        evaluate.main()
+    assert not config.PREDICTIONS.exists()
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_train_and_evaluate_stages_write_what_dvc_yaml_declares(n_classes, tmp_path, monkeypatch):
+    ROOT = config.ROOT
+    params = frames.small_params("logistic_regression", n_classes)
+    stage_in_tmp(tmp_path, monkeypatch, params)
     rows = frames.features(240, n_classes)
     held_out = is_test(rows[ADAPTER.id], 25, params.seed)
     files.write_frame(config.TRAIN_FEATURES, rows[~held_out], ADAPTER.features_schema)
     files.write_frame(config.TEST_FEATURES, rows[held_out].reset_index(drop=True), ADAPTER.features_schema)
 
     train.main()
+    record_train_outputs(tmp_path)
     evaluate.main()
 
     written = pd.read_parquet(config.PREDICTIONS)
