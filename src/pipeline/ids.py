@@ -2,8 +2,8 @@
 
 Python's hash() is salted per process for strings and numpy's RNG depends on
 call order; these depend only on the value. The split uses SplitMix64; the
-flights demo builder picks its corrected records with MurmurHash3's 32-bit
-finaliser (kept as it was: another mixer would pick other flights and change
+example's demo builder picks the records it corrects with MurmurHash3's 32-bit
+finaliser (kept as it was: another mixer would pick other records and change
 every output of the example).
 """
 from __future__ import annotations
