@@ -11,7 +11,8 @@ What passes: every feature column present (extra columns are ignored and
 reported); categorical values are text or missing (values off the recorded
 list go to the unknown bucket and are counted); numeric values are numbers or
 missing (missing ones are imputed with the values learned in training), finite,
-and inside the manifest's `ranges` where the column has one.
+no larger in magnitude than float32 holds, and inside the manifest's `ranges`
+where the column has one.
 """
 from __future__ import annotations
 
@@ -20,12 +21,21 @@ from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr, create_model
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr, create_model
 
 from src.pipeline.model import count_unknown
 
 # How many offending rows an error message names per column.
 _EXAMPLES = 3
+# The largest magnitude a numeric input may have: float32's. scikit-learn's
+# trees (a random forest, or a stack with one) convert their input to float32
+# and refuse anything larger deep inside predict_proba, after the checks.
+LARGEST = float(np.finfo(np.float32).max)
+_INT64 = np.iinfo(np.int64)
+# The service's id bounds: int64's, less 1,024, so that each bound is exactly a
+# float64. JSON tooling that reads the published schema's bound as a float
+# (int64's max becomes 2**63) would otherwise generate an id the service refuses.
+_ID_LIMIT = 2**63 - 1024
 
 
 class ContractError(ValueError):
@@ -123,7 +133,9 @@ class Contract:
         are allowed, ignored and reported; the id is optional and echoed back.
         """
         fields: dict[str, Any] = {
-            self.id: (StrictInt | None, Field(default=None, description="Optional; echoed in the prediction.")),
+            # int64, as the batch command's ids and the predictions files hold them.
+            self.id: (Annotated[StrictInt, BeforeValidator(_whole), Field(ge=-_ID_LIMIT, le=_ID_LIMIT)] | None,
+                      Field(default=None, description="Optional; echoed in the prediction.")),
         }
         for name in self.categorical:
             values = self.categories[name]
@@ -137,13 +149,20 @@ class Contract:
             )
         for name in self.numeric:
             low, high = self.ranges.get(name, (None, None))
+            ge = -LARGEST if low is None else max(low, -LARGEST)
+            le = LARGEST if high is None else min(high, LARGEST)
             fields[name] = (
-                Annotated[float | None, Field(strict=True, ge=low, le=high, allow_inf_nan=False)],
+                Annotated[float | None, Field(strict=True, ge=ge, le=le, allow_inf_nan=False)],
                 Field(description="A number" + _range_text(low, high) + "; null is imputed as in training."),
             )
-        # An extra key that is a lone surrogate pydantic refuses itself ("unable
-        # to parse raw data as a unicode string").
+        # An extra key that is a lone surrogate is only named back, in
+        # ignored_columns, where the response's JSON escapes it.
         return create_model("Row", __config__=ConfigDict(extra="allow"), **fields)
+
+
+def _whole(value: Any) -> Any:
+    """7.0 as 7: JSON does not tell them apart, and JSON Schema's "integer" counts both."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _encodable(text: str) -> str:
@@ -212,6 +231,12 @@ def _numeric(column: pd.Series, bounds: tuple[float | None, float | None], probl
             problems.append(f"{name}: expected a number or missing, got {type(example).__name__} "
                             f"{example!r} at {_rows(wrong, numbering)}")
             return column
+        # Python's integers have no bound; float() would raise OverflowError past float64.
+        huge = present & column.map(lambda value: isinstance(value, (int, np.integer)) and abs(value) > LARGEST)
+        if huge.any():
+            problems.append(f"{name}: an integer beyond {LARGEST:g} in magnitude, the most a model input may be, "
+                            f"at {_rows(huge, numbering)}")
+            return column
         column = pd.Series([float(v) if pd.notna(v) else np.nan for v in column], dtype=np.float64, name=name)
     # A no-op for float64 columns: the model sees the caller's exact values.
     # Checked on the numpy array: pandas' per-operation overhead dominates
@@ -231,6 +256,11 @@ def _numeric(column: pd.Series, bounds: tuple[float | None, float | None], probl
         example = float(values[outside][0])
         problems.append(f"{name}: {example!r} outside the allowed range{_range_text(low, high)} "
                         f"at {_rows(outside, numbering)}")
+    huge = (np.abs(values) > LARGEST) & ~infinite & ~outside
+    if huge.any():
+        example = float(values[huge][0])
+        problems.append(f"{name}: {example!r} is beyond {LARGEST:g} in magnitude, the most a model input may be, "
+                        f"at {_rows(huge, numbering)}")
     return pd.Series(values, name=name, copy=False)
 
 
@@ -249,5 +279,9 @@ def _ids(column: pd.Series, problems: list[str], numbering: Numbering) -> pd.Ser
         return None
     if not pd.api.types.is_integer_dtype(column.dtype) or pd.api.types.is_bool_dtype(column.dtype):
         problems.append(f"{column.name}: ids must be integers, got {column.dtype}")
+        return None
+    beyond = column > _INT64.max if pd.api.types.is_unsigned_integer_dtype(column.dtype) else None
+    if beyond is not None and beyond.any():  # astype would wrap them around into other ids
+        problems.append(f"{column.name}: ids beyond the int64 range at {_rows(beyond, numbering)}")
         return None
     return column.astype(np.int64)

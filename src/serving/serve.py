@@ -10,14 +10,19 @@
 The service loads the model through src/predict.py, so it refuses to start
 on a model that does not match dvc.lock and its manifest, and answers with the
 same probabilities as the batch command and the evaluate stage. Bad input
-gets a 4xx naming the problem: 422 for missing fields, wrong types, values out
-of range, text that is not valid Unicode, or no rows; 415 for a body not sent
-as application/json; 413 for a body over --max-bytes or more than --max-rows.
+gets a 4xx naming the problem, never a 500: 422 for a body that is not JSON
+(or not UTF-8, or repeats a key in one object, or nests too deeply), missing
+fields, wrong types, values out of range, text that is not valid Unicode, or
+no rows; 415 for a body not sent as application/json; 413 for a body over
+--max-bytes or more than --max-rows. Every one of these is in the OpenAPI
+schema, and a test fuzzes the service against it.
 """
 # No `from __future__ import annotations`: FastAPI reads the endpoint's
 # annotations at run time, and the request model is built in create_app.
 import argparse
+import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +31,8 @@ import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from pydantic import Field, create_model
 
@@ -50,7 +56,10 @@ def create_app(deployed: Deployed, max_rows: int = MAX_ROWS, max_bytes: int = MA
     contract = deployed.contract
     Row = contract.row_model()
     PredictRequest = create_model(
-        "PredictRequest", rows=(list[Row], Field(min_length=1, description=f"1 to {max_rows} rows."))
+        "PredictRequest", rows=(list[Row], Field(
+            min_length=1, description=f"1 to {max_rows} rows.",
+            # Declared, not enforced by pydantic: more rows are a 413, which the handler names.
+            json_schema_extra={"maxItems": max_rows}))
     )
     classes = deployed.classes
     binary = len(classes) == 2
@@ -74,6 +83,7 @@ def create_app(deployed: Deployed, max_rows: int = MAX_ROWS, max_bytes: int = MA
         ignored_columns=(list[str], Field(description="Keys in the rows that are not model inputs.")),
         model_sha256=(str, ...),
     )
+    Problem = create_model("Problem", detail=(str, Field(description="What is wrong, and what is expected.")))
     identity = deployed.identity()
     app = FastAPI(
         title=deployed.manifest.get("title") or "Model",
@@ -83,6 +93,7 @@ def create_app(deployed: Deployed, max_rows: int = MAX_ROWS, max_bytes: int = MA
         docs_url=None,  # served below, from the vendored Swagger UI
         redoc_url=None,  # ReDoc would load from a CDN: blank offline, and /docs covers it
     )
+    app.router.route_class = StrictJSONRoute  # the routes below parse bodies with parse_json
     app.mount(SWAGGER_UI_URL, StaticFiles(directory=SWAGGER_UI), name="swagger-ui")
 
     @app.get("/docs", include_in_schema=False)
@@ -102,8 +113,8 @@ def create_app(deployed: Deployed, max_rows: int = MAX_ROWS, max_bytes: int = MA
         # FastAPI's default echoes each bad input, which fails to render (a 500)
         # when the input is NaN or Infinity (Python's JSON parser accepts them).
         # Where and what is enough to name the problem.
-        problems = [{"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]} for item in error.errors()]
-        return JSONResponse(status_code=422, content={"detail": problems})
+        return JSONResponse(status_code=422, content={"detail": [
+            problem(item["loc"], item["msg"], item["type"]) for item in error.errors()]})
 
     @app.get("/health")
     def health() -> dict[str, str]:
@@ -122,7 +133,10 @@ def create_app(deployed: Deployed, max_rows: int = MAX_ROWS, max_bytes: int = MA
             "limits": {"max_rows": max_rows, "max_bytes": max_bytes},
         }
 
-    @app.post("/predict", response_model=PredictResponse, dependencies=[Depends(require_json)])
+    @app.post("/predict", response_model=PredictResponse, dependencies=[Depends(require_json)], responses={
+        413: {"model": Problem, "description": f"The body is over {max_bytes} bytes or has over {max_rows} rows."},
+        415: {"model": Problem, "description": "The body was not sent as application/json."},
+    })
     def predict(request: PredictRequest) -> dict[str, Any]:  # sync: runs in the threadpool
         rows = request.rows
         if len(rows) > max_rows:
@@ -131,7 +145,7 @@ def create_app(deployed: Deployed, max_rows: int = MAX_ROWS, max_bytes: int = MA
         try:
             result = deployed.predict(frame)
         except ContractError as error:
-            raise HTTPException(422, str(error)) from None
+            raise HTTPException(422, [problem(["body", "rows"], str(error), "contract")]) from None
         ids = [getattr(row, contract.id) for row in rows]
         table = result.predictions
         probabilities = [dict(zip(map(str, classes), row, strict=True)) for row in result.probabilities.tolist()]
@@ -149,6 +163,82 @@ def create_app(deployed: Deployed, max_rows: int = MAX_ROWS, max_bytes: int = MA
         }
 
     return app
+
+
+def problem(loc: Any, msg: str, kind: str) -> dict[str, Any]:
+    """One item of a 422's `detail`, as FastAPI's schema declares it: where, what, and its kind.
+
+    Text that UTF-8 cannot hold (a lone surrogate, which JSON's escapes allow)
+    is escaped: the response must encode, or the error itself becomes a 500.
+    """
+    def sendable(value: Any) -> Any:
+        return value.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(value, str) else value
+    return {"loc": [sendable(part) for part in loc], "msg": sendable(msg), "type": kind}
+
+
+class DuplicateKeyError(ValueError):
+    """An object in the body names one key twice."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise DuplicateKeyError(key)
+        found[key] = value
+    return found
+
+
+def parse_json(body: bytes) -> Any:
+    """The body as JSON, or an HTTPException(422) that names what is wrong with it.
+
+    Stricter than the json module, for reasons: the text must be UTF-8 (an
+    undecodable byte was FastAPI's bare 400 "There was an error parsing the
+    body"), and no object may repeat a key (json.loads keeps the last value
+    without a word, so `{"x": 1, "x": 2}` would be predicted on 2). Nesting
+    past the parser's recursion limit and integers of more digits than Python
+    converts are 422s too. NaN and Infinity are parsed, so the row model
+    refuses them with the field's name.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise HTTPException(422, [problem(["body", error.start], f"the body is not UTF-8: byte "
+                                          f"0x{body[error.start]:02x} at position {error.start}",
+                                          "json_invalid")]) from None
+    where: list[Any] = ["body"]
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    except json.JSONDecodeError as error:
+        where.append(error.pos)
+        message = f"the body is not JSON: {error.msg} at line {error.lineno} column {error.colno}"
+    except DuplicateKeyError as error:
+        message = f"the key {error.args[0]!r} appears twice in one object: which value is meant is ambiguous"
+    except RecursionError:
+        message = "the body is nested too deeply to parse: a request is an object of rows of values"
+    except ValueError as error:  # an integer of more digits than Python converts
+        message = f"the body holds a number that cannot be read: {error}"
+    raise HTTPException(422, [problem(where, message, "json_invalid")])
+
+
+class StrictJSONRequest(Request):
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = parse_json(await self.body())
+        return self._json
+
+
+class StrictJSONRoute(APIRoute):
+    """A route whose body is parsed by parse_json. FastAPI reads JSON bodies
+    through `request.json()`; a request of this class overrides it."""
+
+    def get_route_handler(self) -> Callable:
+        handler = super().get_route_handler()
+
+        async def strict(request: Request) -> Response:
+            return await handler(StrictJSONRequest(request.scope, request.receive))
+
+        return strict
 
 
 def require_json(request: Request) -> None:
@@ -176,7 +266,7 @@ def main(argv: list[str] | None = None) -> None:
         deployed = load_model(allow_version_mismatch=args.allow_version_mismatch)
     except VersionMismatchError as error:
         sys.exit(f"serve: refusing to start: {error}\n{override_hint('serve')}")
-    except (artifact.ArtifactError, ParamsError) as error:
+    except (artifact.ArtifactError, ParamsError, ValueError) as error:  # ValueError: a bad PIPELINE_THREADS
         sys.exit(f"serve: refusing to start: {error}")
     app = create_app(deployed, max_rows=args.max_rows, max_bytes=args.max_bytes)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")

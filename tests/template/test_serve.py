@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from src.pipeline import config
 from src.serving import serve
+from src.serving.contract import LARGEST
 from tests.conftest import run, running_service
 from tests.template import frames
 from tests.template.frames import ADAPTER, UNSEEN
@@ -233,11 +234,13 @@ def test_info_reports_the_manifest_identity(client, manifest):
 def test_openapi_schema_is_the_manifest_contract(client, manifest):
     row = client.get("/openapi.json").json()["components"]["schemas"]["Row"]
     assert row["required"] == manifest["features"]  # every feature, in the recorded order
-    for name, (low, high) in manifest["ranges"].items():
+    for name in manifest["numeric"]:
+        low, high = manifest["ranges"].get(name, (None, None))
         bounds = row["properties"][name]["anyOf"][0]
         assert bounds["type"] == "number"
-        assert bounds.get("minimum") == (None if low is None else float(low))
-        assert bounds.get("maximum") == (None if high is None else float(high))
+        # The declared range, else float32's: the most any estimator takes.
+        assert bounds["minimum"] == (-LARGEST if low is None else float(low))
+        assert bounds["maximum"] == (LARGEST if high is None else float(high))
     for name in manifest["categorical"]:
         assert row["properties"][name]["anyOf"][0]["type"] == "string"
 
