@@ -107,10 +107,6 @@ class Stacking(_Section):
 class Train(_Section):
     model: ModelName
     impute_strategy: Literal["mean", "median", "most_frequent"]
-    # Thread count of BLAS and OpenMP inside train and evaluate. It changes bytes:
-    # HistGradientBoosting pickles the thread count it used, and a random forest's
-    # n_jobs is stored in the model and reorders the sums in predict_proba.
-    threads: int = Field(ge=1)
     hist_gradient_boosting: HistGradientBoosting
     logistic_regression: LogisticRegression
     random_forest: RandomForest
@@ -218,7 +214,9 @@ def _describe(error: ValidationError, prefix: str = "") -> str:
             repeats[groups[group]] = repeats.get(groups[group], 0) + 1
             continue
         groups[group] = len(lines)
-        key = ".".join(str(part) for part in parts) or "(top level)"
+        # A key that is not a plain name (control characters, spaces) is quoted, so the line stays readable.
+        key = ".".join(str(part) if isinstance(part, int) or str(part).isidentifier() else repr(part)
+                       for part in parts) or "(top level)"
         if item["type"] == "missing":
             lines.append(f"  {key}: missing; add it (the template's params.yaml shows every key)")
         elif item["type"] == "extra_forbidden":
@@ -275,6 +273,11 @@ def load_params(path: Path = config.PARAMS_FILE) -> Params:
         raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ParamsError(f"{path} not found") from None
+    except UnicodeDecodeError as error:
+        raise ParamsError(f"{path} is not UTF-8 text: byte 0x{error.object[error.start]:02x} "
+                          f"at position {error.start}") from None
+    except RecursionError:  # PyYAML recurses per nesting level
+        raise ParamsError(f"{path} nests too deeply to read") from None
     except yaml.YAMLError as error:
         raise ParamsError(f"{path} is not valid YAML: {error}") from None
     return validate(raw, str(path))

@@ -2,13 +2,23 @@
 from __future__ import annotations
 
 import copy
+import typing
 
+import numpy as np
 import pytest
 import yaml
 
 from src.pipeline import config
 from src.pipeline.adapter import UNKNOWN
-from src.pipeline.params import ParamsError, as_of_timestamp, check_recorded, load_adapter, load_params, validate
+from src.pipeline.params import (
+    ModelName,
+    ParamsError,
+    as_of_timestamp,
+    check_recorded,
+    load_adapter,
+    load_params,
+    validate,
+)
 from tests.template import frames
 from tests.template.frames import ADAPTER
 
@@ -29,10 +39,30 @@ def _refused(raw: dict) -> str:
 
 def test_committed_params_are_valid_and_name_a_loadable_adapter():
     params = load_params()
-    assert params.train.model in ("hist_gradient_boosting", "logistic_regression", "random_forest", "stacking")
     adapter, adapter_params = load_adapter(params)
     assert adapter.name == params.dataset.adapter
     assert adapter_params == adapter.parse_params(params.dataset.model_dump())
+
+
+@pytest.mark.parametrize("model", typing.get_args(ModelName))
+def test_every_model_the_schema_accepts_fits_and_predicts(raw, model):
+    """A name the schema lets through is one the pipeline can build: no choice fails only at train time."""
+    raw["train"]["model"] = model
+    params = validate(raw)
+    pipeline, _, frame = frames.fit(params.train.model, n_classes=3, rows=60)
+    probabilities = pipeline.predict_proba(frame[list(ADAPTER.features)])
+    assert probabilities.shape == (60, 3)
+    assert np.allclose(probabilities.sum(axis=1), 1.0)
+    assert list(pipeline.classes_) == frames.classes(3)
+
+
+def test_an_unknown_model_is_refused_with_the_choices(raw):
+    raw["train"]["model"] = "xgboost"
+    message = _refused(raw)
+    assert "train.model" in message and "'xgboost'" in message
+    for choice in typing.get_args(ModelName):
+        assert repr(choice) in message
+    assert len(message) < SHORT
 
 
 def test_missing_key_is_named(raw):
@@ -52,7 +82,7 @@ def test_unknown_key_is_named(raw):
         (("train", "hist_gradient_boosting", "max_iter"), 200.5, "valid integer"),
         (("seed",), "42", "valid integer"),
         (("train", "model"), "xgboost", "hist_gradient_boosting"),
-        (("train", "threads"), 0, "greater than or equal to 1"),
+        (("train", "random_forest", "min_samples_leaf"), 0, "greater than or equal to 1"),
         (("featurize", "test_percent"), 100, "less than 100"),
         (("train", "stacking", "estimators"), ["logistic_regression"], "at least 2"),
         (("evaluate", "threshold"), 1.0, "less than 1"),
