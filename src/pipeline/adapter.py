@@ -29,6 +29,22 @@ class NoParams(BaseModel):
 
 
 @dataclass(frozen=True)
+class Domain:
+    """The values a snapshot column may hold by its meaning; gather stops at any other.
+
+    Bounds are inclusive (None = open) and apply to numeric columns; `values`
+    lists the allowed texts of a text column; `required` refuses NULL. Declare
+    meanings, not the data's observed extremes, which would refuse a legitimate
+    new value.
+    """
+
+    low: float | None = None
+    high: float | None = None
+    values: tuple[str, ...] | None = None
+    required: bool = False
+
+
+@dataclass(frozen=True)
 class Adapter:
     """What a data set declares. Every field is read by generic code; see the README's "Adapt to your data"."""
 
@@ -45,13 +61,23 @@ class Adapter:
     snapshot_schema: pa.Schema  # the snapshot's columns and exact types
     categorical: tuple[str, ...]  # model inputs encoded with the recorded category lists
     numeric: tuple[str, ...]  # model inputs imputed (and scaled for linear models)
-    # (snapshot, adapter params) -> (feature rows [id, *features, target], counts of excluded rows)
+    # (snapshot rows, adapter params) -> (feature rows [id, *features, target] in id order, counts of
+    # excluded rows). featurize calls it on chunks of the snapshot, in id order, and sums the counts:
+    # it must be row-local (each feature row from its own snapshot row alone: no ranks, means or
+    # "first seen" across rows) and accept a chunk in which no row is kept.
     derive_features: Callable[[pd.DataFrame, Any], tuple[pd.DataFrame, dict[str, int]]]
     # Allowed values of numeric features by their meaning (inclusive; None = open).
     feature_ranges: Mapping[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    # Allowed values of snapshot columns (the id is always required); gather
+    # checks every value read from the source against them and against the schema.
+    snapshot_domains: Mapping[str, Domain] = field(default_factory=dict)
+    # Where a snapshot column comes from, as "table.column", for error messages;
+    # unnamed columns come from the entity table's column of the same name.
+    snapshot_sources: Mapping[str, str] = field(default_factory=dict)
     params_model: type[BaseModel] = NoParams  # the adapter's own params section (dataset:)
-    # Builds a demo source at a SQLAlchemy URL (`make source`); None when the
-    # data arrives another way (e.g. `python -m src.tools.ingest`).
+    # Builds a demo source: a SQLite file at a path (`make source`); `python -m
+    # src.tools.source --url URL` copies its tables to any database. None when
+    # the data arrives another way (e.g. `python -m src.tools.ingest`).
     build_demo_source: Callable[..., dict[str, int]] | None = None
 
     @property
@@ -61,6 +87,16 @@ class Adapter:
     @property
     def timestamp_columns(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.snapshot_schema if pa.types.is_timestamp(f.type))
+
+    @property
+    def entity_table(self) -> str:
+        """The source table whose rows become snapshot rows: the one with the id column (else the first)."""
+        tables = list(self.source_tables.tables.values())
+        return next((table.name for table in tables if self.id in table.c), tables[0].name if tables else "?")
+
+    def source_of(self, column: str) -> str:
+        """The source "table.column" a snapshot column is read from."""
+        return self.snapshot_sources.get(column, f"{self.entity_table}.{column}")
 
     @property
     def features_schema(self) -> pa.Schema:
@@ -89,10 +125,35 @@ class Adapter:
         unknown_ranges = sorted(set(self.feature_ranges) - set(self.numeric))
         if unknown_ranges:
             problems.append(f"feature_ranges name non-numeric columns {unknown_ranges}")
+        problems += self._domain_problems()
         if not (pa.types.is_integer(self.target_type) or pa.types.is_string(self.target_type)):
             problems.append(f"target_type must be an integer or string type, got {self.target_type}")
         if problems:
             raise ValueError(f"dataset adapter {self.name!r}: " + "; ".join(problems))
+
+    def _domain_problems(self) -> list[str]:
+        problems = []
+        names = set(self.snapshot_schema.names)
+        unknown = sorted((set(self.snapshot_domains) | set(self.snapshot_sources)) - names)
+        if unknown:
+            problems.append(f"snapshot_domains or snapshot_sources name columns not in the snapshot schema {unknown}")
+        for name, domain in sorted(self.snapshot_domains.items()):
+            if name not in names:
+                continue
+            kind = self.snapshot_schema.field(name).type
+            numeric = pa.types.is_integer(kind) or pa.types.is_floating(kind)
+            if (domain.low is not None or domain.high is not None) and not numeric:
+                problems.append(f"snapshot_domains[{name!r}] has bounds but the column is {kind}")
+            if domain.low is not None and domain.high is not None and domain.low > domain.high:
+                problems.append(f"snapshot_domains[{name!r}]: low {domain.low} > high {domain.high}")
+            if domain.values is not None and not pa.types.is_string(kind):
+                problems.append(f"snapshot_domains[{name!r}] lists values but the column is {kind}")
+        tables = {table.name: table for table in self.source_tables.tables.values()}
+        for name, source in sorted(self.snapshot_sources.items()):
+            table, _, column = source.partition(".")
+            if table not in tables or column not in tables[table].c:
+                problems.append(f"snapshot_sources[{name!r}] = {source!r} is not a declared table.column")
+        return problems
 
 
 PACKAGE = "src.datasets"

@@ -7,6 +7,8 @@ values); rows equal to their id's latest version add nothing, so ingesting the
 same file twice adds nothing. Nothing is updated or deleted. The history's
 layout is the source contract (src/pipeline/history.py). The URL is
 SOURCE_URL, or the embedded data/source/source.sqlite; --url overrides both.
+A server's password belongs in the environment (PGPASSWORD, ~/.pgpass), not in
+the URL: docs/postgres.md. No error repeats it.
 From Python: `src.pipeline.history.ingest(frame, url, table, id_column, ...)`.
 """
 from __future__ import annotations
@@ -70,7 +72,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--recorded-at", default=None,
                         help="a column holding each row's moment, or one moment for all rows "
                              "(YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ); default: now, in UTC")
-    parser.add_argument("--url", default=None, help=f"SQLAlchemy URL (default: ${config.SOURCE_URL_ENV} or "
+    parser.add_argument("--url", default=None, help=f"SQLAlchemy URL, e.g. postgresql://user@host/db "
+                                                    f"(default: ${config.SOURCE_URL_ENV} or "
                                                     f"{config.SOURCE_DB.relative_to(config.ROOT)})")
     args = parser.parse_args(argv)
     frame = read_table(args.file)

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 import yaml
 
 from src.pipeline import config, files
-from src.pipeline.gather import SourceError, open_source
+from src.pipeline.gather import SourceError, arrow_connection, gather, open_source
 from src.pipeline.history import _redacted
 from src.pipeline.params import ParamsError, load_params, validate
 from tests.template.frames import ADAPTER, PARAMS
@@ -97,15 +97,21 @@ def test_the_gather_stage_refuses_a_future_as_of_without_a_traceback(tmp_path):
     f"nosuchdialect://u:{PASSWORD}@h/db",
     f"not a url with {PASSWORD}",
 ])
-def test_no_source_url_error_echoes_a_password(url):
+@pytest.mark.parametrize("arrow_native", [None, False])
+def test_no_source_url_error_echoes_a_password(url, arrow_native, tmp_path):
+    # The real read: parse, connect (a PostgreSQL driver is installed, so it
+    # tries the host and fails), and stop with a message that names the problem.
     with pytest.raises(SourceError) as error:
-        open_source(url)
+        gather(ADAPTER, url, "2020-01-01 00:00:00", 10, tmp_path / "x.parquet", arrow_native=arrow_native)
     message = str(error.value)
     for secret in (PASSWORD, "hun%40ter2", "hun@ter2"):
         assert secret not in message, message
+    assert any(problem in message for problem in ("not a database URL", "not found", "cannot connect",
+                                                  "cannot use source URL", "cannot read the source")), message
     # No chained exception that a traceback would print with the URL in it.
     assert error.value.__cause__ is None
     assert error.value.__context__ is None or error.value.__suppress_context__
+    assert not (tmp_path / "x.parquet").exists()
 
 
 @pytest.mark.parametrize("url, forms", [
@@ -146,21 +152,28 @@ def _entity_table() -> sa.Table:
     return next((table for table in tables if ADAPTER.id in table.c), tables[0])
 
 
-def _unordered_ids(scramble: bool) -> list:
-    table = _entity_table()
+def _unordered_ids(scramble: bool, arrow_native: bool) -> list:
+    query = f"SELECT {ADAPTER.id} FROM {_entity_table().name}"
+    if arrow_native:
+        with arrow_connection(config.source_url(), scramble=scramble) as connection, \
+                connection.cursor() as cursor:
+            cursor.execute(query)
+            return cursor.fetch_arrow_table().column(0).to_pylist()
     engine = open_source(config.source_url(), scramble=scramble)
     try:
         with engine.connect() as connection:
-            return connection.execute(sa.text(f"SELECT {ADAPTER.id} FROM {table.name}")).scalars().all()
+            return connection.execute(sa.text(query)).scalars().all()
     finally:
         engine.dispose()
 
 
 @pytest.mark.slow
-def test_scramble_reverses_an_unordered_select_on_the_real_source():
-    # `make test` builds the source before the suite runs: a missing one is a failure, not a skip.
-    plain = _unordered_ids(scramble=False)
-    scrambled = _unordered_ids(scramble=True)
+@pytest.mark.parametrize("arrow_native", [True, False])
+def test_scramble_reverses_an_unordered_select_on_the_real_source(arrow_native):
+    # Both of gather's read paths. `make test` builds the source before the
+    # suite runs: a missing one is a failure, not a skip.
+    plain = _unordered_ids(scramble=False, arrow_native=arrow_native)
+    scrambled = _unordered_ids(scramble=True, arrow_native=arrow_native)
     assert len(plain) > 1 and plain != scrambled
     assert scrambled == plain[::-1]
 

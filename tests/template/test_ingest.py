@@ -12,7 +12,16 @@ import pytest
 import sqlalchemy as sa
 
 from src.pipeline import config
-from src.pipeline.history import RECORDED_AT, VERSION_ID, HistoryError, as_of_text, history_table, ingest, latest_query
+from src.pipeline.history import (
+    RECORDED_AT,
+    VERSION_ID,
+    HistoryError,
+    as_of_text,
+    copy_tables,
+    history_table,
+    ingest,
+    latest_query,
+)
 from src.tools.ingest import read_table
 from tests.conftest import run
 
@@ -140,6 +149,21 @@ def test_a_table_that_cannot_be_a_history_is_refused(url, rows, expected):
     assert not sa.inspect(sa.create_engine(url)).has_table(TABLE)  # nothing written
 
 
+def test_copy_tables_moves_a_history_unchanged_and_never_overwrites(url, tmp_path):
+    ingest(frame([3, 1, 2]), url, TABLE, ID, recorded_at=DAY1)
+    ingest(frame([1, 2], colour=["blue", None]), url, TABLE, ID, recorded_at=DAY2)
+    declared = sa.MetaData()
+    history_table(declared, TABLE, ID, sa.Column("colour", sa.Text), sa.Column("size", sa.Float))
+    target = f"sqlite:///{tmp_path / 'copy.sqlite'}"
+    assert copy_tables(url, target, declared, batch_rows=2) == {TABLE: 5}  # batches smaller than the table
+    pd.testing.assert_frame_equal(versions(target), versions(url))
+    assert {index["name"] for index in sa.inspect(sa.create_engine(target)).get_indexes(TABLE)} == \
+        {f"{TABLE}_by_recorded"}
+    with pytest.raises(HistoryError, match=r"already has tables \['items'\]: a history is never overwritten"):
+        copy_tables(url, target, declared)
+    assert len(versions(target)) == 5
+
+
 def test_a_backdated_version_is_refused(url):
     ingest(frame([1]), url, TABLE, ID, recorded_at=DAY2)
     with pytest.raises(HistoryError, match=r"item_id=2: recorded_at 2020-01-01 23:59:59 is before .*2020-01-02"):
@@ -208,7 +232,7 @@ SECRET = "s3cr3t-Pa55"
 
 
 @pytest.mark.parametrize("bad_url", [
-    f"postgresql://user:{SECRET}@127.0.0.1:1/db",  # driver not installed, or nothing listening
+    f"postgresql://user:{SECRET}@127.0.0.1:1/db",  # nothing listening
     f"nosuchdatabase://user:{SECRET}@localhost/db",
     f"user:{SECRET}@localhost/db",  # not a URL at all
     f"sqlite://user:{SECRET}@/no/such/folder/history.sqlite",
@@ -244,7 +268,11 @@ def test_cli_appends_and_reports(tmp_path, url):
 @pytest.mark.parametrize("args, expected", [
     (["--id", "nope"], "no id column 'nope'"),
     (["--id", ID, "--recorded-at", "someday"], "--recorded-at is neither a column of"),
-    (["--id", ID, "--url", f"postgresql://u:{SECRET}@127.0.0.1:1/db"], "cannot use the source URL"),
+    # Nothing listens on port 1: the server refuses, and the message names it without the password.
+    (["--id", ID, "--url", f"postgresql://u:{SECRET}@127.0.0.1:1/db"],
+     'cannot write to the source postgresql://u:***@127.0.0.1:1/db: connection failed: connection to server at '
+     '"127.0.0.1", port 1 failed: Connection refused'),
+    (["--id", ID, "--url", f"nosuchdatabase://u:{SECRET}@127.0.0.1:1/db"], "cannot use the source URL"),
 ])
 def test_cli_errors_exit_non_zero_with_the_reason(tmp_path, args, expected):
     path = tmp_path / "items.csv"
