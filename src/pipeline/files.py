@@ -25,6 +25,10 @@ import pyarrow.parquet as pq
 # Fixed writer settings: a default that moves between pyarrow releases would
 # change bytes. (pyarrow's version is in the footer anyway; it is locked.)
 PARQUET_OPTIONS = dict(compression="zstd", compression_level=3, version="2.6", write_statistics=True)
+# Rows per row group when a table is written whole: pyarrow's write_table
+# default. Stated here because a streamed file must cut its row groups at
+# exactly these rows to equal the file that one write_table call gives.
+ROW_GROUP_ROWS = 1024 * 1024
 
 
 class DiskFullError(OSError, ValueError):
@@ -128,6 +132,71 @@ def write_parquet(path: Path, tables: Iterable[pa.Table], schema: pa.Schema) -> 
     return rows
 
 
+class RowGroupWriter:
+    """Tables in, row groups of exactly `row_group_rows` rows out (the last one shorter).
+
+    The file equals, byte for byte, one write_table call on all the rows: the
+    same row group boundaries, and each row group's columns handed over as one
+    contiguous array (pyarrow restarts its write batches where an array's
+    chunks meet, which moves page boundaries: a row group written from pieces
+    encodes differently). Holds at most one row group of pending rows, plus
+    the overshoot of one `write`.
+    """
+
+    def __init__(self, writer: pq.ParquetWriter, schema: pa.Schema, row_group_rows: int = ROW_GROUP_ROWS):
+        if row_group_rows < 1:
+            raise ValueError(f"row_group_rows must be positive, got {row_group_rows}")
+        self._writer, self._schema, self._row_group_rows = writer, schema, row_group_rows
+        self._pending: list[list[pa.Array]] = [[] for _ in schema]
+        self._pending_rows = 0
+        self.rows = 0  # written or pending
+
+    def write(self, table: pa.Table) -> None:
+        if table.num_rows == 0:
+            return
+        table = table.cast(self._schema)
+        for pending, column in zip(self._pending, table.columns, strict=True):
+            # A copy of each column: arrays converted from pandas may share one
+            # buffer across columns, which would keep every column's pieces
+            # alive until the last column of a row group is joined.
+            pending.append(pa.concat_arrays(column.chunks))
+        self._pending_rows += table.num_rows
+        self.rows += table.num_rows
+        while self._pending_rows >= self._row_group_rows:
+            self._write_row_group(self._row_group_rows)
+
+    def close(self) -> None:
+        """Write the last, shorter row group; an empty file still gets its one empty row group, as write_table gives."""
+        if self._pending_rows or self.rows == 0:
+            self._write_row_group(self._pending_rows)
+
+    def _write_row_group(self, rows: int) -> None:
+        arrays = []
+        for index, pending in enumerate(self._pending):
+            whole = pa.concat_arrays(pending) if pending else pa.array([], self._schema.field(index).type)
+            # Column by column, each column's pieces freed as it is joined: the
+            # pending rows and their joined copy are never both held in full.
+            pending.clear()
+            # Hand the freed pieces back before the next column is joined: the
+            # allocator would otherwise keep them, and hold the row group twice.
+            pa.default_memory_pool().release_unused()
+            if len(whole) > rows:
+                # A copy, so the written rows' buffers are not kept alive by the rest.
+                pending.append(pa.concat_arrays([whole.slice(rows)]))
+            arrays.append(whole.slice(0, rows))
+        self._pending_rows -= rows
+        self._writer.write_table(pa.Table.from_arrays(arrays, schema=self._schema), row_group_size=max(rows, 1))
+
+
+@contextlib.contextmanager
+def parquet_stream(path: Path, schema: pa.Schema, row_group_rows: int = ROW_GROUP_ROWS) -> Iterator[RowGroupWriter]:
+    """Yield a RowGroupWriter into `path`, atomically: the file appears only if the block ends without error."""
+    with atomic_path(path) as temporary, pq.ParquetWriter(temporary, schema, **PARQUET_OPTIONS) as writer:
+        stream = RowGroupWriter(writer, schema, row_group_rows)
+        yield stream
+        stream.close()
+
+
 def write_frame(path: Path, frame: pd.DataFrame, schema: pa.Schema | None = None) -> None:
     if schema is None:
         schema = pa.Schema.from_pandas(frame, preserve_index=False).remove_metadata()
@@ -138,6 +207,53 @@ def read_frame(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
     if not Path(path).exists():
         raise FileNotFoundError(f"{path} not found: run the stage that writes it (`dvc repro`)")
     return pq.read_table(path, columns=columns).to_pandas()
+
+
+def read_frames(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """A Parquet file as frames of at most `chunk_rows` rows, each as the rows of read_frame's whole frame.
+
+    Two things in a chunk would otherwise differ from the same rows of the
+    whole frame: the index (here it continues from the previous chunk), and
+    the dtype pandas picks for integer and boolean columns, which depends on
+    whether the rows at hand have a gap (float64 and object if so). Columns
+    with a gap anywhere in the file get the whole frame's dtype in every chunk.
+    """
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path} not found: run the stage that writes it (`dvc repro`)")
+    # No pre-buffering and no decoding threads: both hold more than one chunk
+    # in memory at once, and streaming is for files that do not fit.
+    parquet = pq.ParquetFile(path, pre_buffer=False)
+    widened = _widened_dtypes(parquet)
+    start = 0
+    for batch in parquet.iter_batches(batch_size=chunk_rows, use_threads=False):
+        frame = batch.to_pandas()
+        frame.index = pd.RangeIndex(start, start + len(frame))
+        start += len(frame)
+        yield frame.astype(widened) if widened else frame
+
+
+def _widened_dtypes(parquet: pq.ParquetFile) -> dict[str, str]:
+    """The pandas dtype of each integer or boolean column that has a gap somewhere in the file."""
+    widened = {}
+    leaves = {parquet.schema.column(index).path: index for index in range(len(parquet.schema))}
+    for field in parquet.schema_arrow:
+        if pa.types.is_integer(field.type):
+            dtype = "float64"
+        elif pa.types.is_boolean(field.type):
+            dtype = "object"
+        else:
+            continue
+        index = leaves[field.name]
+        for group in range(parquet.metadata.num_row_groups):
+            statistics = parquet.metadata.row_group(group).column(index).statistics
+            if statistics is not None and statistics.has_null_count:
+                gaps = statistics.null_count
+            else:  # a writer that kept no counts: read this one column chunk
+                gaps = parquet.read_row_group(group, columns=[field.name]).column(0).null_count
+            if gaps:
+                widened[field.name] = dtype
+                break
+    return widened
 
 
 def write_json(path: Path, data: object) -> None:
