@@ -22,7 +22,12 @@ SOURCE_DB = SOURCE_DIR / "source.sqlite"
 SOURCE_URL_ENV = "SOURCE_URL"
 # Set to 1 to make SQLite return unordered rows in reverse (`make verify VARY=1`).
 SCRAMBLE_ENV = "SNAPSHOT_SCRAMBLE_ORDER"
+# How many threads train, evaluate and serving may use: a machine setting, not a
+# param, because no output byte depends on it (src/pipeline/model.py, thread_limits).
+THREADS_ENV = "PIPELINE_THREADS"
 
+# The params check's marker (src/pipeline/preflight.py): gather depends on it.
+PREFLIGHT_MARKER = DATA_DIR / "preflight.txt"
 SNAPSHOT = DATA_DIR / "snapshot" / "snapshot.parquet"
 FEATURES_DIR = DATA_DIR / "features"
 TRAIN_FEATURES = FEATURES_DIR / "train.parquet"
@@ -78,3 +83,24 @@ def default_source_db(root: Path = ROOT) -> Path:
 def source_url() -> str:
     """SQLAlchemy URL of the source database: SOURCE_URL wins, else the demo source."""
     return os.environ.get(SOURCE_URL_ENV) or f"sqlite:///{default_source_db()}"
+
+
+def threads() -> int:
+    """The thread budget: PIPELINE_THREADS, else every core this process may run on.
+
+    Queue workers running at once share the cores: give each its share
+    (`PIPELINE_THREADS=1 dvc queue start -j 2` on two cores). The affinity mask
+    does not see a container's CPU quota: set the variable there too.
+    """
+    value = os.environ.get(THREADS_ENV, "").strip()
+    if not value:
+        usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+        return max(1, len(usable))
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise ValueError(f"{THREADS_ENV}={value!r}: give a whole number of threads, 1 or more "
+                         "(unset, every usable core)")
+    return count

@@ -3,6 +3,9 @@
 dvclive is configured so that nothing in its output depends on the moment or
 the machine: no timestamps, no rewriting of dvc.yaml (metrics and plots are
 declared there by hand), and no experiment refs when the script runs by hand.
+It writes its files in place, one by one, so it writes into a temporary
+directory inside eval/ whose complete results are then renamed into place
+(staged): a killed run leaves the old outputs or none, never a half-written one.
 
 Two classes get the binary metrics and curves. More classes get accuracy,
 macro-F1, log loss and one-vs-rest ROC AUC; their ROC, precision-recall and
@@ -15,8 +18,14 @@ rather than one row per test row.
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,7 +36,7 @@ from sklearn.inspection import permutation_importance
 from threadpoolctl import threadpool_limits
 
 from src.pipeline import artifact, config, files
-from src.pipeline.model import count_unknown
+from src.pipeline.model import count_unknown, thread_limits
 from src.pipeline.params import ParamsError, check_recorded, load_adapter, load_params
 from src.pipeline.predictions import is_binary, predictions_frame, predictions_schema
 
@@ -134,6 +143,48 @@ def importances(model, X: pd.DataFrame, y: pd.Series, classes: list, rows: int, 
     return frame, title
 
 
+# dvclive's temporary directories: `.live.<random>.tmp` inside eval/, so the
+# renames that put the outputs in place never cross a file system.
+STAGING_PREFIX, STAGING_SUFFIX = ".live.", ".tmp"
+
+
+def remove_stale_staging(directory: Path) -> list[Path]:
+    """Delete the temporary directories that a killed run left in `directory`; return them."""
+    stale = [path for path in Path(directory).glob(f"{STAGING_PREFIX}*{STAGING_SUFFIX}")
+             if path.is_dir() and not path.is_symlink()]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return stale
+
+
+@contextlib.contextmanager
+def staged(directory: Path) -> Iterator[Path]:
+    """Yield an empty temporary directory inside `directory`; on success, move what it holds into `directory`.
+
+    Each entry replaces the one of the same name by rename: a file with one
+    atomic rename, a folder by moving the old one aside into the temporary
+    directory first (a folder cannot be renamed over a non-empty one), so
+    between the two renames it is absent, never partly written. Folders go
+    first and files last, so metrics.json appears only when the plots have.
+    On failure nothing is moved; either way the temporary directory (with any
+    old folder) is deleted, and a killed run's is deleted by the next run.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(directory)
+    temporary = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, suffix=STAGING_SUFFIX, dir=directory))
+    try:
+        yield temporary
+        entries = sorted(temporary.iterdir(), key=lambda path: (not path.is_dir(), path.name))
+        for entry in entries:
+            target = directory / entry.name
+            if os.path.lexists(target) and (entry.is_dir() or (target.is_dir() and not target.is_symlink())):
+                target.rename(temporary / f"{STAGING_PREFIX}old-{entry.name}")
+            entry.replace(target)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+
+
 def main() -> None:
     params = load_params()
     adapter, _ = load_adapter(params)
@@ -152,7 +203,8 @@ def main() -> None:
         raise ValueError(f"{config.TEST_FEATURES} has no rows")
     X, y = test[manifest["features"]], test[adapter.target].to_numpy()
     threshold = params.evaluate.threshold
-    with threadpool_limits(limits=params.train.threads):
+    # The limits train used: predictions do not depend on the machine's thread count.
+    with threadpool_limits(limits=thread_limits(config.threads())):
         probabilities = model.predict_proba(X)
         importance, title = importances(model, X, test[adapter.target], classes, params.evaluate.importance_rows,
                                           params.evaluate.importance_repeats, params.seed)
@@ -160,7 +212,8 @@ def main() -> None:
     files.write_frame(config.PREDICTIONS, predictions, predictions_schema(adapter.id, classes, adapter.target_type))
 
     truth, score = curve_inputs(y, probabilities, classes)
-    with Live(dir=str(config.EVAL_DIR), dvcyaml=False, save_dvc_exp=False, report=None) as live:
+    with staged(config.EVAL_DIR) as live_dir, \
+            Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None) as live:
         for name, value in scores(y, probabilities, classes, threshold).items():
             live.log_metric(name, value, plot=False)
         live.log_metric("rows/test", int(len(test)), plot=False)

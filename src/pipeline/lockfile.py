@@ -60,7 +60,7 @@ _ABSENT = object()
 
 
 def recorded_params(lock: dict[str, Any], key: str, params_file: str = "params.yaml") -> list[tuple[str, Any]]:
-    """(stage, value) for every stage whose entry records the params `key` ("train.threads").
+    """(stage, value) for every stage whose entry records the params `key` ("evaluate.threshold").
 
     A stage lists a key either as itself or inside a whole section ("train").
     """

@@ -2,11 +2,15 @@
 
 Generic over the adapter's numeric columns and the category lists recorded in
 params.yaml (whose keys are the categorical columns, in order). Every random
-state comes from the one `seed`; the thread count is a parameter because it is
-stored in fitted models (see params.yaml).
+state comes from the one `seed`. The thread count is the machine's
+(config.threads()), not a param: every use of threads here was measured to
+leave the fitted result and the predictions unchanged (thread_limits), and the
+count the fitted estimators keep is reset before pickling (normalise_threads),
+so 1, 2 or N threads write the same model bytes.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -26,6 +30,18 @@ from src.pipeline.params import Train
 # HistGradientBoosting's native categorical support takes at most this many
 # categories per feature (max_bins 255, one bin kept for missing values).
 HGB_MAX_CATEGORIES = 254
+
+
+def thread_limits(threads: int) -> dict[str, int]:
+    """threadpoolctl limits for fitting and predicting: OpenMP on `threads`, BLAS on one.
+
+    OpenMP is HistGradientBoosting's parallelism: its predictions were identical
+    at 1 and 2 threads on the real training features, and its pickles differed
+    only by the count it stores (reset by normalise_threads). BLAS stays at one
+    thread whatever the machine: lbfgs's coefficients moved with the BLAS thread
+    count (8e-17), and so would every later byte.
+    """
+    return {"blas": 1, "openmp": threads}
 
 
 class UnknownBucket(TransformerMixin, BaseEstimator):
@@ -87,7 +103,8 @@ def _preprocess(model: str, train: Train, categories: dict[str, list[str]], nume
     )
 
 
-def _estimator(model: str, train: Train, seed: int, categorical_mask: list[bool] | None = None) -> BaseEstimator:
+def _estimator(model: str, train: Train, seed: int, threads: int = 1,
+               categorical_mask: list[bool] | None = None) -> BaseEstimator:
     # Each params section's keys are the estimator's own argument names, so
     # every hyperparameter in params.yaml reaches the estimator unrenamed.
     if model == "hist_gradient_boosting":
@@ -100,21 +117,28 @@ def _estimator(model: str, train: Train, seed: int, categorical_mask: list[bool]
     if model == "logistic_regression":
         return LogisticRegression(**train.logistic_regression.model_dump(), solver="lbfgs", random_state=seed)
     if model == "random_forest":
-        return RandomForestClassifier(**train.random_forest.model_dump(), n_jobs=train.threads, random_state=seed)
+        # Trees are seeded up front and collected in order, so fitting on
+        # `threads` gives the same forest; the stored n_jobs is reset to 1
+        # before pickling (normalise_threads), because predict_proba with more
+        # jobs sums the trees in thread-finishing order.
+        return RandomForestClassifier(**train.random_forest.model_dump(), n_jobs=threads, random_state=seed)
     raise ValueError(f"unknown model {model!r}")
 
 
 def _single(model: str, train: Train, categories: dict[str, list[str]], numeric: list[str],
-            seed: int) -> list[tuple[str, Any]]:
+            seed: int, threads: int) -> list[tuple[str, Any]]:
     # The ColumnTransformer puts the categorical columns first.
     mask = [True] * len(categories) + [False] * len(numeric)
     return [("preprocess", _preprocess(model, train, categories, numeric)),
-            ("estimator", _estimator(model, train, seed, mask))]
+            ("estimator", _estimator(model, train, seed, threads, mask))]
 
 
 def build_pipeline(train: Train, categories: dict[str, list[str]], numeric: list[str] | tuple[str, ...],
-                   seed: int) -> Pipeline:
-    """The unfitted pipeline that `train.model` selects: categorical columns are `categories`' keys."""
+                   seed: int, threads: int = 1) -> Pipeline:
+    """The unfitted pipeline that `train.model` selects: categorical columns are `categories`' keys.
+
+    `threads` is for the random forest's n_jobs; fit under thread_limits(threads).
+    """
     numeric = list(numeric)
     empty = [name for name, values in categories.items() if not values]
     if empty:
@@ -125,18 +149,53 @@ def build_pipeline(train: Train, categories: dict[str, list[str]], numeric: list
         raise ValueError(f"hist_gradient_boosting takes at most {HGB_MAX_CATEGORIES} categories: {too_many}")
     steps: list[tuple[str, Any]] = [("bucket", UnknownBucket(categories))]
     if train.model != "stacking":
-        return Pipeline(steps + _single(train.model, train, categories, numeric, seed))
+        return Pipeline(steps + _single(train.model, train, categories, numeric, seed, threads))
     stacking = StackingClassifier(
-        estimators=[(name, Pipeline(_single(name, train, categories, numeric, seed)))
+        estimators=[(name, Pipeline(_single(name, train, categories, numeric, seed, threads)))
                     for name in train.stacking.estimators],
         final_estimator=_estimator(train.stacking.final_estimator, train, seed),
         # An integer-seeded, shuffled splitter: a RandomState instance would
         # give other folds on every fit.
         cv=StratifiedKFold(n_splits=train.stacking.cv_folds, shuffle=True, random_state=seed),
         stack_method="predict_proba",
+        # One fold at a time: its base estimators already use the threads, and
+        # parallel folds would multiply them past the cores.
         n_jobs=1,
     )
     return Pipeline(steps + [("estimator", stacking)])
+
+
+def _estimators(node: Any, seen: set[int]) -> Iterator[BaseEstimator]:
+    """Every estimator reachable from `node` through attributes, lists, tuples and dicts."""
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    if isinstance(node, BaseEstimator):
+        yield node
+        node = vars(node)
+    if isinstance(node, dict):
+        node = list(node.values())
+    if isinstance(node, list | tuple):
+        for item in node:
+            yield from _estimators(item, seen)
+
+
+def normalise_threads(model: BaseEstimator) -> BaseEstimator:
+    """Reset the thread counts that fitted estimators keep; return `model`, changed in place.
+
+    Pickled as fitted, a model trained on 2 threads differs from one trained on
+    1 in these attributes only. A HistGradientBoosting keeps the OpenMP count of
+    its fit in its bin mapper (which bins only training data, never at predict
+    time): None is its default, "as many as the limits allow". A random forest keeps
+    n_jobs, and predicts with it: 1, because more jobs sum the trees' outputs in
+    thread-finishing order (15 calls gave 15 different byte-hashes).
+    """
+    for estimator in _estimators(model, set()):
+        if isinstance(estimator, HistGradientBoostingClassifier) and hasattr(estimator, "_bin_mapper"):
+            estimator._bin_mapper.n_threads = None
+        if isinstance(estimator, RandomForestClassifier):
+            estimator.n_jobs = 1
+    return model
 
 
 def fitted_state(estimator: BaseEstimator, prefix: str = "") -> dict[str, Any]:

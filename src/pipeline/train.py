@@ -11,7 +11,7 @@ from threadpoolctl import threadpool_limits
 
 from src.pipeline import artifact, config, files
 from src.pipeline.adapter import UNKNOWN, Adapter
-from src.pipeline.model import build_pipeline, count_unknown, fitted_state, structure
+from src.pipeline.model import build_pipeline, count_unknown, fitted_state, normalise_threads, structure, thread_limits
 from src.pipeline.params import Params, ParamsError, check_recorded, load_adapter, load_params
 
 
@@ -72,7 +72,6 @@ def build_manifest(params: Params, adapter: Adapter, model, model_sha256: str, t
         "learned": fitted_state(model),
         "model": structure(params.train),
         "seed": params.seed,
-        "threads": {"blas_and_openmp": params.train.threads},
         "versions": artifact.runtime_versions(),
     }
 
@@ -88,20 +87,21 @@ def main() -> None:
     X, y = frame[list(adapter.features)], frame[adapter.target]
     check_classes(y, params.classes)
     check_numeric(X, adapter.numeric)
-    model = build_pipeline(params.train, params.categories, adapter.numeric, params.seed)
-    # BLAS and OpenMP threads are capped to the recorded count: the count is
-    # stored in fitted HGB models and changes LBFGS's sums; the cap also keeps
-    # parallel `dvc queue` workers from oversubscribing the cores.
-    with threadpool_limits(limits=params.train.threads):
+    threads = config.threads()
+    model = build_pipeline(params.train, params.categories, adapter.numeric, params.seed, threads)
+    # The machine's threads where the result does not depend on them, one where
+    # it does (thread_limits); the counts the fit leaves in the model are reset,
+    # so the pickle is the same on any machine. Not in the manifest for that reason.
+    with threadpool_limits(limits=thread_limits(threads)):
         model.fit(X, y)
-    model_sha256 = artifact.save_model(model, config.MODEL)
+    model_sha256 = artifact.save_model(normalise_threads(model), config.MODEL)
     manifest = build_manifest(
         params, adapter, model, model_sha256, files.sha256_file(config.TRAIN_FEATURES), len(frame),
         count_unknown(X, params.categories),
     )
     files.write_json(config.MANIFEST, manifest)
-    print(f"train: {params.train.model} on {len(frame)} rows, {len(params.classes)} classes "
-          f"({time.perf_counter() - started:.1f} s)")
+    print(f"train: {params.train.model} on {len(frame)} rows, {len(params.classes)} classes, "
+          f"{threads} thread{'s' * (threads != 1)} ({time.perf_counter() - started:.1f} s)")
 
 
 if __name__ == "__main__":

@@ -10,9 +10,10 @@
 The promise: the same rows give the same bytes as the evaluate stage, or a
 clear refusal. So loading checks the model and manifest against `dvc.lock` and
 the model against the manifest before unpickling, and the running versions
-against the manifest (src/artifact.py); the threshold and thread count are
-those of params.yaml, refused if they differ from what dvc.lock recorded for
-the run; rows are checked against the manifest's contract (src/contract.py)
+against the manifest (src/artifact.py); the threshold is params.yaml's,
+refused if it differs from what dvc.lock recorded for the run; threads are the
+machine's (PIPELINE_THREADS), limited as in the evaluate stage, so they change
+no prediction; rows are checked against the manifest's contract (src/contract.py)
 and put in the recorded feature order; predictions are framed by the evaluate
 stage's own `predictions_frame` and written with its schema, as Parquet or
 CSV as the output's extension says.
@@ -35,6 +36,7 @@ import pyarrow as pa
 from threadpoolctl import ThreadpoolController
 
 from src.pipeline import artifact, config, files, lockfile
+from src.pipeline.model import thread_limits
 from src.pipeline.params import ParamsError, load_params
 from src.pipeline.predictions import predictions_frame, predictions_schema
 from src.serving.contract import CSV_LINES, ROWS, Contract, ContractError, Numbering
@@ -42,7 +44,7 @@ from src.serving.contract import CSV_LINES, ROWS, Contract, ContractError, Numbe
 log = logging.getLogger(__name__)
 
 # The params that change prediction bytes, as dvc.lock records them.
-LOCKED_PARAMS = ("evaluate.threshold", "train.threads")
+LOCKED_PARAMS = ("evaluate.threshold",)
 # The batch command's output format, by the output's extension. Anything else
 # is refused rather than guessed: a file named .csv must hold CSV.
 OUTPUT_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
@@ -72,7 +74,8 @@ class Deployed:
         self.classes = list(manifest["classes"])
         self.schema = predictions_schema(self.contract.id, self.classes, pa.type_for_alias(manifest["target_type"]))
         # Created after unpickling, so it sees the BLAS/OpenMP libraries the
-        # model loaded; limits them per call as the evaluate stage does.
+        # model loaded; limits them per call as the evaluate stage does
+        # (thread_limits: the count changes speed, not predictions).
         self._threadpools = ThreadpoolController()
         # Thread limits are process-wide: one prediction at a time keeps a
         # concurrent call from restoring them mid-prediction.
@@ -96,7 +99,7 @@ class Deployed:
 
     def predict(self, frame: pd.DataFrame, numbering: Numbering = ROWS) -> Prediction:
         checked = self.contract.check(frame, numbering)
-        with self._lock, self._threadpools.limit(limits=self.threads):
+        with self._lock, self._threadpools.limit(limits=thread_limits(self.threads)):
             probabilities = self.model.predict_proba(checked.features)
         ids = checked.ids if checked.ids is not None else np.zeros(len(probabilities), dtype=np.int64)
         predictions = predictions_frame(self.contract.id, ids, probabilities, self.classes, self.threshold)
@@ -119,8 +122,9 @@ def load_model(
     versions: logged as a warning, and predictions may then differ.
     """
     params = load_params(params_path)
+    threads = config.threads()  # a bad PIPELINE_THREADS is refused before anything loads
     lock = artifact.read_lock(lock_path)
-    current = {"evaluate.threshold": params.evaluate.threshold, "train.threads": params.train.threads}
+    current = {"evaluate.threshold": params.evaluate.threshold}
     for key in LOCKED_PARAMS:
         for stage, value in lockfile.recorded_params(lock, key, config.PARAMS_FILE.name):
             if value != current[key]:
@@ -134,7 +138,7 @@ def load_model(
         if _names_version_mismatch(error, manifest_path):
             raise VersionMismatchError(str(error)) from None
         raise
-    return Deployed(model, manifest, params.evaluate.threshold, params.train.threads)
+    return Deployed(model, manifest, params.evaluate.threshold, threads)
 
 
 def _names_version_mismatch(error: artifact.ArtifactError, manifest_path: Path) -> bool:

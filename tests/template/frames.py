@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from src.pipeline import artifact
 from src.pipeline.adapter import Adapter
-from src.pipeline.model import build_pipeline, count_unknown
+from src.pipeline.model import build_pipeline, count_unknown, normalise_threads
 from src.pipeline.params import Params, load_adapter, load_params
 from src.pipeline.train import build_manifest
 
@@ -159,7 +159,7 @@ def save(directory, model: str = "hist_gradient_boosting", n_classes: int = 2, a
 
     pipeline, params, frame = fit(model, n_classes, adapter=adapter)
     model_path, manifest_path = directory / "model.pkl", directory / "manifest.json"
-    sha256 = artifact.save_model(pipeline, model_path)
+    sha256 = artifact.save_model(normalise_threads(pipeline), model_path)
     manifest = build_manifest(params, adapter, pipeline, sha256,
                               hashlib.sha256(frame.to_csv().encode()).hexdigest(), len(frame),
                               count_unknown(frame[list(adapter.features)], params.categories))

@@ -31,13 +31,17 @@ def write_lock(root: Path, **outs: Path) -> Path:
     return lock
 
 
-def test_loads_when_everything_matches(artifacts, tmp_path):
-    model, manifest = artifact.load_model(*artifacts)
-    assert hasattr(model, "predict_proba")
-    assert manifest["model_sha256"] == hashlib.sha256(artifacts[0].read_bytes()).hexdigest()
+def test_the_loaded_model_predicts_as_the_trained_one(artifacts, tmp_path):
+    # frames.save fitted and saved this very model (fitting is deterministic).
+    trained, _, frame = frames.fit()
+    X = frame[list(frames.ADAPTER.features)]
+    expected = trained.predict_proba(X)
     lock = write_lock(tmp_path, model=artifacts[0], manifest=artifacts[1])
-    model, _ = artifact.load_model(*artifacts, lock_path=lock)
-    assert list(model.classes_) == frames.classes(2)
+    for lock_path in (None, lock):
+        model, manifest = artifact.load_model(*artifacts, lock_path=lock_path)
+        assert model.predict_proba(X).tobytes() == expected.tobytes()
+        assert list(model.classes_) == list(trained.classes_) == frames.classes(2)
+        assert manifest == json.loads(artifacts[1].read_text())
 
 
 def test_saving_the_same_model_twice_writes_the_same_bytes(tmp_path):

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import ast
+import os
+import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 from src.pipeline import config
@@ -41,7 +44,9 @@ def test_every_stage_runs_its_own_module_and_depends_on_it_the_params_schema_and
         assert stage["cmd"] == f"python -m src.pipeline.{name}"
         assert {f"src/pipeline/{name}.py", "src/pipeline/params.py", DATASETS_DIR} <= set(stage["deps"])
         # the adapter is chosen by dataset.adapter; the stage must rerun when that changes
-        assert any(key == "dataset" or key.startswith("dataset.") for key in stage["params"]), name
+        # (a stage that depends on the whole params file reruns on any edit)
+        whole_file = config.PARAMS_FILE.name in stage["deps"]
+        assert whole_file or any(key == "dataset" or key.startswith("dataset.") for key in stage["params"]), name
 
 
 def _module_file(name: str) -> Path | None:
@@ -110,6 +115,27 @@ def test_source_url_from_the_environment_wins(monkeypatch):
     assert config.source_url() == "postgresql://reader@db/history"
     monkeypatch.delenv(config.SOURCE_URL_ENV)
     assert config.source_url() == f"sqlite:///{config.SOURCE_DB}"  # this checkout is no experiment copy
+
+
+def test_threads_are_the_machines_unless_the_environment_says(monkeypatch):
+    monkeypatch.delenv(config.THREADS_ENV, raising=False)
+    assert config.threads() == len(os.sched_getaffinity(0))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 2, 5})  # a process pinned to three cores
+    assert config.threads() == 3
+    monkeypatch.setenv(config.THREADS_ENV, " 16 ")
+    assert config.threads() == 16
+    for bad in ("0", "-2", "1.5", "all"):
+        monkeypatch.setenv(config.THREADS_ENV, bad)
+        with pytest.raises(ValueError, match=rf"{config.THREADS_ENV}='{re.escape(bad)}': give a whole number"):
+            config.threads()
+
+
+def test_no_stage_records_a_thread_count():
+    # The count is the machine's: in params it would enter dvc.lock and make
+    # another machine's run look like another experiment.
+    for name, stage in _stages().items():
+        assert not [key for key in stage.get("params", []) if "thread" in str(key)], name
+    assert not [key for key in load_params().train.model_dump() if "thread" in key]
 
 
 def test_an_experiment_copy_reads_its_origins_source(tmp_path):

@@ -3,7 +3,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pickle
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,12 +18,25 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from sklearn import metrics
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from threadpoolctl import threadpool_limits
 
 from src.pipeline import artifact, config, evaluate, files, predictions, train
 from src.pipeline.adapter import UNKNOWN
 from src.pipeline.featurize import is_test
-from src.pipeline.model import HGB_MAX_CATEGORIES, UnknownBucket, build_pipeline, count_unknown, fitted_state, structure
+from src.pipeline.model import (
+    HGB_MAX_CATEGORIES,
+    UnknownBucket,
+    build_pipeline,
+    count_unknown,
+    fitted_state,
+    normalise_threads,
+    structure,
+    thread_limits,
+)
 from src.pipeline.train import build_manifest, check_classes, params_digest
+from tests.conftest import ROOT
 from tests.template import frames
 from tests.template.frames import ADAPTER, LEVELS, UNSEEN
 
@@ -74,13 +93,31 @@ def test_another_seed_gives_another_forest():
     assert pickle.dumps(first, protocol=5) != pickle.dumps(other, protocol=5)
 
 
-def test_stacking_structure_is_declared():
-    params = frames.small_params("stacking")
-    described = structure(params.train)
-    assert described["estimator"] == "stacking" and described["cv_folds"] == params.train.stacking.cv_folds
-    assert [b["estimator"] for b in described["base_estimators"]] == params.train.stacking.estimators
-    assert described["final_estimator"]["estimator"] == "logistic_regression"
-    assert structure(frames.small_params("random_forest").train)["hyperparameters"]["n_estimators"] == 5
+ESTIMATOR_CLASSES = {"hist_gradient_boosting": HistGradientBoostingClassifier,
+                     "logistic_regression": LogisticRegression, "random_forest": RandomForestClassifier}
+
+
+def _check_described(described: dict, fitted) -> None:
+    """The manifest's description of one estimator is what the fitted one was configured with."""
+    assert isinstance(fitted, ESTIMATOR_CLASSES[described["estimator"]])
+    configured = fitted.get_params(deep=False)
+    assert {key: configured[key] for key in described["hyperparameters"]} == described["hyperparameters"]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_the_manifest_describes_the_fitted_estimators(model):
+    # Read off the fitted pipeline, not params: a hyperparameter that never
+    # reached its estimator, or a base estimator in another order, fails here.
+    fitted, params, _ = frames.fit(model)
+    described, estimator = structure(params.train), fitted.named_steps["estimator"]
+    if model != "stacking":
+        _check_described(described, estimator)
+        return
+    assert described["cv_folds"] == estimator.cv.get_n_splits()
+    assert [base["estimator"] for base in described["base_estimators"]] == list(estimator.named_estimators_)
+    for base in described["base_estimators"]:
+        _check_described(base, estimator.named_estimators_[base["estimator"]].named_steps["estimator"])
+    _check_described(described["final_estimator"], estimator.final_estimator_)
 
 
 @needs_categorical
@@ -233,6 +270,144 @@ def test_train_and_evaluate_stages_write_what_dvc_yaml_declares(n_classes, tmp_p
             assert written.is_file(), f"{title}: {path} was not written"
             for field in [spec["x"], *([fields] if isinstance(fields, str) else fields)]:
                 assert f'"{field}"' in written.read_text(), f"{title}: {path} lacks {field!r}"
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_the_train_stage_writes_the_same_bytes_on_any_thread_count(model, tmp_path, monkeypatch):
+    params = frames.small_params(model, 3)
+    stage_in_tmp(tmp_path, monkeypatch, params)
+    rows = frames.features(240, 3)
+    files.write_frame(config.TRAIN_FEATURES, rows, ADAPTER.features_schema)
+    written = {}
+    for threads in ("1", "2"):
+        monkeypatch.setenv(config.THREADS_ENV, threads)
+        train.main()
+        written[threads] = (config.MODEL.read_bytes(), config.MANIFEST.read_bytes())
+    assert written["1"] == written["2"]
+    # What the reset is for: fitted on two threads, HistGradientBoosting keeps the count.
+    if model in ("hist_gradient_boosting", "stacking") and len(os.sched_getaffinity(0)) >= 2:
+        refit = build_pipeline(params.train, params.categories, ADAPTER.numeric, params.seed, threads=2)
+        with threadpool_limits(limits=thread_limits(2)):
+            refit.fit(rows[list(ADAPTER.features)], rows[ADAPTER.target])
+        assert pickle.dumps(refit, protocol=5) != written["2"][0]
+        assert pickle.dumps(normalise_threads(refit), protocol=5) == written["2"][0]
+
+
+def test_a_bad_thread_setting_stops_train_naming_it(tmp_path, monkeypatch):
+    stage_in_tmp(tmp_path, monkeypatch, frames.small_params())
+    files.write_frame(config.TRAIN_FEATURES, frames.features(60), ADAPTER.features_schema)
+    monkeypatch.setenv(config.THREADS_ENV, "0")
+    with pytest.raises(ValueError, match=f"{config.THREADS_ENV}='0'"):
+        train.main()
+    assert not config.MODEL.exists()
+
+
+# --- evaluate's outputs land whole ------------------------------------------
+
+def quick_params():
+    """A tiny linear model, and one permutation per feature: evaluate in about a second."""
+    params = frames.small_params("logistic_regression")
+    return params.model_copy(update={"evaluate": params.evaluate.model_copy(update={"importance_repeats": 1})})
+
+
+def evaluated(tmp_path, monkeypatch) -> dict[str, bytes]:
+    """Train and evaluate a tiny model in tmp_path; return eval/'s files' bytes by relative path."""
+    stage_in_tmp(tmp_path, monkeypatch, quick_params())
+    rows = frames.features(160)
+    files.write_frame(config.TRAIN_FEATURES, rows, ADAPTER.features_schema)
+    files.write_frame(config.TEST_FEATURES, rows.tail(60), ADAPTER.features_schema)
+    train.main()
+    record_train_outputs(tmp_path)
+    evaluate.main()
+    return eval_files()
+
+
+def eval_files() -> dict[str, bytes]:
+    """The outputs in eval/, without evaluate's temporary directories."""
+    return {path.relative_to(config.EVAL_DIR).as_posix(): path.read_bytes()
+            for path in sorted(config.EVAL_DIR.rglob("*"))
+            if path.is_file() and not path.relative_to(config.EVAL_DIR).parts[0].startswith(".live.")}
+
+
+def half_then(action):
+    """A stand-in for dvclive's JSON writer: write half the file, then `action()` (a crash)."""
+    def dump_json(content, output_file, **kwargs):
+        text = json.dumps(content, indent=4)
+        Path(output_file).write_text(text[: len(text) // 2])
+        action()
+    return dump_json
+
+
+def test_a_failure_mid_write_leaves_the_old_outputs_or_none(tmp_path, monkeypatch):
+    import dvclive.plots.custom
+
+    def disk_full():
+        raise OSError(28, "No space left on device")
+
+    old = evaluated(tmp_path, monkeypatch)
+    assert {"metrics.json", "plots/custom/roc.json"} <= set(old)
+    monkeypatch.setattr(dvclive.plots.custom, "dump_json", half_then(disk_full))
+    with pytest.raises(OSError, match="No space left"):
+        evaluate.main()
+    assert eval_files() == old  # every file the old one, byte for byte; nothing half-written
+    assert not list(config.EVAL_DIR.glob(".live.*"))
+    # With no earlier run there is nothing to keep: the outputs are absent, not partial.
+    shutil.rmtree(config.EVAL_DIR)
+    with pytest.raises(OSError, match="No space left"):
+        evaluate.main()
+    assert eval_files() == {}
+
+
+# Runs evaluate on a tmp_path set up by `evaluated`, and kills itself with
+# SIGKILL (no cleanup runs) halfway through dvclive's second plot file.
+KILLED_EVALUATE = """
+import json, os, signal, sys
+from pathlib import Path
+import dvclive.plots.custom
+from src.pipeline import config, evaluate
+from tests.template import test_model
+
+root = Path(sys.argv[1])
+for name in ("TEST_FEATURES", "MODEL", "MANIFEST", "EVAL_DIR", "METRICS", "PREDICTIONS", "DVC_LOCK"):
+    setattr(config, name, root / getattr(config, name).relative_to(config.ROOT))
+evaluate.load_params = test_model.quick_params
+calls = []
+def kill():
+    calls.append(1)
+    if len(calls) == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+real = dvclive.plots.custom.dump_json
+def dump_json(content, output_file, **kwargs):
+    if len(calls) == 1:
+        return test_model.half_then(kill)(content, output_file, **kwargs)
+    calls.append(1)
+    return real(content, output_file, **kwargs)
+dvclive.plots.custom.dump_json = dump_json
+evaluate.main()
+"""
+
+
+def test_a_killed_evaluate_leaves_valid_outputs_and_the_next_run_removes_its_temporaries(tmp_path, monkeypatch):
+    old = evaluated(tmp_path, monkeypatch)
+    killed = subprocess.run([sys.executable, "-c", KILLED_EVALUATE, str(tmp_path)], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert eval_files() == old
+    for payload in old.values():
+        json.loads(payload)  # what `dvc plots show` and `dvc metrics show` read is whole
+    left = list(config.EVAL_DIR.glob(".live.*.tmp"))
+    assert len(left) == 1  # the killed run's, with its half-written plot in it
+    assert any(not _parses(path) for path in left[0].rglob("*.json"))
+    evaluate.main()
+    assert not list(config.EVAL_DIR.glob(".live.*")) and eval_files() == old
+
+
+def _parses(path: Path) -> bool:
+    try:
+        json.loads(path.read_text())
+    except ValueError:
+        return False
+    return True
 
 
 # --- the predictions table ------------------------------------------------

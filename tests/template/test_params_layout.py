@@ -89,8 +89,8 @@ def test_update_params_changes_exactly_one_line(tmp_path):
     path.write_text(TEXT, encoding="utf-8")
 
     def bump(document) -> None:
-        document["train"]["threads"] = PARAMS.train.threads + 1
+        document["train"]["impute_strategy"] = "mean"
 
     assert update_params(path, bump) is True
     assert changed_lines(TEXT, path.read_text(encoding="utf-8")) == [
-        (f"  threads: {PARAMS.train.threads}", f"  threads: {PARAMS.train.threads + 1}")]
+        (f"  impute_strategy: {PARAMS.train.impute_strategy}", "  impute_strategy: mean")]

@@ -33,7 +33,8 @@ DEPLOYED_FILES = [path.relative_to(config.ROOT).as_posix()
                   for path in (config.MODEL, config.MANIFEST, config.DVC_LOCK, config.PARAMS_FILE)]
 
 
-def tiny_deployed(tmp_path: Path, n_classes: int, model: str = "logistic_regression", **adapter_changes):
+def tiny_deployed(tmp_path: Path, n_classes: int, model: str = "logistic_regression", threads: int = 1,
+                  **adapter_changes):
     """A tiny model deployed from its saved files: (Deployed, its test rows)."""
     import dataclasses
 
@@ -41,7 +42,7 @@ def tiny_deployed(tmp_path: Path, n_classes: int, model: str = "logistic_regress
     tmp_path.mkdir(parents=True, exist_ok=True)
     model_path, manifest_path, _ = frames.save(tmp_path, model, n_classes, adapter=adapter)
     loaded, manifest = artifact.load_model(model_path, manifest_path)
-    deployed = predict.Deployed(loaded, manifest, frames.PARAMS.evaluate.threshold, frames.PARAMS.train.threads)
+    deployed = predict.Deployed(loaded, manifest, frames.PARAMS.evaluate.threshold, threads)
     return deployed, frames.features(30, n_classes, seed=5, adapter=adapter)
 
 
@@ -309,8 +310,23 @@ def test_version_mismatch_lists_each_package_and_the_override_is_loud(reproduced
     assert deployed.identity()["versions"]["numpy"] == "1.26.4"
 
 
+@pytest.mark.parametrize("model", ["hist_gradient_boosting", "random_forest"])
+def test_the_thread_count_changes_no_prediction(tmp_path, model):
+    one, rows = tiny_deployed(tmp_path / "one", 3, model, threads=1)
+    two, _ = tiny_deployed(tmp_path / "two", 3, model, threads=2)
+    assert one.identity()["threads"] == 1 and two.identity()["threads"] == 2
+    assert one.predict(rows).probabilities.tobytes() == two.predict(rows).probabilities.tobytes()
+
+
+def test_a_bad_thread_setting_is_refused_before_the_model_loads(tmp_path, monkeypatch):
+    monkeypatch.setenv(config.THREADS_ENV, "many")
+    absent = {name: tmp_path / "absent" for name in ("model_path", "manifest_path", "lock_path")}
+    with pytest.raises(ValueError, match=rf"{config.THREADS_ENV}='many': give a whole number"):
+        predict.load_model(**absent)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("key", ["evaluate.threshold", "train.threads"])
+@pytest.mark.parametrize("key", ["evaluate.threshold"])
 def test_params_that_differ_from_the_locked_run_are_refused(reproduced, tmp_path, key):
     paths = deploy_copy(reproduced, tmp_path / "deploy")
     raw = yaml.safe_load(paths["params_path"].read_text())

@@ -18,13 +18,14 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from src.pipeline import config, lockfile
+from src.pipeline import config, gather, lockfile
 from src.pipeline.history import RECORDED_AT, VERSION_ID
 from src.pipeline.params import as_of_timestamp, load_adapter, load_params
 from src.tools.git import GitError, git, git_succeeds
 from src.tools.venv import venv_env
 from src.tools.verify import explain, format_table, id_column, lockdiff, rebuild, verify
 from tests.conftest import make_clone, run
+from tests.template.test_gather_validation import build_tiny_source
 
 SNAPSHOT = str(config.SNAPSHOT.relative_to(config.ROOT))
 ADAPTER, _ = load_adapter(load_params())
@@ -114,7 +115,8 @@ def test_variants_cover_threads_hashseed_tz_locale_path_and_row_order():
     names = {variant.name: variant for variant in rebuild.variants(vary=True, seed=1)}
     assert list(names) == ["default", "threads-1", "threads-2", "threads-4", "hashseed", "tz-locale", "path",
                            "scramble"]
-    assert names["threads-4"].env == {"OMP_NUM_THREADS": "4", "OPENBLAS_NUM_THREADS": "4", "MKL_NUM_THREADS": "4"}
+    assert names["threads-4"].env == {config.THREADS_ENV: "4", "OMP_NUM_THREADS": "4", "OPENBLAS_NUM_THREADS": "4",
+                                      "MKL_NUM_THREADS": "4"}
     assert set(names["tz-locale"].env) == {"TZ", "LC_ALL"}
     assert names["path"].elsewhere and names["scramble"].env == {config.SCRAMBLE_ENV: "1"}
     assert rebuild.other_locale("C.UTF-8", ["C", "C.utf8", "POSIX"]) == "POSIX"  # C.utf8 is C.UTF-8
@@ -305,12 +307,34 @@ def test_a_rewritten_source_history_is_reported_as_such(recorded_gather, tmp_pat
     assert "the source's history was rewritten" in result.stdout
 
 
+def test_the_scramble_variant_reverses_what_gather_reads(monkeypatch, tmp_path):
+    # The variant's environment, as the stage reads it, turns on the scramble
+    # in the very connection gather reads through: an unordered SELECT comes back reversed.
+    scramble = next(variant for variant in rebuild.variants(vary=True) if variant.name == "scramble")
+    for name, value in scramble.env.items():
+        monkeypatch.setenv(name, value)
+    assert gather.scramble_requested()
+    url = f"sqlite:///{build_tiny_source(tmp_path / 'tiny.sqlite', entities=5)}"
+    query = f"SELECT {ADAPTER.id} FROM {ADAPTER.entity_table}"
+
+    def unordered(scramble: bool) -> list[int]:
+        with gather.arrow_connection(url, scramble=scramble) as connection, connection.cursor() as cursor:
+            cursor.execute(query)
+            return cursor.fetch_arrow_table().column(0).to_pylist()
+
+    plain = unordered(scramble=False)
+    assert len(set(plain)) > 1 and unordered(scramble=gather.scramble_requested()) == plain[::-1]
+
+
 @pytest.mark.slow
 def test_gather_is_identical_with_sqlite_rows_in_reverse_order(recorded_gather, tmp_path):
     scramble = [variant for variant in rebuild.variants(vary=True) if variant.name == "scramble"]
     report = verify(recorded_gather, runs=scramble, targets=["gather"], report_path=tmp_path / "report.json",
                     echo=lambda *_: None)
     assert report["runs"][0]["env"] == {config.SCRAMBLE_ENV: "1"}
+    # The variant reached the stage (test_the_scramble_variant_reverses_what_gather_reads
+    # shows what it then does to the rows), and the bytes did not move.
+    assert f"gather: {config.SCRAMBLE_ENV}=1: SQLite returns unordered rows in reverse" in report["runs"][0]["log_tail"]
     assert report["identical"], format_table(report)
     assert [entry["stage"] for entry in report["runs"][0]["entries"]] == ["gather"] * len(report["runs"][0]["entries"])
 

@@ -22,7 +22,11 @@ from src.tools.doctor import STAMP_NAME
 from src.tools.git import GitError, git
 from src.tools.venv import venv_env
 
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+# The pipeline's own thread setting, and the libraries' for code outside its limits.
+THREAD_VARIABLES = (config.THREADS_ENV, "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+# Thread counts to rebuild with, besides the default (every usable core): 4 is
+# more than a small machine has, standing in for a bigger one.
+THREAD_COUNTS = (1, 2, 4)
 # Far from UTC, with a half-hour offset and daylight saving: shifts any local-time leak.
 OTHER_TZ = "Australia/Adelaide"
 # Preferred other locales, most disruptive first (de_DE writes 1,5 for 1.5).
@@ -74,7 +78,7 @@ def variants(vary: bool, seed: int | None = None) -> list[Variant]:
         return runs
     hash_seed = str(random.Random(seed).randint(1, 2**32 - 1))
     current_locale = os.environ.get("LC_ALL") or os.environ.get("LANG")
-    runs += [Variant(f"threads-{n}", {name: str(n) for name in THREAD_VARIABLES}) for n in (1, 2, 4)]
+    runs += [Variant(f"threads-{n}", {name: str(n) for name in THREAD_VARIABLES}) for n in THREAD_COUNTS]
     runs += [
         Variant("hashseed", {"PYTHONHASHSEED": hash_seed}),
         Variant("tz-locale", {"TZ": OTHER_TZ, "LC_ALL": other_locale(current_locale, available_locales())}),
