@@ -68,20 +68,27 @@ source: $(STAMP)
 	$(BIN)/python -m src.tools.source --scale $(SCALE) --output $(SOURCE_DB)
 
 # REPRO_FLAGS=--force reruns every stage instead of trusting the run-cache.
+# The params check comes first, before DVC reads params.yaml (DVC cannot read
+# an unquoted date) and before it deletes any stage's outputs: a typo leaves
+# the deployed model in place (src/pipeline/preflight.py; docs/faults.md).
 repro: $(STAMP) $(SOURCE_DB)
+	$(BIN)/python -m src.pipeline.preflight --check --recorded
 	$(BIN)/dvc repro $(REPRO_FLAGS)
 	@$(BIN)/python -m src.tools.headline
 
 # Two workers, a test file each at a time (module fixtures stay shared): the
 # end-to-end tests spend most of their time in dvc subprocesses.
+# -rs lists every skipped test with its reason.
 test: $(STAMP) $(SOURCE_DB)
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile tests
+	$(BIN)/python -m pytest -q -rs -n 2 --dist loadfile tests
 
 # The fast set on two workers: generic code on tiny frames, no pipeline run in a clone.
 test-unit: $(STAMP) $(SOURCE_DB)
-	$(BIN)/python -m pytest -q -n 2 -m "not slow" tests
+	$(BIN)/python -m pytest -q -rs -n 2 -m "not slow" tests
 
+# Checked before `dvc repro featurize` reads params.yaml; not the recorded lists (this writes them).
 categories: $(STAMP) $(SOURCE_DB)
+	$(BIN)/python -m src.pipeline.preflight --check
 	$(BIN)/python -m src.tools.categories
 
 # The experiments table that fits a terminal (src/tools/exps.py; docs/sweeps.md):
