@@ -13,11 +13,18 @@ so a stage's ratio to it is the stage's own overhead:
                 declared table if none does), into Arrow;
 - query_scan:   the adapter's snapshot query itself, rows discarded (no
                 conversion, no Parquet): how much of gather is SQL;
+- gather_rows:  gather as it was before the Arrow-native read (SQLAlchemy rows,
+                column by column into Arrow, the same Parquet writer), kept
+                here so that the stage's read path is measured against it on
+                the same source; it reports whether it wrote the stage's bytes;
 - bare_parquet: read the snapshot Parquet file and write it again with the
                 project's writer options (featurize's reference);
 - bare_fit:     the configured estimator alone, fitted on the training
                 features (categories as integer codes), same threads;
-- predict:      single-row latency and batch throughput of the deployed model.
+- predict:      single-row latency and batch throughput of the deployed model;
+- load_history: not a reference but set-up, timed all the same: copy the demo
+                source's declared tables into the (PostgreSQL) database that
+                SOURCE_URL names, with the project's own copy (history.py).
 
 The last line printed is RESULT_PREFIX followed by a JSON object of what the
 probe counted; bench/run.py reads it from there.
@@ -32,12 +39,13 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from src.pipeline import config, files
 from src.pipeline.adapter import Adapter
-from src.pipeline.gather import open_source
+from src.pipeline.history import TIME_FORMAT
 from src.pipeline.params import as_of_timestamp, load_adapter, load_params
 
 RESULT_PREFIX = "BENCH-RESULT "
@@ -48,6 +56,16 @@ def entity_table(adapter: Adapter) -> sa.Table:
     """The source table whose rows become snapshot rows: the one with the id column."""
     tables = list(adapter.source_tables.tables.values())
     return next((table for table in tables if adapter.id in table.c), tables[0])
+
+
+def open_source(url: str) -> sa.Engine:
+    """A SQLAlchemy engine on the source, SQLite read-only as gather opens it (the probes' own, not gather's)."""
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return sa.create_engine(f"sqlite:///file:{Path(parsed.database).resolve()}?mode=ro&uri=true")
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")  # the locked driver (psycopg 3), not psycopg2
+    return sa.create_engine(parsed)
 
 
 def _snapshot_rows() -> int:
@@ -90,6 +108,43 @@ def query_scan() -> dict:
     return {"rows": rows, "first_row_s": first_row, "sql_s": sql_s}
 
 
+def _rows_to_arrow(columns: list[str], rows: list, schema: pa.Schema) -> pa.Table:
+    """One chunk of SQLAlchemy rows as Arrow with the snapshot's schema: gather's conversion before ADBC."""
+    values = dict(zip(columns, zip(*rows, strict=True), strict=True)) if rows else {name: () for name in columns}
+    arrays = []
+    for field in schema:
+        array = pa.array(values[field.name], from_pandas=False)
+        if pa.types.is_timestamp(field.type):
+            array = pc.strptime(array.cast(pa.string()), format=TIME_FORMAT, unit="us")
+        arrays.append(array.cast(field.type, safe=True))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def gather_rows() -> dict:
+    params = load_params()
+    adapter, _ = load_adapter(params)
+    chunk_rows = params.gather.chunk_rows
+    engine = open_source(config.source_url())
+
+    def chunks():
+        with engine.connect() as connection:
+            result = connection.execution_options(stream_results=True, yield_per=chunk_rows).execute(
+                sa.text(adapter.snapshot_query), {"as_of": as_of_timestamp(params.gather.as_of)})
+            columns = list(result.keys())
+            for rows in result.partitions(chunk_rows):
+                yield _rows_to_arrow(columns, rows, adapter.snapshot_schema)
+
+    with tempfile.TemporaryDirectory() as scratch:
+        output = Path(scratch) / "snapshot.parquet"
+        try:
+            rows = files.write_parquet(output, chunks(), adapter.snapshot_schema)
+        finally:
+            engine.dispose()
+        same = config.SNAPSHOT.exists() and files.sha256_file(output) == files.sha256_file(config.SNAPSHOT)
+    return {"rows": rows, "same_bytes_as_stage": same,
+            "source": sa.engine.make_url(config.source_url()).get_backend_name()}
+
+
 def bare_parquet() -> dict:
     table = pq.read_table(config.SNAPSHOT)
     with tempfile.TemporaryDirectory() as scratch:
@@ -123,10 +178,12 @@ def bare_fit() -> dict:
     name = params.train.model if params.train.model != "stacking" else "hist_gradient_boosting"
     if name != "hist_gradient_boosting":
         X = np.where(np.isnan(X), np.nanmedian(X, axis=0), X)  # only HGB takes NaN
-    estimator = model._estimator(name, params.train, params.seed)
-    with threadpool_limits(limits=params.train.threads):
+    # The same threads as train: the machine's setting (config.threads).
+    threads = config.threads()
+    estimator = model._estimator(name, params.train, params.seed, threads)
+    with threadpool_limits(limits=model.thread_limits(threads)):
         estimator.fit(X, y)
-    return {"rows": len(frame), "estimator": name}
+    return {"rows": len(frame), "estimator": name, "threads": threads}
 
 
 def predict(single_calls: int = 300, warmup: int = 20, batch_repeats: int = 3) -> dict:
@@ -154,8 +211,21 @@ def predict(single_calls: int = 300, warmup: int = 20, batch_repeats: int = 3) -
             "batch_rows": len(frame), "batch_walls_s": batches}
 
 
-PROBES = {"bare_scan": bare_scan, "query_scan": query_scan, "bare_parquet": bare_parquet, "bare_fit": bare_fit,
-          "predict": predict}
+def load_history() -> dict:
+    """Copy the demo source's declared tables into the database SOURCE_URL names, the way `source --url` does.
+
+    Through src.pipeline.history.copy_tables (COPY into PostgreSQL, indexes
+    afterwards, ANALYZE), from the demo file already built: no second build.
+    """
+    from src.pipeline.history import copy_tables
+
+    adapter, _ = load_adapter(load_params())
+    copied = copy_tables(f"sqlite:///{config.SOURCE_DB.resolve()}", config.source_url(), adapter.source_tables)
+    return {"rows": sum(copied.values()), "tables": copied}
+
+
+PROBES = {"bare_scan": bare_scan, "query_scan": query_scan, "gather_rows": gather_rows, "bare_parquet": bare_parquet,
+          "bare_fit": bare_fit, "predict": predict, "load_history": load_history}
 
 
 def main() -> None:

@@ -8,12 +8,14 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-# Bump when the layout of bench/results.json changes.
-RESULTS_SCHEMA = 1
+# Bump when the layout of bench/results.json changes (2: n and failures per figure, target units).
+RESULTS_SCHEMA = 2
 RESULTS_KEYS = ("schema", "command", "started", "finished", "duration_s", "commit", "quick",
                 "config", "machine", "versions", "runs", "figures", "targets", "profiles")
 RUN_KEYS = ("section", "name", "scale", "repeat", "wall_s", "cpu_s", "max_rss_bytes", "returncode")
-TARGET_KEYS = ("name", "value", "limit", "comparison", "met", "detail")
+TARGET_KEYS = ("name", "value", "limit", "comparison", "met", "detail", "unit")
+# How a target's value and limit are shown: a ratio, seconds, GiB, or a plain count.
+UNITS = {"x": "×", "s": " s", "GiB": " GiB", "": ""}
 
 
 def median(values: Iterable[float]) -> float:
@@ -46,17 +48,24 @@ def ratio(value: float | None, reference: float | None) -> float | None:
     return value / reference
 
 
-def check(name: str, value: float | None, limit: float, comparison: str, detail: str = "") -> dict[str, Any]:
+def check(name: str, value: float | None, limit: float, comparison: str, detail: str = "",
+          unit: str = "x") -> dict[str, Any]:
     """A target: `value <= limit` ("<=") or `value >= limit` (">="); unmeasured is not met."""
     if comparison not in ("<=", ">="):
         raise ValueError(f"comparison must be '<=' or '>=', got {comparison!r}")
+    if unit not in UNITS:
+        raise ValueError(f"unit must be one of {sorted(UNITS)}, got {unit!r}")
     met = None if value is None else (value <= limit if comparison == "<=" else value >= limit)
-    return {"name": name, "value": value, "limit": limit, "comparison": comparison, "met": met, "detail": detail}
+    return {"name": name, "value": value, "limit": limit, "comparison": comparison, "met": met, "detail": detail,
+            "unit": unit}
 
 
-def verdict(name: str, value: float | None, met: bool | None, detail: str = "") -> dict[str, Any]:
+def verdict(name: str, value: float | None, met: bool | None, detail: str = "", unit: str = "x") -> dict[str, Any]:
     """A target that is a yes/no fact (e.g. which stages ran), with a figure to show beside it."""
-    return {"name": name, "value": value, "limit": None, "comparison": "is", "met": met, "detail": detail}
+    if unit not in UNITS:
+        raise ValueError(f"unit must be one of {sorted(UNITS)}, got {unit!r}")
+    return {"name": name, "value": value, "limit": None, "comparison": "is", "met": met, "detail": detail,
+            "unit": unit}
 
 
 def select(runs: Iterable[dict], **match: Any) -> list[dict]:
@@ -101,10 +110,16 @@ def target_table(targets: Sequence[dict]) -> str:
     def word(met: bool | None) -> str:
         return {True: "met", False: "MISSED", None: "not measured"}[met]
 
+    def value(t: dict) -> str:
+        unit = t.get("unit", "x")
+        if t["value"] is None or unit == "x":
+            return fmt(t["value"], unit)
+        return fmt(t["value"]) + UNITS[unit]
+
     return table(["target", "measured", "limit", "verdict", "detail"],
-                 [[t["name"], fmt(t["value"], "x"), "–" if t["limit"] is None else f"{t['comparison']} {t['limit']:g}×",
-                   word(t["met"]),
-                   t["detail"]] for t in targets])
+                 [[t["name"], value(t),
+                   "–" if t["limit"] is None else f"{t['comparison']} {t['limit']:g}{UNITS[t.get('unit', 'x')]}",
+                   word(t["met"]), t["detail"]] for t in targets])
 
 
 def validate_results(results: dict) -> list[str]:

@@ -5,6 +5,7 @@ Timings are measured by `make bench`, never asserted here.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -72,6 +73,13 @@ def test_target_table_shows_verdicts():
     assert "MISSED" in text and "<= 1.1×" in text and "| met " in text
 
 
+def test_target_units():
+    text = stats.target_table([stats.check("first make repro", 45.6, 90, "<=", unit="s")])
+    assert "45.6 s" in text and "<= 90 s" in text and "×" not in text
+    with pytest.raises(ValueError):
+        stats.check("x", 1.0, 1.0, "<=", unit="parsecs")
+
+
 def test_stages_ran_reads_dvc_output():
     output = ("Stage 'gather' didn't change, skipping\nRunning stage 'train':\n> python -m src.pipeline.train\n"
               "Running stage 'evaluate':\n> python -m src.pipeline.evaluate\n")
@@ -82,8 +90,11 @@ def test_stages_ran_reads_dvc_output():
 def test_stage_commands_are_dvc_yamls():
     commands = run.stage_commands(config.ROOT)
     assert list(commands) == list(run.STAGES)
+    every = run.stage_commands(config.ROOT, every=True)
+    assert set(commands) <= set(every)
+    assert [name for name in every if name in commands] == list(commands)  # dvc.yaml's order
     dvc_yaml = (config.ROOT / "dvc.yaml").read_text(encoding="utf-8")
-    for command in commands.values():
+    for command in every.values():
         assert f"cmd: {' '.join(command)}\n" in dvc_yaml
 
 
@@ -119,42 +130,157 @@ def _runs() -> list[dict]:
                  r("noop", "dvc repro (no-op)", 1.1, repeat=repeat, stages_ran=[]),
                  r("noop", "dvc status", 1.0, repeat=repeat),
                  r("incremental", "dvc repro (train change)", 21.0, repeat=repeat, stages_ran=["train", "evaluate"]),
-                 r("sweep", "queue -j 1", 80.0, repeat=repeat, experiments=8),
-                 r("sweep", "queue -j 2", 50.0, repeat=repeat, experiments=8)]
+                 r("sweep", "queue -j 1", 80.0, repeat=repeat, experiments=8, worker_restarts=0),
+                 r("sweep", "queue -j 2", 50.0, repeat=repeat, experiments=8, worker_restarts=0)]
         for scale, rows in ((1, 1000), (10, 10000)):
             runs += [r("stage", "gather", 8.0 * scale, scale, repeat, rows=rows),
                      r("stage", "bare_scan", 2.0 * scale, scale, repeat, rows=rows),
+                     r("stage", "gather_rows", 16.0 * scale, scale, repeat, rows=rows,
+                       probe={"same_bytes_as_stage": True}),
                      r("stage", "query_scan", 5.0 * scale, scale, repeat, probe={"sql_s": 5.0 * scale}),
                      r("stage", "bare_parquet", 1.0, scale, repeat, probe={"snapshot_arrow_bytes": 2**20 * scale}),
                      r("stage", "featurize", 2.0 * scale, scale, repeat, rows=rows)]
     return runs
 
 
+def _by(runs: list[dict], **match) -> dict:
+    (found,) = stats.select(runs, **match)
+    return found
+
+
 def test_figures_and_targets_from_raw_runs():
     fig = run.figures(_runs(), [1, 10])
     assert fig["overhead"]["ratio"] == pytest.approx(42.0 / 38.0)
+    assert fig["overhead"]["runs"] == {"n": 3, "failed": 0}
     assert fig["noop"]["ratio"] == pytest.approx(1.1)
     assert fig["incremental"]["ratio"] == pytest.approx(21.0 / 42.0)
     assert fig["sweep"]["speedup"] == pytest.approx(1.6)
     assert fig["stages"]["gather x1"]["ratio"] == pytest.approx(4.0)
+    assert fig["stages"]["gather x1"]["vs_rows_path"] == pytest.approx(0.5)
+    assert fig["stages"]["gather x10"]["query_sql_s"] == pytest.approx(50.0)
+    assert fig["stages"]["gather x10"]["query_runs"] == {"n": 3, "failed": 0}
     assert fig["stages"]["gather x1"]["rows_per_s"] == pytest.approx(125.0)
     assert fig["scaling"]["gather"]["time_per_row_ratio"] == pytest.approx(1.0)
     verdicts = {t["name"]: t["met"] for t in run.targets(fig, [1, 10])}
     assert verdicts["DVC overhead: repro --force / stages direct"] is False  # 1.105 > 1.10
     assert verdicts["no-op dvc repro / dvc status"] is True
-    assert verdicts["incremental train change runs only train, evaluate"] is True
+    assert verdicts["incremental train change reruns train, evaluate, not gather, featurize"] is True
     assert verdicts["gather / bare scan (x1)"] is False
-    assert verdicts["sweep speed-up -j 2 over -j 1"] is True
-    assert verdicts["gather peak RSS x10 / snapshot in memory"] is False  # 100 MiB > 2 * 10 MiB
+    assert verdicts["gather / old SQLAlchemy-rows path (x1)"] is True
+    assert verdicts["sweep speed-up -j 2 over -j 1 (clean pairs)"] is True
+    assert verdicts["gather peak RSS x10 / x1"] is True  # same peak at both scales
+    assert verdicts["featurize peak RSS (x10)"] is True  # 100 MiB
+    assert verdicts["every measured run succeeded"] is True
+
+
+def test_incremental_verdict_allows_a_preflight_not_the_data_stages():
+    def verdict(*ran):
+        runs = [r for r in _runs() if r["section"] != "incremental"]
+        runs += [{"section": "incremental", "name": "dvc repro (train change)", "scale": 1, "repeat": i,
+                  "wall_s": 20.0, "cpu_s": 20.0, "max_rss_bytes": 1, "returncode": 0, "stages_ran": stages}
+                 for i, stages in enumerate(ran, 1)]
+        found = {t["name"]: t for t in run.targets(run.figures(runs, [1, 10]), [1, 10])}
+        return found["incremental train change reruns train, evaluate, not gather, featurize"]["met"]
+
+    assert verdict(["preflight", "train", "evaluate"], ["train", "evaluate"]) is True
+    assert verdict(["train", "evaluate"], ["featurize", "train", "evaluate"]) is False
+    assert verdict(["train"]) is False
+
+
+def test_failed_runs_are_counted_not_dropped():
+    runs = _runs()
+    broken = _by(runs, section="stage", name="gather", scale=10, repeat=2)
+    broken |= {"returncode": 1, "wall_s": 0.5}  # a crash is fast: in a median it would flatter
+    query = _by(runs, section="stage", name="query_scan", scale=10, repeat=3)
+    query |= {"returncode": 1}
+    fig = run.figures(runs, [1, 10])
+    gather = fig["stages"]["gather x10"]
+    assert gather["wall_s"] == pytest.approx(80.0)  # the two that ran
+    assert gather["runs"] == {"n": 2, "failed": 1}
+    assert gather["query_runs"] == {"n": 2, "failed": 1}
+    assert [(f["name"], f["scale"], f["repeat"]) for f in fig["failed"]] == [("gather", 10, 2), ("query_scan", 10, 3)]
+    found = {t["name"]: t for t in run.targets(fig, [1, 10])}
+    assert found["every measured run succeeded"]["met"] is False
+    assert found["every measured run succeeded"]["value"] == 2
+    assert "(1 failed)" in found["gather / bare scan (x10)"]["detail"]
+    assert "(1 failed)" in run.report(_results(runs))
+
+
+def test_sweep_speedup_uses_clean_pairs_only():
+    runs = [run_ for run_ in _runs() if run_["section"] != "sweep"]
+    # Repeat 1: a restart on -j 1 only (not clean). 2: neither. 3: both sides.
+    for repeat, (j1, r1, j2, r2) in enumerate([(100.0, 1, 50.0, 0), (80.0, 0, 50.0, 0), (90.0, 1, 50.0, 2)], 1):
+        for jobs, wall, restarts in ((1, j1, r1), (2, j2, r2)):
+            runs.append({"section": "sweep", "name": f"queue -j {jobs}", "scale": 1, "repeat": repeat,
+                         "wall_s": wall, "cpu_s": None, "max_rss_bytes": None, "returncode": 0, "experiments": 8,
+                         "worker_restarts": restarts})
+    sweep = run.figures(runs, [1])["sweep"]
+    assert sweep["clean_pairs"] == 2
+    assert sweep["speedup"] == pytest.approx(stats.median([80 / 50, 90 / 50]))
+    assert sweep["speedup_all_pairs"] == pytest.approx(90 / 50)
+    assert [p["clean"] for p in sweep["pairs"]] == [False, True, True]
+
+
+def test_memory_targets_growth_and_featurize_bound():
+    runs = _runs()
+    for run_ in stats.select(runs, section="stage", name="gather", scale=10):
+        run_["max_rss_bytes"] = 130 * 2**20  # 1.3x the peak at x1
+    for run_ in stats.select(runs, section="stage", name="featurize", scale=10):
+        run_["max_rss_bytes"] = 2 * 2**30
+    found = {t["name"]: t for t in run.targets(run.figures(runs, [1, 10]), [1, 10])}
+    assert found["gather peak RSS x10 / x1"]["met"] is False
+    assert found["gather peak RSS x10 / x1"]["value"] == pytest.approx(1.3)
+    featurize = found["featurize peak RSS (x10)"]
+    assert featurize["met"] is False and featurize["value"] == pytest.approx(2.0) and featurize["unit"] == "GiB"
+    assert "2 GiB" in stats.target_table([featurize]) and "<= 1 GiB" in stats.target_table([featurize])
+
+
+def test_skipped_postgres_is_reported_not_hidden():
+    fig = run.figures(_runs(), [1, 10], skipped={"postgres": "no helper yet"})
+    found = {t["name"]: t for t in run.targets(fig, [1, 10])}
+    target = found["PostgreSQL gather writes the SQLite snapshot's bytes"]
+    assert target["met"] is None and "no helper yet" in target["detail"]
+    assert "postgres: skipped: no helper yet" in run.report(_results(_runs(), skipped={"postgres": "no helper yet"}))
+
+
+def test_postgres_figures_from_raw_runs():
+    runs = _runs()
+    for repeat in (1, 2, 3):
+        runs += [{"section": "postgres", "name": "gather", "scale": 1, "repeat": repeat, "wall_s": 12.0,
+                  "cpu_s": 6.0, "max_rss_bytes": 1, "returncode": 0, "same_bytes_as_sqlite": repeat != 2},
+                 {"section": "postgres", "name": "bare_scan", "scale": 1, "repeat": repeat, "wall_s": 4.0,
+                  "cpu_s": 3.0, "max_rss_bytes": 1, "returncode": 0}]
+    fig = run.figures(runs, [1, 10])
+    assert fig["postgres"]["ratio"] == pytest.approx(3.0)
+    assert fig["postgres"]["vs_sqlite_gather"] == pytest.approx(1.5)
+    assert fig["postgres"]["same_bytes_as_sqlite"] is False  # one run differed: the promise is broken
+    found = {t["name"]: t for t in run.targets(fig, [1, 10])}
+    assert found["PostgreSQL gather writes the SQLite snapshot's bytes"]["met"] is False
+    # Every run the same bytes, but one crashed: not met either (a crash writes no snapshot).
+    for run_ in stats.select(runs, section="postgres", name="gather"):
+        run_["same_bytes_as_sqlite"] = True
+    assert run.figures(runs, [1, 10])["postgres"]["same_bytes_as_sqlite"] is True
+    _by(runs, section="postgres", name="gather", repeat=3)["returncode"] = 1
+    assert run.figures(runs, [1, 10])["postgres"]["same_bytes_as_sqlite"] is False
+
+
+def test_sections_option():
+    assert run.parse_args(["--sections", "stages,predict"]).sections == ["stages", "predict"]
+    assert run.parse_args([]).sections == list(run.SECTIONS)
+    with pytest.raises(SystemExit):
+        run.parse_args(["--sections", "stagse"])
+
+
+def _results(runs: list[dict], skipped: dict | None = None) -> dict:
+    fig = run.figures(runs, [1, 10], skipped)
+    return {"schema": stats.RESULTS_SCHEMA, "command": "make bench", "started": "t0", "finished": "t1",
+            "duration_s": 1.0, "commit": "0" * 40, "quick": False, "config": {"repeats": 3}, "profiles": {},
+            "machine": run.machine(), "versions": run.versions(), "runs": runs, "figures": fig,
+            "targets": run.targets(fig, [1, 10])}
 
 
 def test_results_structure_is_validated_and_json_serialisable():
-    runs = _runs()
-    fig = run.figures(runs, [1, 10])
-    results = {"schema": stats.RESULTS_SCHEMA, "command": "make bench", "started": "t0", "finished": "t1",
-               "duration_s": 1.0, "commit": "0" * 40, "quick": False, "config": {"repeats": 3}, "profiles": {},
-               "machine": run.machine(), "versions": run.versions(), "runs": runs, "figures": fig,
-               "targets": run.targets(fig, [1, 10])}
+    results = _results(_runs())
     assert stats.validate_results(results) == []
     json.dumps(results, allow_nan=False)
     assert results["machine"]["cores"] >= 1 and "scikit-learn" in results["versions"]
@@ -163,3 +289,35 @@ def test_results_structure_is_validated_and_json_serialisable():
     assert any("machine lacks 'cpu'" in p for p in problems)
     assert any(p.startswith("run 0 lacks") for p in problems)
     assert "MISSED" in run.report(dict(results, table=""))
+
+
+def test_a_command_past_its_timeout_is_killed_and_counted_as_failed(tmp_path):
+    import os
+
+    bench = run.Bench(tmp_path, repeats=1)
+    marker = tmp_path / "child.pid"
+    # The child of the child must go too: the whole process group is killed.
+    script = f"sleep 30 & echo $! > {marker}; wait"
+    measured = bench.measure("postgres", "gather", ["sh", "-c", script], tmp_path, 1, 1, env=dict(os.environ),
+                             timeout=1.0)
+    assert measured["returncode"] is None and "killed after 1 s" in measured["error"]
+    assert run.figures(bench.runs, [1])["failed"] == [
+        {"section": "postgres", "name": "gather", "scale": 1, "repeat": 1, "returncode": None}]
+    # Gone, or a zombie waiting for its new parent to reap it: not running either way.
+    stat = Path(f"/proc/{int(marker.read_text())}/stat")
+    state = stat.read_text().rsplit(")", 1)[1].split()[0] if stat.exists() else "gone"
+    assert state in ("gone", "Z"), state
+
+
+def test_sweep_workers_share_the_cores():
+    from src.pipeline import config as pipeline_config
+
+    name = getattr(pipeline_config, "THREADS_ENV", None)
+    one, two = run.sweep_env({"A": "1"}, 1), run.sweep_env({"A": "1"}, 2)
+    if name is None:
+        assert one == two == {"A": "1"}
+        return
+    import os
+
+    cores = os.cpu_count() or 1
+    assert one[name] == str(cores) and two[name] == str(max(1, cores // 2)) and two["A"] == "1"
