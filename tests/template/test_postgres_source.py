@@ -100,10 +100,11 @@ def test_a_wrong_password_is_refused_and_never_shown(cluster, tmp_path, monkeypa
     command = ingest_cli(path, in_url, "--recorded-at", "2020-01-01", password=PASSWORD)
     assert command.returncode == 1 and refused in command.stderr, command.stderr
     assert wrong not in command.stdout + command.stderr
-    command = run(["python", "-m", "src.tools.source", "--url", in_environment], cwd=config.ROOT, check=False,
-                  PGPASSWORD=wrong)
-    assert command.returncode == 1 and refused in command.stderr, command.stderr
-    assert wrong not in command.stdout + command.stderr
+    if ADAPTER.build_demo_source is not None:  # an adapter without a demo has nothing to copy
+        command = run(["python", "-m", "src.tools.source", "--url", in_environment], cwd=config.ROOT, check=False,
+                      PGPASSWORD=wrong)
+        assert command.returncode == 1 and refused in command.stderr, command.stderr
+        assert wrong not in command.stdout + command.stderr
     for url, password in ((in_url, PASSWORD), (in_environment, wrong)):
         monkeypatch.setenv("PGPASSWORD", password)
         with pytest.raises(HistoryError, match=refused) as raised:
