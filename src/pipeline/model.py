@@ -151,7 +151,14 @@ def build_pipeline(train: Train, categories: dict[str, list[str]], numeric: list
     if train.model != "stacking":
         return Pipeline(steps + _single(train.model, train, categories, numeric, seed, threads))
     stacking = StackingClassifier(
-        estimators=[(name, Pipeline(_single(name, train, categories, numeric, seed, threads)))
+        # One job for the base estimators' joblib: stacking calls their
+        # predict_proba inside fit (the out-of-fold probabilities), and a
+        # forest's predict_proba on more jobs sums the trees in
+        # thread-finishing order. A queued sweep's stacking experiment differed
+        # from `dvc repro --force` at the same params with n_jobs=threads.
+        # (HistGradientBoosting's OpenMP threads come from thread_limits, not
+        # from this argument, and stay invariant.)
+        estimators=[(name, Pipeline(_single(name, train, categories, numeric, seed, threads=1)))
                     for name in train.stacking.estimators],
         final_estimator=_estimator(train.stacking.final_estimator, train, seed),
         # An integer-seeded, shuffled splitter: a RandomState instance would

@@ -441,3 +441,19 @@ def test_training_refuses_a_numeric_feature_with_no_value():
     train.check_numeric(frame[["a"]], ("a",))
     with pytest.raises(ValueError, match=r"numeric features \['b'\] have no value in the training data"):
         train.check_numeric(frame, ("a", "b"))
+
+
+def test_stacked_forests_predict_on_one_job_while_they_are_fitted():
+    """Stacking calls its base estimators' predict_proba inside fit (the out-of-fold
+    probabilities); a forest there on more jobs sums its trees in thread-finishing order.
+    A single forest may fit on every core (its n_jobs is reset before pickling)."""
+    params = frames.small_params("stacking")
+    stacked_train = params.train.model_copy(update={"stacking": params.train.stacking.model_copy(
+        update={"estimators": ["hist_gradient_boosting", "random_forest"]})})
+    stacked = build_pipeline(stacked_train, params.categories, ADAPTER.numeric, params.seed, threads=4)
+    forests = [step for _, base in stacked.named_steps["estimator"].estimators
+               for _, step in base.steps if isinstance(step, RandomForestClassifier)]
+    assert forests and all(forest.n_jobs == 1 for forest in forests)
+    single = build_pipeline(params.train.model_copy(update={"model": "random_forest"}), params.categories,
+                            ADAPTER.numeric, params.seed, threads=4)
+    assert single.named_steps["estimator"].n_jobs == 4
