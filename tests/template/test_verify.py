@@ -336,7 +336,8 @@ def test_gather_is_identical_with_sqlite_rows_in_reverse_order(recorded_gather, 
     # shows what it then does to the rows), and the bytes did not move.
     assert f"gather: {config.SCRAMBLE_ENV}=1: SQLite returns unordered rows in reverse" in report["runs"][0]["log_tail"]
     assert report["identical"], format_table(report)
-    assert [entry["stage"] for entry in report["runs"][0]["entries"]] == ["gather"] * len(report["runs"][0]["entries"])
+    # gather and what it depends on (the params check), nothing downstream.
+    assert {entry["stage"] for entry in report["runs"][0]["entries"]} == {"preflight", "gather"}
 
 
 @pytest.mark.slow
