@@ -15,12 +15,12 @@ import sqlalchemy as sa
 from src.pipeline import config
 from src.pipeline.gather import (
     SourceError,
+    _write,
     arrow_connection,
     bind,
     check_source,
     gather,
     open_source,
-    rechunk,
     rows_to_arrow,
 )
 from src.pipeline.history import TIME_FORMAT
@@ -124,13 +124,14 @@ def test_values_that_do_not_fit_are_refused_not_truncated():
                                          for row in rows], ADAPTER), ADAPTER)
 
 
-def test_rechunk_gives_row_groups_of_chunk_rows_whatever_the_driver_delivered():
+def test_row_groups_are_chunk_rows_whatever_the_driver_delivered(tmp_path):
     table = frames.snapshot_table(rows=10)
     pieces = [table.slice(0, 3), table.slice(3, 0), table.slice(3, 6), table.slice(9, 1)]
-    chunks = list(rechunk(iter(pieces), 4))
-    assert [chunk.num_rows for chunk in chunks] == [4, 4, 2]
-    assert pa.concat_tables(chunks).equals(table)
-    assert list(rechunk(iter([]), 4)) == []
+    output = tmp_path / "snapshot.parquet"
+    assert _write(iter(pieces), ADAPTER, "2013-01-01 00:00:00", 4, output) == 10
+    written = pq.ParquetFile(output)
+    assert [written.metadata.row_group(i).num_rows for i in range(written.num_row_groups)] == [4, 4, 2]
+    assert written.read().equals(table)
 
 
 def test_missing_database_is_named_and_never_created(tmp_path):
