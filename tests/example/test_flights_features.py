@@ -66,6 +66,11 @@ def test_broken_snapshots_are_named():
     only_cancelled = tiny_snapshot().assign(status="cancelled")
     with pytest.raises(ValueError, match="no snapshot row has a target"):
         featurize(only_cancelled, flights.ADAPTER, PARAMS, 20, 1)
+    impossible = tiny_snapshot()
+    impossible.loc[1, ["month", "day"]] = [2, 29]  # 2013 was no leap year
+    with pytest.raises(ValueError, match=r"flight_id=99: the scheduled date year=2013 month=2 day=29 "
+                                         r"is not a calendar date"):
+        featurize(impossible, flights.ADAPTER, PARAMS, 20, 1)
     strange = tiny_snapshot().assign(status="teleported")
     with pytest.raises(ValueError, match="unknown flight statuses"):
         featurize(strange, flights.ADAPTER, PARAMS, 20, 1)

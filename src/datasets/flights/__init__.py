@@ -270,9 +270,14 @@ def derive_features(snapshot: pd.DataFrame, params: Params) -> tuple[pd.DataFram
         raise ValueError(f"snapshot has unknown flight statuses {unknown_status}")
 
     rows = snapshot.loc[has_outcome].sort_values(ID, kind="stable")
-    scheduled = pd.to_datetime(
-        pd.DataFrame({"year": rows["year"], "month": rows["month"], "day": rows["day"]}).astype("int64")
-    )
+    dates = pd.DataFrame({"year": rows["year"], "month": rows["month"], "day": rows["day"]}).astype("int64")
+    scheduled = pd.to_datetime(dates, errors="coerce")
+    if scheduled.isna().any():
+        # Each part is within its domain (gather checked that); together they may still be no date.
+        first = int(scheduled.isna().to_numpy().argmax())
+        year, month, day = dates.iloc[first]
+        raise ValueError(f"snapshot row {ID}={int(rows[ID].iloc[first])}: the scheduled date "
+                         f"year={year} month={month} day={day} is not a calendar date")
     features = pd.DataFrame(
         {
             ID: rows[ID].astype("int64"),
