@@ -70,9 +70,9 @@ source: $(STAMP)
 # REPRO_FLAGS=--force reruns every stage instead of trusting the run-cache.
 # The params check comes first, before DVC reads params.yaml (DVC cannot read
 # an unquoted date) and before it deletes any stage's outputs: a typo leaves
-# the deployed model in place (src/pipeline/preflight.py; docs/faults.md).
+# the deployed model in place (src/pipeline/check_params.py; docs/faults.md).
 repro: $(STAMP) $(SOURCE_DB)
-	$(BIN)/python -m src.pipeline.preflight --check --recorded
+	$(BIN)/python -m src.pipeline.check_params --check --recorded
 	$(BIN)/dvc repro $(REPRO_FLAGS)
 	@$(BIN)/python -m src.tools.headline
 
@@ -88,7 +88,7 @@ test-unit: $(STAMP) $(SOURCE_DB)
 
 # Checked before `dvc repro featurize` reads params.yaml; not the recorded lists (this writes them).
 categories: $(STAMP) $(SOURCE_DB)
-	$(BIN)/python -m src.pipeline.preflight --check
+	$(BIN)/python -m src.pipeline.check_params --check
 	$(BIN)/python -m src.tools.categories
 
 # The experiments table that fits a terminal (src/tools/exps.py; docs/sweeps.md):

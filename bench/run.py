@@ -153,7 +153,7 @@ def stage_commands(clone: Path, every: bool = False) -> dict[str, list[str]]:
     """Each measured stage's command as dvc.yaml gives it (what `dvc repro` runs), as argv.
 
     `every`: all of dvc.yaml's stages in its order (checks such as a params
-    preflight included), for the comparison with `dvc repro --force`.
+    the params check included), for the comparison with `dvc repro --force`.
     """
     stages = yaml.safe_load((clone / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
     return {name: shlex.split(stage["cmd"]) for name, stage in stages.items() if every or name in STAGES}
@@ -688,7 +688,7 @@ def targets(fig: dict[str, Any], scales: list[int]) -> list[dict]:
                             _n(o["runs"], o["reference_runs"])),
                 stats.check("no-op dvc repro / dvc status", n["ratio"], 1.2, "<=", _n(n["runs"], n["reference_runs"]))]
         ran = i["stages_ran"]
-        # Checks that depend on the whole params file (a preflight) may run too; the data stages must not.
+        # Checks that depend on the whole params file (a params check) may run too; the data stages must not.
         out.append(stats.verdict("incremental train change reruns train, evaluate, not gather, featurize",
                                  i["ratio"], bool(ran) and all(
                                      r is not None and {"train", "evaluate"} <= set(r)

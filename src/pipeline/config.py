@@ -26,8 +26,8 @@ SCRAMBLE_ENV = "SNAPSHOT_SCRAMBLE_ORDER"
 # param, because no output byte depends on it (src/pipeline/model.py, thread_limits).
 THREADS_ENV = "PIPELINE_THREADS"
 
-# The params check's marker (src/pipeline/preflight.py): gather depends on it.
-PREFLIGHT_MARKER = DATA_DIR / "preflight.txt"
+# The params check's marker (src/pipeline/check_params.py): gather depends on it.
+PARAMS_CHECKED_MARKER = DATA_DIR / "params_checked.txt"
 SNAPSHOT = DATA_DIR / "snapshot" / "snapshot.parquet"
 FEATURES_DIR = DATA_DIR / "features"
 TRAIN_FEATURES = FEATURES_DIR / "train.parquet"

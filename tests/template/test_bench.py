@@ -173,7 +173,7 @@ def test_figures_and_targets_from_raw_runs():
     assert verdicts["every measured run succeeded"] is True
 
 
-def test_incremental_verdict_allows_a_preflight_not_the_data_stages():
+def test_incremental_verdict_allows_a_params_check_not_the_data_stages():
     def verdict(*ran):
         runs = [r for r in _runs() if r["section"] != "incremental"]
         runs += [{"section": "incremental", "name": "dvc repro (train change)", "scale": 1, "repeat": i,
@@ -182,7 +182,7 @@ def test_incremental_verdict_allows_a_preflight_not_the_data_stages():
         found = {t["name"]: t for t in run.targets(run.figures(runs, [1, 10]), [1, 10])}
         return found["incremental train change reruns train, evaluate, not gather, featurize"]["met"]
 
-    assert verdict(["preflight", "train", "evaluate"], ["train", "evaluate"]) is True
+    assert verdict(["check_params", "train", "evaluate"], ["train", "evaluate"]) is True
     assert verdict(["train", "evaluate"], ["featurize", "train", "evaluate"]) is False
     assert verdict(["train"]) is False
 

@@ -34,7 +34,7 @@ import sqlalchemy as sa
 import yaml
 from fastapi.testclient import TestClient
 
-from src.pipeline import config, lockfile, preflight
+from src.pipeline import check_params, config, lockfile
 from src.serving import serve
 from tests.conftest import make_clone, run
 from tests.template.frames import ADAPTER
@@ -46,14 +46,14 @@ STAGES = [name for name in yaml.safe_load((config.ROOT / "dvc.yaml").read_text(e
 # Where each stage writes (its outputs' folders): a kill -9 is aimed at the first
 # entry that appears in them, and strays are looked for there.
 OUTPUT_DIRS = {
-    "preflight": ["data"],
+    "check_params": ["data"],
     "gather": ["data/snapshot"],
     "featurize": ["data/features", "metrics"],
     "train": ["models"],
     "evaluate": ["eval"],
 }
 SCANNED = ["data", "data/snapshot", "data/features", "data/predictions", "models", "eval", "metrics"]
-MARKER = preflight.MARKER.relative_to(config.ROOT).as_posix()
+MARKER = check_params.MARKER.relative_to(config.ROOT).as_posix()
 
 
 def rel(path: Path) -> str:
@@ -325,7 +325,7 @@ def test_a_params_mistake_leaves_every_output_in_place(repo, how, edit, expected
         assert text in message, message
     assert "Traceback" not in message
     assert "Running stage 'gather'" not in message and "Running stage 'train'" not in message
-    # DVC deletes the preflight stage's own marker before it runs: nothing else may go.
+    # DVC deletes the check_params stage's own marker before it runs: nothing else may go.
     assert_old_or_absent(repo.root, repo.baseline, may_vanish={MARKER})
 
 
@@ -347,9 +347,9 @@ def test_after_the_fix_only_the_check_reruns_and_every_output_is_the_old_one(rep
     params.write_text(good, encoding="utf-8")
     result = repo.dvc("repro")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Running stage 'preflight'" in result.stdout
+    assert "Running stage 'check_params'" in result.stdout
     assert [line for line in result.stdout.splitlines() if line.startswith("Running stage")] == [
-        "Running stage 'preflight':"]
+        "Running stage 'check_params':"]
     assert outputs_state(repo.root) == repo.baseline
 
 
@@ -785,20 +785,20 @@ def test_the_service_answers_a_bad_request_with_a_4xx_naming_it(tmp_path, body, 
 
 # --- the matrix itself ----------------------------------------------------------------------
 
-def test_the_preflight_stage_comes_first_and_checks_the_whole_params_file():
+def test_the_check_params_stage_comes_first_and_checks_the_whole_params_file():
     stages = yaml.safe_load((config.ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
-    assert STAGES[0] == "preflight"
-    assert "params.yaml" in stages["preflight"]["deps"]
-    assert [next(iter(out)) if isinstance(out, dict) else out for out in stages["preflight"]["outs"]] == [MARKER]
+    assert STAGES[0] == "check_params"
+    assert "params.yaml" in stages["check_params"]["deps"]
+    assert [next(iter(out)) if isinstance(out, dict) else out for out in stages["check_params"]["outs"]] == [MARKER]
     # DVC orders stages by their files: the first stage that deletes outputs waits for the marker.
     assert MARKER in stages[STAGES[1]]["deps"]
-    assert (config.ROOT / MARKER).read_text(encoding="utf-8") == preflight.MARKER_TEXT
+    assert (config.ROOT / MARKER).read_text(encoding="utf-8") == check_params.MARKER_TEXT
 
 
 def test_make_repro_checks_params_before_dvc_runs():
     recipe = run(["make", "-n", "-o", ".venv/.installed-from-lock", "-o", rel(config.SOURCE_DB), "repro"],
                  cwd=config.ROOT, check=False).stdout.splitlines()
-    check = next(index for index, line in enumerate(recipe) if "src.pipeline.preflight --check" in line)
+    check = next(index for index, line in enumerate(recipe) if "src.pipeline.check_params --check" in line)
     repro = next(index for index, line in enumerate(recipe) if "dvc repro" in line)
     assert check < repro
 

@@ -337,7 +337,7 @@ def test_gather_is_identical_with_sqlite_rows_in_reverse_order(recorded_gather, 
     assert f"gather: {config.SCRAMBLE_ENV}=1: SQLite returns unordered rows in reverse" in report["runs"][0]["log_tail"]
     assert report["identical"], format_table(report)
     # gather and what it depends on (the params check), nothing downstream.
-    assert {entry["stage"] for entry in report["runs"][0]["entries"]} == {"preflight", "gather"}
+    assert {entry["stage"] for entry in report["runs"][0]["entries"]} == {"check_params", "gather"}
 
 
 @pytest.mark.slow

@@ -25,8 +25,8 @@ import sys
 from src.pipeline import config, files
 from src.pipeline.params import ParamsError, check_recorded, load_adapter, load_params
 
-MARKER = config.PREFLIGHT_MARKER
-MARKER_TEXT = ("params.yaml passed the schema check of src/pipeline/preflight.py. The pipeline's first stage\n"
+MARKER = config.PARAMS_CHECKED_MARKER
+MARKER_TEXT = ("params.yaml passed the schema check of src/pipeline/check_params.py. The pipeline's first stage\n"
                "writes this file and gather depends on it, so DVC runs the check before any stage that\n"
                "deletes outputs. Its text never changes.\n")
 
@@ -44,7 +44,7 @@ def check(recorded: bool = False) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m src.pipeline.preflight", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m src.pipeline.check_params", description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true",
                         help="only check, write no marker (make repro runs this before DVC reads params.yaml)")
     parser.add_argument("--recorded", action="store_true",
@@ -54,11 +54,11 @@ def main(argv: list[str] | None = None) -> None:
     if not args.check:
         with files.atomic_open(MARKER) as handle:
             handle.write(MARKER_TEXT)
-        print(f"preflight: params.yaml is valid (adapter {name})", file=sys.stderr)
+        print(f"check_params: params.yaml is valid (adapter {name})", file=sys.stderr)
 
 
 if __name__ == "__main__":
     try:
         main()
     except ParamsError as error:
-        sys.exit(f"preflight: error: {error}\nStopped before the pipeline stages: their outputs are as they were.")
+        sys.exit(f"check_params: error: {error}\nStopped before the pipeline stages: their outputs are as they were.")
