@@ -71,6 +71,12 @@ def running_service(app) -> Iterator[str]:
         sock.close()
 
 
+def require_demo_source() -> None:
+    """Fail, not skip, when the demo source is missing: `make test` builds it before any test runs."""
+    if not config.SOURCE_DB.exists():
+        pytest.fail(f"{config.SOURCE_DB} missing: run the tests through `make test`")
+
+
 def make_clone(destination: Path) -> Path:
     """A fresh clone of this repository's HEAD at `destination`, ready to run."""
     return working_clone(destination, venv=ROOT / ".venv")
@@ -78,8 +84,7 @@ def make_clone(destination: Path) -> Path:
 
 @pytest.fixture
 def clone(tmp_path: Path) -> Path:
-    if not config.SOURCE_DB.exists():
-        pytest.fail(f"{config.SOURCE_DB} missing: run the tests through `make test`")
+    require_demo_source()
     return make_clone(tmp_path / "clone")
 
 
@@ -93,8 +98,7 @@ def reproduced(tmp_path_factory: pytest.TempPathFactory) -> Path:
     is newer than the linked venv's stamp, so make would check (and touch) the
     stamp of a venv that belongs to this checkout.
     """
-    if not config.SOURCE_DB.exists():
-        pytest.fail(f"{config.SOURCE_DB} missing: run the tests through `make test`")
+    require_demo_source()
     repo = make_clone(tmp_path_factory.mktemp("reproduced") / "clone")
     run(["dvc", "repro"], cwd=repo)
     return repo

@@ -23,7 +23,7 @@ import pytest
 from src.pipeline import config, lockfile
 from src.tools.data_version import WORKTREE_PREFIX, set_as_of, tag_name
 from src.tools.git import git
-from tests.conftest import ROOT, make_clone, run
+from tests.conftest import ROOT, make_clone, require_demo_source, run
 from tests.dvc_helpers import drop_local_data, output_hashes
 
 BRANCH_AS_OF, OLDER, NEWER = "2013-01-05", "2013-01-10", "2013-01-20"
@@ -81,8 +81,7 @@ def differing_outputs(root: Path, rev: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def versions(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
-    if not config.SOURCE_DB.exists():
-        pytest.fail(f"{config.SOURCE_DB} missing: run the tests through `make test`")
+    require_demo_source()
     base = tmp_path_factory.mktemp("data-versions")
     root = make_clone(base / "clone")
     remote = base / "remote"

@@ -17,7 +17,7 @@ import pytest
 from src.pipeline import config, lockfile
 from src.tools.clones import working_clone
 from src.tools.git import git, git_succeeds
-from tests.conftest import run
+from tests.conftest import require_demo_source, run
 from tests.dvc_helpers import lock_outputs, output_hashes
 
 pytestmark = pytest.mark.slow
@@ -50,8 +50,7 @@ def experiments(root: Path) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
-    if not config.SOURCE_DB.exists():
-        pytest.fail(f"{config.SOURCE_DB} missing: run the tests through `make test`")
+    require_demo_source()
     base = tmp_path_factory.mktemp("exp-share")
     origin, storage = base / "origin.git", base / "storage"
     git(["clone", "-q", "--bare", str(config.ROOT), str(origin)], base)

@@ -19,8 +19,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from src.pipeline import config
-from tests.conftest import make_clone, run
+from tests.conftest import make_clone, require_demo_source, run
 from tests.dvc_helpers import drop_local_data, output_hashes
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
@@ -88,8 +87,7 @@ def sshd(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.mark.slow
 def test_push_clear_pull_over_ssh_gives_identical_bytes(sshd, tmp_path: Path):
-    if not config.SOURCE_DB.exists():
-        pytest.fail(f"{config.SOURCE_DB} missing: run the tests through `make test`")
+    require_demo_source()
     root = make_clone(tmp_path / "clone")
     run(["python", "-m", "src.tools.data_version", "cut", AS_OF, "--no-push"], root)
     # A cut leaves the branch as it was; the small snapshot is on the tag.

@@ -25,7 +25,7 @@ import yaml
 from src.pipeline import config, lockfile
 from src.tools.exps import headline_metrics
 from src.tools.venv import venv_env
-from tests.conftest import make_clone, run
+from tests.conftest import make_clone, require_demo_source, run
 
 AS_OF = "2013-01-31"
 HGB, LR, RF = "train.hist_gradient_boosting", "train.logistic_regression", "train.random_forest"
@@ -90,8 +90,7 @@ def wait_for_queue(root: Path) -> str:
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
-    if not config.SOURCE_DB.exists():
-        pytest.fail(f"{config.SOURCE_DB} missing: run the tests through `make test`")
+    require_demo_source()
     root = make_clone(tmp_path_factory.mktemp("sweeps") / "clone")
     # The baseline as a user would make it: a data version (params.yaml, dvc.lock and the
     # tracked outputs, committed and tagged), checked out with its data.

@@ -36,7 +36,7 @@ from fastapi.testclient import TestClient
 
 from src.pipeline import check_params, config, lockfile
 from src.serving import serve
-from tests.conftest import make_clone, run
+from tests.conftest import make_clone, require_demo_source, run
 from tests.template.frames import ADAPTER
 from tests.template.test_predict import tiny_deployed
 from tests.template.test_serve import as_json_rows
@@ -160,8 +160,7 @@ class Pipeline:
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory) -> Pipeline:
     """A clone of HEAD whose outputs were built by killing each stage mid-write, then re-running it."""
-    if not config.SOURCE_DB.exists():
-        pytest.fail(f"{config.SOURCE_DB} missing: run the tests through `make test`")
+    require_demo_source()
     base = tmp_path_factory.mktemp("faults")
     root = make_clone(base / "clone")
     hook = base / "hook"

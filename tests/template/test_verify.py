@@ -24,7 +24,7 @@ from src.pipeline.params import as_of_timestamp, load_adapter, load_params
 from src.tools.git import GitError, git, git_succeeds
 from src.tools.venv import venv_env
 from src.tools.verify import explain, format_table, id_column, lockdiff, rebuild, verify
-from tests.conftest import make_clone, run
+from tests.conftest import make_clone, require_demo_source, run
 from tests.template.test_gather_validation import build_tiny_source
 
 SNAPSHOT = str(config.SNAPSHOT.relative_to(config.ROOT))
@@ -258,8 +258,7 @@ def recorded_gather(tmp_path_factory: pytest.TempPathFactory) -> Path:
     The snapshot is then in the clone's DVC cache, and the test does not depend
     on whether HEAD's own dvc.lock is up to date with its code.
     """
-    if not config.SOURCE_DB.exists():
-        pytest.fail(f"{config.SOURCE_DB} missing: run the tests through `make test`")
+    require_demo_source()
     repo = make_clone(tmp_path_factory.mktemp("gather") / "clone")
     run(["dvc", "repro", "--force", "--single-item", "gather"], cwd=repo)
     # --allow-empty: when HEAD's lock is already current there is nothing to record.
