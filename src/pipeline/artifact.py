@@ -35,6 +35,10 @@ class ArtifactError(RuntimeError):
     """The model artifact cannot be trusted as it is."""
 
 
+class VersionMismatchError(ArtifactError):
+    """The model was trained on other Python or library versions than these (the one refusal with an override)."""
+
+
 
 def runtime_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
@@ -142,7 +146,7 @@ def load_model(
     mismatches = version_mismatches(manifest["versions"])
     if mismatches:
         if not allow_version_mismatch:
-            raise ArtifactError(
+            raise VersionMismatchError(
                 "refusing to load the model in an environment other than the one it was trained in "
                 "(install requirements.lock, or override at your own risk):\n  " + "\n  ".join(mismatches)
             )

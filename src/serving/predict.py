@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import logging
 import sys
 import threading
@@ -36,6 +35,7 @@ import pyarrow as pa
 from threadpoolctl import ThreadpoolController
 
 from src.pipeline import artifact, config, files, lockfile
+from src.pipeline.artifact import VersionMismatchError
 from src.pipeline.model import thread_limits
 from src.pipeline.params import ParamsError, load_params
 from src.pipeline.predictions import predictions_frame, predictions_schema
@@ -48,10 +48,6 @@ LOCKED_PARAMS = ("evaluate.threshold",)
 # The batch command's output format, by the output's extension. Anything else
 # is refused rather than guessed: a file named .csv must hold CSV.
 OUTPUT_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
-
-
-class VersionMismatchError(artifact.ArtifactError):
-    """The model was trained on other Python or library versions than these."""
 
 
 @dataclass(frozen=True)
@@ -132,24 +128,8 @@ def load_model(
                     f"{params_path} has {key} = {current[key]!r}, but stage {stage!r} in {lock_path} ran with "
                     f"{value!r}: run `dvc repro` so the model and its evaluation match the params"
                 )
-    try:
-        model, manifest = artifact.load_model(model_path, manifest_path, allow_version_mismatch, lock_path=lock_path)
-    except artifact.ArtifactError as error:
-        if _names_version_mismatch(error, manifest_path):
-            raise VersionMismatchError(str(error)) from None
-        raise
+    model, manifest = artifact.load_model(model_path, manifest_path, allow_version_mismatch, lock_path=lock_path)
     return Deployed(model, manifest, params.evaluate.threshold, threads)
-
-
-def _names_version_mismatch(error: artifact.ArtifactError, manifest_path: Path) -> bool:
-    """Whether `error` is the refusal to load on other versions, told by the
-    mismatch lines it lists (so the commands can name their override)."""
-    try:
-        recorded = json.loads(Path(manifest_path).read_bytes())["versions"]
-        mismatches = artifact.version_mismatches(recorded)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return False
-    return bool(mismatches) and all(line in str(error) for line in mismatches)
 
 
 def override_hint(command: str) -> str:
