@@ -27,7 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from src.pipeline import config, files
 from src.pipeline.adapter import Adapter
-from src.pipeline.history import _redacted
+from src.pipeline.history import _redacted, shown_url
 from src.pipeline.params import ParamsError, as_of_timestamp, load_adapter, load_params
 from src.pipeline.validate import SourceValueError, refuse, to_snapshot
 
@@ -75,7 +75,7 @@ def locate(url: str) -> Source:
         # Not quoted back: any part of an unparsed URL may be the password.
         raise SourceError(f"the source URL is not a database URL; set {config.SOURCE_URL_ENV} to one like "
                           "postgresql://user@host/database or sqlite:///path/to/source.sqlite") from None
-    shown = _redacted(parsed.render_as_string(hide_password=True), url)
+    shown = shown_url(url)
     sqlite_path = None
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
