@@ -57,11 +57,16 @@ $(STAMP): requirements.lock
 
 setup: $(STAMP)
 
-# The embedded demo source, built by the adapter's builder when it is missing
-# and SOURCE_URL is unset (a set SOURCE_URL means the data lives elsewhere).
-$(SOURCE_DB): | $(STAMP)
-	@if [ -n "$$SOURCE_URL" ]; then echo "SOURCE_URL is set: no demo source built"; else \
-	  $(BIN)/python -m src.tools.source --scale $(SCALE) --output $(SOURCE_DB); fi
+# The source history, when SOURCE_URL is unset (a set SOURCE_URL means the
+# data lives elsewhere): a history that ingest tracked with DVC comes from the
+# cache or the remote (`dvc pull` of its pointer, again whenever git brings a
+# newer pointer); otherwise the adapter's demo builder makes it. An adapter
+# with neither says how data arrives (src/tools/source.py).
+$(SOURCE_DB): $(wildcard $(SOURCE_DB).dvc) | $(STAMP)
+	@if [ -n "$$SOURCE_URL" ]; then echo "SOURCE_URL is set: the history is read there"; \
+	elif [ -f $(SOURCE_DB).dvc ]; then echo "source: dvc pull $(SOURCE_DB).dvc"; \
+	  $(BIN)/dvc pull -q $(SOURCE_DB).dvc && touch $(SOURCE_DB); \
+	else $(BIN)/python -m src.tools.source --scale $(SCALE) --output $(SOURCE_DB); fi
 
 # Explicit `make source` always rebuilds (e.g. at another SCALE).
 source: $(STAMP)

@@ -7,6 +7,10 @@ values); rows equal to their id's latest version add nothing, so ingesting the
 same file twice adds nothing. Nothing is updated or deleted. The history's
 layout is the source contract (src/pipeline/history.py). The URL is
 SOURCE_URL, or the embedded data/source/source.sqlite; --url overrides both.
+The embedded history is data like any other output: after each ingest into it,
+DVC tracks it (data/source/source.sqlite.dvc goes into git, the file into the
+DVC cache and, with `dvc push`, the remote), so a colleague's fresh clone gets
+the same history by `dvc pull` (`make repro` does that): docs/adapt.md step 3.
 A server's password belongs in the environment (PGPASSWORD, ~/.pgpass), not in
 the URL: docs/postgres.md. No error repeats it.
 From Python: `src.pipeline.history.ingest(frame, url, table, id_column, ...)`.
@@ -64,6 +68,43 @@ def _check_field_counts(path: Path) -> None:
                                    f"fields, the header {len(header)}")
 
 
+def track_history(root: Path = config.ROOT) -> Path:
+    """Track the embedded history with DVC; return its pointer file (data/source/source.sqlite.dvc).
+
+    One object per ingest: DVC dedups whole files, and SQLite rewrites pages
+    all over the file, so each version of the history is stored whole (the
+    layout measurement is in docs/adapt.md). gather does not depend on this
+    pointer in dvc.yaml: `as_of` pins what a snapshot reads from an
+    append-only history, wherever it lives (SOURCE_URL or this file).
+    """
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    database = root / config.SOURCE_DB.relative_to(config.ROOT)
+    try:
+        with Repo(str(root)) as repo:
+            repo.add([str(database)])
+    except DvcException as error:
+        raise HistoryError(f"the history was ingested, but DVC could not track {database}: {error}; "
+                           f"run `dvc add {database.relative_to(root)}` once it is fixed") from None
+    return database.with_name(database.name + ".dvc")
+
+
+def unprotect_history(root: Path = config.ROOT) -> None:
+    """Before SQLite writes into a tracked history in place: never through a link into the DVC cache.
+
+    With the default cache type (copy) the file is already a private copy; a
+    project that set cache.type to hardlink or symlink would otherwise have
+    its cached versions rewritten by the ingest.
+    """
+    from dvc.repo import Repo
+
+    database = root / config.SOURCE_DB.relative_to(config.ROOT)
+    if database.with_name(database.name + ".dvc").is_file() and database.exists():
+        with Repo(str(root)) as repo:
+            repo.unprotect(str(database))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m src.tools.ingest", description=__doc__.split("\n\n")[0])
     parser.add_argument("file", type=Path, help="the table: .csv or .parquet")
@@ -75,6 +116,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--url", default=None, help=f"SQLAlchemy URL, e.g. postgresql://user@host/db "
                                                     f"(default: ${config.SOURCE_URL_ENV} or "
                                                     f"{config.SOURCE_DB.relative_to(config.ROOT)})")
+    parser.add_argument("--no-track", action="store_true",
+                        help="leave the embedded history untracked by DVC (default: `dvc add` it after the ingest)")
     args = parser.parse_args(argv)
     frame = read_table(args.file)
     moment = column = None
@@ -87,12 +130,18 @@ def main(argv: list[str] | None = None) -> None:
             except ValueError as error:
                 raise HistoryError(f"--recorded-at is neither a column of {args.file} nor a moment: {error}") from None
     url = args.url or config.source_url()
-    if not args.url and not os.environ.get(config.SOURCE_URL_ENV):
-        config.SOURCE_DB.parent.mkdir(parents=True, exist_ok=True)  # the embedded default
+    embedded = not args.url and not os.environ.get(config.SOURCE_URL_ENV)
+    if embedded:
+        config.SOURCE_DB.parent.mkdir(parents=True, exist_ok=True)
+        unprotect_history()
     result = ingest(frame, url, args.table, args.id_column, recorded_at=args.recorded_at if moment else None,
                     recorded_at_column=column)
     when = f" recorded at {result.recorded_at}" if result.recorded_at else ""
     print(f"ingest: {result.appended} new versions{when}, {result.unchanged} unchanged rows -> table {args.table!r}")
+    if embedded and not args.no_track:
+        pointer = track_history().relative_to(config.ROOT)
+        print(f"ingest: the history is tracked by DVC; commit its pointer and share it: "
+              f"git add {pointer} && git commit && dvc push")
 
 
 if __name__ == "__main__":

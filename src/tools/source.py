@@ -45,8 +45,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     adapter, _ = load_adapter(load_params())
     if adapter.build_demo_source is None:
-        sys.exit(f"source: dataset adapter {adapter.name!r} has no demo source; bring your table in with "
-                 f"`python -m src.tools.ingest FILE --table NAME --id COLUMN`, or set {config.SOURCE_URL_ENV}")
+        pointer = config.SOURCE_DB.relative_to(config.ROOT)
+        sys.exit(f"source: dataset adapter {adapter.name!r} has no demo source, and no history is tracked "
+                 f"({pointer}.dvc is missing); bring your table in with "
+                 f"`python -m src.tools.ingest FILE --table NAME --id COLUMN` (it tracks the history with DVC), "
+                 f"`dvc pull` a history a colleague pushed, or set {config.SOURCE_URL_ENV}")
     started = time.perf_counter()
     if args.url is None:
         counts = adapter.build_demo_source(args.output, scale=args.scale)
