@@ -65,7 +65,9 @@ setup: $(STAMP)
 $(SOURCE_DB): $(wildcard $(SOURCE_DB).dvc) | $(STAMP)
 	@if [ -n "$$SOURCE_URL" ]; then echo "SOURCE_URL is set: the history is read there"; \
 	elif [ -f $(SOURCE_DB).dvc ]; then echo "source: dvc pull $(SOURCE_DB).dvc"; \
-	  $(BIN)/dvc pull -q $(SOURCE_DB).dvc && touch $(SOURCE_DB); \
+	  $(BIN)/dvc pull $(SOURCE_DB).dvc || { echo "source: the history is missing from the DVC cache and \
+the remote: dvc push it from the machine that ingested it (docs/remotes.md)" >&2; exit 1; }; \
+	  touch $(SOURCE_DB); \
 	else $(BIN)/python -m src.tools.source --scale $(SCALE) --output $(SOURCE_DB); fi
 
 # Explicit `make source` always rebuilds (e.g. at another SCALE).
