@@ -33,7 +33,21 @@ def working_clone(destination: Path, rev: str | None = None, repo: Path = config
     if venv is not None:
         (destination / ".venv").symlink_to(Path(venv).resolve())
     if source_dir is not None:
-        target = destination / SOURCE_SUBDIR
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.symlink_to(Path(source_dir).resolve())
+        link_source(Path(source_dir), destination)
     return destination
+
+
+def link_source(source_dir: Path, root: Path) -> Path:
+    """Link the source history of `source_dir` into the checkout at `root`; return the link.
+
+    The whole folder when the checkout has none; when git brought the folder
+    (a history tracked by DVC: its pointer file is committed there), only the
+    database file, so the pointer stays the checkout's own.
+    """
+    target = root / SOURCE_SUBDIR
+    if target.is_dir() and not target.is_symlink():
+        target = target / config.SOURCE_DB.name
+        source_dir = source_dir / config.SOURCE_DB.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.symlink_to(Path(source_dir).resolve())
+    return target

@@ -36,7 +36,7 @@ from ruamel.yaml.scalarstring import SingleQuotedScalarString
 
 from src.pipeline import config
 from src.pipeline.params import ParamsError, as_of_timestamp, update_params
-from src.tools.clones import SOURCE_SUBDIR
+from src.tools.clones import SOURCE_SUBDIR, link_source
 from src.tools.git import GitError, git, git_succeeds
 from src.tools.venv import venv_env
 
@@ -167,12 +167,12 @@ def _worktree(root: Path) -> Iterator[Path]:
         git(["worktree", "add", "--quiet", "--detach", "--no-checkout", str(tree), "HEAD"], root)
         git(["reset", "--quiet", "--hard"], tree)
         # Git-ignored, so not in the worktree: the source the gather stage reads, and the venv.
-        for subdir in (SOURCE_SUBDIR, VENV_SUBDIR):
-            if (root / subdir).exists():
-                link = tree / subdir
-                link.parent.mkdir(parents=True, exist_ok=True)
-                link.symlink_to((root / subdir).resolve())
-                links.append(link)
+        if (root / SOURCE_SUBDIR / config.SOURCE_DB.name).exists():
+            links.append(link_source(root / SOURCE_SUBDIR, tree))
+        if (root / VENV_SUBDIR).exists():
+            link = tree / VENV_SUBDIR
+            link.symlink_to((root / VENV_SUBDIR).resolve())
+            links.append(link)
         site_cache_dir = _share_dvc_setup(root, tree)
         yield tree
     finally:

@@ -68,3 +68,8 @@ def test_ingest_tracks_the_history_and_a_second_clone_pulls_the_same_bytes(tmp_p
     assert failed.returncode != 0
     assert "missing" in (failed.stdout + failed.stderr).lower(), failed.stderr
     assert "demo source" not in failed.stdout + failed.stderr
+
+    # The tools' clones (verify, bench, tests) link the history in: beside the clone's own pointer.
+    linked = working_clone(tmp_path / "linked", repo=first, venv=config.VENV, source_dir=first / DATABASE.parent)
+    assert (linked / DATABASE).is_symlink() and not (linked / POINTER).is_symlink()
+    assert "up to date" in run(["dvc", "status", POINTER], cwd=linked).stdout
