@@ -30,12 +30,13 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from src.pipeline import config
 from src.pipeline.adapter import PACKAGE
 from src.pipeline.params import ParamsError, update_params
+from src.tools.drop_example import EXAMPLE
 
 DATASETS_DIR = config.ROOT / Path(*PACKAGE.split("."))
 TESTS_DIR = config.ROOT / "tests"
 # Names taken by the template itself: the example adapter (even once dropped, so
 # its outputs and docs can never be mistaken for a fork's) and the tests' folders.
-RESERVED = frozenset({"flights", "example", "template", "port", "conftest"})
+RESERVED = frozenset({EXAMPLE, "example", "template", "port", "conftest"})
 # A lower-case package name, as PEP 8 asks: also a valid SQL identifier for the table.
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]*\Z")
 

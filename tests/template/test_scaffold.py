@@ -112,6 +112,7 @@ def test_params_point_at_the_new_adapter_and_keep_every_comment(tmp_path):
     assert "  adapter: churn\n\ngather:\n" in after
 
 
+@pytest.mark.slow  # a clone and two pytest runs in it: about 40 s
 def test_the_skeleton_as_written_and_filled_in_passes_check_params_and_its_tests(tmp_path):
     """In a clone of HEAD: new-adapter, check_params and the new tests; then filled in with the penguins, again."""
     clone = working_clone(tmp_path / "clone", venv=config.VENV, source_dir=None)
