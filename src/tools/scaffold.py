@@ -274,10 +274,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("name", help="the data set's package name under src/datasets/ (lower case, e.g. churn)")
     args = parser.parse_args(argv)
     written = scaffold(args.name)
-    print(f"new-adapter: wrote {', '.join(map(str, written))}.\n"
+    drop = f" Then `make drop-example` removes the {EXAMPLE} example." if (DATASETS_DIR / EXAMPLE).is_dir() else ""
+    print(f"new-adapter: wrote {', '.join(map(str, written))}; params.yaml's dataset.adapter is now "
+          f"{args.name!r}, its recorded lists empty.\n"
           f"Next (docs/adapt.md, from step 3): replace each `# REPLACE:` in {written[0]} and {written[1]}; "
           f"bring the data in (make ingest FILE=.. TABLE={args.name} ID=..); set gather.as_of; make categories; "
-          f"make repro; commit. Then `make drop-example` removes the flights example.")
+          f"make repro; commit.{drop}")
 
 
 if __name__ == "__main__":
