@@ -15,11 +15,13 @@ from src.tools.clones import working_clone
 from tests.conftest import run
 
 PARAMS = config.PARAMS_FILE.relative_to(config.ROOT)
+NAME = "scaffolded"  # the clone test's adapter
 
 # The skeleton's placeholders filled in with tests/port/penguins/__init__.py's values, as a forker
 # edits them: (file, the skeleton's text, the fork's text); each text occurs once in the skeleton.
 PENGUINS_FILL_IN = [
-    ("adapter", 'ID = "penguins_id"', 'ID = "penguin_id"'),
+    ("adapter", 'TABLE = "{name}"', 'TABLE = "penguins"'),
+    ("adapter", 'ID = "{name}_id"', 'ID = "penguin_id"'),
     ("adapter", 'TARGET = "label"', 'TARGET = "species"'),
     ("adapter", 'CATEGORICAL = ("category",)', 'CATEGORICAL = ("island", "sex")'),
     ("adapter", 'NUMERIC = ("amount",)',
@@ -33,8 +35,8 @@ PENGUINS_FILL_IN = [
      '    *((name, pa.float64()) for name in MEASUREMENTS),\n    ("year", pa.int16()),\n'),
     ("adapter", '= {"amount": (0, None)}', '= {name: (0, None) for name in MEASUREMENTS}'),
     ("adapter", '"excluded_no_label"', '"excluded_no_species"'),
-    ("adapter", 'title="penguins model"', 'title="Penguin species model"'),
-    ("adapter", 'entity="penguins rows"', 'entity="penguins"'),
+    ("adapter", 'title="{name} model"', 'title="Penguin species model"'),
+    ("adapter", 'entity="{name} rows"', 'entity="penguins"'),
     ("tests", '        TARGET: ["yes", None, "no"],\n        "category": ["a", "b", None],\n'
               '        "amount": [2.5, 1.0, 0.0],\n',
      '        TARGET: ["Gentoo", None, "Adelie"],\n        "island": ["Biscoe", "Dream", None],\n'
@@ -47,12 +49,16 @@ PENGUINS_FILL_IN = [
 ]
 
 
-def fill_in_penguins(root: Path) -> None:
-    """Replace the placeholders of `new-adapter NAME=penguins`'s files in `root` with the penguins port's values."""
-    paths = {"adapter": root / "src" / "datasets" / "penguins" / "__init__.py",
-             "tests": root / "tests" / "penguins" / "test_penguins_adapter.py"}
+def fill_in_penguins(root: Path, name: str = "penguins") -> None:
+    """Replace the placeholders of `new-adapter NAME=<name>`'s files in `root` with the penguins port's values.
+
+    The table stays `penguins` whatever the name: the port's ingest command and query name it.
+    """
+    paths = {"adapter": root / "src" / "datasets" / name / "__init__.py",
+             "tests": root / "tests" / name / f"test_{name}_adapter.py"}
     texts = {key: path.read_text(encoding="utf-8") for key, path in paths.items()}
     for key, old, new in PENGUINS_FILL_IN:
+        old = old.replace("{name}", name)
         assert texts[key].count(old) == 1, f"the skeleton's {key} file no longer holds {old!r} once"
         texts[key] = texts[key].replace(old, new)
     for key, path in paths.items():
@@ -114,25 +120,28 @@ def test_params_point_at_the_new_adapter_and_keep_every_comment(tmp_path):
 
 @pytest.mark.slow  # a clone and two pytest runs in it: about 40 s
 def test_the_skeleton_as_written_and_filled_in_passes_check_params_and_its_tests(tmp_path):
-    """In a clone of HEAD: new-adapter, check_params and the new tests; then filled in with the penguins, again."""
+    """In a clone of HEAD: new-adapter, check_params and the new tests; then filled in with the penguins, again.
+
+    Under a name of its own, so that it runs in a fork named penguins too.
+    """
     clone = working_clone(tmp_path / "clone", venv=config.VENV, source_dir=None)
     if not (clone / "src" / "tools" / "scaffold.py").is_file():
         pytest.fail("HEAD has no src/tools/scaffold.py: commit it first (this test works in a clone of HEAD)")
     check = [sys.executable, "-m", "src.pipeline.check_params", "--check"]
-    tests = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/penguins"]
-    created = run([sys.executable, "-m", "src.tools.scaffold", "penguins"], cwd=clone)
-    assert "new-adapter: wrote src/datasets/penguins/__init__.py" in created.stdout
+    tests = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"tests/{NAME}"]
+    created = run([sys.executable, "-m", "src.tools.scaffold", NAME], cwd=clone)
+    assert f"new-adapter: wrote src/datasets/{NAME}/__init__.py" in created.stdout
     run(check, cwd=clone)
     run(tests, cwd=clone)
-    assert run([sys.executable, "-m", "src.tools.scaffold", "penguins"], cwd=clone, check=False).stderr == (
-        "new-adapter: error: src/datasets/penguins already exists; new-adapter never overwrites: choose another "
+    assert run([sys.executable, "-m", "src.tools.scaffold", NAME], cwd=clone, check=False).stderr == (
+        f"new-adapter: error: src/datasets/{NAME} already exists; new-adapter never overwrites: choose another "
         "NAME or remove it first\n")
 
-    fill_in_penguins(clone)
+    fill_in_penguins(clone, NAME)
     run(check, cwd=clone)
     run(tests, cwd=clone)
     # The filled-in skeleton declares what the port's hand-written adapter does.
-    probe = ("from src.datasets.penguins import ADAPTER as filled; from tests.port.penguins import ADAPTER as port\n"
+    probe = (f"from src.datasets.{NAME} import ADAPTER as filled; from tests.port.penguins import ADAPTER as port\n"
              "for field in ('id', 'target', 'target_type', 'snapshot_query', 'snapshot_schema', 'categorical', "
              "'numeric', 'feature_ranges', 'entity', 'title'):\n"
              "    assert getattr(filled, field) == getattr(port, field), field\n"
