@@ -27,6 +27,8 @@ help:
 	@echo "make categories   record category lists and classes of the training data into params.yaml"
 	@echo "make exps         the experiments table: headline metrics, best first, and the params that differ"
 	@echo "make source [SCALE=N]  (re)build the adapter's demo source database"
+	@echo "make new-adapter NAME=..  the skeleton of your own dataset adapter, its tests and params (docs/adapt.md)"
+	@echo "make drop-example  remove the flights example, its package and outputs (after new-adapter)"
 	@echo "make ingest FILE=.. TABLE=.. ID=.. [RECORDED_AT=..]  append a CSV/Parquet table to the source history"
 	@echo "make lock         re-pin requirements.in into requirements.lock, and the serving lock from it (with hashes)"
 	@echo "make verify [REV=..] [VARY=1]  rebuild a commit in a fresh clone and compare dvc.lock"
@@ -103,6 +105,16 @@ categories: $(STAMP) $(SOURCE_DB)
 .PHONY: exps
 exps: $(STAMP)
 	@$(BIN)/python -m src.tools.exps
+
+# A fork's own adapter (src/tools/scaffold.py) and, once it is in use, the
+# example's removal (src/tools/drop_example.py); docs/adapt.md.
+.PHONY: new-adapter drop-example
+new-adapter: $(STAMP)
+	$(if $(NAME),,$(error NAME is missing: make new-adapter NAME=your_data_set))
+	$(BIN)/python -m src.tools.scaffold $(NAME)
+
+drop-example: $(STAMP)
+	$(BIN)/python -m src.tools.drop_example
 
 .PHONY: ingest
 ingest: $(STAMP)

@@ -4,9 +4,10 @@ A clone reuses this checkout's locked .venv and demo source database through
 symlinks (both are git-ignored and rebuilt by `make`), so each clone costs a
 `git clone`, not a reinstall.
 
-Tests are in two folders: tests/template/ pass for any dataset adapter (they
-read the active one and build tiny rows from its declarations), and
-tests/example/ check the worked example (a fork deletes them with it).
+tests/template/ pass for any dataset adapter (they read the active one and
+build tiny rows from its declarations); tests/example/ check the worked
+example (`make drop-example` deletes them with it); tests/<name>/ check a
+fork's own adapter (`make new-adapter NAME=<name>` starts them).
 Tests marked `slow` run the whole pipeline in a clone; `-m "not slow"` skips them.
 """
 from __future__ import annotations
