@@ -15,7 +15,7 @@ new-adapter NAME=..` first) or while code outside the example imports it. Then:
   records the example's run. They describe a data set that is gone, and the next
   `dvc repro` writes the fork's own, which the fork commits; a fork that already
   ran its pipeline keeps its outputs;
-- `git rm`s src/datasets/flights/ and tests/example/ (git refuses files with
+- `git rm`s src/datasets/flights/, tests/example/ and tests/port/ (git refuses files with
   uncommitted changes) and stages every edit, so `git diff --cached` shows the
   whole removal, to review and commit.
 Run it again and it says there is nothing left to drop.
@@ -38,7 +38,9 @@ from src.tools.doctor import read_lock
 from src.tools.git import GitError, git
 
 EXAMPLE = "flights"  # the example adapter's package name, as params.yaml's dataset.adapter
-EXAMPLE_PATHS = (f"src/datasets/{EXAMPLE}", "tests/example")
+# The example's adapter and tests, and the template's own fork test (tests/port/: it
+# turns a clone of the template into a fork; inside a fork it has nothing to test).
+EXAMPLE_PATHS = (f"src/datasets/{EXAMPLE}", "tests/example", "tests/port")
 # requirements.in marks each line that only the example needs with this, in the line's comment.
 EXAMPLE_MARK = "[example]"
 REQUIREMENTS_IN = "requirements.in"
