@@ -79,7 +79,7 @@ def _penguin_files(destination: Path) -> tuple[Path, Path]:
     numbered = [f"{number},{row}" for number, row in enumerate(rows, start=1)]
     first = [row for row in numbered if int(row.split(",")[year + 1]) in FIRST_YEARS]
     paths = destination / "penguins-2020.csv", destination / "penguins-2021.csv"
-    for path, lines in zip(paths, (first, numbered)):
+    for path, lines in zip(paths, (first, numbered), strict=True):
         path.write_text("\n".join([f"penguin_id,{header}", *lines]) + "\n", encoding="utf-8")
     return paths
 
