@@ -105,13 +105,13 @@ def _repro_and_commit(fork: Path, message: str, tests: bool = False) -> dict:
     output = _run(["dvc", "repro"], fork).stdout
     ran = sorted(set(re.findall(r"Running stage '([^']+)'", output)))
     print(f"  dvc repro ran: {ran}")
-    after = json.loads(_run(["dvc", "status", "--json"], fork).stdout or "{}")
+    status = json.loads(_run(["dvc", "status", "--json"], fork).stdout or "{}")
     if tests:
         tests = _run(["python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", *FORK_TESTS], fork, check=False)
     _run(["git", "add", "-A"], fork)
     _run(["git", "commit", "-q", "-m", message], fork)
     lock = yaml.safe_load((fork / "dvc.lock").read_text(encoding="utf-8"))
-    return {"ran": ran, "after": after, "tests": tests, "lock": lock}
+    return {"ran": ran, "status_after_repro": status, "tests": tests, "lock": lock}
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +175,7 @@ def test_the_fork_is_copied_without_the_example(history):
 
 @pytest.mark.parametrize("step", ["port", "B", "C"])
 def test_the_pipeline_is_up_to_date_after_repro(history, step):
-    assert history[step]["after"] == {}, history[step]["after"]
+    assert history[step]["status_after_repro"] == {}, history[step]["status_after_repro"]
 
 
 @pytest.mark.parametrize("version", ["B", "C"])
