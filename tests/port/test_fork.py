@@ -15,6 +15,7 @@ and links nothing from this checkout: its only data is what ingest brought in.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -84,6 +85,11 @@ def _penguin_files(destination: Path) -> tuple[Path, Path]:
     return paths
 
 
+def _md5(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "md5").hexdigest()
+
+
 def _changed(repo: Path) -> list[str]:
     status = _sh(["git", "status", "--porcelain", "--untracked-files=all"], repo).stdout
     return sorted(line[3:] for line in status.splitlines())
@@ -102,10 +108,15 @@ def fork(tmp_path_factory: pytest.TempPathFactory) -> dict:
     fill_in_penguins(repo, NAME)
 
     # 2. The data: two files on two dates; each ingest tracks the history with DVC.
+    # Between them, the snapshot as of the first day: a later ingest must not move its bytes.
     first, second = _penguin_files(base)
-    seen["ingest"] = [
-        _make("ingest", repo, timings, f"FILE={path}", f"TABLE={NAME}", "ID=penguin_id", f"RECORDED_AT={day}").stdout
-        for path, day in ((first, FIRST_DAY), (second, SECOND_DAY))]
+    seen["ingest"], seen["early_snapshots"] = [], []
+    for path, day in ((first, FIRST_DAY), (second, SECOND_DAY)):
+        seen["ingest"].append(_make("ingest", repo, timings, f"FILE={path}", f"TABLE={NAME}", "ID=penguin_id",
+                                    f"RECORDED_AT={day}").stdout)
+        set_as_of(repo / "params.yaml", FIRST_DAY)
+        _sh([str(repo / ".venv" / "bin" / "python"), "-m", "src.pipeline.gather"], repo, timings)
+        seen["early_snapshots"].append(_md5(repo / "data" / "snapshot" / "snapshot.parquet"))
 
     # 3. as_of: the second ingest's day.
     set_as_of(repo / "params.yaml", SECOND_DAY)
@@ -156,6 +167,8 @@ def test_the_scaffold_and_the_two_ingests(fork):
     assert "224 new versions recorded at 2020-06-01 23:59:59, 0 unchanged rows" in early, early
     assert "120 new versions recorded at 2021-06-01 23:59:59, 224 unchanged rows" in every, every
     assert (fork["repo"] / POINTER).is_file()
+    before, after = fork["early_snapshots"]
+    assert before == after, "the snapshot as of the first ingest's day changed after the second ingest"
 
 
 def test_the_example_is_gone_and_nothing_generic_with_it(fork):
