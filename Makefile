@@ -28,7 +28,7 @@ help:
 	@echo "make exps         the experiments table: headline metrics, best first, and the params that differ"
 	@echo "make source [SCALE=N]  (re)build the adapter's demo source database"
 	@echo "make ingest FILE=.. TABLE=.. ID=.. [RECORDED_AT=..]  append a CSV/Parquet table to the source history"
-	@echo "make lock         re-pin requirements.in into requirements.lock, and the serving lock from it (with hashes)"
+	@echo "make lock         re-pin requirements.in into requirements.lock and the serving lock (hashes); prints what changed"
 	@echo "make verify [REV=..] [VARY=1]  rebuild a commit in a fresh clone and compare dvc.lock"
 	@echo "make doctor       compare this environment with requirements.lock and the manifest"
 	@echo "make data-version AS_OF=YYYY-MM-DD / data-restore REF=data/YYYY-MM-DD|<branch> / data-versions"
@@ -104,11 +104,16 @@ ingest: $(STAMP)
 
 # requirements-serving.lock (the serving image's) is resolved against the fresh
 # requirements.lock (-c), so each of its pins and hashes is the full lock's.
+# uv is quiet (-q: its output is the whole lock again); src/tools/lock_summary.py
+# prints what changed against the lock as it was. The next make target syncs .venv.
+# The arguments' order is the one uv records in each lock's header: keep it.
+LOCK_FLAGS := --generate-hashes --no-emit-index-url --no-emit-find-links --python-version 3.11
 lock: $(STAMP)
-	$(BIN)/uv pip compile requirements.in --generate-hashes --no-emit-index-url \
-	  --no-emit-find-links --python-version 3.11 -o requirements.lock
-	$(BIN)/uv pip compile requirements-serving.in -c requirements.lock --generate-hashes --no-emit-index-url \
-	  --no-emit-find-links --python-version 3.11 -o requirements-serving.lock
+	@set -e; before=$$(mktemp); trap 'rm -f "$$before"' EXIT; cp requirements.lock "$$before"; \
+	$(BIN)/uv pip compile -q requirements.in $(LOCK_FLAGS) -o requirements.lock; \
+	$(BIN)/uv pip compile -q requirements-serving.in -c requirements.lock $(LOCK_FLAGS) -o requirements-serving.lock; \
+	$(BIN)/python -m src.tools.lock_summary "$$before" requirements.lock requirements-serving.lock
+	@echo "lock: commit requirements.in and both locks; any make target (make setup) then syncs .venv to them"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
