@@ -38,6 +38,9 @@ LOCK = config.ROOT / "requirements.lock"
 STAMP_NAME = ".installed-from-lock"
 # `python -m venv` installs these itself; they are not part of the lock.
 VENV_TOOLS = frozenset({"pip", "setuptools", "wheel"})
+# What to do with a package installed by hand that the pipeline should keep.
+ADD_TO_LOCK = ("to keep it, add it to requirements.in, run `make lock`, and commit requirements.in and "
+               "requirements.lock (and requirements-serving.lock if `make lock` changed it)")
 
 
 @dataclass
@@ -67,7 +70,7 @@ def package_mismatches(locked: dict[str, str], installed: dict[str, str]) -> lis
         if present is None:
             problems.append(f"{name}: requirements.lock pins {pinned}, not installed")
         elif pinned is None:
-            problems.append(f"{name}: installed {present}, not in requirements.lock")
+            problems.append(f"{name}: installed {present}, not in requirements.lock; {ADD_TO_LOCK}")
         else:
             problems.append(f"{name}: requirements.lock pins {pinned}, installed {present}")
     return problems
