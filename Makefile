@@ -27,7 +27,7 @@ help:
 	@echo "make categories   record category lists and classes of the training data into params.yaml"
 	@echo "make exps         the experiments table: headline metrics, best first, and the params that differ"
 	@echo "make source [SCALE=N]  (re)build the adapter's demo source database"
-	@echo "make ingest FILE=.. TABLE=.. ID=.. [RECORDED_AT=..]  append a CSV/Parquet table to the source history"
+	@echo "make ingest FILE=.. TABLE=.. ID=.. [RECORDED_AT=..] [PARSE_DATES=col,..]  append a CSV/Parquet table to the source history"
 	@echo "make lock         re-pin requirements.in into requirements.lock and the serving lock (hashes); prints what changed"
 	@echo "make verify [REV=..] [VARY=1]  rebuild a commit in a fresh clone and compare dvc.lock"
 	@echo "make doctor       compare this environment with requirements.lock and the manifest"
@@ -99,8 +99,9 @@ exps: $(STAMP)
 
 .PHONY: ingest
 ingest: $(STAMP)
-	$(if $(and $(FILE),$(TABLE),$(ID)),,$(error make ingest FILE=table.csv TABLE=name ID=id_column [RECORDED_AT=column|YYYY-MM-DD]))
-	$(BIN)/python -m src.tools.ingest $(FILE) --table $(TABLE) --id $(ID) $(if $(RECORDED_AT),--recorded-at $(RECORDED_AT))
+	$(if $(and $(FILE),$(TABLE),$(ID)),,$(error make ingest FILE=table.csv TABLE=name ID=id_column [RECORDED_AT=column|YYYY-MM-DD] [PARSE_DATES=column,...]))
+	$(BIN)/python -m src.tools.ingest $(FILE) --table $(TABLE) --id $(ID) $(if $(RECORDED_AT),--recorded-at $(RECORDED_AT)) \
+	  $(if $(PARSE_DATES),--parse-dates $(PARSE_DATES))
 
 # requirements-serving.lock (the serving image's) is resolved against the fresh
 # requirements.lock (-c), so each of its pins and hashes is the full lock's.
