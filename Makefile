@@ -29,33 +29,58 @@ help:
 	@echo "make source [SCALE=N]  (re)build the adapter's demo source database"
 	@echo "make new-adapter NAME=..  the skeleton of your own dataset adapter, its tests and params (docs/adapt.md)"
 	@echo "make drop-example  remove the flights example, its package and outputs (after new-adapter)"
-	@echo "make ingest FILE=.. TABLE=.. ID=.. [RECORDED_AT=..]  append a CSV/Parquet table to the source history"
-	@echo "make lock         re-pin requirements.in into requirements.lock, and the serving lock from it (with hashes)"
+	@echo "make ingest FILE=.. TABLE=.. ID=.. [RECORDED_AT=..] [PARSE_DATES=col,..]  append a CSV/Parquet table to the source history"
+	@echo "make lock         re-pin requirements.in into requirements.lock and the serving lock (hashes); prints what changed"
+	@echo "make setup        create .venv from requirements.lock, or sync it in place after the lock changed"
 	@echo "make verify [REV=..] [VARY=1]  rebuild a commit in a fresh clone and compare dvc.lock"
 	@echo "make doctor       compare this environment with requirements.lock and the manifest"
 	@echo "make data-version AS_OF=YYYY-MM-DD / data-restore REF=data/YYYY-MM-DD|<branch> / data-versions"
 	@echo "make serve / make predict INPUT=.. OUTPUT=..  deploy the verified model"
 	@echo "make bench [BENCH_QUICK=1]  measure speed and memory against same-run references"
 
-# The stamp holds a copy of the lock the venv was installed from. The venv is
-# rebuilt from scratch only when the lock's content changed (a checkout that
-# merely touched the file keeps it). uv installs the same lock 4-5x faster than
-# pip: it is bootstrapped from the lock itself (its pinned version and hashes,
-# through pip --require-hashes), then installs every package with
-# --require-hashes. pip stays the fallback, with the same lock and hashes.
+# The stamp holds a copy of the lock the venv was installed from; a checkout
+# that merely touched the lock keeps the venv as it is. uv installs the lock
+# 4-5x faster than pip: it is bootstrapped from the lock itself (its pinned
+# version and hashes, through pip --require-hashes) whenever the venv's uv is
+# not the locked one, then installs every package with --require-hashes. pip
+# stays the fallback, with the same lock and hashes.
+# - No venv (or no stamp: not made here): a fresh venv from scratch.
+# - The lock changed: `uv pip sync` updates the venv in place, hash-checked,
+#   installing what is new and removing what the lock no longer lists, so the
+#   venv ends exactly as the lock says (as a fresh install would; a sync that
+#   fails falls back to the fresh venv).
+# - .venv is a symlink (working clones link another checkout's venv): never
+#   synced in place, which would change that checkout's environment; the link
+#   is replaced by a fresh venv of this checkout's own lock, as before.
 # --compile-bytecode, as pip does: uv skips it by default, and where
 # PYTHONDONTWRITEBYTECODE is set every dvc and python process then compiled
 # its imports again (the test suite took 8 min instead of 4.5).
+UV_FLAGS := --python $(BIN)/python --require-hashes --compile-bytecode
+# The lock's own uv (pinned, hash-checked) into .venv, unless that version is there already.
+UV_BOOTSTRAP = { sed -n '/^uv==/,/\# via/p' requirements.lock > $(VENV)/uv-requirement.txt \
+  && locked=$$(sed -n 's/^uv==\([^ ]*\).*/\1/p' requirements.lock) \
+  && if [ "$$($(BIN)/uv --version 2>/dev/null | cut -d' ' -f2)" = "$$locked" ]; then :; else \
+       echo "setup: bootstrapping uv $$locked from requirements.lock (pinned, hash-checked)" \
+       && $(BIN)/python -m pip install -q --no-cache-dir --require-hashes -r $(VENV)/uv-requirement.txt; fi; }
 $(STAMP): requirements.lock
-	@if [ -x $(BIN)/python ] && cmp -s requirements.lock $(STAMP); then touch $(STAMP); else \
-	  set -e; rm -rf $(VENV); $(PYTHON) -m venv $(VENV); \
-	  echo "setup: bootstrapping uv from requirements.lock (pinned, hash-checked)"; \
-	  sed -n '/^uv==/,/# via/p' requirements.lock > $(VENV)/uv-requirement.txt; \
-	  if $(BIN)/python -m pip install -q --no-cache-dir --require-hashes -r $(VENV)/uv-requirement.txt \
-	     && $(BIN)/uv pip install --python $(BIN)/python --require-hashes --compile-bytecode -r requirements.lock; then :; else \
+	@if [ -x $(BIN)/python ] && cmp -s requirements.lock $(STAMP); then touch $(STAMP); exit 0; fi; \
+	set -e; fresh=1; \
+	if [ -L $(VENV) ]; then \
+	  echo "setup: $(VENV) links to another checkout's venv ($$(readlink $(VENV))), installed from another lock:"; \
+	  echo "setup: replacing the link by this checkout's own venv (the linked one is left as it is)"; \
+	  rm -f $(VENV); \
+	elif [ -x $(BIN)/python ] && [ -f $(STAMP) ]; then \
+	  echo "setup: requirements.lock changed; syncing $(VENV) in place (hash-checked)"; \
+	  if $(UV_BOOTSTRAP) && $(BIN)/uv pip sync $(UV_FLAGS) requirements.lock; then fresh=0; else \
+	    echo "setup: the in-place sync failed; building $(VENV) from scratch"; fi; \
+	fi; \
+	if [ $$fresh = 1 ]; then \
+	  rm -rf $(VENV); $(PYTHON) -m venv $(VENV); \
+	  if $(UV_BOOTSTRAP) && $(BIN)/uv pip install $(UV_FLAGS) -r requirements.lock; then :; else \
 	    echo "setup: uv failed; installing with pip instead (slower, same lock and hashes)"; \
 	    $(BIN)/python -m $(PIP_INSTALL); fi; \
-	  cp requirements.lock $(STAMP); fi
+	fi; \
+	cp requirements.lock $(STAMP)
 
 setup: $(STAMP)
 
@@ -118,16 +143,22 @@ drop-example: $(STAMP)
 
 .PHONY: ingest
 ingest: $(STAMP)
-	$(if $(and $(FILE),$(TABLE),$(ID)),,$(error make ingest FILE=table.csv TABLE=name ID=id_column [RECORDED_AT=column|YYYY-MM-DD]))
-	$(BIN)/python -m src.tools.ingest $(FILE) --table $(TABLE) --id $(ID) $(if $(RECORDED_AT),--recorded-at $(RECORDED_AT))
+	$(if $(and $(FILE),$(TABLE),$(ID)),,$(error make ingest FILE=table.csv TABLE=name ID=id_column [RECORDED_AT=column|YYYY-MM-DD] [PARSE_DATES=column,...]))
+	$(BIN)/python -m src.tools.ingest $(FILE) --table $(TABLE) --id $(ID) $(if $(RECORDED_AT),--recorded-at $(RECORDED_AT)) \
+	  $(if $(PARSE_DATES),--parse-dates $(PARSE_DATES))
 
 # requirements-serving.lock (the serving image's) is resolved against the fresh
 # requirements.lock (-c), so each of its pins and hashes is the full lock's.
+# uv is quiet (-q: its output is the whole lock again); src/tools/lock_summary.py
+# prints what changed against the lock as it was. The next make target syncs .venv.
+# The arguments' order is the one uv records in each lock's header: keep it.
+LOCK_FLAGS := --generate-hashes --no-emit-index-url --no-emit-find-links --python-version 3.11
 lock: $(STAMP)
-	$(BIN)/uv pip compile requirements.in --generate-hashes --no-emit-index-url \
-	  --no-emit-find-links --python-version 3.11 -o requirements.lock
-	$(BIN)/uv pip compile requirements-serving.in -c requirements.lock --generate-hashes --no-emit-index-url \
-	  --no-emit-find-links --python-version 3.11 -o requirements-serving.lock
+	@set -e; before=$$(mktemp); trap 'rm -f "$$before"' EXIT; cp requirements.lock "$$before"; \
+	$(BIN)/uv pip compile -q requirements.in $(LOCK_FLAGS) -o requirements.lock; \
+	$(BIN)/uv pip compile -q requirements-serving.in -c requirements.lock $(LOCK_FLAGS) -o requirements-serving.lock; \
+	$(BIN)/python -m src.tools.lock_summary "$$before" requirements.lock requirements-serving.lock
+	@echo "lock: commit requirements.in and both locks; any make target (make setup) then syncs .venv to them"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

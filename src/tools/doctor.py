@@ -23,32 +23,24 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import re
 import sys
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from src.pipeline import artifact, config
+from src.tools.lock_summary import read_lock
 
 LOCK = config.ROOT / "requirements.lock"
 # The Makefile's $(STAMP), inside whichever venv is running.
 STAMP_NAME = ".installed-from-lock"
 # `python -m venv` installs these itself; they are not part of the lock.
 VENV_TOOLS = frozenset({"pip", "setuptools", "wheel"})
-
-# uv writes its command into the lock's header; the target Python is an option of it.
-_PYTHON_VERSION = re.compile(r"--python-version[ =](?P<version>[0-9][0-9.]*)")
-
-
-@dataclass
-class Locked:
-    python: str | None  # the version the lock was compiled for (uv's --python-version), if stated
-    packages: dict[str, str]  # canonical name -> pinned version
+# What to do with a package installed by hand that the pipeline should keep.
+ADD_TO_LOCK = ("to keep it, add it to requirements.in, run `make lock`, and commit requirements.in and "
+               "requirements.lock (and requirements-serving.lock if `make lock` changed it)")
 
 
 @dataclass
@@ -61,41 +53,6 @@ class Report:
     @property
     def ok(self) -> bool:
         return not self.mismatches
-
-
-def _requirement_lines(text: str) -> Iterator[str]:
-    """A lock's requirement lines, continuations joined, without options (`--hash=...`) or comments."""
-    logical = ""
-    for line in text.splitlines():
-        logical += line.removesuffix("\\")
-        if line.endswith("\\"):
-            continue
-        requirement = logical.split(" #", 1)[0].split(" --", 1)[0].strip()
-        logical = ""
-        if requirement and not requirement.startswith(("#", "-")):
-            yield requirement
-
-
-def read_lock(text: str) -> Locked:
-    """Pinned versions of a pip/uv lock (`name==version`); pins for another platform or Python are skipped."""
-    packages: dict[str, str] = {}
-    python = None
-    for line in text.splitlines():
-        match = _PYTHON_VERSION.search(line) if line.startswith("#") else None
-        if match and python is None:
-            python = match["version"]
-    for line in _requirement_lines(text):
-        try:
-            requirement = Requirement(line)
-        except InvalidRequirement:
-            continue  # not a pin doctor can compare; pip itself would refuse the lock
-        specifiers = list(requirement.specifier)
-        if len(specifiers) != 1 or specifiers[0].operator != "==":
-            continue
-        if requirement.marker is not None and not requirement.marker.evaluate():
-            continue
-        packages[canonicalize_name(requirement.name)] = specifiers[0].version
-    return Locked(python=python, packages=packages)
 
 
 def installed_versions() -> dict[str, str]:
@@ -113,7 +70,7 @@ def package_mismatches(locked: dict[str, str], installed: dict[str, str]) -> lis
         if present is None:
             problems.append(f"{name}: requirements.lock pins {pinned}, not installed")
         elif pinned is None:
-            problems.append(f"{name}: installed {present}, not in requirements.lock")
+            problems.append(f"{name}: installed {present}, not in requirements.lock; {ADD_TO_LOCK}")
         else:
             problems.append(f"{name}: requirements.lock pins {pinned}, installed {present}")
     return problems

@@ -39,8 +39,15 @@ def test_package_mismatches_name_each_package_and_both_versions():
     assert doctor.package_mismatches(locked, installed) == [
         "numpy: requirements.lock pins 2.4.6, installed 2.4.5",
         "pyarrow: requirements.lock pins 26.0.1, not installed",
-        "requests: installed 2.0, not in requirements.lock",
+        "requests: installed 2.0, not in requirements.lock; " + doctor.ADD_TO_LOCK,
     ]  # pip is the venv's own tool, not a mismatch
+
+
+def test_a_package_installed_by_hand_is_named_with_the_recipe_to_lock_it():
+    [line] = doctor.package_mismatches({"numpy": "2.4.6"}, {"numpy": "2.4.6", "tabulate": "0.9.0"})
+    assert line == ("tabulate: installed 0.9.0, not in requirements.lock; to keep it, add it to requirements.in, "
+                    "run `make lock`, and commit requirements.in and requirements.lock "
+                    "(and requirements-serving.lock if `make lock` changed it)")
 
 
 def test_python_mismatch_is_named():

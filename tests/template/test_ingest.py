@@ -283,3 +283,76 @@ def test_cli_errors_exit_non_zero_with_the_reason(tmp_path, args, expected):
     assert result.returncode == 1, result
     assert result.stderr.startswith("ingest: error: ") and expected in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and SECRET not in result.stderr + result.stdout
+
+
+def _gather_reads(url: str, column: str) -> list:
+    """`column` of the history as gather turns it into a `pa.timestamp` snapshot column (validate.to_snapshot)."""
+    import pyarrow as pa
+
+    from src.pipeline.adapter import Adapter
+    from src.pipeline.validate import to_snapshot
+
+    metadata = sa.MetaData()
+    history_table(metadata, TABLE, ID, sa.Column(column, sa.Text))
+    adapter = Adapter(
+        name="items", title="items", entity="items", id=ID, target="colour", target_type=pa.string(),
+        source_tables=metadata, snapshot_query="", categorical=(), numeric=(),
+        snapshot_schema=pa.schema([(ID, pa.int64()), (column, pa.timestamp("us", tz="UTC"))]),
+        derive_features=lambda rows, params: (rows, {}))
+    stored = versions(url)
+    chunk = pa.Table.from_pandas(stored[[ID, column]], preserve_index=False)
+    return to_snapshot(chunk, adapter).column(column).to_pylist()
+
+
+def test_parse_dates_stores_csv_dates_and_times_as_the_source_timestamps_gather_reads(url, tmp_path):
+    path = tmp_path / "items.csv"
+    path.write_text("item_id,colour,seen\n"
+                    "1,red,2020-03-01\n"                 # a bare date: midnight UTC
+                    "2,red,2020-03-01T12:30:00+02:00\n"  # an offset: converted to UTC
+                    "3,red,2020-03-01 23:59:59\n"        # no offset: UTC, like the source's own text
+                    "4,red,\n")                          # missing stays missing
+    ingest(read_table(path, parse_dates=("seen",)), url, TABLE, ID, recorded_at=DAY1)
+    stored = versions(url)["seen"]
+    assert stored[:3].tolist() == ["2020-03-01 00:00:00", "2020-03-01 10:30:00", "2020-03-01 23:59:59"]
+    assert stored[3:].isna().all()  # NULL in the database
+    utc = dt.UTC
+    assert _gather_reads(url, "seen") == [
+        dt.datetime(2020, 3, 1, tzinfo=utc), dt.datetime(2020, 3, 1, 10, 30, tzinfo=utc),
+        dt.datetime(2020, 3, 1, 23, 59, 59, tzinfo=utc), None]
+    # The same values from Parquet datetimes are the same history: nothing new to append.
+    read_table(path, parse_dates=("seen",)).to_parquet(tmp_path / "items.parquet")
+    assert ingest(read_table(tmp_path / "items.parquet"), url, TABLE, ID, recorded_at=DAY2).appended == 0
+
+
+def test_without_parse_dates_a_csv_date_stays_text_that_gather_refuses(url, tmp_path):
+    path = tmp_path / "items.csv"
+    path.write_text("item_id,colour,seen\n1,red,2020-03-01\n")
+    ingest(read_table(path), url, TABLE, ID, recorded_at=DAY1)
+    with pytest.raises(ValueError, match=r"'2020-03-01' is not a timestamp in the source's format"):
+        _gather_reads(url, "seen")
+
+
+@pytest.mark.parametrize("value, problem", [
+    ("01/03/2020", "is not an ISO 8601 date or time"),
+    ("2020-02-30", "is not an ISO 8601 date or time"),
+    ("2020-03-01T10:00:00.5Z", "has fractions of a second"),
+])
+def test_an_unparsable_date_names_file_column_line_and_value(tmp_path, value, problem):
+    path = tmp_path / "items.csv"
+    path.write_text(f'item_id,colour,seen\n1,"two\nlines",2020-03-01\n2,red,{value}\n')
+    with pytest.raises(HistoryError) as raised:
+        read_table(path, parse_dates=("seen",))
+    # Row 2 starts on line 4: row 1's quoted field spans lines 2 and 3.
+    assert str(raised.value).startswith(f"{path}, column 'seen', line 4: {value!r} {problem}")
+    with pytest.raises(HistoryError, match="--parse-dates names no column 'when'"):
+        read_table(path, parse_dates=("when",))
+
+
+def test_cli_parse_dates(tmp_path, url):
+    path = tmp_path / "items.csv"
+    path.write_text("item_id,colour,seen\n1,red,2020-03-01T08:00:00Z\n")
+    ingest_cli(str(path), "--table", TABLE, "--id", ID, "--recorded-at", DAY1, "--parse-dates", "seen", "--url", url)
+    assert versions(url)["seen"].tolist() == ["2020-03-01 08:00:00"]
+    bad = ingest_cli(str(path), "--table", TABLE, "--id", ID, "--recorded-at", "seen", "--parse-dates", "seen",
+                     "--url", url, check=False)
+    assert bad.returncode == 1 and "leave it out of --parse-dates" in bad.stderr, bad.stderr
