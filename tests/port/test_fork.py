@@ -29,6 +29,7 @@ import yaml
 from src.pipeline import config
 from src.tools.clones import working_clone
 from src.tools.data_version import set_as_of
+from tests.port.porting import _penguins_csv
 from tests.template.test_scaffold import fill_in_penguins
 
 pytestmark = pytest.mark.slow
@@ -72,10 +73,7 @@ def _make(target: str, cwd: Path, timings: list, *args: str, check: bool = True)
 
 def _penguin_files(destination: Path) -> tuple[Path, Path]:
     """The package's CSV with `penguin_id` 1..n in file order: the early years first, then every year."""
-    import palmerpenguins
-
-    shipped = Path(palmerpenguins.__file__).parent / "data" / "penguins.csv"
-    header, *rows = shipped.read_text(encoding="utf-8").splitlines()
+    header, *rows = _penguins_csv().read_text(encoding="utf-8").splitlines()
     year = header.split(",").index("year")
     numbered = [f"{number},{row}" for number, row in enumerate(rows, start=1)]
     first = [row for row in numbered if int(row.split(",")[year + 1]) in FIRST_YEARS]
@@ -206,6 +204,8 @@ def test_forced_rebuild_leaves_dvc_lock_byte_identical(fork):
 def test_the_forks_metrics(fork):
     repo = fork["repo"]
     metrics = json.loads((repo / "eval" / "metrics.json").read_text(encoding="utf-8"))
+    for name in ("accuracy", "f1_macro", "log_loss", "roc_auc_ovr"):
+        assert isinstance(metrics.get(name), float), f"eval/metrics.json lacks {name}: {metrics}"
     assert metrics["accuracy"] > 0.8, metrics  # three well-separated species: a broken model scores near 1/3
     featurize = json.loads((repo / "metrics" / "featurize.json").read_text(encoding="utf-8"))
     assert featurize["snapshot_rows"] == 344, featurize

@@ -1,9 +1,11 @@
 """A second data set, written as a forker would: Palmer penguins by species.
 
-The port test (tests/port/test_port.py) copies this package to
-src/datasets/penguins/ of a fresh clone and follows docs/adapt.md step by
-step. The data comes in through `python -m src.tools.ingest` (one plain table,
-no demo builder), so the source is the history that ingest keeps: one table
+tests/template/test_scaffold.py checks that `make new-adapter`'s skeleton, filled
+in (fill_in_penguins), declares what this package does; tests/port/test_fork.py
+takes that filled-in skeleton through docs/adapt.md step by step, and
+tests/port/test_template_update.py ports a copier fork with this package. The
+data comes in through `python -m src.tools.ingest` (one plain table, no demo
+builder), so the source is the history that ingest keeps: one table
 `penguins`, keyed by `penguin_id`.
 """
 from __future__ import annotations

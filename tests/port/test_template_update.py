@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from src.pipeline import config
-from tests.port.test_port import PORT, RECORDED_AT, _penguins_csv, _port_params, _with_id_column
+from tests.port.porting import PORT, RECORDED_AT, _penguins_csv, _port_params, _with_id_column
 
 # Copies a template, ports a fork and runs its pipeline three times: an end-to-end test.
 pytestmark = pytest.mark.slow
