@@ -183,6 +183,9 @@ def scaled_source(scale: int) -> Path:
             raise BenchError(f"{config.SOURCE_DB} missing: run `make source`")
         return config.SOURCE_DIR
     adapter, _ = load_adapter(load_params())
+    if adapter.build_demo_source is None:  # a fork's ingested history has one size: its own
+        raise BenchError(f"scale {scale}: dataset adapter {adapter.name!r} has no demo builder to scale its source; "
+                         f"run `make bench BENCH_SCALES=1`")
     package = config.ROOT.joinpath(*DATASETS_PACKAGE.split("."), adapter.name)
     prefix = f"source-{adapter.name}-x{scale}-"
     folder = CACHE_DIR / f"{prefix}{package_digest(package)[:12]}"

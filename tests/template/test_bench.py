@@ -337,3 +337,15 @@ def test_sweep_workers_share_the_cores():
 
     cores = os.cpu_count() or 1
     assert one[name] == str(cores) and two[name] == str(max(1, cores // 2)) and two["A"] == "1"
+
+
+def test_a_scaled_source_needs_a_demo_builder(monkeypatch):
+    """A fork's ingested history cannot be scaled: the bench says so instead of failing in the builder."""
+    import dataclasses
+
+    from tests.template.frames import ADAPTER, ADAPTER_PARAMS
+
+    adapter = dataclasses.replace(ADAPTER, build_demo_source=None)
+    monkeypatch.setattr(run, "load_adapter", lambda params: (adapter, ADAPTER_PARAMS))
+    with pytest.raises(run.BenchError, match="has no demo builder to scale its source.*BENCH_SCALES=1"):
+        run.scaled_source(10)
