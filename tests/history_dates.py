@@ -9,14 +9,17 @@ calendar, so a fork's history works as well as the flights one.
 A *moment* is a distinct date (YYYY-MM-DD, UTC) on which the history recorded
 something, from the first one whose snapshot has feature rows of two classes
 (before that the pipeline has nothing to train on: the example's flights are
-scheduled a month ahead, with no outcome yet), and none after today (an as_of in
-the future breaks the promise: /work/shared/REPRODUCIBILITY.md). A bare date as_of
-includes the whole day, so as_of = a moment's date gives that moment's snapshot.
+scheduled a month ahead, with no outcome yet), and none from today on (a bare
+date means the end of that day, and an as_of in the future is no fixed snapshot:
+a row recorded later could still fall before it).
+A bare date as_of includes the whole day, so as_of = a moment's date gives that
+moment's snapshot.
 
     moments()               every moment, oldest first
     early_moments(4, 19)    moments by rank, small ones first; with fewer moments than
                             the ranks ask for, the ranks close up (keeping their order):
-                            each date still gives more rows than the one before it
+                            each date is a later moment than the one before it, so its
+                            snapshot holds at least as many rows (the tests check more)
     spare_dates(3, after=d, avoid=[...])
                             other distinct dates, for tags that need a date of their own
                             but no snapshot of their own
@@ -45,7 +48,7 @@ def _adapter():
 
 
 def recorded_dates(url: str | None = None) -> list[str]:
-    """Distinct dates on which any source table recorded a version, oldest first, none after today."""
+    """Distinct dates on which any source table recorded a version, oldest first, none from today on."""
     adapter, _ = _adapter()
     url = url or config.source_url()
     # recorded_at is UTC text 'YYYY-MM-DD HH:MM:SS': its first ten characters are the date.
@@ -59,7 +62,7 @@ def recorded_dates(url: str | None = None) -> list[str]:
     finally:
         engine.dispose()
     today = dt.datetime.now(dt.UTC).date().isoformat()
-    return [day for day in days if day is not None and day <= today]
+    return [day for day in days if day is not None and day < today]
 
 
 def snapshot_counts(as_of: str, url: str | None = None) -> tuple[int, int, int]:

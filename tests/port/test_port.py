@@ -42,11 +42,15 @@ def _penguins_csv() -> Path:
 
 
 def _in_clone(args: list[str], clone: Path, check: bool = True) -> subprocess.CompletedProcess:
-    """A command in the clone, with the clone's venv first on PATH (as its Makefile sets it)."""
+    """A command in the clone, with the clone's venv first on PATH (as its Makefile sets it).
+
+    Without SOURCE_URL: the port ingests into, and reads, the clone's own embedded
+    source, never a database that this machine's SOURCE_URL names.
+    """
     venv = clone / ".venv"
     started = time.perf_counter()
     result = run(args, cwd=clone, check=check, PATH=f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
-                 VIRTUAL_ENV=str(venv))
+                 VIRTUAL_ENV=str(venv), **{config.SOURCE_URL_ENV: None})
     if args[0] != "git":
         print(f"  {' '.join(args[:4])}: {time.perf_counter() - started:.1f} s")
     return result
