@@ -8,8 +8,9 @@ copy, where the git-ignored source database does not exist: gather and
 featurize have to be restored from the cache, not re-run. A sixth moves
 `gather.as_of` to an earlier moment, so gather runs in the copy: with SOURCE_URL
 unset it must find the main project's embedded source by itself (with SOURCE_URL
-set, as for a fork whose source is a database server, it reads that). Then each is rebuilt by `dvc repro
---force` at its params, and the two dvc.lock files must agree.
+set, as for a fork whose source is a database server, it reads that). Then each
+is rebuilt by `dvc repro --force` at its params, and the two dvc.lock files must
+agree.
 """
 from __future__ import annotations
 
