@@ -1,13 +1,16 @@
 """Shared fixtures. End-to-end tests work in temporary clones of HEAD.
 
-A clone reuses this checkout's locked .venv and demo source database through
-symlinks (both are git-ignored and rebuilt by `make`), so each clone costs a
-`git clone`, not a reinstall.
+A clone reuses this checkout's locked .venv and, when there is one, its embedded
+source database through symlinks (both are git-ignored and rebuilt by `make`), so
+each clone costs a `git clone`, not a reinstall. The source the tests read is the
+one the pipeline reads: SOURCE_URL when it is set (it is kept for every command
+the tests run), else the embedded data/source/source.sqlite.
 
 tests/template/ pass for any dataset adapter (they read the active one and
-build tiny rows from its declarations); tests/example/ check the worked
-example (`make drop-example` deletes them with it); tests/<name>/ check a
-fork's own adapter (`make new-adapter NAME=<name>` starts them).
+build tiny rows from its declarations; the end-to-end ones take their as_of
+dates from its source history, tests/history_dates.py); tests/example/ check
+the worked example (`make drop-example` deletes them with it); tests/<name>/
+check a fork's own adapter (`make new-adapter NAME=<name>` starts them).
 Tests marked `slow` run the whole pipeline in a clone; `-m "not slow"` skips them.
 """
 from __future__ import annotations
@@ -24,23 +27,24 @@ from pathlib import Path
 import pytest
 
 from src.pipeline import config
+from src.tools import venv
 from src.tools.clones import working_clone
 
 ROOT = config.ROOT
 
 
-def venv_env(**extra: str) -> dict[str, str]:
-    """The environment a stage sees under `make`: the venv's python first on PATH."""
-    env = dict(os.environ)
-    env["PATH"] = f"{ROOT / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-    env["VIRTUAL_ENV"] = str(ROOT / ".venv")
-    env.pop(config.SOURCE_URL_ENV, None)
-    env.update(extra)
-    return env
+def venv_env(**extra: str | None) -> dict[str, str]:
+    """The environment a stage sees under `make`: the venv's python first on PATH.
+
+    This process's SOURCE_URL, if set, is kept: a fork whose source is a
+    database server is tested against it. A test that needs another source, or
+    the embedded default, says so: `SOURCE_URL=...`, or `SOURCE_URL=None` to unset it.
+    """
+    return venv.venv_env(ROOT / ".venv", **extra)
 
 
-def run(args: list[str], cwd: Path, check: bool = True, **extra_env: str) -> subprocess.CompletedProcess:
-    """Run a command, capturing text output; on failure show it in the assertion."""
+def run(args: list[str], cwd: Path, check: bool = True, **extra_env: str | None) -> subprocess.CompletedProcess:
+    """Run a command, capturing text output; on failure show it in the assertion (None unsets a variable)."""
     result = subprocess.run(args, cwd=cwd, env=venv_env(**extra_env), text=True, capture_output=True)
     if check and result.returncode != 0:
         raise AssertionError(
@@ -72,20 +76,37 @@ def running_service(app) -> Iterator[str]:
         sock.close()
 
 
-def require_demo_source() -> None:
-    """Fail, not skip, when the demo source is missing: `make test` builds it before any test runs."""
+def require_source() -> None:
+    """Fail, not skip, when the pipeline has no source: SOURCE_URL unset and no embedded database.
+
+    `make test` builds the embedded demo source before any test runs; a fork
+    whose data lives in a database server sets SOURCE_URL instead.
+    """
+    if not os.environ.get(config.SOURCE_URL_ENV) and not config.SOURCE_DB.exists():
+        pytest.fail(f"no source: {config.SOURCE_URL_ENV} is unset and {config.SOURCE_DB} is missing; "
+                    f"set {config.SOURCE_URL_ENV} or run the tests through `make test`")
+
+
+def require_embedded_source() -> None:
+    """Fail, not skip, when a test that copies or reads the embedded SQLite file itself cannot find it."""
     if not config.SOURCE_DB.exists():
-        pytest.fail(f"{config.SOURCE_DB} missing: run the tests through `make test`")
+        pytest.fail(f"{config.SOURCE_DB} missing: this test edits a copy of the embedded SQLite source "
+                    "(run the tests through `make test`, which builds it)")
 
 
-def make_clone(destination: Path) -> Path:
-    """A fresh clone of this repository's HEAD at `destination`, ready to run."""
-    return working_clone(destination, venv=ROOT / ".venv")
+def make_clone(destination: Path, repo: Path = ROOT) -> Path:
+    """A fresh clone of `repo`'s HEAD (default: this repository's) at `destination`, ready to run.
+
+    The embedded source is linked in when there is one; without it the clone
+    reads SOURCE_URL's source, as this checkout does.
+    """
+    source_dir = config.SOURCE_DIR if config.SOURCE_DB.exists() else None
+    return working_clone(destination, repo=repo, venv=ROOT / ".venv", source_dir=source_dir)
 
 
 @pytest.fixture
 def clone(tmp_path: Path) -> Path:
-    require_demo_source()
+    require_source()
     return make_clone(tmp_path / "clone")
 
 
@@ -99,7 +120,7 @@ def reproduced(tmp_path_factory: pytest.TempPathFactory) -> Path:
     is newer than the linked venv's stamp, so make would check (and touch) the
     stamp of a venv that belongs to this checkout.
     """
-    require_demo_source()
+    require_source()
     repo = make_clone(tmp_path_factory.mktemp("reproduced") / "clone")
     run(["dvc", "repro"], cwd=repo)
     return repo

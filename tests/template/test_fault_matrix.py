@@ -19,6 +19,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import math
 import os
 import pickle
 import re
@@ -36,7 +37,7 @@ from fastapi.testclient import TestClient
 
 from src.pipeline import check_params, config, lockfile
 from src.serving import serve
-from tests.conftest import make_clone, require_demo_source, run
+from tests.conftest import make_clone, require_embedded_source, require_source, run
 from tests.template.frames import ADAPTER
 from tests.template.test_predict import tiny_deployed
 from tests.template.test_serve import as_json_rows
@@ -160,7 +161,7 @@ class Pipeline:
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory) -> Pipeline:
     """A clone of HEAD whose outputs were built by killing each stage mid-write, then re-running it."""
-    require_demo_source()
+    require_source()
     base = tmp_path_factory.mktemp("faults")
     root = make_clone(base / "clone")
     hook = base / "hook"
@@ -385,23 +386,41 @@ def _declared(path: Path, skip_table: str | None = None, skip_column: str | None
     return f"sqlite:///{path}"
 
 
-def _numeric_column(bounded: bool) -> str | None:
-    """A numeric snapshot column of the entity table; `bounded`: one whose declared range has a lower bound."""
-    for column in _entity_table().columns:
-        if (column.name == ADAPTER.id or column.name not in ADAPTER.snapshot_schema.names
-                or not isinstance(column.type, (sa.Integer, sa.Float, sa.Numeric))):
-            continue
-        bounds = ADAPTER.feature_ranges.get(column.name)
-        if not bounded or (bounds and bounds[0] is not None):
-            return column.name
-    return None
+def _numeric_columns() -> list[str]:
+    """The numeric snapshot columns that the snapshot reads from the entity table's columns of the same name."""
+    return [column.name for column in _entity_table().columns
+            if column.name != ADAPTER.id and column.name in ADAPTER.snapshot_schema.names
+            and column.name not in ADAPTER.snapshot_sources
+            and isinstance(column.type, (sa.Integer, sa.Float, sa.Numeric))]
 
 
-# (the column, the value): text where a number belongs, a number below its declared range, a NULL id.
+def _out_of_domain() -> tuple[str | None, int | None]:
+    """(a numeric column with a bounded gather domain, a value 1000 beyond its bound), or (None, None).
+
+    gather checks values against `snapshot_domains`, not `feature_ranges` (which
+    bound the model's inputs, derived later): a column with a range but no
+    domain is not refused at gather, so only a domain with a bound is a case.
+    """
+    for name in _numeric_columns():
+        domain = ADAPTER.snapshot_domains.get(name)
+        if domain is not None and domain.low is not None:
+            return name, math.floor(domain.low) - 1000
+        if domain is not None and domain.high is not None:
+            return name, math.ceil(domain.high) + 1000
+    return None, None
+
+
+# (the column, the value): text where a number belongs, a number beyond its gather domain, a NULL id.
 BAD_VALUES = {
-    "text": (_numeric_column(bounded=False), "abc"),
-    "out of range": (_numeric_column(bounded=True), -1000),
+    "text": (next(iter(_numeric_columns()), None), "abc"),
+    "out of range": _out_of_domain(),
     "null id": (ADAPTER.id, None),
+}
+# Why a case is skipped when the adapter declares nothing for it.
+NO_COLUMN = {
+    "text": "the adapter's entity table has no numeric column for the 'text' case",
+    "out of range": "the adapter declares no gather domain (snapshot_domains) with a bound on a numeric column "
+                    "of its entity table: nothing is out of range at gather",
 }
 
 
@@ -421,9 +440,10 @@ def _bad_value(kind: str) -> Callable[[Path], tuple[str, list[str]]]:
     def make(folder: Path) -> tuple[str, list[str]]:
         column, value = BAD_VALUES[kind]
         if column is None:
-            pytest.skip(f"the adapter's entity table has no numeric column for the {kind!r} case")
+            pytest.skip(NO_COLUMN[kind])
         table, key = _entity_table().name, ADAPTER.id
         path = folder / "bad.sqlite"
+        require_embedded_source()
         shutil.copyfile(config.SOURCE_DB, path)
         if value is None:
             _allow_null(path, table, column)
@@ -473,7 +493,7 @@ SOURCE_CASES = [
     ("a missing column", _missing_column),
     ("an empty snapshot", _empty),
     ("text in a numeric column", _bad_value("text")),
-    ("a value out of its declared range", _bad_value("out of range")),
+    ("a value out of its declared domain", _bad_value("out of range")),
     ("a NULL entity id", _bad_value("null id")),
 ]
 

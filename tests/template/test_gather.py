@@ -4,7 +4,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
-import os
 from pathlib import Path
 
 import pyarrow as pa
@@ -26,6 +25,7 @@ from src.pipeline.gather import (
 from src.pipeline.history import TIME_FORMAT
 from src.pipeline.params import as_of_timestamp
 from src.pipeline.validate import SourceValueError, to_snapshot
+from tests.conftest import require_source
 from tests.template import frames
 from tests.template.frames import ADAPTER, PARAMS
 from tests.template.test_gather_validation import build_tiny_source
@@ -195,8 +195,7 @@ def test_the_scramble_reverses_what_gather_reads(tmp_path):
 
 @pytest.fixture(scope="module")
 def source_url() -> str:
-    if not os.environ.get(config.SOURCE_URL_ENV) and not config.SOURCE_DB.exists():
-        pytest.fail(f"{config.SOURCE_DB} missing: run the tests through `make test`")
+    require_source()
     return config.source_url()
 
 

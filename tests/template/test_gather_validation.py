@@ -29,7 +29,7 @@ from src.pipeline.gather import SourceError, gather, read_arrow, rows_to_arrow
 from src.pipeline.history import RECORDED_AT
 from src.pipeline.params import as_of_timestamp
 from src.pipeline.validate import SourceValueError, to_snapshot
-from tests.conftest import require_demo_source
+from tests.conftest import require_embedded_source
 from tests.template.frames import ADAPTER, PARAMS
 
 ENTITIES = 40
@@ -47,7 +47,7 @@ def plain_tables() -> sa.MetaData:
 
 def build_tiny_source(path: Path, entities: int = ENTITIES) -> Path:
     """The real source's declared tables, the entity table cut to its first `entities` ids."""
-    require_demo_source()
+    require_embedded_source()
     tables = plain_tables()
     engine = sa.create_engine(f"sqlite:///{path}")
     tables.create_all(engine)

@@ -28,7 +28,7 @@ def _md5(path: Path) -> str:
 
 def _ingest(repo: Path, csv: Path, day: str) -> str:
     return run(["python", "-m", "src.tools.ingest", str(csv), "--table", "items", "--id", "item_id",
-                "--recorded-at", day], cwd=repo).stdout
+                "--recorded-at", day], cwd=repo, SOURCE_URL=None).stdout  # the embedded history, whatever the shell
 
 
 def test_ingest_tracks_the_history_and_a_second_clone_pulls_the_same_bytes(tmp_path):
@@ -56,15 +56,15 @@ def test_ingest_tracks_the_history_and_a_second_clone_pulls_the_same_bytes(tmp_p
     # The second machine: a clone of the first, nothing linked but the venv; `make` pulls the history.
     second = working_clone(tmp_path / "second", repo=first, venv=config.VENV, source_dir=None)
     assert not (second / DATABASE).exists()
-    made = run(["make", "--no-print-directory", str(DATABASE)], cwd=second)
+    made = run(["make", "--no-print-directory", str(DATABASE)], cwd=second, SOURCE_URL=None)
     assert "dvc pull" in made.stdout, made.stdout
     assert _md5(second / DATABASE) == _md5(first / DATABASE)
-    assert "up to date" in run(["make", "--no-print-directory", str(DATABASE)], cwd=second).stdout
+    assert "up to date" in run(["make", "--no-print-directory", str(DATABASE)], cwd=second, SOURCE_URL=None).stdout
 
     # Without the remote's copy, the pull fails and says so: no demo builder is tried instead.
     third = working_clone(tmp_path / "third", repo=first, venv=config.VENV, source_dir=None)
     run(["dvc", "remote", "modify", "--local", "storage", "url", str(tmp_path / "empty-remote")], cwd=third)
-    failed = run(["make", "--no-print-directory", str(DATABASE)], cwd=third, check=False)
+    failed = run(["make", "--no-print-directory", str(DATABASE)], cwd=third, check=False, SOURCE_URL=None)
     assert failed.returncode != 0
     assert "missing" in (failed.stdout + failed.stderr).lower(), failed.stderr
     assert "demo source" not in failed.stdout + failed.stderr

@@ -24,7 +24,7 @@ from src.pipeline.params import as_of_timestamp, load_adapter, load_params
 from src.tools.git import GitError, git, git_succeeds
 from src.tools.venv import venv_env
 from src.tools.verify import explain, format_table, id_column, lockdiff, rebuild, verify
-from tests.conftest import make_clone, require_demo_source, run
+from tests.conftest import make_clone, require_embedded_source, require_source, run
 from tests.template.test_gather_validation import build_tiny_source
 
 SNAPSHOT = str(config.SNAPSHOT.relative_to(config.ROOT))
@@ -258,7 +258,7 @@ def recorded_gather(tmp_path_factory: pytest.TempPathFactory) -> Path:
     The snapshot is then in the clone's DVC cache, and the test does not depend
     on whether HEAD's own dvc.lock is up to date with its code.
     """
-    require_demo_source()
+    require_source()
     repo = make_clone(tmp_path_factory.mktemp("gather") / "clone")
     run(["dvc", "repro", "--force", "--single-item", "gather"], cwd=repo)
     # --allow-empty: when HEAD's lock is already current there is nothing to record.
@@ -279,6 +279,7 @@ def test_a_rewritten_source_history_is_reported_as_such(recorded_gather, tmp_pat
                    and pa.types.is_floating(ADAPTER.snapshot_schema.field(c.name).type)), None)
     if column is None or VERSION_ID not in table.c or RECORDED_AT not in table.c:
         pytest.skip(f"source table {table.name} has no float column or no history columns to rewrite")
+    require_embedded_source()
     source = tmp_path / config.SOURCE_DB.name
     shutil.copy(config.SOURCE_DB, source)
     as_of = as_of_timestamp(load_params(recorded_gather / "params.yaml").gather.as_of)

@@ -19,11 +19,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.conftest import make_clone, require_demo_source, run
+from tests.conftest import make_clone, require_source, run
 from tests.dvc_helpers import drop_local_data, output_hashes
+from tests.history_dates import early_moments
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
-AS_OF = "2013-01-05"  # a small snapshot: the transfer, not the pipeline, is under test
+# A small early snapshot (for the example: 2013-01-05): the transfer, not the pipeline, is under test.
+AS_OF_RANK = 2
 START_TIMEOUT_S = 20
 
 
@@ -87,11 +89,12 @@ def sshd(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.mark.slow
 def test_push_clear_pull_over_ssh_gives_identical_bytes(sshd, tmp_path: Path):
-    require_demo_source()
+    require_source()
+    [as_of] = early_moments(AS_OF_RANK)
     root = make_clone(tmp_path / "clone")
-    run(["python", "-m", "src.tools.data_version", "cut", AS_OF, "--no-push"], root)
+    run(["python", "-m", "src.tools.data_version", "cut", as_of, "--no-push"], root)
     # A cut leaves the branch as it was; the small snapshot is on the tag.
-    run(["python", "-m", "src.tools.data_version", "restore", f"data/{AS_OF}"], root)
+    run(["python", "-m", "src.tools.data_version", "restore", f"data/{as_of}"], root)
     url = f"ssh://{sshd.user}@127.0.0.1:{sshd.port}{sshd.storage}"
     # As a team member would: the SSH remote becomes this machine's default in config.local.
     run(["dvc", "remote", "add", "--local", "--default", "ssh-test", url], root)

@@ -1,13 +1,16 @@
 """Hyperparameter sweeps: `dvc exp run --queue` + `dvc queue start -j 2`, in a temporary clone.
 
-The clone's baseline is a small early snapshot (cheap runs, same code path).
+The clone's baseline is a small early snapshot (cheap runs, same code path),
+at a moment of the active adapter's source history (tests/history_dates.py).
 Five queued experiments cover every train hyperparameter and every model,
 stacking included, with cheap values. Each must succeed in DVC's temporary
 copy, where the git-ignored source database does not exist: gather and
 featurize have to be restored from the cache, not re-run. A sixth moves
-`gather.as_of`, so gather runs in the copy, with SOURCE_URL unset: it must find
-the main project's source by itself. Then each is rebuilt by `dvc repro
---force` at its params, and the two dvc.lock files must agree.
+`gather.as_of` to an earlier moment, so gather runs in the copy: with SOURCE_URL
+unset it must find the main project's embedded source by itself (with SOURCE_URL
+set, as for a fork whose source is a database server, it reads that). Then each
+is rebuilt by `dvc repro --force` at its params, and the two dvc.lock files must
+agree.
 """
 from __future__ import annotations
 
@@ -24,10 +27,9 @@ import yaml
 
 from src.pipeline import config, lockfile
 from src.tools.exps import headline_metrics
-from src.tools.venv import venv_env
-from tests.conftest import make_clone, require_demo_source, run
+from tests.conftest import make_clone, require_source, run, venv_env
+from tests.history_dates import early_moments
 
-AS_OF = "2013-01-31"
 HGB, LR, RF = "train.hist_gradient_boosting", "train.logistic_regression", "train.random_forest"
 SWEEP = {
     "hgb-fast": [f"{HGB}.learning_rate=0.3", f"{HGB}.max_iter=5"],
@@ -39,9 +41,10 @@ SWEEP = {
                  "train.stacking.final_estimator=logistic_regression", "train.stacking.cv_folds=2",
                  f"{HGB}.max_iter=5", f"{RF}.n_estimators=5"],
 }
-# An upstream param: gather and featurize run again in DVC's temporary copy.
-EARLIER = "2013-01-15"
-UPSTREAM = {"as-of": [f"gather.as_of={EARLIER}"]}
+# An upstream param (gather.as_of, set to an earlier moment in the fixture): gather and
+# featurize run again in DVC's temporary copy.
+UPSTREAM = "as-of"
+EXPERIMENTS = {*SWEEP, UPSTREAM}
 # Every train key is a hyperparameter (the thread count is the machine's: PIPELINE_THREADS).
 NOT_SWEPT: set[str] = set()
 QUEUE_TIMEOUT_S = 900
@@ -60,7 +63,8 @@ def leaf_keys(node: object, prefix: str) -> set[str]:
 
 def start_workers(root: Path) -> None:
     # The workers outlive `dvc queue start` and keep its stdout open: don't capture it.
-    env = venv_env(config.VENV, **{config.SOURCE_URL_ENV: None})
+    # Their environment is the tests' own: SOURCE_URL only if the user set one.
+    env = venv_env()
     subprocess.run(["dvc", "queue", "start", "-j", "2"], cwd=root, env=env, check=True,
                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -90,13 +94,15 @@ def wait_for_queue(root: Path) -> str:
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
-    require_demo_source()
+    require_source()
+    # For the example: 2013-01-15 and 2013-01-31; the earlier one has fewer rows.
+    earlier, as_of = early_moments(12, 28)
     root = make_clone(tmp_path_factory.mktemp("sweeps") / "clone")
     # The baseline as a user would make it: a data version (params.yaml, dvc.lock and the
     # tracked outputs, committed and tagged), checked out with its data.
-    run(["python", "-m", "src.tools.data_version", "cut", AS_OF, "--no-push"], root)
-    run(["python", "-m", "src.tools.data_version", "restore", f"data/{AS_OF}"], root)
-    for name, overrides in {**SWEEP, **UPSTREAM}.items():
+    run(["python", "-m", "src.tools.data_version", "cut", as_of, "--no-push"], root)
+    run(["python", "-m", "src.tools.data_version", "restore", f"data/{as_of}"], root)
+    for name, overrides in {**SWEEP, UPSTREAM: [f"gather.as_of={earlier}"]}.items():
         run(["dvc", "exp", "run", "--queue", "-n", name, *[arg for o in overrides for arg in ("-S", o)]], root)
     start_workers(root)
     try:
@@ -106,7 +112,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     shown = json.loads(run(["dvc", "exp", "show", "--json"], root).stdout)
     experiments = {exp["name"]: exp for baseline in shown for exp in baseline.get("experiments") or []}
     baseline = next(baseline for baseline in shown if baseline.get("experiments"))
-    return SimpleNamespace(root=root, status=status, experiments=experiments, baseline=baseline)
+    return SimpleNamespace(root=root, status=status, experiments=experiments, baseline=baseline, earlier=earlier)
 
 
 def test_sweep_covers_every_train_hyperparameter():
@@ -119,7 +125,7 @@ def test_sweep_covers_every_train_hyperparameter():
 
 @pytest.mark.slow
 def test_queued_sweep_with_two_workers_succeeds(sweep):
-    assert set(sweep.experiments) == set(SWEEP) | set(UPSTREAM), sweep.status
+    assert set(sweep.experiments) == EXPERIMENTS, sweep.status
     failed = {name: exp["executor"] for name, exp in sweep.experiments.items()
               if (exp.get("executor") or {}).get("state") != "success"}
     assert not failed, f"{failed}\n{sweep.status}"
@@ -140,13 +146,13 @@ def _snapshot_rows(data: dict) -> int:
 
 
 @pytest.mark.slow
-def test_upstream_sweep_reads_the_main_projects_source_without_source_url(sweep):
-    # The workers ran without SOURCE_URL (start_workers removes it), in a copy
-    # without the git-ignored source: gather found the main project's.
-    log = run(["dvc", "queue", "logs", "as-of"], sweep.root).stdout
+def test_upstream_sweep_reads_the_source_from_the_experiment_copy(sweep):
+    # The copy has no git-ignored source: with SOURCE_URL unset (the embedded
+    # demo source), gather found the main project's; with it set, it read that.
+    log = run(["dvc", "queue", "logs", UPSTREAM], sweep.root).stdout
     assert "Running stage 'gather'" in log and "Running stage 'featurize'" in log
-    assert f" as of {EARLIER} -> " in log  # gather's own line: it read the source
-    rows = _snapshot_rows(sweep.experiments["as-of"]["revs"][0]["data"])
+    assert f" as of {sweep.earlier} -> " in log  # gather's own line: it read the source
+    rows = _snapshot_rows(sweep.experiments[UPSTREAM]["revs"][0]["data"])
     assert 0 < rows < _snapshot_rows(sweep.baseline["data"])  # an earlier as_of: fewer rows, from the real source
 
 
@@ -168,9 +174,9 @@ def test_readme_recipes_show_sort_promote_and_diff(sweep):
     root = sweep.root
     table = run(["dvc", "exp", "show", "--csv", "--sort-by", "eval/metrics.json:roc_auc", "--sort-order", "desc"],
                 root).stdout
-    rows = [row for row in csv.DictReader(io.StringIO(table)) if row["Experiment"] in {**SWEEP, **UPSTREAM}]
+    rows = [row for row in csv.DictReader(io.StringIO(table)) if row["Experiment"] in EXPERIMENTS]
     scores = [float(row["roc_auc"]) for row in rows]
-    assert len(rows) == len(SWEEP) + len(UPSTREAM) and scores == sorted(scores, reverse=True)
+    assert len(rows) == len(EXPERIMENTS) and scores == sorted(scores, reverse=True)
     best = rows[0]["Experiment"]
     run(["dvc", "exp", "branch", best, "sweep-winner"], root)
     branch_params = yaml.safe_load(run(["git", "show", "sweep-winner:params.yaml"], root).stdout)
@@ -195,5 +201,5 @@ def test_make_exps_shows_the_headline_metrics_and_the_swept_params(sweep):
     assert "train.model" in differ and "gather.as_of" in differ
     assert set(rows[0]) == {"Experiment", *headline, *differ}
     assert list(rows[0])[:1 + len(headline)] == ["Experiment", *headline]  # the metrics first
-    scores = [float(row[headline[0]]) for row in rows if row["Experiment"] in {**SWEEP, **UPSTREAM}]
-    assert len(scores) == len(SWEEP) + len(UPSTREAM) and scores == sorted(scores, reverse=True)
+    scores = [float(row[headline[0]]) for row in rows if row["Experiment"] in EXPERIMENTS]
+    assert len(scores) == len(EXPERIMENTS) and scores == sorted(scores, reverse=True)

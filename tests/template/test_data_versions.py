@@ -1,9 +1,10 @@
 """Data versions as git tags (src/tools/data_version.py), end to end in one temporary clone.
 
 The clone's branch is first reproduced at an early `as_of`, committed and
-pushed, as a user's branch would be. Two versions are then cut at other early
-dates (small snapshots keep each pipeline run short; the code path is the full
-one), and after each cut the branch, HEAD, git's view of the files, params.yaml
+pushed, as a user's branch would be. Two versions are then cut at two early
+moments of the active adapter's source history, the older with fewer rows
+(tests/history_dates.py picks them; small snapshots keep each pipeline run short;
+the code path is the full one), and after each cut the branch, HEAD, git's view of the files, params.yaml
 and the workspace outputs must be exactly as before. The tests then run in file
 order on that clone, each going where it needs: restore each version from the
 remote and come back to the branch, rebuild from the source, diff,
@@ -23,12 +24,25 @@ import pytest
 from src.pipeline import config, lockfile
 from src.tools.data_version import WORKTREE_PREFIX, set_as_of, tag_name
 from src.tools.git import git
-from tests.conftest import ROOT, make_clone, require_demo_source, run
+from tests.conftest import ROOT, make_clone, require_source, run
 from tests.dvc_helpers import drop_local_data, output_hashes
+from tests.history_dates import early_moments, spare_dates
 
-BRANCH_AS_OF, OLDER, NEWER = "2013-01-05", "2013-01-10", "2013-01-20"
-OLDER_TAG, NEWER_TAG = tag_name(OLDER), tag_name(NEWER)
 UP_TO_DATE = "Data and pipelines are up to date."
+
+
+def dates() -> SimpleNamespace:
+    """The as_of values, from the source history (for the example: 2013-01-10 and -20, then -11, -12, -13).
+
+    `older` and `newer` are two moments, `older` with fewer rows. The others only
+    need dates of their own (one tag each), so two recorded dates are enough:
+    `branch` (the branch's as_of), `third` (cut from a restored version) and
+    `unbuilt` (cuts that must fail before building) are the days after `older`.
+    """
+    older, newer = early_moments(7, 17)
+    branch, third, unbuilt = spare_dates(3, after=older, avoid=[newer])
+    return SimpleNamespace(branch=branch, older=older, newer=newer, third=third, unbuilt=unbuilt,
+                           older_tag=tag_name(older), newer_tag=tag_name(newer))
 
 
 def checkout(root: Path, rev: str) -> None:
@@ -81,43 +95,48 @@ def differing_outputs(root: Path, rev: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def versions(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
-    require_demo_source()
+    require_source()
+    when = dates()
     base = tmp_path_factory.mktemp("data-versions")
     root = make_clone(base / "clone")
     remote = base / "remote"
     # The documented per-machine override; tests never touch the shipped default in $HOME.
     run(["dvc", "remote", "modify", "--local", "storage", "url", str(remote)], root)
     # The branch as a user has it: built, committed and pushed, with outputs a cut must not touch.
-    set_as_of(root / "params.yaml", BRANCH_AS_OF)
+    set_as_of(root / "params.yaml", when.branch)
     run(["dvc", "repro"], root)
-    git(["commit", "-q", "--all", "-m", f"Train on the snapshot as of {BRANCH_AS_OF}"], root)
+    git(["commit", "-q", "--all", "-m", f"Train on the snapshot as of {when.branch}"], root)
     run(["dvc", "push"], root)
     before = state(root)
     after = {}
-    for as_of in (OLDER, NEWER):
+    for as_of in (when.older, when.newer):
         data_version(root, "cut", as_of)
         after[tag_name(as_of)] = state(root)
-    return SimpleNamespace(root=root, remote=remote, branch=before["branch"], before=before, after=after)
+    return SimpleNamespace(root=root, remote=remote, branch=before["branch"], before=before, after=after,
+                           when=when, tags=(when.older_tag, when.newer_tag))
 
 
 def test_set_as_of_changes_one_line_and_keeps_comments(tmp_path: Path):
     params = tmp_path / "params.yaml"
     shutil.copy(config.PARAMS_FILE, params)
     before = params.read_text(encoding="utf-8").splitlines()
-    assert set_as_of(params, "2013-06-30") is True
+    # Any date other than the shipped one: the file's text only is under test.
+    as_of = next(day for day in ("2000-01-01", "2000-01-02") if f"as_of: '{day}'" not in "\n".join(before))
+    assert set_as_of(params, as_of) is True
     after = params.read_text(encoding="utf-8").splitlines()
     changed = [(old, new) for old, new in zip(before, after, strict=False) if old != new]
     assert len(before) == len(after) and len(changed) == 1
-    assert changed[0][1] == "  as_of: '2013-06-30'"
-    assert set_as_of(params, "2013-06-30") is False
+    assert changed[0][1] == f"  as_of: '{as_of}'"
+    assert set_as_of(params, as_of) is False
 
 
 def test_make_data_restore_takes_ref_or_tag():
     def dry_run(*variables: str) -> subprocess.CompletedProcess:
         return subprocess.run(["make", "-n", "data-restore", *variables], cwd=ROOT, text=True, capture_output=True)
 
+    tag = tag_name("2000-01-01")  # make only passes it on: any tag name does
     assert "src.tools.data_version restore main" in dry_run("REF=main").stdout
-    assert f"src.tools.data_version restore {OLDER_TAG}" in dry_run(f"TAG={OLDER_TAG}").stdout
+    assert f"src.tools.data_version restore {tag}" in dry_run(f"TAG={tag}").stdout
     missing = dry_run()
     assert missing.returncode != 0 and "REF is missing" in missing.stderr
 
@@ -127,23 +146,23 @@ def test_cut_leaves_branch_head_params_and_outputs_alone(versions):
     root = versions.root
     assert versions.before["branch"], "the clone should be on a branch"
     assert versions.before["outputs"] and "missing" not in versions.before["outputs"].values()
-    for tag in (OLDER_TAG, NEWER_TAG):
+    for tag in versions.tags:
         assert versions.after[tag] == versions.before, f"cutting {tag} changed the checkout"
         # Built on the branch's commit, yet on no branch: the tag is its only ref.
         assert git(["rev-parse", f"{tag}^{{commit}}^"], root) == versions.before["HEAD"]
         assert git(["branch", "--contains", tag], root) == ""
-    assert f"as_of: '{BRANCH_AS_OF}'" in (root / "params.yaml").read_text(encoding="utf-8")
+    assert f"as_of: '{versions.when.branch}'" in (root / "params.yaml").read_text(encoding="utf-8")
 
 
 @pytest.mark.slow
 def test_cut_commits_tags_and_pushes(versions):
     root = versions.root
-    for tag in (OLDER_TAG, NEWER_TAG):
+    for tag in versions.tags:
         assert git(["cat-file", "-t", tag], root) == "tag"  # annotated
         committed = set(git(["show", "--name-only", "--format=", tag], root).splitlines())
         tracked_outputs = {str(path.relative_to(config.ROOT)) for path in (config.MANIFEST, config.METRICS)}
         assert {"params.yaml", "dvc.lock", *tracked_outputs} <= committed
-    assert f"as_of: '{OLDER}'" in git(["show", f"{OLDER_TAG}:params.yaml"], root)
+    assert f"as_of: '{versions.when.older}'" in git(["show", f"{versions.when.older_tag}:params.yaml"], root)
     # The tags were made after the pushes: the remote holds the data of every tag (and of the branch).
     assert "in sync" in run(["dvc", "status", "--cloud", "--all-tags"], root).stdout
 
@@ -151,7 +170,7 @@ def test_cut_commits_tags_and_pushes(versions):
 @pytest.mark.slow
 def test_restore_each_version_from_remote_then_the_branch(versions):
     root = versions.root
-    for tag in (OLDER_TAG, NEWER_TAG):
+    for tag in versions.tags:
         drop_local_data(root)  # from the remote, not from what the cut left in the cache
         data_version(root, "restore", tag)
         assert git(["rev-parse", "HEAD"], root) == git(["rev-parse", f"{tag}^{{commit}}"], root)
@@ -168,14 +187,15 @@ def test_restore_each_version_from_remote_then_the_branch(versions):
 @pytest.mark.slow
 def test_restore_uses_the_cache_before_the_remote(versions):
     root = versions.root
-    data_version(root, "restore", NEWER_TAG)  # its data comes into the cache, the branch's is there
+    newer_tag = versions.when.newer_tag
+    data_version(root, "restore", newer_tag)  # its data comes into the cache, the branch's is there
     data_version(root, "restore", versions.branch)
     # Nothing listens on port 1: `dvc pull` fails on this remote even with every byte in the cache.
     run(["dvc", "remote", "modify", "--local", "storage", "url", "ssh://127.0.0.1:1/nowhere"], root)
     try:
         # With the remote out of reach, both ways still work: every byte is in the cache.
-        data_version(root, "restore", NEWER_TAG)
-        assert differing_outputs(root, NEWER_TAG) == []
+        data_version(root, "restore", newer_tag)
+        assert differing_outputs(root, newer_tag) == []
         data_version(root, "restore", versions.branch)
         assert state(root) == versions.before
     finally:
@@ -185,19 +205,20 @@ def test_restore_uses_the_cache_before_the_remote(versions):
 @pytest.mark.slow
 def test_rebuild_from_source_at_tag_gives_same_hashes(versions):
     root = versions.root
-    checkout(root, OLDER_TAG)
+    checkout(root, versions.when.older_tag)
     drop_local_data(root)  # nothing to restore from: every byte comes from the source
     run(["dvc", "repro", "--force"], root)
-    assert differing_outputs(root, OLDER_TAG) == []
+    assert differing_outputs(root, versions.when.older_tag) == []
     assert git(["status", "--porcelain", "--untracked-files=no"], root) == "", "dvc.lock or a tracked output changed"
 
 
 @pytest.mark.slow
 def test_params_and_metrics_diff_between_versions(versions):
     root = versions.root
-    params = json.loads(run(["dvc", "params", "diff", OLDER_TAG, NEWER_TAG, "--json"], root).stdout)
-    assert params["params.yaml"]["gather.as_of"] == {"old": OLDER, "new": NEWER}
-    metrics = json.loads(run(["dvc", "metrics", "diff", OLDER_TAG, NEWER_TAG, "--json"], root).stdout)
+    when = versions.when
+    params = json.loads(run(["dvc", "params", "diff", when.older_tag, when.newer_tag, "--json"], root).stdout)
+    assert params["params.yaml"]["gather.as_of"] == {"old": when.older, "new": when.newer}
+    metrics = json.loads(run(["dvc", "metrics", "diff", when.older_tag, when.newer_tag, "--json"], root).stdout)
     rows = metrics[str(config.FEATURIZE_SUMMARY.relative_to(config.ROOT))]["snapshot_rows"]
     assert rows["new"] > rows["old"]
 
@@ -207,7 +228,7 @@ def test_gc_with_all_tags_keeps_every_version(versions):
     root = versions.root
     data_version(root, "restore", versions.branch)
     run(["dvc", "gc", "--workspace", "--all-tags", "--all-commits", "--cloud", "--force"], root)
-    for tag in (OLDER_TAG, NEWER_TAG):
+    for tag in versions.tags:
         drop_local_data(root)  # from the remote, not from what gc left in the cache
         data_version(root, "restore", tag)
         assert differing_outputs(root, tag) == []
@@ -220,11 +241,12 @@ def test_tag_missing_from_cache_and_remote_gives_clear_message(versions):
     data_version(root, "restore", versions.branch)
     # Without --all-tags, gc keeps only the workspace's data: the older version is gone everywhere.
     run(["dvc", "gc", "--workspace", "--cloud", "--force"], root)
-    result = data_version(root, "restore", OLDER_TAG, check=False)
+    older_tag = versions.when.older_tag
+    result = data_version(root, "restore", older_tag, check=False)
     assert result.returncode != 0
     message = result.stderr
     assert "Traceback" not in result.stdout + message
-    assert f"data-version: error: {OLDER_TAG} is checked out" in message
+    assert f"data-version: error: {older_tag} is checked out" in message
     assert "neither in the local cache nor on remote 'storage'" in message
     for output in (config.SNAPSHOT, config.MODEL):
         assert str(output.relative_to(config.ROOT)) in message
@@ -236,8 +258,8 @@ def test_cut_at_the_branch_as_of_tags_the_branch_commit(versions):
     root = versions.root
     data_version(root, "restore", versions.branch)
     before = state(root)
-    data_version(root, "cut", BRANCH_AS_OF)
-    tag = tag_name(BRANCH_AS_OF)
+    data_version(root, "cut", versions.when.branch)
+    tag = tag_name(versions.when.branch)
     # A rebuild at the branch's own params gives its dvc.lock byte for byte: nothing to commit.
     assert git(["rev-parse", f"{tag}^{{commit}}"], root) == versions.before["HEAD"]
     assert state(root) == before
@@ -247,13 +269,14 @@ def test_cut_at_the_branch_as_of_tags_the_branch_commit(versions):
 def test_cut_from_a_restored_version_leaves_it_checked_out(versions):
     root = versions.root
     data_version(root, "restore", versions.branch)
-    checkout(root, NEWER_TAG)
+    when = versions.when
+    checkout(root, when.newer_tag)
     before = state(root)
-    data_version(root, "cut", "2013-01-15")
-    tag = tag_name("2013-01-15")
+    data_version(root, "cut", when.third)
+    tag = tag_name(when.third)
     assert state(root) == before  # still detached at the newer version, its files as they were
-    assert git(["rev-parse", f"{tag}^{{commit}}^"], root) == git(["rev-parse", f"{NEWER_TAG}^{{commit}}"], root)
-    assert "as_of: '2013-01-15'" in git(["show", f"{tag}:params.yaml"], root)
+    assert git(["rev-parse", f"{tag}^{{commit}}^"], root) == git(["rev-parse", f"{when.newer_tag}^{{commit}}"], root)
+    assert f"as_of: '{when.third}'" in git(["show", f"{tag}:params.yaml"], root)
     checkout(root, versions.branch)
 
 
@@ -263,12 +286,13 @@ def test_failing_repro_leaves_nothing_behind(versions, tmp_path: Path):
     checkout(root, versions.branch)
     before = state(root)
     # A source that cannot be opened: the gather stage fails inside the worktree.
-    result = data_version(root, "cut", "2013-01-31", check=False, SOURCE_URL=f"sqlite:///{tmp_path / 'no' / 'db'}")
+    unbuilt = versions.when.unbuilt
+    result = data_version(root, "cut", unbuilt, check=False, SOURCE_URL=f"sqlite:///{tmp_path / 'no' / 'db'}")
     assert result.returncode != 0
     # The stage's own error is above; the tool's last word is its message, not a traceback.
     last_line = result.stderr.splitlines()[-1]
-    assert last_line.startswith("data-version: error: `dvc repro` failed at gather.as_of=2013-01-31")
-    assert git(["tag", "--list", tag_name("2013-01-31")], root) == ""
+    assert last_line.startswith(f"data-version: error: `dvc repro` failed at gather.as_of={unbuilt}")
+    assert git(["tag", "--list", tag_name(unbuilt)], root) == ""
     assert state(root) == before
 
 
@@ -282,12 +306,13 @@ def test_bad_input_is_named(versions):
         assert result.returncode != 0 and "Traceback" not in result.stderr
         return result.stderr
 
+    when = versions.when
     assert "as_of '2013-13-01' is neither a date" in error("cut", "2013-13-01")
-    assert f"tag {NEWER_TAG} already exists" in error("cut", NEWER)
+    assert f"tag {when.newer_tag} already exists" in error("cut", when.newer)
     assert "no tag, branch or commit 'data/1999-01-01'" in error("restore", "data/1999-01-01")
-    assert OLDER_TAG in error("restore", "data/1999-01-01")  # lists the versions there are
+    assert when.older_tag in error("restore", "data/1999-01-01")  # lists the versions there are
     (root / "params.yaml").write_text((root / "params.yaml").read_text() + "\n", encoding="utf-8")
-    assert "uncommitted changes to tracked files" in error("cut", "2013-01-31")
-    assert "uncommitted changes to tracked files" in error("restore", OLDER_TAG)
+    assert "uncommitted changes to tracked files" in error("cut", when.unbuilt)
+    assert "uncommitted changes to tracked files" in error("restore", when.older_tag)
     assert git(["branch", "--show-current"], root) == versions.branch
     git(["checkout", "--", "params.yaml"], root)

@@ -2,7 +2,8 @@
 
 Two clones stand for two machines. They share a bare git repository (their
 `origin`) and a DVC remote in a local directory. Clone A runs two cheap
-experiments on an early snapshot and pushes them; clone B, which has never
+experiments on an early snapshot (a moment of the active adapter's source
+history: tests/history_dates.py) and pushes them; clone B, which has never
 run a stage, pulls them, lists both with their metrics, applies one and gets
 every output byte-identical to clone A's from the remote alone.
 """
@@ -15,15 +16,16 @@ from types import SimpleNamespace
 import pytest
 
 from src.pipeline import config, lockfile
-from src.tools.clones import working_clone
 from src.tools.git import git, git_succeeds
-from tests.conftest import require_demo_source, run
+from tests.conftest import make_clone, require_source, run
 from tests.dvc_helpers import lock_outputs, output_hashes
+from tests.history_dates import early_moments
 
 pytestmark = pytest.mark.slow
 
 # An early snapshot keeps both runs cheap; the code path is the full pipeline's.
-AS_OF = "2013-01-31"
+# The moment's rank (for the example: 2013-01-31; a shorter history gives its last).
+AS_OF_RANK = 28
 HGB = "train.hist_gradient_boosting"
 EXPERIMENTS = {"share-fast": 5, "share-slower": 10}  # name -> max_iter
 METRICS = "eval/metrics.json"
@@ -31,7 +33,7 @@ METRICS = "eval/metrics.json"
 
 def machine(base: Path, name: str, origin: Path, storage: Path) -> Path:
     """A clone of `origin` whose DVC remote is the shared directory (set in the git-ignored config.local)."""
-    root = working_clone(base / name, repo=origin, venv=config.VENV)
+    root = make_clone(base / name, repo=origin)
     run(["dvc", "remote", "modify", "--local", "storage", "url", str(storage)], root)
     return root
 
@@ -50,13 +52,14 @@ def experiments(root: Path) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
-    require_demo_source()
+    require_source()
+    [as_of] = early_moments(AS_OF_RANK)
     base = tmp_path_factory.mktemp("exp-share")
     origin, storage = base / "origin.git", base / "storage"
     git(["clone", "-q", "--bare", str(config.ROOT), str(origin)], base)
     a = machine(base, "a", origin, storage)
     for name, max_iter in EXPERIMENTS.items():
-        run(["dvc", "exp", "run", "-n", name, "-S", f"gather.as_of={AS_OF}", "-S", f"{HGB}.max_iter={max_iter}"], a)
+        run(["dvc", "exp", "run", "-n", name, "-S", f"gather.as_of={as_of}", "-S", f"{HGB}.max_iter={max_iter}"], a)
     # A's workspace now holds the last experiment's outputs: the bytes B must get back.
     last = list(EXPERIMENTS)[-1]
     a_hashes, a_lock = output_hashes(a), (a / "dvc.lock").read_bytes()
