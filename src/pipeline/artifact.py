@@ -4,7 +4,9 @@ The model file is a pickle, written once from the fitted object (loading and
 re-dumping a pickle changes its bytes), with a fixed protocol (the default
 moves between Python versions). Loading checks the file's SHA-256 against the
 manifest *before* unpickling: a pickle runs code, so a tampered or swapped
-file is never deserialised. Given `dvc.lock`, it also checks the model's and
+file is never deserialised. And the unpickler resolves only the globals this
+pipeline's models are made of (ALLOWED_GLOBALS), so even a pickle whose hashes
+were forged everywhere, dvc.lock included, cannot call anything else. Given `dvc.lock`, it also checks the model's and
 the manifest's MD5 against the outputs recorded there, so the pair that loads
 is the pair that the locked pipeline run produced (a manifest edited to match
 a swapped model is refused too). It also compares the running Python and
@@ -13,6 +15,7 @@ library versions with those recorded at training time.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -30,6 +33,60 @@ RUNTIME_PACKAGES = ("joblib", "numpy", "pandas", "pyarrow", "scikit-learn", "sci
 
 log = logging.getLogger(__name__)
 
+# Every global (module, name) that a pickle of this pipeline's models names, and
+# nothing else: unpickling calls what a pickle names, so a pickle that dvc.lock
+# and the manifest vouch for would still run any code it names if this list
+# were open. Exact pairs, never module prefixes (`builtins` and `functools`
+# hold eval and friends). Derived with pickletools.genops (GLOBAL and
+# STACK_GLOBAL) and a recording find_class from every family that
+# params.ModelName offers, binary and multiclass, and every stacking
+# combination, fitted on tests/template/frames.py's tiny frames;
+# tests/template/test_unpickle.py fails when a family names one more.
+# A library upgrade can rename a module (numpy.core -> numpy._core): re-derive.
+ALLOWED_GLOBALS: tuple[tuple[str, str], ...] = (
+    ("builtins", "slice"),
+    ("functools", "partial"),
+    ("numpy", "dtype"),
+    ("numpy", "float64"),
+    ("numpy", "ndarray"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("numpy.random._pcg64", "PCG64"),
+    ("numpy.random._pickle", "__bit_generator_ctor"),
+    ("numpy.random._pickle", "__generator_ctor"),
+    ("numpy.random.bit_generator", "SeedSequence"),
+    ("numpy.random.bit_generator", "__pyx_unpickle_SeedSequence"),
+    ("sklearn._loss._loss", "CyHalfBinomialLoss"),
+    ("sklearn._loss._loss", "CyHalfMultinomialLoss"),
+    ("sklearn._loss._loss", "__pyx_unpickle_CyHalfMultinomialLoss"),
+    ("sklearn._loss.link", "Interval"),
+    ("sklearn._loss.link", "LogitLink"),
+    ("sklearn._loss.link", "MultinomialLogit"),
+    ("sklearn._loss.loss", "HalfBinomialLoss"),
+    ("sklearn._loss.loss", "HalfMultinomialLoss"),
+    ("sklearn.compose._column_transformer", "ColumnTransformer"),
+    ("sklearn.ensemble._forest", "RandomForestClassifier"),
+    ("sklearn.ensemble._hist_gradient_boosting.binning", "_BinMapper"),
+    ("sklearn.ensemble._hist_gradient_boosting.gradient_boosting", "HistGradientBoostingClassifier"),
+    ("sklearn.ensemble._hist_gradient_boosting.predictor", "TreePredictor"),
+    ("sklearn.ensemble._stacking", "StackingClassifier"),
+    ("sklearn.impute._base", "SimpleImputer"),
+    ("sklearn.linear_model._logistic", "LogisticRegression"),
+    ("sklearn.model_selection._split", "StratifiedKFold"),
+    ("sklearn.pipeline", "Pipeline"),
+    ("sklearn.preprocessing._data", "MinMaxScaler"),
+    ("sklearn.preprocessing._encoders", "OneHotEncoder"),
+    ("sklearn.preprocessing._encoders", "OrdinalEncoder"),
+    ("sklearn.preprocessing._function_transformer", "FunctionTransformer"),
+    ("sklearn.preprocessing._label", "LabelEncoder"),
+    ("sklearn.tree._classes", "DecisionTreeClassifier"),
+    ("sklearn.tree._tree", "Tree"),
+    ("sklearn.utils._bunch", "Bunch"),
+    ("sklearn.utils.validation", "check_array"),
+    ("src.pipeline.model", "UnknownBucket"),
+)
+
 
 class ArtifactError(RuntimeError):
     """The model artifact cannot be trusted as it is."""
@@ -37,6 +94,32 @@ class ArtifactError(RuntimeError):
 
 class VersionMismatchError(ArtifactError):
     """The model was trained on other Python or library versions than these (the one refusal with an override)."""
+
+
+class _AllowlistUnpickler(pickle.Unpickler):
+    """An Unpickler that resolves only ALLOWED_GLOBALS: anything else is refused before it is called."""
+
+    _allowed = frozenset(ALLOWED_GLOBALS)
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self._allowed:
+            raise ArtifactError(
+                f"refusing to unpickle {self.source}: it names the global {module}.{name}, which is not one "
+                "of this pipeline's models (src/pipeline/artifact.py ALLOWED_GLOBALS)"
+            )
+        return super().find_class(module, name)
+
+
+def loads(payload: bytes, source: object = "the model") -> Any:
+    """Unpickle `payload`, resolving only the globals this pipeline's models are made of."""
+    unpickler = _AllowlistUnpickler(io.BytesIO(payload))
+    unpickler.source = source
+    try:
+        return unpickler.load()
+    except ArtifactError:
+        raise
+    except Exception as error:  # a truncated or malformed pickle: name the file, not pickle's internals
+        raise ArtifactError(f"cannot unpickle {source}: {type(error).__name__}: {error}") from None
 
 
 
@@ -122,7 +205,9 @@ def load_model(
 
     With `lock_path`, the model and the manifest must also match the outputs
     recorded in that dvc.lock. Every check runs on the bytes read once, before
-    `pickle.loads`, so the file that is verified is the file that is loaded.
+    unpickling, so the file that is verified is the file that is loaded, and
+    unpickling resolves only ALLOWED_GLOBALS (dvc.lock is the root of trust, and
+    an edit to it shows only in `git status`).
     `allow_version_mismatch` is the expert override: the model is loaded on
     other library versions, with a loud warning, and may predict differently.
     """
@@ -151,4 +236,4 @@ def load_model(
                 "(install requirements.lock, or override at your own risk):\n  " + "\n  ".join(mismatches)
             )
         log.warning("LOADING MODEL DESPITE VERSION MISMATCH; predictions may differ:\n  %s", "\n  ".join(mismatches))
-    return pickle.loads(payload), manifest
+    return loads(payload, model_path), manifest

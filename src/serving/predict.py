@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import os
 import sys
 import threading
 from dataclasses import dataclass
@@ -171,8 +172,41 @@ def check_input(path: Path) -> Path:
         raise ValueError(f"{path}: unknown input format {suffix!r}; use .csv or .parquet")
     if not path.exists():
         raise FileNotFoundError(f"{path} not found")
+    if path.is_dir():
+        raise ValueError(f"--input {path} is a directory; name a .csv or .parquet file")
     if path.is_file() and path.stat().st_size == 0:
         raise ValueError(f"input file {path} is empty: no header, no rows")
+    return path
+
+
+def _read_only(path: Path) -> bool:
+    # No write bit at all counts as read-only even for root, whom os.access
+    # lets write anywhere: a file or folder marked read-only is not overwritten.
+    return not os.access(path, os.W_OK) or not path.stat().st_mode & 0o222
+
+
+def check_output(path: Path, input_path: Path) -> Path:
+    """Refuse an output that is the input, or that cannot be written, before anything is read.
+
+    The predictions are written to a temporary file next to `path` and renamed
+    over it (files.atomic_open), so the folder must be writable; an existing
+    read-only output is refused too, rather than silently replaced.
+    """
+    path, input_path = Path(path), Path(input_path)
+    same = (os.path.samefile(path, input_path) if path.exists() and input_path.exists()
+            else path.resolve() == input_path.resolve())
+    if same:
+        raise ValueError(f"--output {path} is the input file {input_path}: writing the predictions would "
+                         "replace the rows they come from; name another output")
+    if path.exists() and _read_only(path):
+        raise ValueError(f"--output {path} is read-only; make it writable or name another output")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:  # atomic_path creates missing folders
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ValueError(f"--output {path}: {folder} is not a directory")
+    if _read_only(folder):
+        raise ValueError(f"--output {path}: the folder {folder} is read-only; name an output in a writable folder")
     return path
 
 
@@ -213,16 +247,27 @@ def main(argv: list[str] | None = None) -> None:
 
     output_format(args.output)  # a bad --output is refused before the model is loaded
     check_input(args.input)
+    check_output(args.output, args.input)
     try:
         deployed = load_model(allow_version_mismatch=args.allow_version_mismatch)
     except VersionMismatchError as error:
         raise VersionMismatchError(f"{error}\n{override_hint('predict')}") from None
-    frame = read_rows(args.input, deployed.contract)
+    try:
+        frame = read_rows(args.input, deployed.contract)
+    except FileNotFoundError:
+        raise
+    except OSError as error:  # unreadable, or gone since the check: one line naming the file
+        raise ValueError(f"cannot read --input {args.input}: {error.strerror or error}") from None
     if deployed.contract.id not in frame.columns:
         raise ContractError(f"{args.input} lacks the id column {deployed.contract.id!r}, which keys the predictions")
     # Errors name CSV rows by line, so an editor can jump to them; Parquet rows by position from 0.
     result = deployed.predict(frame, CSV_LINES if args.input.suffix.lower() == ".csv" else ROWS)
-    write_predictions(args.output, result.predictions, deployed.schema)
+    try:
+        write_predictions(args.output, result.predictions, deployed.schema)
+    except files.DiskFullError:
+        raise
+    except OSError as error:  # atomic: the temporary is gone and an existing output is untouched
+        raise ValueError(f"cannot write --output {args.output}: {error.strerror or error}") from None
     print(f"predict: {len(result.predictions)} rows -> {args.output}", file=sys.stderr)
     for column, counts in result.unknown_categories.items():
         if counts["unknown"] or counts["missing"]:
@@ -235,5 +280,6 @@ def main(argv: list[str] | None = None) -> None:
 if __name__ == "__main__":
     try:
         main()
-    except (artifact.ArtifactError, ContractError, ParamsError, ValueError, FileNotFoundError) as error:
+    except (artifact.ArtifactError, ContractError, ParamsError, ValueError, OSError) as error:
+        # OSError: a file that cannot be read or written is named in one line, not a traceback.
         sys.exit(f"predict: error: {error}")

@@ -577,12 +577,21 @@ def _code_in_the_model(root: Path, witness: Path) -> list[str]:
     return [rel(config.MODEL), "dvc.lock", "refusing to load"]
 
 
+def _code_vouched_for_by_the_lock(root: Path, witness: Path) -> list[str]:
+    # Model, manifest and both MD5s in dvc.lock rewritten together: every hash
+    # check passes (only `git status` shows it), and the unpickler's allowlist refuses.
+    _code_in_the_model(root, witness)
+    _relock(root, rel(config.MODEL))
+    return [rel(config.MODEL), f"{os.system.__module__}.system", "not one of this pipeline's models"]
+
+
 MODEL_CASES = [
     ("a flipped byte in model.pkl", _flip_a_byte),
     ("an edited manifest", _edit_manifest),
     ("other library versions than the manifest's", _other_versions),
     ("no dvc.lock", _no_lock),
     ("a pickle that runs code, vouched for by the manifest only", _code_in_the_model),
+    ("a pickle that runs code, vouched for by the manifest and dvc.lock", _code_vouched_for_by_the_lock),
 ]
 DEPLOYED = [rel(config.MODEL), rel(config.MANIFEST), "dvc.lock"]
 
@@ -626,9 +635,10 @@ def test_the_batch_command_refuses_a_model_that_does_not_match_before_unpickling
 
 
 @pytest.mark.slow
-def test_the_evaluate_stage_never_runs_a_pickle_that_only_the_manifest_vouches_for(deployed_files, tmp_path):
-    _refused_untouched(deployed_files, ["-m", "src.pipeline.evaluate"], _code_in_the_model, tmp_path,
-                       "evaluate: error: ")
+@pytest.mark.parametrize("tamper", [_code_in_the_model, _code_vouched_for_by_the_lock],
+                         ids=["manifest only", "manifest and dvc.lock"])
+def test_the_evaluate_stage_never_runs_a_pickle_that_only_the_manifest_vouches_for(deployed_files, tmp_path, tamper):
+    _refused_untouched(deployed_files, ["-m", "src.pipeline.evaluate"], tamper, tmp_path, "evaluate: error: ")
 
 
 # --- the batch command ---------------------------------------------------------------------

@@ -431,3 +431,139 @@ def test_batch_command_writes_csv_with_the_evaluate_stages_values(reproduced, tm
     pd.testing.assert_frame_equal(written, saved, check_exact=True, check_dtype=False)
     for column in _probability_columns(saved):  # exact bits, not approximately equal
         assert np.array_equal(written[column].to_numpy().view(np.int64), saved[column].to_numpy().view(np.int64))
+
+
+# --- input and output paths -------------------------------------------------------
+
+def _rows_csv(tmp_path: Path) -> Path:
+    path = tmp_path / "rows.csv"
+    frames.features(5).drop(columns=[ADAPTER.target]).to_csv(path, index=False)
+    return path
+
+
+def _same_path(rows: Path) -> Path:
+    return rows
+
+
+def _other_spelling(rows: Path) -> Path:
+    return rows.parent / "." / ".." / rows.parent.name / rows.name
+
+
+def _symlink(rows: Path) -> Path:
+    (rows.parent / "link.csv").symlink_to(rows)
+    return rows.parent / "link.csv"
+
+
+def _hard_link(rows: Path) -> Path:
+    (rows.parent / "hard.csv").hardlink_to(rows)
+    return rows.parent / "hard.csv"
+
+
+@pytest.mark.parametrize("output_of", [_same_path, _other_spelling, _symlink, _hard_link],
+                         ids=["same path", "other spelling", "symlink", "hard link"])
+def test_an_output_that_is_the_input_is_refused_before_anything_is_read(tmp_path, monkeypatch, output_of):
+    monkeypatch.setattr(predict, "load_model", _not_loaded)
+    rows = _rows_csv(tmp_path)
+    before = rows.read_bytes()
+    output = output_of(rows)
+    with pytest.raises(ValueError, match="is the input file") as error:
+        predict.main(["--input", str(rows), "--output", str(output)])
+    assert str(output) in str(error.value)
+    assert rows.read_bytes() == before
+
+
+def test_an_input_that_is_a_directory_is_refused_before_the_model_loads(tmp_path, monkeypatch):
+    monkeypatch.setattr(predict, "load_model", _not_loaded)
+    folder = tmp_path / "rows.csv"  # a folder, whatever its name says
+    folder.mkdir()
+    with pytest.raises(ValueError, match=r"--input .*rows\.csv is a directory"):
+        predict.main(["--input", str(folder), "--output", str(tmp_path / "out.csv")])
+    assert not (tmp_path / "out.csv").exists()
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    """Mark paths read-only (no write bit, which counts even for root); restore them afterwards."""
+    marked = []
+
+    def mark(path: Path) -> Path:
+        marked.append((path, path.stat().st_mode))
+        path.chmod(path.stat().st_mode & ~0o222)
+        return path
+
+    yield mark
+    for path, mode in reversed(marked):
+        path.chmod(mode)
+
+
+def test_a_read_only_output_file_is_refused_and_kept(tmp_path, monkeypatch, read_only):
+    monkeypatch.setattr(predict, "load_model", _not_loaded)
+    output = tmp_path / "out.csv"
+    output.write_text("earlier predictions\n")
+    read_only(output)
+    with pytest.raises(ValueError, match=r"--output .*out\.csv is read-only"):
+        predict.main(["--input", str(_rows_csv(tmp_path)), "--output", str(output)])
+    assert output.read_text() == "earlier predictions\n"
+
+
+@pytest.mark.parametrize("below", ["", "new/sub"])
+def test_an_output_in_a_read_only_folder_is_refused_and_nothing_is_written(tmp_path, monkeypatch, read_only, below):
+    monkeypatch.setattr(predict, "load_model", _not_loaded)
+    rows = _rows_csv(tmp_path)
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    read_only(folder)
+    output = folder / below / "out.csv"
+    with pytest.raises(ValueError, match=rf"the folder {folder} is read-only") as error:
+        predict.main(["--input", str(rows), "--output", str(output)])
+    assert str(output) in str(error.value)
+    assert not list(folder.iterdir())
+
+
+def test_an_output_below_a_file_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(predict, "load_model", _not_loaded)
+    rows = _rows_csv(tmp_path)
+    with pytest.raises(ValueError, match=r"rows\.csv is not a directory"):
+        predict.main(["--input", str(rows), "--output", str(rows / "out.csv")])
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new output", "existing output"])
+def test_a_write_that_fails_midway_leaves_nothing_half_written(tmp_path, monkeypatch, existing):
+    deployed, rows = tiny_deployed(tmp_path / "model", 2)
+    monkeypatch.setattr(predict, "load_model", lambda **_: deployed)
+    files.write_frame(tmp_path / "rows.parquet", rows)
+    output = tmp_path / "out" / "predictions.csv"
+    if existing:
+        output.parent.mkdir()
+        output.write_text("earlier predictions\n")
+
+    def fail_midway(self, handle, **_):
+        handle.write("id,label\n1,")
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", fail_midway)
+    with pytest.raises(ValueError, match=r"cannot write --output .*predictions\.csv: Input/output error"):
+        predict.main(["--input", str(tmp_path / "rows.parquet"), "--output", str(output)])
+    if existing:
+        assert output.read_text() == "earlier predictions\n"
+    else:
+        assert not output.exists()
+    assert [path.name for path in output.parent.iterdir()] == (["predictions.csv"] if existing else [])
+
+
+def test_path_refusals_are_one_line_without_a_traceback(tmp_path, read_only):
+    rows = _rows_csv(tmp_path)
+    (tmp_path / "folder.csv").mkdir()
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    read_only(locked)
+    cases = [(rows, rows, "is the input file", rows),
+             (tmp_path / "folder.csv", tmp_path / "out.csv", "is a directory", tmp_path / "folder.csv"),
+             (rows, locked / "out.csv", "is read-only", locked / "out.csv")]
+    for input_path, output, expected, named in cases:
+        result = run(["python", "-m", "src.serving.predict", "--input", str(input_path), "--output", str(output)],
+                     cwd=config.ROOT, check=False)
+        assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("predict: error: "), result.stderr
+        assert expected in lines[0] and str(named) in lines[0], lines[0]
