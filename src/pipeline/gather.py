@@ -27,7 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from src.pipeline import config, files
 from src.pipeline.adapter import Adapter
-from src.pipeline.history import _redacted, shown_url
+from src.pipeline.history import _redacted, contract_breach, contract_query, history_layout, moment_query, shown_url
 from src.pipeline.params import ParamsError, as_of_timestamp, load_adapter, load_params
 from src.pipeline.validate import SourceValueError, refuse, to_snapshot
 
@@ -43,6 +43,11 @@ SQLITE_BATCH_ROWS = "adbc.sqlite.query.batch_rows"
 
 class SourceError(RuntimeError):
     """The source cannot be read as the snapshot needs it."""
+
+
+class HistoryContractError(SourceValueError):
+    """A source table breaks the history contract (src/pipeline/history.py): the snapshot would not be a
+    function of as_of alone. The message names the table, the entity and the versions."""
 
 
 @dataclass(frozen=True)
@@ -165,6 +170,40 @@ def check_source(present: dict[str, list[str]], declared: sa.MetaData) -> None:
         raise SourceError("the source does not match the snapshot query: " + "; ".join(problems))
 
 
+def check_history(declared: sa.MetaData, first_row) -> None:
+    """Refuse a source whose history tables break the contract, naming the first offender.
+
+    `first_row(sql)`: runs one query on the source and returns its first row or
+    None. One query per history table (history.contract_query), before the
+    snapshot query: a NULL key, a duplicate version id or a version recorded
+    before one it follows would otherwise change the snapshot silently.
+    """
+    for table in declared.sorted_tables:
+        layout = history_layout(table)
+        if layout is None:
+            continue
+        row = first_row(contract_query(layout))
+        if row is None:
+            continue
+        row = tuple(row)
+        moment = None
+        if row[0] == "order":
+            found = first_row(moment_query(layout, row[-1]))
+            moment = found[0] if found is not None else None
+        raise HistoryContractError(contract_breach(layout, row, moment))
+
+
+def _arrow_first_row(connection, source: Source):
+    def first_row(sql: str):
+        with connection.cursor() as cursor:
+            try:
+                cursor.execute(sql)
+                return cursor.fetchone()
+            except Exception as error:  # adbc_driver_manager.Error
+                raise source.error(f"cannot check the source's history: {error}") from None
+    return first_row
+
+
 def _arrow_columns(connection, declared: sa.MetaData) -> dict[str, list[str]]:
     import adbc_driver_manager
 
@@ -205,6 +244,7 @@ def read_arrow(url: str, adapter: Adapter, as_of: str, chunk_rows: int, scramble
     sql, parameters = bind(adapter.snapshot_query, source.backend, {"as_of": as_of})
     with arrow_connection(url, scramble=scramble) as connection:
         check_source(_arrow_columns(connection, adapter.source_tables), adapter.source_tables)
+        check_history(adapter.source_tables, _arrow_first_row(connection, source))
         with connection.cursor() as cursor:
             if source.backend == "sqlite":
                 cursor.adbc_statement.set_options(**{SQLITE_BATCH_ROWS: str(chunk_rows)})
@@ -232,6 +272,7 @@ def read_rows(url: str, adapter: Adapter, as_of: str, chunk_rows: int, scramble:
     try:
         with engine.connect() as connection:
             check_source(_sql_columns(connection, adapter.source_tables), adapter.source_tables)
+            check_history(adapter.source_tables, lambda sql: connection.execute(sa.text(sql)).first())
             result = connection.execution_options(stream_results=True, yield_per=chunk_rows).execute(
                 sa.text(adapter.snapshot_query), {"as_of": as_of})
             columns = list(result.keys())

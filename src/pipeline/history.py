@@ -109,6 +109,125 @@ def history_table(metadata: sa.MetaData, name: str, id_column: str, *columns: sa
     )
 
 
+# A declared table's `info` key saying its version ids are NOT numbered in append
+# order (the flights demo shuffles them on purpose): gather then cannot tell a
+# back-dated append from an original version and skips that one check.
+SHUFFLED_VERSIONS = "shuffled_version_ids"
+
+
+@dataclass(frozen=True)
+class HistoryLayout:
+    """How one declared table keeps its versions: what the contract check reads."""
+
+    table: str
+    version: str  # the single-column primary key: one number per version, unique in the table
+    key: tuple[str, ...]  # the entity key: the columns before recorded_at in the table's by-recorded index
+    in_append_order: bool = True  # version ids grow as versions are appended (ingest numbers them so)
+    recorded_at: str = RECORDED_AT
+
+
+def history_layout(table: sa.Table) -> HistoryLayout | None:
+    """`table`'s history layout, or None if it is not a history table.
+
+    A history table has a `recorded_at` column, a one-column primary key (the
+    version id) and an index that ends in recorded_at, led by the entity key
+    (history_table declares `<name>_by_recorded` so). The snapshot query's
+    windows partition by that key and order by recorded_at.
+    """
+    primary = list(table.primary_key.columns)
+    if RECORDED_AT not in table.c or len(primary) != 1:
+        return None
+    for index in sorted(table.indexes, key=lambda index: index.name or ""):
+        names = [column.name for column in index.columns]
+        if len(names) >= 2 and names[-1] == RECORDED_AT:
+            return HistoryLayout(table.name, primary[0].name, tuple(names[:-1]),
+                                 in_append_order=not table.info.get(SHUFFLED_VERSIONS, False))
+    return None
+
+
+def contract_query(layout: HistoryLayout) -> str:
+    """One query that returns the first row breaking the history contract in `layout`'s table, or none.
+
+    Checked: the entity key, version id and recorded_at are NOT NULL; the
+    version id is unique in the table; and, where version ids are numbered in
+    append order, version order agrees with recorded_at order per entity (no
+    version recorded before one it follows: a back-dated append). That holds
+    exactly when, ordered by (recorded_at, version id), each entity's version
+    ids ascend: the order the by-recorded index already has (SQLite scans it,
+    no sort). Plain SQL: SQLite and PostgreSQL; a NOT NULL the database
+    enforces makes its IS NULL test free. Columns: problem, the key columns,
+    version, recorded_at (for a duplicate: how many rows hold the version),
+    and the version before it in recorded_at order.
+    """
+    key, version, recorded = layout.key, layout.version, layout.recorded_at
+    checked = (*key, version, recorded)
+    nulls = " OR ".join(f"o.{name} IS NULL" for name in checked)
+    problem = "CASE " + " ".join(f"WHEN o.{name} IS NULL THEN 'null {name}'" for name in checked) + " ELSE 'order' END"
+    selected = ", ".join(f"o.{name}" for name in key)
+    if layout.in_append_order:
+        keys = ", ".join(f"h.{name}" for name in key)
+        rows = f"""(
+        SELECT {keys}, h.{version}, h.{recorded},
+            LAG(h.{version}) OVER (PARTITION BY {keys} ORDER BY h.{recorded}, h.{version}) AS previous_version
+        FROM {layout.table} AS h
+    ) AS o"""
+        broken = f"{nulls} OR o.previous_version >= o.{version}"
+        previous = "o.previous_version"
+    else:
+        rows, broken, previous = f"{layout.table} AS o", nulls, "NULL"
+    nothing = ", ".join(f"NULL AS {name}" for name in key)
+    return f"""
+SELECT * FROM (
+    SELECT {problem} AS problem, {selected}, o.{version} AS version, o.{recorded} AS recorded,
+        {previous} AS previous_version
+    FROM {rows}
+    WHERE {broken}
+    ORDER BY CASE WHEN {nulls} THEN 0 ELSE 1 END, {selected}, o.{version}
+    LIMIT 1
+) AS first_broken
+UNION ALL
+SELECT * FROM (
+    SELECT 'duplicate' AS problem, {nothing}, d.{version} AS version, CAST(COUNT(*) AS TEXT) AS recorded,
+        NULL AS previous_version
+    FROM {layout.table} AS d
+    WHERE d.{version} IS NOT NULL
+    GROUP BY d.{version}
+    HAVING COUNT(*) > 1
+    ORDER BY d.{version}
+    LIMIT 1
+) AS first_duplicate
+"""
+
+
+def moment_query(layout: HistoryLayout, version: int) -> str:
+    """The recorded_at of one version (for the message of an order breach: the check itself does not carry it)."""
+    return f"SELECT {layout.recorded_at} FROM {layout.table} WHERE {layout.version} = {int(version)}"
+
+
+def contract_breach(layout: HistoryLayout, row, previous_recorded: str | None = None) -> str:
+    """The one line that says how `row` (from contract_query) breaks the contract.
+
+    For an order breach, `previous_recorded`: when the version before it in
+    recorded_at order (the later-appended one, moment_query) was recorded.
+    """
+    problem, *keys = row[:1 + len(layout.key)]
+    version, recorded, previous = row[1 + len(layout.key):]
+    where = ", ".join(f"{name}={'NULL' if value is None else repr(value)}"
+                      for name, value in zip(layout.key, keys, strict=True))
+    head = f"source table {layout.table!r}"
+    if problem == "duplicate":
+        return (f"{head}: {layout.version} {version} is held by {recorded} rows; a version id must be unique "
+                "(make it the table's primary key)")
+    if problem.startswith("null "):
+        column = problem.removeprefix("null ")
+        return (f"{head}, column {column!r}, {where}, {layout.version}={'NULL' if version is None else version}: "
+                f"NULL breaks the history contract ({', '.join((*layout.key, layout.version, layout.recorded_at))} "
+                "must all be set)")
+    return (f"{head}, {where}: {layout.version} {previous} is recorded at {previous_recorded}, before "
+            f"{layout.version} {version} (recorded at {recorded}) which precedes it; a history is appended in "
+            "time (a later version must not be dated earlier), or snapshots already taken change")
+
+
 @dataclass(frozen=True)
 class IngestResult:
     table: str
