@@ -155,9 +155,10 @@ def contract_query(layout: HistoryLayout) -> str:
     exactly when, ordered by (recorded_at, version id), each entity's version
     ids ascend: the order the by-recorded index already has (SQLite scans it,
     no sort). Plain SQL: SQLite and PostgreSQL; a NOT NULL the database
-    enforces makes its IS NULL test free. Columns: problem, the key columns,
-    version, recorded_at (for a duplicate: how many rows hold the version),
-    and the version before it in recorded_at order.
+    enforces makes its IS NULL test free. Columns: problem, the key columns
+    (for a duplicate: the lowest holding it), version, recorded_at (for a
+    duplicate: how many rows hold it), and the version before it in
+    recorded_at order (else the version again).
     """
     key, version, recorded = layout.key, layout.version, layout.recorded_at
     checked = (*key, version, recorded)
@@ -174,8 +175,9 @@ def contract_query(layout: HistoryLayout) -> str:
         broken = f"{nulls} OR o.previous_version >= o.{version}"
         previous = "o.previous_version"
     else:
-        rows, broken, previous = f"{layout.table} AS o", nulls, "NULL"
-    nothing = ", ".join(f"NULL AS {name}" for name in key)
+        rows, broken, previous = f"{layout.table} AS o", nulls, f"o.{version}"
+    # Aggregates, not NULLs: PostgreSQL types a NULL in a subquery as text, and UNION then refuses it.
+    lowest = ", ".join(f"MIN(d.{name}) AS {name}" for name in key)
     return f"""
 SELECT * FROM (
     SELECT {problem} AS problem, {selected}, o.{version} AS version, o.{recorded} AS recorded,
@@ -187,8 +189,8 @@ SELECT * FROM (
 ) AS first_broken
 UNION ALL
 SELECT * FROM (
-    SELECT 'duplicate' AS problem, {nothing}, d.{version} AS version, CAST(COUNT(*) AS TEXT) AS recorded,
-        NULL AS previous_version
+    SELECT 'duplicate' AS problem, {lowest}, d.{version} AS version, CAST(COUNT(*) AS TEXT) AS recorded,
+        MIN(d.{version}) AS previous_version
     FROM {layout.table} AS d
     WHERE d.{version} IS NOT NULL
     GROUP BY d.{version}
@@ -216,8 +218,9 @@ def contract_breach(layout: HistoryLayout, row, previous_recorded: str | None = 
                       for name, value in zip(layout.key, keys, strict=True))
     head = f"source table {layout.table!r}"
     if problem == "duplicate":
-        return (f"{head}: {layout.version} {version} is held by {recorded} rows; a version id must be unique "
-                "(make it the table's primary key)")
+        lowest = f" ({where} among them)" if len(layout.key) == 1 else ""
+        return (f"{head}: {layout.version} {version} is held by {recorded} rows{lowest}; a version id must be "
+                "unique (make it the table's primary key)")
     if problem.startswith("null "):
         column = problem.removeprefix("null ")
         return (f"{head}, column {column!r}, {where}, {layout.version}={'NULL' if version is None else version}: "

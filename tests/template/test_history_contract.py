@@ -144,3 +144,48 @@ def test_shuffled_version_ids_skip_only_the_order_check(tmp_path):
     with sa.create_engine(url).connect() as connection:
         row = connection.execute(sa.text(contract_query(layout))).first()
     assert row is not None and row[0] == "null version_id"
+
+
+# --- PostgreSQL: the same check, the same messages -----------------------------------
+
+BROKEN = {  # rows, what the message must say
+    "null version": (VALID[:4] + [(None, 3, D3, "red")], "column 'version_id'"),
+    "null recorded_at": (VALID[:2] + [(3, 1, None, "blue")] + VALID[3:], "column 'recorded_at'"),
+    "back-dated": (VALID + [(6, 1, "2020-01-01 12:00:00", "black")],
+                   f"{ID}=1: version_id 6 is recorded at 2020-01-01 12:00:00, before version_id 3"),
+    "duplicate": (VALID[:4] + [(4, 3, D3, "red")], "version_id 4 is held by 2 rows"),
+}
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    from tests.postgres import running_cluster
+
+    with running_cluster() as cluster:
+        yield cluster
+
+
+def _postgres_history(cluster, name: str, rows: list[tuple]) -> str:
+    database = cluster.create_database(name)
+    values = ", ".join("(" + ", ".join("NULL" if value is None else repr(value) for value in row) + ", 'h')"
+                       for row in rows)
+    cluster.execute(f"CREATE TABLE {TABLE} (version_id INTEGER, {ID} BIGINT, recorded_at TEXT, colour TEXT, "
+                    f"row_hash TEXT)", f"INSERT INTO {TABLE} (version_id, {ID}, recorded_at, colour, row_hash) "
+                    f"VALUES {values}", database=database)
+    return cluster.url(database)
+
+
+@pytest.mark.parametrize("arrow_native", PATHS)
+def test_postgresql_passes_a_valid_history_with_the_same_bytes_as_sqlite(postgres, tmp_path, arrow_native):
+    url = _postgres_history(postgres, f"valid_{int(arrow_native)}", VALID)
+    assert gather(ADAPTER, url, AS_OF, 1000, tmp_path / "pg.parquet", arrow_native=arrow_native) == 3
+    gather(ADAPTER, plain_history(tmp_path / "h.sqlite", VALID), AS_OF, 1000, tmp_path / "sqlite.parquet")
+    assert (tmp_path / "pg.parquet").read_bytes() == (tmp_path / "sqlite.parquet").read_bytes()
+
+
+@pytest.mark.parametrize("arrow_native", PATHS)
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_postgresql_refuses_each_breach(postgres, tmp_path, case, arrow_native):
+    rows, expected = BROKEN[case]
+    url = _postgres_history(postgres, f"{case.replace(' ', '_').replace('-', '_')}_{int(arrow_native)}", rows)
+    assert expected in _refused(url, tmp_path, arrow_native)
