@@ -41,6 +41,16 @@ DIALECTS = {"sqlite": sqlite.dialect, "postgresql": postgresql.dialect}
 SQLITE_BATCH_ROWS = "adbc.sqlite.query.batch_rows"
 
 
+# What to do about a driver's cause, by the words it says it in (SQLite's own messages).
+HINTS = {
+    "database is locked": "another process holds a lock on the file (an open write transaction, e.g. "
+                          "BEGIN EXCLUSIVE); run gather again once it has committed or ended",
+    "file is not a database": "the file is not a SQLite database: point the source URL at the source's "
+                              ".sqlite file; `make source` builds the demo one",
+    "unable to open database file": "the file cannot be opened: check its permissions and its folder's",
+}
+
+
 class SourceError(RuntimeError):
     """The source cannot be read as the snapshot needs it."""
 
@@ -66,7 +76,9 @@ class Source:
     def error(self, text: str) -> SourceError:
         # A driver may quote its connection string (password included) back,
         # over several lines: one line, never a password.
-        return SourceError(_redacted(" ".join(text.split()), self.url))
+        hints = [hint for cause, hint in HINTS.items() if cause in text]
+        line = " ".join(text.split()) + "".join(f" ({hint})" for hint in hints)
+        return SourceError(_redacted(line, self.url))
 
 
 def locate(url: str) -> Source:
@@ -84,6 +96,10 @@ def locate(url: str) -> Source:
     sqlite_path = None
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
+        if database and Path(database).is_dir():
+            raise SourceError(_redacted(
+                f"the source database {database} is a directory, not a SQLite file: point the source URL at "
+                "the .sqlite file (the demo's is data/source/source.sqlite)", url))
         if not database or database == ":memory:" or not Path(database).is_file():
             raise SourceError(_redacted(
                 f"source database not found: {database or shown} (build the demo with `make source`, "
@@ -141,6 +157,17 @@ def arrow_connection(url: str, scramble: bool = False) -> Iterator:
     except Exception as error:  # adbc_driver_manager.Error: refused, unknown host, bad password, ...
         raise source.error(f"cannot connect to the source {source.shown}: {error}") from None
     try:
+        if source.backend == "sqlite":
+            # The driver reports any failure to read the schema as "not found" (a
+            # locked file, or one that is not SQLite, would read as missing tables):
+            # read it once here, so that the driver's own cause is what is reported.
+            with connection.cursor() as cursor:
+                try:
+                    cursor.execute("SELECT count(*) FROM sqlite_master")
+                    cursor.fetchall()
+                except Exception as error:  # adbc_driver_manager.Error
+                    cause = str(error).split("\nquery:")[0]
+                    raise source.error(f"cannot read the source {source.shown}: {cause}") from None
         if scramble and source.backend == "sqlite":
             with connection.cursor() as cursor:
                 cursor.execute("PRAGMA reverse_unordered_selects = ON")
