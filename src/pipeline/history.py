@@ -67,6 +67,24 @@ def as_of_text(value: str) -> str:
     return utc.replace(microsecond=0, tzinfo=None).isoformat(sep=" ")
 
 
+def refuse_future(moment: str, now: dt.datetime | None = None) -> None:
+    """Raise ValueError if `moment` (the source's timestamp text) is after now (UTC).
+
+    Both as_of and a version's recorded_at must have passed: rows can still be
+    recorded at or before a future moment, and a version dated in the future
+    would make every later ingest (dated now) look back-dated.
+    """
+    current = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).strftime(TIME_FORMAT)
+    if moment > current:
+        raise ValueError(f"is in the future ({moment} UTC; now {current} UTC): a snapshot is a pure function of "
+                         "as_of only while nothing can still be recorded at or before it; use a moment that has "
+                         "passed (a bare date means the end of that day)")
+
+
+# The range of the ids a history keeps (BigInteger): SQLite's INTEGER and PostgreSQL's bigint.
+INT64 = (-(2**63), 2**63 - 1)
+
+
 def latest_query(table: str, id_column: str, columns: list[str]) -> str:
     """The point-in-time read of one history table, bound to `:as_of`.
 
@@ -303,6 +321,11 @@ def ingest(frame: pd.DataFrame, url: str, table: str, id_column: str,
         raise HistoryError(f"{id_column}: missing ids at rows {np.flatnonzero(ids.isna())[:3].tolist()}")
     if not pd.api.types.is_integer_dtype(ids.dtype) or pd.api.types.is_bool_dtype(ids.dtype):
         raise HistoryError(f"{id_column}: ids must be integers, got {ids.dtype}")
+    # Only an unsigned column can hold one past int64 (pandas reads 2**63 so); a signed one fits.
+    out_of_range = np.flatnonzero(ids.to_numpy() > INT64[1]) if ids.dtype.kind == "u" else []
+    if len(out_of_range):
+        raise HistoryError(f"{id_column}: id {ids.iloc[out_of_range[0]]} (row {out_of_range[0]}) does not fit a "
+                           f"64-bit integer ({INT64[0]} to {INT64[1]}): the history's ids are BIGINT")
     duplicated = ids[ids.duplicated()]
     if len(duplicated):
         raise HistoryError(f"{id_column}: duplicate ids {sorted(set(duplicated.tolist()))[:5]}")
@@ -316,6 +339,13 @@ def ingest(frame: pd.DataFrame, url: str, table: str, id_column: str,
         stamp = _moment(recorded_at, "recorded_at") if recorded_at is not None else \
             (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).strftime(TIME_FORMAT)
         moments = [stamp] * len(frame)
+    latest = max(range(len(moments)), key=moments.__getitem__)
+    try:
+        refuse_future(moments[latest], now)
+    except ValueError as error:
+        where = f" (row {latest}, {id_column}={frame[id_column].iloc[latest]})" if recorded_at_column else ""
+        raise HistoryError(f"{recorded_at_column or 'recorded_at'}{where} {error}; a version dated in the future "
+                           "would also make every later ingest look back-dated") from None
     data_columns = [name for name in frame.columns if name != id_column]
     # Appended in id order, so version ids follow a fixed order whatever the file's.
     order = np.argsort(frame[id_column].to_numpy(), kind="stable")
@@ -325,7 +355,7 @@ def ingest(frame: pd.DataFrame, url: str, table: str, id_column: str,
     hashes = [row_hash(dict(zip(data_columns, row, strict=True))) for row in rows]
 
     try:
-        engine = sa.create_engine(url)
+        engine = _transactional(sa.create_engine(url))
     except (sa.exc.ArgumentError, ImportError) as error:
         raise HistoryError(_redacted(f"cannot use the source URL: {type(error).__name__}: {error}", url)) from None
     try:
@@ -350,10 +380,31 @@ def ingest(frame: pd.DataFrame, url: str, table: str, id_column: str,
     except sa.exc.DBAPIError as error:
         shown = engine.url.render_as_string(hide_password=True)
         raise HistoryError(_redacted(f"cannot write to the source {shown}: {error.orig}", url)) from None
+    except OverflowError as error:  # a value the driver cannot store (an integer past 64 bits): nothing written
+        raise HistoryError(f"{table}: a value does not fit the database's types ({error}); nothing was "
+                           "appended") from None
     finally:
         engine.dispose()
     return IngestResult(table, len(appended), len(frame) - len(appended),
                         moments[0] if recorded_at_column is None else None)
+
+
+def _transactional(engine: sa.Engine) -> sa.Engine:
+    """`engine`, with SQLite's CREATE TABLE inside the transaction too.
+
+    Python's sqlite3 commits before DDL by itself, so a failed first ingest
+    left an empty table behind; BEGIN emitted by us makes the table and its
+    rows commit or vanish together (SQLAlchemy's documented pysqlite recipe).
+    """
+    if engine.dialect.name == "sqlite" and engine.dialect.driver == "pysqlite":
+        @sa.event.listens_for(engine, "connect")
+        def _no_implicit_commit(dbapi_connection, _record):
+            dbapi_connection.isolation_level = None
+
+        @sa.event.listens_for(engine, "begin")
+        def _begin(connection):
+            connection.exec_driver_sql("BEGIN")
+    return engine
 
 
 def copy_tables(source_url: str, target_url: str, tables: sa.MetaData, batch_rows: int = 100_000) -> dict[str, int]:
