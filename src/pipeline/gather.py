@@ -27,7 +27,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from src.pipeline import config, files
 from src.pipeline.adapter import Adapter
-from src.pipeline.history import _redacted, contract_breach, contract_query, history_layout, moment_query, shown_url
+from src.pipeline.history import (
+    _redacted,
+    contract_breach,
+    contract_query,
+    history_layout,
+    moment_query,
+    shown_url,
+    unique_version_query,
+)
 from src.pipeline.params import ParamsError, as_of_timestamp, load_adapter, load_params
 from src.pipeline.validate import SourceValueError, refuse, to_snapshot
 
@@ -197,7 +205,7 @@ def check_source(present: dict[str, list[str]], declared: sa.MetaData) -> None:
         raise SourceError("the source does not match the snapshot query: " + "; ".join(problems))
 
 
-def check_history(declared: sa.MetaData, first_row) -> None:
+def check_history(declared: sa.MetaData, first_row, backend: str) -> None:
     """Refuse a source whose history tables break the contract, naming the first offender.
 
     `first_row(sql)`: runs one query on the source and returns its first row or
@@ -209,7 +217,9 @@ def check_history(declared: sa.MetaData, first_row) -> None:
         layout = history_layout(table)
         if layout is None:
             continue
-        row = first_row(contract_query(layout))
+        catalog = unique_version_query(layout, backend)
+        enforced = catalog is not None and first_row(catalog) is not None
+        row = first_row(contract_query(layout, duplicates=not enforced))
         if row is None:
             continue
         row = tuple(row)
@@ -271,7 +281,7 @@ def read_arrow(url: str, adapter: Adapter, as_of: str, chunk_rows: int, scramble
     sql, parameters = bind(adapter.snapshot_query, source.backend, {"as_of": as_of})
     with arrow_connection(url, scramble=scramble) as connection:
         check_source(_arrow_columns(connection, adapter.source_tables), adapter.source_tables)
-        check_history(adapter.source_tables, _arrow_first_row(connection, source))
+        check_history(adapter.source_tables, _arrow_first_row(connection, source), source.backend)
         with connection.cursor() as cursor:
             if source.backend == "sqlite":
                 cursor.adbc_statement.set_options(**{SQLITE_BATCH_ROWS: str(chunk_rows)})
@@ -299,7 +309,8 @@ def read_rows(url: str, adapter: Adapter, as_of: str, chunk_rows: int, scramble:
     try:
         with engine.connect() as connection:
             check_source(_sql_columns(connection, adapter.source_tables), adapter.source_tables)
-            check_history(adapter.source_tables, lambda sql: connection.execute(sa.text(sql)).first())
+            check_history(adapter.source_tables, lambda sql: connection.execute(sa.text(sql)).first(),
+                          connection.dialect.name)
             result = connection.execution_options(stream_results=True, yield_per=chunk_rows).execute(
                 sa.text(adapter.snapshot_query), {"as_of": as_of})
             columns = list(result.keys())

@@ -163,7 +163,35 @@ def history_layout(table: sa.Table) -> HistoryLayout | None:
     return None
 
 
-def contract_query(layout: HistoryLayout) -> str:
+def unique_version_query(layout: HistoryLayout, backend: str) -> str | None:
+    """A catalog query that returns a row if the database itself keeps `layout`'s version ids unique.
+
+    Then contract_query need not look for duplicates: that search, a GROUP BY
+    over every version, was most of the check's cost (0.3 s on SQLite, 0.7 s
+    on PostgreSQL for the demo's 690k flight versions). A one-column primary
+    key or a unique index (not partial) on the version column counts. None
+    where the backend has no such query here: the duplicates are then searched.
+    """
+    table, version = layout.table, layout.version
+    if backend == "sqlite":
+        return f"""
+SELECT 1 FROM pragma_table_info('{table}')
+WHERE pk = 1 AND name = '{version}' AND (SELECT count(*) FROM pragma_table_info('{table}') WHERE pk > 0) = 1
+UNION ALL
+SELECT 1 FROM pragma_index_list('{table}') AS il JOIN pragma_index_info(il.name) AS ii
+WHERE il."unique" = 1 AND il.partial = 0
+GROUP BY il.name HAVING count(*) = 1 AND max(ii.name) = '{version}'
+"""
+    if backend == "postgresql":
+        return f"""
+SELECT 1 FROM pg_index AS i JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+WHERE i.indrelid = to_regclass('{table}') AND i.indisunique AND i.indnkeyatts = 1 AND i.indpred IS NULL
+    AND a.attname = '{version}'
+"""
+    return None
+
+
+def contract_query(layout: HistoryLayout, duplicates: bool = True) -> str:
     """One query that returns the first row breaking the history contract in `layout`'s table, or none.
 
     Checked: the entity key, version id and recorded_at are NOT NULL; the
@@ -176,7 +204,9 @@ def contract_query(layout: HistoryLayout) -> str:
     enforces makes its IS NULL test free. Columns: problem, the key columns
     (for a duplicate: the lowest holding it), version, recorded_at (for a
     duplicate: how many rows hold it), and the version before it in
-    recorded_at order (else the version again).
+    recorded_at order (else the version again). `duplicates=False` leaves
+    out the search for duplicate version ids (unique_version_query found the
+    database enforcing it).
     """
     key, version, recorded = layout.key, layout.version, layout.recorded_at
     checked = (*key, version, recorded)
@@ -196,7 +226,7 @@ def contract_query(layout: HistoryLayout) -> str:
         rows, broken, previous = f"{layout.table} AS o", nulls, f"o.{version}"
     # Aggregates, not NULLs: PostgreSQL types a NULL in a subquery as text, and UNION then refuses it.
     lowest = ", ".join(f"MIN(d.{name}) AS {name}" for name in key)
-    return f"""
+    first_broken = f"""
 SELECT * FROM (
     SELECT {problem} AS problem, {selected}, o.{version} AS version, o.{recorded} AS recorded,
         {previous} AS previous_version
@@ -205,7 +235,10 @@ SELECT * FROM (
     ORDER BY CASE WHEN {nulls} THEN 0 ELSE 1 END, {selected}, o.{version}
     LIMIT 1
 ) AS first_broken
-UNION ALL
+"""
+    if not duplicates:
+        return first_broken
+    return first_broken + f"""UNION ALL
 SELECT * FROM (
     SELECT 'duplicate' AS problem, {lowest}, d.{version} AS version, CAST(COUNT(*) AS TEXT) AS recorded,
         MIN(d.{version}) AS previous_version

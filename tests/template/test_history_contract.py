@@ -189,3 +189,35 @@ def test_postgresql_refuses_each_breach(postgres, tmp_path, case, arrow_native):
     rows, expected = BROKEN[case]
     url = _postgres_history(postgres, f"{case.replace(' ', '_').replace('-', '_')}_{int(arrow_native)}", rows)
     assert expected in _refused(url, tmp_path, arrow_native)
+
+
+def test_a_version_id_the_database_keeps_unique_is_not_searched_for_duplicates(tmp_path):
+    from src.pipeline.history import unique_version_query
+
+    layout = history_layout(DECLARED.tables[TABLE])
+    keyed = f"sqlite:///{tmp_path / 'keyed.sqlite'}"
+    engine = sa.create_engine(keyed)
+    DECLARED.create_all(engine)  # version_id INTEGER PRIMARY KEY: SQLite itself keeps it unique
+    try:
+        with engine.connect() as connection:
+            assert connection.execute(sa.text(unique_version_query(layout, "sqlite"))).first() is not None
+    finally:
+        engine.dispose()
+    plain = plain_history(tmp_path / "plain.sqlite", VALID)
+    with sa.create_engine(plain).connect() as connection:
+        assert connection.execute(sa.text(unique_version_query(layout, "sqlite"))).first() is None
+        connection.exec_driver_sql(f"CREATE UNIQUE INDEX by_version ON {TABLE} (version_id)")
+        assert connection.execute(sa.text(unique_version_query(layout, "sqlite"))).first() is not None
+    assert "first_duplicate" not in contract_query(layout, duplicates=False)
+
+
+def test_postgresql_primary_key_counts_as_unique(postgres):
+    from src.pipeline.history import unique_version_query
+
+    layout = history_layout(DECLARED.tables[TABLE])
+    database = postgres.create_database("keyed")
+    query = unique_version_query(layout, "postgresql")
+    postgres.execute(f"CREATE TABLE {TABLE} (version_id INTEGER, {ID} BIGINT, recorded_at TEXT)", database=database)
+    assert postgres.execute(query, database=database) == []
+    postgres.execute(f"ALTER TABLE {TABLE} ADD PRIMARY KEY (version_id)", database=database)
+    assert postgres.execute(query, database=database) == [(1,)]
