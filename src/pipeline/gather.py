@@ -31,10 +31,10 @@ from src.pipeline.history import (
     _redacted,
     contract_breach,
     contract_query,
+    enforced_query,
     history_layout,
     moment_query,
     shown_url,
-    unique_version_query,
 )
 from src.pipeline.params import ParamsError, as_of_timestamp, load_adapter, load_params
 from src.pipeline.validate import SourceValueError, refuse, to_snapshot
@@ -217,9 +217,10 @@ def check_history(declared: sa.MetaData, first_row, backend: str) -> None:
         layout = history_layout(table)
         if layout is None:
             continue
-        catalog = unique_version_query(layout, backend)
-        enforced = catalog is not None and first_row(catalog) is not None
-        row = first_row(contract_query(layout, duplicates=not enforced))
+        catalog = enforced_query(layout, backend)
+        unique, not_null = first_row(catalog) if catalog is not None else (False, None)
+        query = contract_query(layout, duplicates=not unique, not_null=frozenset((not_null or "").split(",")))
+        row = first_row(query) if query is not None else None
         if row is None:
             continue
         row = tuple(row)

@@ -163,35 +163,49 @@ def history_layout(table: sa.Table) -> HistoryLayout | None:
     return None
 
 
-def unique_version_query(layout: HistoryLayout, backend: str) -> str | None:
-    """A catalog query that returns a row if the database itself keeps `layout`'s version ids unique.
+def enforced_query(layout: HistoryLayout, backend: str) -> str | None:
+    """A catalog query: does the database itself keep `layout`'s version ids unique, and which columns NOT NULL?
 
-    Then contract_query need not look for duplicates: that search, a GROUP BY
-    over every version, was most of the check's cost (0.3 s on SQLite, 0.7 s
-    on PostgreSQL for the demo's 690k flight versions). A one-column primary
-    key or a unique index (not partial) on the version column counts. None
-    where the backend has no such query here: the duplicates are then searched.
+    One row: (1 or true if the version column is a one-column primary key or
+    has a unique, not partial, index; the NOT NULL columns, comma-separated).
+    What the database enforces, contract_query need not search for: the
+    duplicate search (a GROUP BY over every version) was nearly all of the
+    check's cost, 0.3 s on SQLite and 0.7 s on PostgreSQL for the demo's 690k
+    flight versions, and PostgreSQL's NULL scan another 0.15 s. None where the
+    backend has no such query here: then everything is searched.
     """
     table, version = layout.table, layout.version
     if backend == "sqlite":
+        # An INTEGER PRIMARY KEY is the rowid: never NULL, though table_info does not say NOT NULL.
         return f"""
-SELECT 1 FROM pragma_table_info('{table}')
-WHERE pk = 1 AND name = '{version}' AND (SELECT count(*) FROM pragma_table_info('{table}') WHERE pk > 0) = 1
-UNION ALL
-SELECT 1 FROM pragma_index_list('{table}') AS il JOIN pragma_index_info(il.name) AS ii
-WHERE il."unique" = 1 AND il.partial = 0
-GROUP BY il.name HAVING count(*) = 1 AND max(ii.name) = '{version}'
+SELECT EXISTS (
+    SELECT 1 FROM pragma_table_info('{table}')
+    WHERE pk = 1 AND name = '{version}' AND (SELECT count(*) FROM pragma_table_info('{table}') WHERE pk > 0) = 1
+) OR EXISTS (
+    SELECT 1 FROM pragma_index_list('{table}') AS il JOIN pragma_index_info(il.name) AS ii
+    WHERE il."unique" = 1 AND il.partial = 0
+    GROUP BY il.name HAVING count(*) = 1 AND max(ii.name) = '{version}'
+), (
+    SELECT group_concat(name, ',') FROM pragma_table_info('{table}')
+    WHERE "notnull" = 1 OR (pk = 1 AND upper(type) = 'INTEGER'
+        AND (SELECT count(*) FROM pragma_table_info('{table}') WHERE pk > 0) = 1)
+)
 """
     if backend == "postgresql":
         return f"""
-SELECT 1 FROM pg_index AS i JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-WHERE i.indrelid = to_regclass('{table}') AND i.indisunique AND i.indnkeyatts = 1 AND i.indpred IS NULL
-    AND a.attname = '{version}'
+SELECT EXISTS (
+    SELECT 1 FROM pg_index AS i JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+    WHERE i.indrelid = to_regclass('{table}') AND i.indisunique AND i.indnkeyatts = 1 AND i.indpred IS NULL
+        AND a.attname = '{version}'
+), (
+    SELECT string_agg(attname::text, ',' ORDER BY attnum) FROM pg_attribute
+    WHERE attrelid = to_regclass('{table}') AND attnotnull AND attnum > 0 AND NOT attisdropped
+)
 """
     return None
 
 
-def contract_query(layout: HistoryLayout, duplicates: bool = True) -> str:
+def contract_query(layout: HistoryLayout, duplicates: bool = True, not_null: frozenset[str] = frozenset()) -> str | None:
     """One query that returns the first row breaking the history contract in `layout`'s table, or none.
 
     Checked: the entity key, version id and recorded_at are NOT NULL; the
@@ -200,18 +214,21 @@ def contract_query(layout: HistoryLayout, duplicates: bool = True) -> str:
     version recorded before one it follows: a back-dated append). That holds
     exactly when, ordered by (recorded_at, version id), each entity's version
     ids ascend: the order the by-recorded index already has (SQLite scans it,
-    no sort). Plain SQL: SQLite and PostgreSQL; a NOT NULL the database
-    enforces makes its IS NULL test free. Columns: problem, the key columns
-    (for a duplicate: the lowest holding it), version, recorded_at (for a
-    duplicate: how many rows hold it), and the version before it in
-    recorded_at order (else the version again). `duplicates=False` leaves
-    out the search for duplicate version ids (unique_version_query found the
-    database enforcing it).
+    no sort). Plain SQL: SQLite and PostgreSQL. What the database enforces
+    (enforced_query) is left out: `duplicates=False` when it keeps version
+    ids unique, `not_null` the columns it keeps NOT NULL. None when nothing
+    is left to check. Columns: problem, the key columns (for a duplicate: the
+    lowest holding it), version, recorded_at (for a duplicate: how many rows
+    hold it), and the version before it in recorded_at order (else the
+    version again).
     """
     key, version, recorded = layout.key, layout.version, layout.recorded_at
-    checked = (*key, version, recorded)
-    nulls = " OR ".join(f"o.{name} IS NULL" for name in checked)
-    problem = "CASE " + " ".join(f"WHEN o.{name} IS NULL THEN 'null {name}'" for name in checked) + " ELSE 'order' END"
+    checked = [name for name in (*key, version, recorded) if name not in not_null]
+    if not checked and not layout.in_append_order and not duplicates:
+        return None
+    nulls = " OR ".join(f"o.{name} IS NULL" for name in checked) or "1 = 0"
+    problem = "CASE " + " ".join(f"WHEN o.{name} IS NULL THEN 'null {name}'" for name in checked) + " ELSE 'order' END" \
+        if checked else "'order'"
     selected = ", ".join(f"o.{name}" for name in key)
     if layout.in_append_order:
         keys = ", ".join(f"h.{name}" for name in key)
@@ -236,9 +253,7 @@ SELECT * FROM (
     LIMIT 1
 ) AS first_broken
 """
-    if not duplicates:
-        return first_broken
-    return first_broken + f"""UNION ALL
+    first_duplicate = f"""
 SELECT * FROM (
     SELECT 'duplicate' AS problem, {lowest}, d.{version} AS version, CAST(COUNT(*) AS TEXT) AS recorded,
         MIN(d.{version}) AS previous_version
@@ -250,6 +265,9 @@ SELECT * FROM (
     LIMIT 1
 ) AS first_duplicate
 """
+    if not checked and not layout.in_append_order:
+        return first_duplicate
+    return first_broken + ("UNION ALL" + first_duplicate if duplicates else "")
 
 
 def moment_query(layout: HistoryLayout, version: int) -> str:

@@ -192,7 +192,7 @@ def test_postgresql_refuses_each_breach(postgres, tmp_path, case, arrow_native):
 
 
 def test_a_version_id_the_database_keeps_unique_is_not_searched_for_duplicates(tmp_path):
-    from src.pipeline.history import unique_version_query
+    from src.pipeline.history import enforced_query
 
     layout = history_layout(DECLARED.tables[TABLE])
     keyed = f"sqlite:///{tmp_path / 'keyed.sqlite'}"
@@ -200,24 +200,32 @@ def test_a_version_id_the_database_keeps_unique_is_not_searched_for_duplicates(t
     DECLARED.create_all(engine)  # version_id INTEGER PRIMARY KEY: SQLite itself keeps it unique
     try:
         with engine.connect() as connection:
-            assert connection.execute(sa.text(unique_version_query(layout, "sqlite"))).first() is not None
+            unique, not_null = connection.execute(sa.text(enforced_query(layout, "sqlite"))).first()
+            assert unique and set(not_null.split(",")) >= {"version_id", ID, "recorded_at"}
     finally:
         engine.dispose()
     plain = plain_history(tmp_path / "plain.sqlite", VALID)
     with sa.create_engine(plain).connect() as connection:
-        assert connection.execute(sa.text(unique_version_query(layout, "sqlite"))).first() is None
+        assert tuple(connection.execute(sa.text(enforced_query(layout, "sqlite"))).first()) == (0, None)
         connection.exec_driver_sql(f"CREATE UNIQUE INDEX by_version ON {TABLE} (version_id)")
-        assert connection.execute(sa.text(unique_version_query(layout, "sqlite"))).first() is not None
+        assert connection.execute(sa.text(enforced_query(layout, "sqlite"))).first()[0] == 1
     assert "first_duplicate" not in contract_query(layout, duplicates=False)
+    # With everything enforced, only the order check is left; without it, nothing.
+    everything = frozenset({"version_id", ID, "recorded_at"})
+    assert "IS NULL" not in contract_query(layout, duplicates=False, not_null=everything)
+    shuffled = history_layout(DECLARED.tables[TABLE])
+    shuffled = type(shuffled)(shuffled.table, shuffled.version, shuffled.key, in_append_order=False)
+    assert contract_query(shuffled, duplicates=False, not_null=everything) is None
 
 
 def test_postgresql_primary_key_counts_as_unique(postgres):
-    from src.pipeline.history import unique_version_query
+    from src.pipeline.history import enforced_query
 
     layout = history_layout(DECLARED.tables[TABLE])
     database = postgres.create_database("keyed")
-    query = unique_version_query(layout, "postgresql")
-    postgres.execute(f"CREATE TABLE {TABLE} (version_id INTEGER, {ID} BIGINT, recorded_at TEXT)", database=database)
-    assert postgres.execute(query, database=database) == []
+    query = enforced_query(layout, "postgresql")
+    postgres.execute(f"CREATE TABLE {TABLE} (version_id INTEGER, {ID} BIGINT NOT NULL, recorded_at TEXT)",
+                     database=database)
+    assert postgres.execute(query, database=database) == [(False, ID)]
     postgres.execute(f"ALTER TABLE {TABLE} ADD PRIMARY KEY (version_id)", database=database)
-    assert postgres.execute(query, database=database) == [(1,)]
+    assert postgres.execute(query, database=database) == [(True, f"version_id,{ID}")]
