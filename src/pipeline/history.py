@@ -205,7 +205,8 @@ SELECT EXISTS (
     return None
 
 
-def contract_query(layout: HistoryLayout, duplicates: bool = True, not_null: frozenset[str] = frozenset()) -> str | None:
+def contract_query(layout: HistoryLayout, duplicates: bool = True,
+                   not_null: frozenset[str] = frozenset()) -> str | None:
     """One query that returns the first row breaking the history contract in `layout`'s table, or none.
 
     Checked: the entity key, version id and recorded_at are NOT NULL; the
@@ -227,8 +228,8 @@ def contract_query(layout: HistoryLayout, duplicates: bool = True, not_null: fro
     if not checked and not layout.in_append_order and not duplicates:
         return None
     nulls = " OR ".join(f"o.{name} IS NULL" for name in checked) or "1 = 0"
-    problem = "CASE " + " ".join(f"WHEN o.{name} IS NULL THEN 'null {name}'" for name in checked) + " ELSE 'order' END" \
-        if checked else "'order'"
+    cases = " ".join(f"WHEN o.{name} IS NULL THEN 'null {name}'" for name in checked)
+    problem = f"CASE {cases} ELSE 'order' END" if checked else "'order'"
     selected = ", ".join(f"o.{name}" for name in key)
     if layout.in_append_order:
         keys = ", ".join(f"h.{name}" for name in key)
