@@ -27,7 +27,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from src.pipeline import config, files
 from src.pipeline.adapter import Adapter
-from src.pipeline.history import _redacted, shown_url
+from src.pipeline.history import (
+    _redacted,
+    contract_breach,
+    contract_query,
+    enforced_query,
+    history_layout,
+    moment_query,
+    shown_url,
+)
 from src.pipeline.params import ParamsError, as_of_timestamp, load_adapter, load_params
 from src.pipeline.validate import SourceValueError, refuse, to_snapshot
 
@@ -41,8 +49,23 @@ DIALECTS = {"sqlite": sqlite.dialect, "postgresql": postgresql.dialect}
 SQLITE_BATCH_ROWS = "adbc.sqlite.query.batch_rows"
 
 
+# What to do about a driver's cause, by the words it says it in (SQLite's own messages).
+HINTS = {
+    "database is locked": "another process holds a lock on the file (an open write transaction, e.g. "
+                          "BEGIN EXCLUSIVE); run gather again once it has committed or ended",
+    "file is not a database": "the file is not a SQLite database: point the source URL at the source's "
+                              ".sqlite file; `make source` builds the demo one",
+    "unable to open database file": "the file cannot be opened: check its permissions and its folder's",
+}
+
+
 class SourceError(RuntimeError):
     """The source cannot be read as the snapshot needs it."""
+
+
+class HistoryContractError(SourceValueError):
+    """A source table breaks the history contract (src/pipeline/history.py): the snapshot would not be a
+    function of as_of alone. The message names the table, the entity and the versions."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +84,9 @@ class Source:
     def error(self, text: str) -> SourceError:
         # A driver may quote its connection string (password included) back,
         # over several lines: one line, never a password.
-        return SourceError(_redacted(" ".join(text.split()), self.url))
+        hints = [hint for cause, hint in HINTS.items() if cause in text]
+        line = " ".join(text.split()) + "".join(f" ({hint})" for hint in hints)
+        return SourceError(_redacted(line, self.url))
 
 
 def locate(url: str) -> Source:
@@ -79,6 +104,10 @@ def locate(url: str) -> Source:
     sqlite_path = None
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
+        if database and Path(database).is_dir():
+            raise SourceError(_redacted(
+                f"the source database {database} is a directory, not a SQLite file: point the source URL at "
+                "the .sqlite file (the demo's is data/source/source.sqlite)", url))
         if not database or database == ":memory:" or not Path(database).is_file():
             raise SourceError(_redacted(
                 f"source database not found: {database or shown} (build the demo with `make source`, "
@@ -136,6 +165,17 @@ def arrow_connection(url: str, scramble: bool = False) -> Iterator:
     except Exception as error:  # adbc_driver_manager.Error: refused, unknown host, bad password, ...
         raise source.error(f"cannot connect to the source {source.shown}: {error}") from None
     try:
+        if source.backend == "sqlite":
+            # The driver reports any failure to read the schema as "not found" (a
+            # locked file, or one that is not SQLite, would read as missing tables):
+            # read it once here, so that the driver's own cause is what is reported.
+            with connection.cursor() as cursor:
+                try:
+                    cursor.execute("SELECT count(*) FROM sqlite_master")
+                    cursor.fetchall()
+                except Exception as error:  # adbc_driver_manager.Error
+                    cause = str(error).split("\nquery:")[0]
+                    raise source.error(f"cannot read the source {source.shown}: {cause}") from None
         if scramble and source.backend == "sqlite":
             with connection.cursor() as cursor:
                 cursor.execute("PRAGMA reverse_unordered_selects = ON")
@@ -163,6 +203,43 @@ def check_source(present: dict[str, list[str]], declared: sa.MetaData) -> None:
             problems.append(f"table {table!r} lacks columns {absent}")
     if problems:
         raise SourceError("the source does not match the snapshot query: " + "; ".join(problems))
+
+
+def check_history(declared: sa.MetaData, first_row, backend: str) -> None:
+    """Refuse a source whose history tables break the contract, naming the first offender.
+
+    `first_row(sql)`: runs one query on the source and returns its first row or
+    None. One query per history table (history.contract_query), before the
+    snapshot query: a NULL key, a duplicate version id or a version recorded
+    before one it follows would otherwise change the snapshot silently.
+    """
+    for table in declared.sorted_tables:
+        layout = history_layout(table)
+        if layout is None:
+            continue
+        catalog = enforced_query(layout, backend)
+        unique, not_null = first_row(catalog) if catalog is not None else (False, None)
+        query = contract_query(layout, duplicates=not unique, not_null=frozenset((not_null or "").split(",")))
+        row = first_row(query) if query is not None else None
+        if row is None:
+            continue
+        row = tuple(row)
+        moment = None
+        if row[0] == "order":
+            found = first_row(moment_query(layout, row[-1]))
+            moment = found[0] if found is not None else None
+        raise HistoryContractError(contract_breach(layout, row, moment))
+
+
+def _arrow_first_row(connection, source: Source):
+    def first_row(sql: str):
+        with connection.cursor() as cursor:
+            try:
+                cursor.execute(sql)
+                return cursor.fetchone()
+            except Exception as error:  # adbc_driver_manager.Error
+                raise source.error(f"cannot check the source's history: {error}") from None
+    return first_row
 
 
 def _arrow_columns(connection, declared: sa.MetaData) -> dict[str, list[str]]:
@@ -205,6 +282,7 @@ def read_arrow(url: str, adapter: Adapter, as_of: str, chunk_rows: int, scramble
     sql, parameters = bind(adapter.snapshot_query, source.backend, {"as_of": as_of})
     with arrow_connection(url, scramble=scramble) as connection:
         check_source(_arrow_columns(connection, adapter.source_tables), adapter.source_tables)
+        check_history(adapter.source_tables, _arrow_first_row(connection, source), source.backend)
         with connection.cursor() as cursor:
             if source.backend == "sqlite":
                 cursor.adbc_statement.set_options(**{SQLITE_BATCH_ROWS: str(chunk_rows)})
@@ -232,6 +310,8 @@ def read_rows(url: str, adapter: Adapter, as_of: str, chunk_rows: int, scramble:
     try:
         with engine.connect() as connection:
             check_source(_sql_columns(connection, adapter.source_tables), adapter.source_tables)
+            check_history(adapter.source_tables, lambda sql: connection.execute(sa.text(sql)).first(),
+                          connection.dialect.name)
             result = connection.execution_options(stream_results=True, yield_per=chunk_rows).execute(
                 sa.text(adapter.snapshot_query), {"as_of": as_of})
             columns = list(result.keys())

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, Validat
 from src.pipeline import adapter as adapter_module
 from src.pipeline import config
 from src.pipeline.adapter import UNKNOWN, Adapter
-from src.pipeline.history import TIME_FORMAT, as_of_text
+from src.pipeline.history import as_of_text, refuse_future
 
 ModelName = Literal["hist_gradient_boosting", "logistic_regression", "random_forest", "stacking"]
 BaseModelName = Literal["hist_gradient_boosting", "logistic_regression", "random_forest"]
@@ -58,13 +58,9 @@ class Gather(_Section):
     @classmethod
     def _parse_as_of(cls, value: str) -> str:
         moment = as_of_timestamp(value)  # raises ValueError with the accepted formats
-        now = dt.datetime.now(dt.UTC).strftime(TIME_FORMAT)
-        if moment > now:
-            # Rows can still be recorded at or before a future moment, so the
-            # same as_of would give another snapshot tomorrow.
-            raise ValueError(f"is in the future ({moment} UTC; now {now} UTC): a snapshot is a pure "
-                             "function of as_of only while nothing can still be recorded at or before it; "
-                             "use a moment that has passed (a bare date means the end of that day)")
+        # Rows can still be recorded at or before a future moment, so the
+        # same as_of would give another snapshot tomorrow.
+        refuse_future(moment)
         return value
 
 

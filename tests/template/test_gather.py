@@ -4,6 +4,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -238,3 +240,55 @@ def test_as_of_before_any_data_fails_and_leaves_nothing(source_url, tmp_path):
     with pytest.raises(SourceError, match="empty"):
         gather(ADAPTER, source_url, BEFORE_ANY_DATA, PARAMS.gather.chunk_rows, output)
     assert list(tmp_path.iterdir()) == []  # neither the file nor a temporary
+
+
+# --- the driver's own cause, not "table is missing" ---------------------------------
+
+SECRET = "s3cr3t-pw"
+READ_PATHS = [pytest.param(True, id="adbc"), pytest.param(False, id="sqlalchemy-rows")]
+
+
+def _cause(url: str, tmp_path: Path, arrow_native: bool) -> str:
+    output = tmp_path / "out" / "snapshot.parquet"
+    output.parent.mkdir(exist_ok=True)
+    output.write_bytes(b"the previous snapshot")
+    with pytest.raises(SourceError) as error:
+        gather(ADAPTER, url, BEFORE_ANY_DATA, 1000, output, arrow_native=arrow_native)
+    assert output.read_bytes() == b"the previous snapshot"
+    message = str(error.value)
+    assert "\n" not in message and "is missing" not in message and SECRET not in message, message
+    return message
+
+
+@pytest.mark.parametrize("arrow_native", READ_PATHS)
+def test_a_locked_source_is_reported_as_locked(tmp_path, arrow_native):
+    path = tmp_path / "locked.sqlite"
+    _sqlite(path, ADAPTER.source_tables)
+    # Another process: SQLite's POSIX locks do not conflict within one process.
+    locker = subprocess.Popen(
+        [sys.executable, "-c", "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
+         "c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); time.sleep(60)", str(path)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert locker.stdout.readline().strip() == "locked"
+        message = _cause(f"sqlite://user:{SECRET}@/{path}", tmp_path, arrow_native)
+    finally:
+        locker.kill()
+        locker.wait()
+    assert "database is locked" in message and "another process holds a lock" in message, message
+
+
+@pytest.mark.parametrize("arrow_native", READ_PATHS)
+def test_a_file_that_is_not_sqlite_is_reported_as_such(tmp_path, arrow_native):
+    path = tmp_path / "notes.sqlite"
+    path.write_text("these are notes, not a database\n" * 200)
+    message = _cause(f"sqlite://user:{SECRET}@/{path}", tmp_path, arrow_native)
+    assert "file is not a database" in message and "not a SQLite database" in message, message
+
+
+@pytest.mark.parametrize("arrow_native", READ_PATHS)
+def test_a_directory_is_reported_as_a_directory(tmp_path, arrow_native):
+    folder = tmp_path / "source.sqlite"
+    folder.mkdir()
+    message = _cause(f"sqlite://user:{SECRET}@/{folder}", tmp_path, arrow_native)
+    assert "is a directory" in message and "not found" not in message, message

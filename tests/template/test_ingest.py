@@ -356,3 +356,71 @@ def test_cli_parse_dates(tmp_path, url):
     bad = ingest_cli(str(path), "--table", TABLE, "--id", ID, "--recorded-at", "seen", "--parse-dates", "seen",
                      "--url", url, check=False)
     assert bad.returncode == 1 and "leave it out of --parse-dates" in bad.stderr, bad.stderr
+
+
+# --- bounds: a moment that has not come, an id past 64 bits --------------------------
+
+def _tables(url: str) -> dict[str, int]:
+    """Each table at `url` and its row count: what a refused ingest must leave as it was."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return {name: connection.execute(sa.text(f"SELECT count(*) FROM {name}")).scalar()
+                    for name in sa.inspect(connection).get_table_names()}
+    finally:
+        engine.dispose()
+
+
+def test_a_recorded_at_in_the_future_is_refused_and_does_not_block_later_ingests(url):
+    with pytest.raises(HistoryError, match="recorded_at is in the future .*2999-01-01 23:59:59"):
+        ingest(frame([1, 2]), url, TABLE, ID, recorded_at="2999-01-01")
+    assert _tables(url) == {}
+    rows = frame([1, 2]).assign(**{RECORDED_AT: ["2020-01-01", "2999-01-01T00:00:00Z"]})
+    with pytest.raises(HistoryError, match=rf"recorded_at \(row 1, {ID}=2\) is in the future"):
+        ingest(rows, url, TABLE, ID, recorded_at_column=RECORDED_AT)
+    assert _tables(url) == {}
+    # Nothing was written, so the next ingest, dated now, goes in.
+    assert ingest(frame([1, 2]), url, TABLE, ID).appended == 2
+    assert ingest(frame([1, 2], colour=["blue", "red"]), url, TABLE, ID).appended == 1
+
+
+def test_the_future_is_the_same_check_as_as_of(url):
+    now = dt.datetime(2020, 1, 2, 12, tzinfo=dt.UTC)
+    with pytest.raises(HistoryError, match="now 2020-01-02 12:00:00 UTC"):
+        ingest(frame([1]), url, TABLE, ID, recorded_at=DAY2, now=now)  # the end of that day has not come
+    assert ingest(frame([1]), url, TABLE, ID, recorded_at=DAY1, now=now).appended == 1
+
+
+def test_cli_refuses_a_future_recorded_at(tmp_path):
+    path = tmp_path / "items.csv"
+    path.write_text("item_id,colour\n1,red\n")
+    history = f"sqlite:///{tmp_path / 'history.sqlite'}"
+    result = ingest_cli(str(path), "--table", TABLE, "--id", ID, "--recorded-at", "2999-01-01", "--url", history,
+                        check=False)
+    assert result.returncode == 1 and result.stderr.startswith("ingest: error: "), result.stderr
+    assert "in the future" in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert _tables(history) == {}
+
+
+def test_an_id_past_int64_is_refused_and_leaves_no_table(url, tmp_path):
+    path = tmp_path / "items.csv"
+    path.write_text(f"item_id,colour\n1,red\n{2**63},blue\n")
+    with pytest.raises(HistoryError, match=f"id {2**63} .*does not fit a 64-bit integer"):
+        ingest(read_table(path), url, TABLE, ID, recorded_at=DAY1)
+    assert _tables(url) == {}
+    result = ingest_cli(str(path), "--table", TABLE, "--id", ID, "--recorded-at", DAY1, "--url", url, check=False)
+    assert result.returncode == 1 and "does not fit a 64-bit integer" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and _tables(url) == {}
+    # The largest int64 itself is an id like any other.
+    assert ingest(frame([2**63 - 1]), url, TABLE, ID, recorded_at=DAY1).appended == 1
+
+
+def test_a_value_the_database_cannot_store_rolls_back_the_new_table_too(url):
+    # An integer past 64 bits in a data column fails inside the insert: the table
+    # created in the same transaction must go with it (SQLite's driver used to commit it first).
+    rows = pd.DataFrame({ID: [1, 2], "colour": ["red", "blue"], "size": pd.array([1, 2**63], dtype="uint64")})
+    with pytest.raises(HistoryError, match="does not fit the database's types"):
+        ingest(rows, url, TABLE, ID, recorded_at=DAY1)
+    assert _tables(url) == {}
+    assert ingest(rows.iloc[:1], url, TABLE, ID, recorded_at=DAY1).appended == 1  # the same rows, less the bad one

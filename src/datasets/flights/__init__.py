@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
 
 from src.pipeline.adapter import Adapter, Domain
+from src.pipeline.history import SHUFFLED_VERSIONS
 
 ID = "flight_id"  # unique key: every query and every output is ordered by it
 TARGET = "delayed"
@@ -29,7 +30,10 @@ class Params(BaseModel):
 
 # The source: an append-only history (src/pipeline/history.py says the
 # contract). Declared once: gather checks these tables and columns before it
-# queries, and the demo builder (source.py) creates them.
+# queries, and the demo builder (source.py) creates them. The demo numbers
+# versions in a shuffled order on purpose (nothing may lean on it), so its
+# version ids do not follow append order: gather checks NULLs and unique
+# version ids, but cannot check that no version was back-dated.
 STATUSES = ("scheduled", "landed", "cancelled", "diverted")
 TABLES = sa.MetaData()
 sa.Table(
@@ -46,6 +50,7 @@ sa.Table(
     sa.Column("dep_time", sa.Integer), sa.Column("dep_delay", sa.Float), sa.Column("arr_time", sa.Integer),
     sa.Column("arr_delay", sa.Float), sa.Column("air_time", sa.Float),
     sa.Index("flights_by_recorded", ID, "recorded_at"),
+    info={SHUFFLED_VERSIONS: True},
 )
 sa.Table(
     "weather", TABLES,
@@ -55,6 +60,7 @@ sa.Table(
     *(sa.Column(name, sa.Float) for name in ("temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust",
                                              "precip", "pressure", "visib")),
     sa.Index("weather_by_recorded", "origin", "time_hour", "recorded_at"),
+    info={SHUFFLED_VERSIONS: True},
 )
 sa.Table(
     "planes", TABLES,
@@ -64,6 +70,7 @@ sa.Table(
     sa.Column("model", sa.Text), sa.Column("engines", sa.Integer), sa.Column("seats", sa.Integer),
     sa.Column("speed", sa.Float), sa.Column("engine", sa.Text),
     sa.Index("planes_by_recorded", "tailnum", "recorded_at"),
+    info={SHUFFLED_VERSIONS: True},
 )
 # Static reference tables of the demo source; the snapshot does not read them.
 REFERENCE_TABLES = sa.MetaData()
