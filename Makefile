@@ -112,13 +112,13 @@ repro: $(STAMP) $(SOURCE_DB)
 
 # Two workers, a test file each at a time (module fixtures stay shared): the
 # end-to-end tests spend most of their time in dvc subprocesses.
-# -rs lists every skipped test with its reason.
+# -rfEs lists every failed, erroring and skipped test (with its reason) at the end.
 test: $(STAMP) $(SOURCE_DB)
-	$(BIN)/python -m pytest -q -rs -n 2 --dist loadfile tests
+	$(BIN)/python -m pytest -q -rfEs -n 2 --dist loadfile tests
 
 # The fast set on two workers: generic code on tiny frames, no pipeline run in a clone.
 test-unit: $(STAMP) $(SOURCE_DB)
-	$(BIN)/python -m pytest -q -rs -n 2 -m "not slow" tests
+	$(BIN)/python -m pytest -q -rfEs -n 2 -m "not slow" tests
 
 # Checked before `dvc repro featurize` reads params.yaml; not the recorded lists (this writes them).
 categories: $(STAMP) $(SOURCE_DB)

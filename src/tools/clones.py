@@ -6,7 +6,11 @@ not a reinstall or a rebuild of the source.
 """
 from __future__ import annotations
 
+import hashlib
+import shutil
 from pathlib import Path
+
+import yaml
 
 from src.pipeline import config
 from src.tools.git import git
@@ -33,8 +37,30 @@ def working_clone(destination: Path, rev: str | None = None, repo: Path = config
     if venv is not None:
         (destination / ".venv").symlink_to(Path(venv).resolve())
     if source_dir is not None:
-        link_source(Path(source_dir), destination)
+        cache_tracked_history(link_source(Path(source_dir), destination), destination)
     return destination
+
+
+def cache_tracked_history(database: Path, root: Path) -> None:
+    """Put the linked history into the clone's DVC cache when the clone's pointer names its bytes.
+
+    A fork's clone has the history's pointer but an empty cache, so DVC would
+    report the file "not in cache", and a data-version restore or a queued
+    experiment would look for it on the remote. A copy, never a link: DVC makes
+    its cache files read-only, which through a hard link would reach the
+    original history. A pointer that names other bytes (the checkout ingested
+    since) is left as it is: DVC then reports the file changed, which it is.
+    """
+    pointer = root / f"{config.SOURCE_DB.relative_to(config.ROOT)}.dvc"
+    if not pointer.is_file() or not database.exists():
+        return
+    recorded = yaml.safe_load(pointer.read_text(encoding="utf-8"))["outs"][0]["md5"]
+    with open(database, "rb") as handle:
+        if hashlib.file_digest(handle, "md5").hexdigest() != recorded:
+            return
+    cached = root / ".dvc" / "cache" / "files" / "md5" / recorded[:2] / recorded[2:]
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(database, cached)
 
 
 def link_source(source_dir: Path, root: Path) -> Path:

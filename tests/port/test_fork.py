@@ -148,6 +148,7 @@ def fork(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
     # 8. The whole template suite, slow tests included, inside the fork.
     seen["suite"] = _make("test", repo, timings, check=False)
+    (base / "suite.log").write_text(seen["suite"].stdout + seen["suite"].stderr, encoding="utf-8")
 
     # A colleague's machine: a clone of the bare remote, and `make repro` alone.
     colleague = base / "second"
@@ -216,7 +217,9 @@ def test_the_forks_metrics(fork):
 def test_the_whole_template_suite_passes_inside_the_fork(fork):
     suite = fork["suite"]
     tail = suite.stdout[-6000:]
-    assert suite.returncode == 0, f"make test failed inside the fork:\n{tail}\n{suite.stderr[-3000:]}"
+    summary = "\n".join(line for line in suite.stdout.splitlines() if line.startswith(("FAILED", "ERROR")))
+    assert suite.returncode == 0, (f"make test failed inside the fork (whole output: {fork['base'] / 'suite.log'}):\n"
+                                   f"{summary}\n{tail}\n{suite.stderr[-3000:]}")
     counts = re.search(r"(\d+) passed", tail)
     assert counts and int(counts.group(1)) > 300, tail  # the template suite ran, not a handful of files
     print(f"\nInside the fork: {tail.strip().splitlines()[-1]}")
