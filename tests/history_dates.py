@@ -37,7 +37,7 @@ import sqlalchemy as sa
 
 from src.pipeline import config, gather
 from src.pipeline.history import RECORDED_AT
-from src.pipeline.params import load_adapter, load_params
+from src.pipeline.params import as_of_timestamp, load_adapter, load_params
 
 # Rows per read when probing a snapshot: the probes read early, small snapshots.
 PROBE_CHUNK_ROWS = 50_000
@@ -71,7 +71,8 @@ def snapshot_counts(as_of: str, url: str | None = None) -> tuple[int, int, int]:
     url = url or config.source_url()
     snapshot_rows = feature_rows = 0
     labels: set = set()
-    for table in _snapshot_tables(url, adapter, as_of):
+    # As gather binds it: a bare date is the end of that day, so that day's versions count.
+    for table in _snapshot_tables(url, adapter, as_of_timestamp(as_of)):
         chunk = table.to_pandas()
         snapshot_rows += len(chunk)
         rows, _ = adapter.derive_features(chunk, adapter_params)
