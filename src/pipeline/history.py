@@ -128,7 +128,7 @@ def history_table(metadata: sa.MetaData, name: str, id_column: str, *columns: sa
 
 
 # A declared table's `info` key saying its version ids are NOT numbered in append
-# order (the flights demo shuffles them on purpose): gather then cannot tell a
+# order (a demo builder may shuffle them on purpose): gather then cannot tell a
 # back-dated append from an original version and skips that one check.
 SHUFFLED_VERSIONS = "shuffled_version_ids"
 
@@ -170,8 +170,8 @@ def enforced_query(layout: HistoryLayout, backend: str) -> str | None:
     has a unique, not partial, index; the NOT NULL columns, comma-separated).
     What the database enforces, contract_query need not search for: the
     duplicate search (a GROUP BY over every version) was nearly all of the
-    check's cost, 0.3 s on SQLite and 0.7 s on PostgreSQL for the demo's 690k
-    flight versions, and PostgreSQL's NULL scan another 0.15 s. None where the
+    check's cost, 0.3 s on SQLite and 0.7 s on PostgreSQL for the example's 690k
+    versions of its entity table, and PostgreSQL's NULL scan another 0.15 s. None where the
     backend has no such query here: then everything is searched.
     """
     table, version = layout.table, layout.version
