@@ -113,8 +113,9 @@ repro: $(STAMP) $(SOURCE_DB)
 # Two workers, a test file each at a time (module fixtures stay shared): the
 # end-to-end tests spend most of their time in dvc subprocesses.
 # -rfEs lists every failed, erroring and skipped test (with its reason) at the end.
+# PYTEST_ARGS adds pytest options (e.g. --ignore=FILE).
 test: $(STAMP) $(SOURCE_DB)
-	$(BIN)/python -m pytest -q -rfEs -n 2 --dist loadfile tests
+	$(BIN)/python -m pytest -q -rfEs -n 2 --dist loadfile $(PYTEST_ARGS) tests
 
 # The fast set on two workers: generic code on tiny frames, no pipeline run in a clone.
 test-unit: $(STAMP) $(SOURCE_DB)
