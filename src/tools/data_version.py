@@ -239,8 +239,12 @@ def restore(ref: str, root: Path = config.ROOT, remote: str | None = None) -> No
     # A branch is checked out as itself, so new commits go on it; anything else detached.
     git(["checkout", "--quiet", *([] if on_branch else ["--detach"]), ref], root)
     # The cache first: going back to a branch, or to a version cut here, needs no remote.
-    pulled = _dvc(root, "checkout", capture=True).returncode == 0 or \
-        _dvc(root, "pull", *_remote_args(remote)).returncode == 0
+    # A checkout can succeed with data missing from the cache: a file already in the
+    # workspace with the recorded bytes (a fork's DVC-tracked history, an output
+    # rebuilt after the cache was cleared). Those are fetched too, so the cache holds
+    # every byte the ref records, as after a pull.
+    pulled = _dvc(root, "checkout", capture=True).returncode == 0 and not _not_in_cache(root)
+    pulled = pulled or _dvc(root, "pull", *_remote_args(remote)).returncode == 0
     missing = _not_in_cache(root)
     if not pulled or missing:
         listing = "\n".join(f"  {path}" for path in missing) or "  (see dvc's message above)"

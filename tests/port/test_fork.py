@@ -40,11 +40,6 @@ FIRST_YEARS = {2007, 2008}  # the first file; the second holds every year (2009'
 CLASSES = ["Adelie", "Chinstrap", "Gentoo"]
 POINTER = f"{config.SOURCE_DB.relative_to(config.ROOT)}.dvc"
 EXAMPLE_PATHS = ("src/datasets/flights/", "tests/example/", "tests/port/")
-# Template tests that still fail inside a fork, measured on CI at efb1844 (7 of 654):
-# test_data_versions restores `main` after clearing the cache and finds the history's
-# object neither in the cache nor on the remote (5 tests); test_sweeps sorts by
-# `roc_auc` and expects the binary headline order (2 tests). Issue 16 stays open for them.
-NOT_YET = ("tests/template/test_data_versions.py", "tests/template/test_sweeps.py")
 # What the fork may change besides its own package, tests and params.yaml: its
 # history's pointer, the locks without the example's package, the remote, and
 # the git-tracked pipeline outputs.
@@ -152,8 +147,7 @@ def fork(tmp_path_factory: pytest.TempPathFactory) -> dict:
     _sh([str(repo / ".venv" / "bin" / "dvc"), "push"], repo, timings)
 
     # 8. The whole template suite, slow tests included, inside the fork.
-    seen["suite"] = _make("test", repo, timings, f"PYTEST_ARGS={' '.join(f'--ignore={path}' for path in NOT_YET)}",
-                          check=False)
+    seen["suite"] = _make("test", repo, timings, check=False)
     (base / "suite.log").write_text(seen["suite"].stdout + seen["suite"].stderr, encoding="utf-8")
 
     # A colleague's machine: a clone of the bare remote, and `make repro` alone.
@@ -221,7 +215,7 @@ def test_the_forks_metrics(fork):
 
 
 def test_the_template_suite_passes_inside_the_fork(fork):
-    """Every template test but NOT_YET, slow ones included."""
+    """Every template test, slow ones included."""
     suite = fork["suite"]
     tail = suite.stdout[-6000:]
     summary = "\n".join(line for line in suite.stdout.splitlines() if line.startswith(("FAILED", "ERROR")))
