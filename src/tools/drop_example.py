@@ -1,4 +1,4 @@
-"""`make drop-example`: remove the flights example from a fork, once its own adapter is in use.
+"""`make drop-example`: remove the worked example from a fork, once its own adapter is in use.
 
     python -m src.tools.drop_example
 
@@ -15,7 +15,9 @@ new-adapter NAME=..` first) or while code outside the example imports it. Then:
   records the example's run. They describe a data set that is gone, and the next
   `dvc repro` writes the fork's own, which the fork commits; a fork that already
   ran its pipeline keeps its outputs;
-- `git rm`s src/datasets/flights/, tests/example/ and tests/port/ (git refuses files with
+- `git rm`s the example's package (the folder of src/datasets/ that holds an EXAMPLE
+  marker file: the one place that says which adapter is the example), tests/example/
+  and tests/port/ (git refuses files with
   uncommitted changes) and stages every edit, so `git diff --cached` shows the
   whole removal, to review and commit.
 Run it again and it says there is nothing left to drop.
@@ -37,10 +39,12 @@ from src.pipeline.params import ParamsError, update_params
 from src.tools.doctor import read_lock
 from src.tools.git import GitError, git
 
-EXAMPLE = "flights"  # the example adapter's package name, as params.yaml's dataset.adapter
-# The example's adapter and tests, and the template's own fork test (tests/port/: it
-# turns a clone of the template into a fork; inside a fork it has nothing to test).
-EXAMPLE_PATHS = (f"src/datasets/{EXAMPLE}", "tests/example", "tests/port")
+# The example adapter's package holds a file of this name; once dropped, none does.
+EXAMPLE_MARKER = "EXAMPLE"
+DATASETS = "src/datasets"
+# The example's tests, and the template's own fork test (tests/port/: it turns a
+# clone of the template into a fork; inside a fork it has nothing to test).
+EXAMPLE_TESTS = ("tests/example", "tests/port")
 # requirements.in marks each line that only the example needs with this, in the line's comment.
 EXAMPLE_MARK = "[example]"
 REQUIREMENTS_IN = "requirements.in"
@@ -52,6 +56,21 @@ GIT_TRACKED_OUTPUTS = (config.MANIFEST, config.METRICS, config.FEATURIZE_SUMMARY
 
 class DropError(RuntimeError):
     """drop-example refuses, or a step failed with nothing left half-done."""
+
+
+def example_name(root: Path = config.ROOT) -> str | None:
+    """The example adapter's package name (params.yaml's dataset.adapter for it), or None once it is gone."""
+    marked = sorted(marker.parent.name for marker in (root / DATASETS).glob(f"*/{EXAMPLE_MARKER}"))
+    if len(marked) > 1:
+        raise DropError(f"more than one adapter is marked as the example ({', '.join(marked)}): "
+                        f"keep {EXAMPLE_MARKER} in the template's example only")
+    return marked[0] if marked else None
+
+
+def example_paths(root: Path = config.ROOT) -> tuple[str, ...]:
+    """The example's adapter (while it is there) and tests."""
+    name = example_name(root)
+    return (*([f"{DATASETS}/{name}"] if name else []), *EXAMPLE_TESTS)
 
 
 def example_requirements(text: str) -> list[str]:
@@ -142,23 +161,23 @@ def clear_foreign_lists(params_path: Path, categorical: tuple[str, ...]) -> bool
     return update_params(params_path, change)
 
 
-def example_outputs(root: Path) -> list[str]:
-    """dvc.lock and the git-stored outputs, if dvc.lock records a run of the example; else none."""
+def example_outputs(root: Path, example: str) -> list[str]:
+    """dvc.lock and the git-stored outputs, if dvc.lock records a run of `example`; else none."""
     lock_path = root / "dvc.lock"
     if not lock_path.is_file():
         return []
     adapters = {value for _, value in lockfile.recorded_params(lockfile.read_lock(lock_path), "dataset.adapter")}
-    if EXAMPLE not in adapters:
+    if example not in adapters:
         return []
     outputs = ["dvc.lock", *(str(path.relative_to(config.ROOT)) for path in GIT_TRACKED_OUTPUTS)]
     return [path for path in outputs if git(["ls-files", "--", path], root)]
 
 
-def _importers(root: Path) -> list[str]:
-    """Tracked Python files outside the example that import it."""
-    pattern = rf"src\.datasets\.{EXAMPLE}\b|from src\.datasets import {EXAMPLE}\b"
+def _importers(root: Path, example: str, paths: tuple[str, ...]) -> list[str]:
+    """Tracked Python files outside the example (`paths`) that import it."""
+    pattern = rf"src\.datasets\.{example}\b|from src\.datasets import {example}\b"
     result = subprocess.run(["git", "grep", "-l", "-E", pattern, "--", "*.py",
-                             *(f":!{path}" for path in EXAMPLE_PATHS)], cwd=root, capture_output=True, text=True)
+                             *(f":!{path}" for path in paths)], cwd=root, capture_output=True, text=True)
     return result.stdout.split()
 
 
@@ -167,18 +186,19 @@ def drop(root: Path = config.ROOT) -> list[str]:
     params_path = root / config.PARAMS_FILE.relative_to(config.ROOT)
     requirements_path = root / REQUIREMENTS_IN
     requirements = requirements_path.read_text(encoding="utf-8")
-    present = [path for path in EXAMPLE_PATHS if git(["ls-files", "--", path], root)]
+    example, paths = example_name(root), example_paths(root)
+    present = [path for path in paths if git(["ls-files", "--", path], root)]
     if not present and not example_requirements(requirements):
-        return [f"drop-example: nothing to drop: {', '.join(EXAMPLE_PATHS)} and requirements.in's "
-                f"{EXAMPLE_MARK} lines are gone already"]
+        return [f"drop-example: nothing to drop: the example adapter, {', '.join(EXAMPLE_TESTS)} and "
+                f"requirements.in's {EXAMPLE_MARK} lines are gone already"]
     raw = yaml.safe_load(params_path.read_text(encoding="utf-8")) or {}
     active = (raw.get("dataset") or {}).get("adapter")
     if not isinstance(active, str):
         raise DropError("params.yaml names no dataset.adapter: run `make new-adapter NAME=<your data set>` first")
-    if active == EXAMPLE:
-        raise DropError(f"params.yaml's dataset.adapter is still the example ({EXAMPLE!r}): run "
+    if active == example:
+        raise DropError(f"params.yaml's dataset.adapter is still the example ({example!r}): run "
                         f"`make new-adapter NAME=<your data set>` first, then drop-example")
-    importers = _importers(root)
+    importers = _importers(root, example, paths) if example else []
     if importers:
         raise DropError(f"these files import the example, so they would break without it: {', '.join(importers)}")
     if present:  # git's own refusal (uncommitted changes in the example), before anything changes
@@ -201,7 +221,7 @@ def drop(root: Path = config.ROOT) -> list[str]:
     if clear_foreign_lists(params_path, adapter.categorical):
         done.append("params.yaml: cleared categories and classes recorded for the example (make categories records "
                     f"{adapter.name}'s)")
-    outputs = example_outputs(root)
+    outputs = example_outputs(root, example) if example else []
     if outputs:
         git(["rm", "-q", "--", *outputs], root)
         done.append(f"removed the example's recorded run: {', '.join(outputs)} (`dvc repro` writes {adapter.name}'s)")

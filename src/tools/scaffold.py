@@ -30,13 +30,13 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from src.pipeline import config
 from src.pipeline.adapter import PACKAGE
 from src.pipeline.params import ParamsError, update_params
-from src.tools.drop_example import EXAMPLE
+from src.tools.drop_example import EXAMPLE_MARKER, example_name
 
 DATASETS_DIR = config.ROOT / Path(*PACKAGE.split("."))
 TESTS_DIR = config.ROOT / "tests"
-# Names taken by the template itself: the example adapter (even once dropped, so
-# its outputs and docs can never be mistaken for a fork's) and the tests' folders.
-RESERVED = frozenset({EXAMPLE, "example", "template", "port", "conftest"})
+# Names taken by the template itself: the tests' folders (and, while it is there,
+# the example adapter's own name: see `reserved`).
+RESERVED = frozenset({"example", "template", "port", "conftest"})
 # A lower-case package name, as PEP 8 asks: also a valid SQL identifier for the table.
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]*\Z")
 
@@ -222,7 +222,7 @@ def check_name(name: str, datasets_dir: Path = DATASETS_DIR, tests_dir: Path = T
     if not NAME_PATTERN.match(name) or keyword.iskeyword(name):
         raise ScaffoldError(f"NAME={name!r} is not a lower-case Python package name (letters, digits, _; "
                             f"a letter first), e.g. NAME=churn")
-    if name in RESERVED:
+    if name in RESERVED or (datasets_dir / name / EXAMPLE_MARKER).is_file():
         raise ScaffoldError(f"NAME={name!r} is reserved by the template; choose your data set's own name")
     for path in (datasets_dir / name, tests_dir / name):
         if path.exists():
@@ -274,7 +274,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("name", help="the data set's package name under src/datasets/ (lower case, e.g. churn)")
     args = parser.parse_args(argv)
     written = scaffold(args.name)
-    drop = f" Then `make drop-example` removes the {EXAMPLE} example." if (DATASETS_DIR / EXAMPLE).is_dir() else ""
+    example = example_name()
+    drop = f" Then `make drop-example` removes the {example} example." if example else ""
     print(f"new-adapter: wrote {', '.join(map(str, written))}; params.yaml's dataset.adapter is now "
           f"{args.name!r}, its recorded lists empty.\n"
           f"Next (docs/adapt.md, from step 3): replace each `# REPLACE:` in {written[0]} and {written[1]}; "

@@ -32,7 +32,7 @@ def test_only_requirement_lines_marked_example_are_the_examples():
 def test_the_template_marks_its_example_package_once():
     text = (config.ROOT / drop_example.REQUIREMENTS_IN).read_text(encoding="utf-8")
     marked = drop_example.example_requirements(text)
-    example_present = (config.ROOT / drop_example.EXAMPLE_PATHS[0]).is_dir()
+    example_present = drop_example.example_name() is not None
     assert len(marked) == (1 if example_present else 0), marked
 
 
@@ -60,7 +60,7 @@ def test_lists_recorded_for_another_adapter_are_cleared_and_the_adapters_own_kep
 def test_drop_refuses_the_active_example_then_removes_it_in_one_staged_change(tmp_path):
     clone = working_clone(tmp_path / "clone", venv=config.VENV, source_dir=None)
     drop = [sys.executable, "-m", "src.tools.drop_example"]
-    if not (clone / drop_example.EXAMPLE_PATHS[0]).is_dir():  # a fork that dropped it already
+    if drop_example.example_name(clone) is None:  # a fork that dropped it already
         assert "nothing to drop" in run(drop, cwd=clone).stdout
         return
     refused = run(drop, cwd=clone, check=False)

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from src.pipeline import config
-from src.tools import scaffold
+from src.tools import drop_example, scaffold
 from src.tools.clones import working_clone
 from tests.conftest import run
 
@@ -76,8 +76,7 @@ def _project(tmp_path: Path) -> Path:
 @pytest.mark.parametrize(("name", "says"), [
     ("Churn", "not a lower-case Python package name"), ("my-data", "not a lower-case Python package name"),
     ("2020", "not a lower-case Python package name"), ("class", "not a lower-case Python package name"),
-    ("", "not a lower-case Python package name"), ("flights", "reserved"), ("template", "reserved"),
-    ("port", "reserved"),
+    ("", "not a lower-case Python package name"), ("template", "reserved"), ("port", "reserved"),
 ])
 def test_a_bad_name_is_refused_with_one_line(tmp_path, name, says):
     root = _project(tmp_path)
@@ -85,6 +84,18 @@ def test_a_bad_name_is_refused_with_one_line(tmp_path, name, says):
         scaffold.scaffold(name, root)
     assert "\n" not in str(refused.value)
     assert sorted(path.name for path in root.iterdir()) == ["params.yaml"]
+
+
+def test_the_example_adapters_name_is_reserved_while_it_is_there(tmp_path):
+    root = _project(tmp_path)
+    marker = root / "src" / "datasets" / "demo" / drop_example.EXAMPLE_MARKER
+    marker.parent.mkdir(parents=True)
+    marker.write_text("the example\n", encoding="utf-8")
+    with pytest.raises(scaffold.ScaffoldError, match="NAME='demo' is reserved by the template"):
+        scaffold.scaffold("demo", root)
+    assert drop_example.example_name(root) == "demo"
+    marker.unlink()  # dropped: the name is free, and nothing else claims to be the example
+    assert drop_example.example_name(root) is None
 
 
 def test_it_never_overwrites(tmp_path):
