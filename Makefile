@@ -26,6 +26,7 @@ help:
 	@echo "make clean        delete caches and scratch files; keeps .venv, data, the DVC cache and outputs"
 	@echo "make categories   record category lists and classes of the training data into params.yaml"
 	@echo "make exps         the experiments table: headline metrics, best first, and the params that differ"
+	@echo "make notebook     JupyterLab on notebooks/explore.ipynb (a locked run through dvc.api; docs/notebook.md)"
 	@echo "make source [SCALE=N]  (re)build the adapter's demo source database"
 	@echo "make new-adapter NAME=..  the skeleton of your own dataset adapter, its tests and params (docs/adapt.md)"
 	@echo "make drop-example  remove the flights example, its package and outputs (after new-adapter)"
@@ -131,6 +132,15 @@ categories: $(STAMP) $(SOURCE_DB)
 .PHONY: exps
 exps: $(STAMP)
 	@$(BIN)/python -m src.tools.exps
+
+# JupyterLab (in requirements.lock) on the exploration notebook, with the
+# project as its root; its kernel is this venv's Python. jupytext saves the
+# notebook's paired script too. Jupyter refuses to run as root without
+# --allow-root (containers, CI machines). NOTEBOOK_FLAGS adds options (--port=8889).
+.PHONY: notebook
+notebook: $(STAMP)
+	$(BIN)/jupyter lab --ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/notebooks/explore.ipynb \
+	  $(if $(filter 0,$(shell id -u)),--allow-root) $(NOTEBOOK_FLAGS)
 
 # A fork's own adapter (src/tools/scaffold.py) and, once it is in use, the
 # example's removal (src/tools/drop_example.py); docs/adapt.md.

@@ -13,8 +13,14 @@ calibration curves are micro-averaged one-vs-rest (every row and class as one
 yes/no decision), so the plots that dvc.yaml declares exist in both cases.
 The plots page embeds every data point, so each plot file stays small: the
 curves are thinned to at most CURVE_POINTS points each (scikit-learn gives one
-per distinct score), and the confusion matrix is written as one count per cell
-rather than one row per test row.
+per distinct score), and the confusion matrix and score histogram are written
+as one count per cell or bin rather than one row per test row.
+
+Each curve's rows carry the figure a reader checks it against (`curve`: the
+AUC or AP of the whole, unthinned curve; the PR curve's `baseline`, the
+prevalence), because DVC's templates can only draw what is in the data: the
+templates in .dvc/plots/ put them in the legend and draw the chance diagonal
+and the prevalence line.
 """
 from __future__ import annotations
 
@@ -97,25 +103,66 @@ def thin(n: int, points: int = CURVE_POINTS) -> np.ndarray:
     return np.arange(points) * (n - 1) // (points - 1)
 
 
-def curves(truth: np.ndarray, score: np.ndarray) -> dict[str, pd.DataFrame]:
-    """The ROC, precision-recall and calibration curves, thinned and rounded, with dvclive's column names."""
+# Quantile bins hold equally many rows each, so no bin's fraction rests on a few
+# rows at a sparse end of the score range (uniform bins did, with 5 of them).
+CALIBRATION_BINS = 10
+
+
+def curves(truth: np.ndarray, score: np.ndarray, averaged: bool = False) -> dict[str, pd.DataFrame]:
+    """The ROC, precision-recall and calibration curves, thinned and rounded, with dvclive's column names.
+
+    `averaged`: the inputs are micro-averaged one-vs-rest, and the legends say so.
+    """
     fpr, tpr, _ = metrics.roc_curve(truth, score)
     precision, recall, _ = metrics.precision_recall_curve(truth, score)
-    # scikit-learn's default bins, as dvclive's calibration plot used.
-    prob_true, prob_pred = calibration_curve(truth, score)
+    prob_true, prob_pred = calibration_curve(truth, score, n_bins=CALIBRATION_BINS, strategy="quantile")
+    prefix = "micro-average " if averaged else ""
+    # Of the full curves (for two classes, evaluate's roc_auc and average_precision):
+    # the thinned points are for drawing only.
+    auc = metrics.roc_auc_score(truth, score)
+    average_precision = metrics.average_precision_score(truth, score)
+    prevalence = float(np.mean(truth))
     tables = {
-        "roc": {"fpr": fpr, "tpr": tpr},
-        "precision_recall": {"recall": recall, "precision": precision},
-        # A second series, the diagonal a perfectly calibrated model follows; named to
-        # sort after prob_true, since DVC dashes the second series in name order.
-        "calibration": {"prob_pred": prob_pred, "prob_true": prob_true, "well_calibrated": prob_pred},
+        "roc": ({"fpr": fpr, "tpr": tpr}, {"curve": f"{prefix}AUC {auc:.4f}"}),
+        "precision_recall": ({"recall": recall, "precision": precision},
+                             {"curve": f"{prefix}AP {average_precision:.4f}",
+                              "baseline": round(prevalence, CURVE_DIGITS)}),
+        "calibration": ({"prob_pred": prob_pred, "prob_true": prob_true},
+                        {"curve": f"{prefix}{CALIBRATION_BINS} quantile bins"}),
     }
     frames = {}
-    for name, columns in tables.items():
+    for name, (columns, constants) in tables.items():
         keep = thin(len(next(iter(columns.values()))))
-        frames[name] = pd.DataFrame({column: np.round(values[keep], CURVE_DIGITS)
-                                     for column, values in columns.items()})
+        frame = pd.DataFrame({column: np.round(values[keep], CURVE_DIGITS) for column, values in columns.items()})
+        frames[name] = frame.assign(**constants)
     return frames
+
+
+# Bins of the score histogram: 20 of width 0.05 on [0, 1].
+HISTOGRAM_BINS = 20
+
+
+def score_histogram(y_true: np.ndarray, probabilities: np.ndarray, classes: list) -> pd.DataFrame:
+    """Per actual class, the share of its rows in each score bin (and their count).
+
+    The score is the positive class's probability for two classes (the one the
+    threshold cuts), and otherwise the probability given to the row's own
+    class. Shares, not counts, are drawn, so a rare class's shape shows next
+    to a common one's.
+    """
+    y_true = np.asarray(y_true, dtype=object)
+    edges = np.linspace(0.0, 1.0, HISTOGRAM_BINS + 1)
+    rows = []
+    for index, label in enumerate(classes):
+        own = y_true == label
+        score = probabilities[own, 1 if is_binary(classes) else index]
+        counts, _ = np.histogram(score, bins=edges)
+        total = max(int(own.sum()), 1)
+        rows += [{"class": str(label), "bin_start": round(float(edges[i]), CURVE_DIGITS),
+                  "bin_end": round(float(edges[i + 1]), CURVE_DIGITS),
+                  "share": round(int(count) / total, CURVE_DIGITS), "count": int(count)}
+                 for i, count in enumerate(counts)]
+    return pd.DataFrame(rows)
 
 
 def confusion_counts(y_true: np.ndarray, y_pred: np.ndarray, classes: list) -> pd.DataFrame:
@@ -185,6 +232,46 @@ def staged(directory: Path) -> Iterator[Path]:
         shutil.rmtree(temporary, ignore_errors=True)
 
 
+def log_metrics(live: Live, y: np.ndarray, probabilities: np.ndarray, classes: list, threshold: float,
+                X: pd.DataFrame, categories: dict) -> None:
+    """Everything eval/metrics.json holds, logged in its order (notebooks/explore.py logs the same)."""
+    for name, value in scores(y, probabilities, classes, threshold).items():
+        live.log_metric(name, value, plot=False)
+    live.log_metric("rows/test", int(len(y)), plot=False)
+    if is_binary(classes):
+        live.log_metric("rows/positive", int((y == classes[1]).sum()), plot=False)
+    else:
+        for label in classes:
+            live.log_metric(f"rows/class/{label}", int((y == label).sum()), plot=False)
+    for column, counts in count_unknown(X, categories).items():
+        for kind, count in counts.items():
+            live.log_metric(f"{kind}_categories/{column}", count, plot=False)
+
+
+def log_plots(live: Live, y: np.ndarray, probabilities: np.ndarray, labels: np.ndarray, classes: list,
+              importance: pd.DataFrame, importance_title: str) -> None:
+    """Every file under eval/plots/custom/, one per plot that dvc.yaml declares.
+
+    `dvc plots show` takes titles, axis labels and templates from dvc.yaml's
+    `plots:` (dvclive does not write that file); these say the same for dvclive's API.
+    """
+    curve = curves(*curve_inputs(y, probabilities, classes), averaged=not is_binary(classes))
+    live.log_plot("roc", curve["roc"], x="fpr", y="tpr", template="roc", title="ROC",
+                  x_label="False positive rate", y_label="True positive rate")
+    live.log_plot("precision_recall", curve["precision_recall"], x="recall", y="precision",
+                  template="precision_recall", title="Precision-Recall", x_label="Recall", y_label="Precision")
+    live.log_plot("calibration", curve["calibration"], x="prob_pred", y="prob_true", template="calibration",
+                  title="Calibration", x_label="Mean predicted probability", y_label="Fraction of positives")
+    live.log_plot("confusion_matrix", confusion_counts(y, labels, classes), x="actual", y="predicted",
+                  template="confusion_counts", title="Confusion matrix", x_label="True label",
+                  y_label="Predicted label")
+    live.log_plot("importance", importance, x="importance", y="feature", template="importance",
+                  title=f"Permutation importance ({importance_title} drop)")
+    live.log_plot("scores", score_histogram(y, probabilities, classes), x="bin_start", y="share",
+                  template="score_histogram", title="Score histogram per class",
+                  x_label="Predicted probability", y_label="Share of the class's rows")
+
+
 def main() -> None:
     params = load_params()
     adapter, _ = load_adapter(params)
@@ -211,35 +298,10 @@ def main() -> None:
     predictions = predictions_frame(adapter.id, test[adapter.id], probabilities, classes, threshold)
     files.write_frame(config.PREDICTIONS, predictions, predictions_schema(adapter.id, classes, adapter.target_type))
 
-    truth, score = curve_inputs(y, probabilities, classes)
     with staged(config.EVAL_DIR) as live_dir, \
             Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None) as live:
-        for name, value in scores(y, probabilities, classes, threshold).items():
-            live.log_metric(name, value, plot=False)
-        live.log_metric("rows/test", int(len(test)), plot=False)
-        if is_binary(classes):
-            live.log_metric("rows/positive", int((y == classes[1]).sum()), plot=False)
-        else:
-            for label in classes:
-                live.log_metric(f"rows/class/{label}", int((y == label).sum()), plot=False)
-        for column, counts in count_unknown(X, params.categories).items():
-            for kind, count in counts.items():
-                live.log_metric(f"{kind}_categories/{column}", count, plot=False)
-        # `dvc plots show` takes titles and axis labels from dvc.yaml's `plots:`
-        # (dvclive does not write that file); these say the same for dvclive's API.
-        curve = curves(truth, score)
-        live.log_plot("roc", curve["roc"], x="fpr", y="tpr", template="simple", title="ROC",
-                      x_label="False positive rate", y_label="True positive rate")
-        live.log_plot("precision_recall", curve["precision_recall"], x="recall", y="precision",
-                      template="simple", title="Precision-Recall", x_label="Recall", y_label="Precision")
-        live.log_plot("calibration", curve["calibration"], x="prob_pred", y=["prob_true", "well_calibrated"],
-                      template="simple", title="Calibration", x_label="Mean predicted probability",
-                      y_label="Fraction of positives")
-        live.log_plot("confusion_matrix", confusion_counts(y, predictions["label"].to_numpy(), classes),
-                      x="actual", y="predicted", template="confusion_counts", title="Confusion matrix",
-                      x_label="True label", y_label="Predicted label")
-        live.log_plot("importance", importance, x="importance", y="feature",
-                      template="bar_horizontal_sorted", title=f"Permutation importance ({title} drop)")
+        log_metrics(live, y, probabilities, classes, threshold, X, params.categories)
+        log_plots(live, y, probabilities, predictions["label"].to_numpy(), classes, importance, title)
     print(f"evaluate: {len(test)} test rows, {len(classes)} classes ({time.perf_counter() - started:.1f} s)")
 
 

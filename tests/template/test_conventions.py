@@ -52,6 +52,9 @@ def test_pre_commit_hooks_pin_the_locked_versions():
              yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text(encoding="utf-8"))["repos"]}
     assert hooks["ruff-pre-commit"]["rev"] == f"v{locked_version('ruff')}"
     assert hooks["dvc"]["rev"] == locked_version("dvc")
+    # The hook that pairs notebooks with their scripts writes what the locked jupytext reads.
+    assert hooks["jupytext"]["rev"] == f"v{locked_version('jupytext')}"
+    assert [hook["id"] for hook in hooks["nbstripout"]["hooks"]] == ["nbstripout"]
 
 
 def test_license_is_mit():
