@@ -45,8 +45,9 @@ import sqlalchemy as sa
 
 from src.pipeline import config, files
 from src.pipeline.adapter import Adapter
-from src.pipeline.history import TIME_FORMAT
-from src.pipeline.params import as_of_timestamp, load_adapter, load_params
+from src.pipeline.dataset import load_adapter
+from src.pipeline.params import load_params
+from src.pipeline.source.moments import TIME_FORMAT
 
 RESULT_PREFIX = "BENCH-RESULT "
 SQL_CHUNK_ROWS = 50_000
@@ -91,7 +92,7 @@ def bare_scan() -> dict:
 def query_scan() -> dict:
     params = load_params()
     adapter, _ = load_adapter(params)
-    as_of = as_of_timestamp(params.gather.as_of)
+    as_of = params.gather.moment
     engine = open_source(config.source_url())
     with engine.connect() as connection:
         started = time.perf_counter()
@@ -129,7 +130,7 @@ def gather_rows() -> dict:
     def chunks():
         with engine.connect() as connection:
             result = connection.execution_options(stream_results=True, yield_per=chunk_rows).execute(
-                sa.text(adapter.snapshot_query), {"as_of": as_of_timestamp(params.gather.as_of)})
+                sa.text(adapter.snapshot_query), {"as_of": params.gather.moment})
             columns = list(result.keys())
             for rows in result.partitions(chunk_rows):
                 yield _rows_to_arrow(columns, rows, adapter.snapshot_schema)

@@ -49,8 +49,9 @@ from bench import stats
 from bench.probes import RESULT_PREFIX
 from src.pipeline import config
 from src.pipeline.adapter import PACKAGE as DATASETS_PACKAGE
+from src.pipeline.dataset import load_adapter
 from src.pipeline.history import RECORDED_AT
-from src.pipeline.params import load_adapter, load_params, update_params
+from src.pipeline.params import load_params, update_params
 from src.tools.clones import working_clone
 from src.tools.venv import venv_env
 

@@ -36,8 +36,10 @@ import pytest
 import sqlalchemy as sa
 
 from src.pipeline import config, gather
+from src.pipeline.dataset import load_adapter
 from src.pipeline.history import RECORDED_AT
-from src.pipeline.params import as_of_timestamp, load_adapter, load_params
+from src.pipeline.params import load_params
+from src.pipeline.source.moments import as_of_timestamp
 
 # Rows per read when probing a snapshot: the probes read early, small snapshots.
 PROBE_CHUNK_ROWS = 50_000

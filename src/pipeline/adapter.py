@@ -10,12 +10,14 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
-import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:  # an adapter's package imports SQLAlchemy to declare its tables; the contract need not
+    import sqlalchemy as sa
 
 # The placeholder that every value not on a recorded category list (and every
 # missing value) is mapped to before encoding: one explicit unknown bucket.

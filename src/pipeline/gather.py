@@ -27,6 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from src.pipeline import config, files
 from src.pipeline.adapter import Adapter
+from src.pipeline.dataset import load_adapter
 from src.pipeline.history import (
     _redacted,
     contract_breach,
@@ -36,7 +37,7 @@ from src.pipeline.history import (
     moment_query,
     shown_url,
 )
-from src.pipeline.params import ParamsError, as_of_timestamp, load_adapter, load_params
+from src.pipeline.params import ParamsError, load_params
 from src.pipeline.validate import SourceValueError, refuse, to_snapshot
 
 # Backends read through an Arrow-native (ADBC) driver, and the module of each.
@@ -409,7 +410,7 @@ def main() -> None:
     rows = gather(
         adapter,
         config.source_url(),
-        as_of_timestamp(params.gather.as_of),
+        params.gather.moment,
         params.gather.chunk_rows,
         config.SNAPSHOT,
         scramble=scramble_requested(),

@@ -34,7 +34,8 @@ import pandas as pd
 import pyarrow as pa
 
 from src.pipeline import config
-from src.pipeline.history import HistoryError, as_of_text, ingest
+from src.pipeline.history import HistoryError, ingest
+from src.pipeline.source.moments import moment_text
 
 
 def read_table(path: Path, parse_dates: tuple[str, ...] = ()) -> pd.DataFrame:
@@ -190,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
             column = args.recorded_at
         else:
             try:
-                moment = as_of_text(args.recorded_at)
+                moment = moment_text(args.recorded_at)
             except ValueError as error:
                 raise HistoryError(f"--recorded-at is neither a column of {args.file} nor a moment: {error}") from None
     url = args.url or config.source_url()

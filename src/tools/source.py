@@ -19,8 +19,9 @@ import time
 from pathlib import Path
 
 from src.pipeline import config
+from src.pipeline.dataset import load_adapter
 from src.pipeline.history import HistoryError, check_absent, copy_tables, shown_url
-from src.pipeline.params import ParamsError, load_adapter, load_params
+from src.pipeline.params import ParamsError, load_params
 
 
 def _scale(text: str) -> int:

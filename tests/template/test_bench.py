@@ -11,7 +11,8 @@ import pytest
 
 from bench import probes, run, stats
 from src.pipeline import config
-from src.pipeline.params import load_adapter, load_params
+from src.pipeline.dataset import load_adapter
+from src.pipeline.params import load_params
 
 
 def test_median_odd_even_and_unsorted():

@@ -24,8 +24,7 @@ from src.pipeline.gather import (
     open_source,
     rows_to_arrow,
 )
-from src.pipeline.history import TIME_FORMAT
-from src.pipeline.params import as_of_timestamp
+from src.pipeline.source.moments import TIME_FORMAT
 from src.pipeline.validate import SourceValueError, to_snapshot
 from tests.conftest import require_source
 from tests.template import frames
@@ -205,7 +204,7 @@ def source_url() -> str:
 def snapshot(source_url, tmp_path_factory) -> Path:
     """The real source's snapshot at the committed as_of, as the stage writes it."""
     output = tmp_path_factory.mktemp("gather") / "snapshot.parquet"
-    gather(ADAPTER, source_url, as_of_timestamp(PARAMS.gather.as_of), PARAMS.gather.chunk_rows, output)
+    gather(ADAPTER, source_url, PARAMS.gather.moment, PARAMS.gather.chunk_rows, output)
     return output
 
 
@@ -222,7 +221,7 @@ def test_the_real_snapshot_is_the_same_bytes_whatever_the_row_order(snapshot, so
     # SQLite's reverse_unordered_selects hands any code that leans on an
     # unspecified order another order; the bytes must not move.
     again = tmp_path / "again.parquet"
-    gather(ADAPTER, source_url, as_of_timestamp(PARAMS.gather.as_of), PARAMS.gather.chunk_rows, again,
+    gather(ADAPTER, source_url, PARAMS.gather.moment, PARAMS.gather.chunk_rows, again,
            scramble=True)
     digest = lambda p: hashlib.sha256(Path(p).read_bytes()).hexdigest()  # noqa: E731
     assert digest(again) == digest(snapshot)
@@ -231,7 +230,7 @@ def test_the_real_snapshot_is_the_same_bytes_whatever_the_row_order(snapshot, so
 @pytest.mark.slow
 def test_chunk_size_changes_no_row(snapshot, source_url, tmp_path):
     other = tmp_path / "other.parquet"
-    gather(ADAPTER, source_url, as_of_timestamp(PARAMS.gather.as_of), 7919, other)
+    gather(ADAPTER, source_url, PARAMS.gather.moment, 7919, other)
     assert pq.read_table(other).equals(pq.read_table(snapshot))
 
 

@@ -27,13 +27,12 @@ from src.pipeline import config
 from src.pipeline.adapter import Domain
 from src.pipeline.gather import SourceError, gather, read_arrow, rows_to_arrow
 from src.pipeline.history import RECORDED_AT
-from src.pipeline.params import as_of_timestamp
 from src.pipeline.validate import SourceValueError, to_snapshot
 from tests.conftest import require_embedded_source
 from tests.template.frames import ADAPTER, PARAMS
 
 ENTITIES = 40
-AS_OF = as_of_timestamp(PARAMS.gather.as_of)
+AS_OF = PARAMS.gather.moment
 ENTITY_TABLE = ADAPTER.entity_table
 
 

@@ -12,16 +12,8 @@ import pytest
 import sqlalchemy as sa
 
 from src.pipeline import config
-from src.pipeline.history import (
-    RECORDED_AT,
-    VERSION_ID,
-    HistoryError,
-    as_of_text,
-    copy_tables,
-    history_table,
-    ingest,
-    latest_query,
-)
+from src.pipeline.history import RECORDED_AT, VERSION_ID, HistoryError, copy_tables, history_table, ingest, latest_query
+from src.pipeline.source.moments import moment_text
 from src.tools.ingest import read_table
 from tests.conftest import run
 
@@ -54,7 +46,7 @@ def as_of(url: str, moment: str) -> pd.DataFrame:
     try:
         with engine.connect() as connection:
             return pd.read_sql(sa.text(latest_query(TABLE, ID, ["colour", "size"])), connection,
-                               params={"as_of": as_of_text(moment)})
+                               params={"as_of": moment_text(moment)})
     finally:
         engine.dispose()
 

@@ -21,8 +21,8 @@ import sqlalchemy as sa
 
 from src.pipeline import config, lockfile
 from src.pipeline.gather import SourceError, gather
-from src.pipeline.history import RECORDED_AT, VERSION_ID, HistoryError, as_of_text, ingest, latest_query
-from src.pipeline.params import as_of_timestamp
+from src.pipeline.history import RECORDED_AT, VERSION_ID, HistoryError, ingest, latest_query
+from src.pipeline.source.moments import as_of_timestamp, moment_text
 from tests.conftest import run
 from tests.postgres import running_cluster
 from tests.template.frames import ADAPTER
@@ -56,7 +56,7 @@ def read_as_of(url: str, moment: str) -> list[tuple]:
     try:
         with engine.connect() as connection:
             query = sa.text(latest_query(TABLE, ID, ["colour", "size"]))
-            return [tuple(row) for row in connection.execute(query, {"as_of": as_of_text(moment)})]
+            return [tuple(row) for row in connection.execute(query, {"as_of": moment_text(moment)})]
     finally:
         engine.dispose()
 

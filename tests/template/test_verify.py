@@ -19,8 +19,9 @@ import pytest
 import sqlalchemy as sa
 
 from src.pipeline import config, gather, lockfile
+from src.pipeline.dataset import load_adapter
 from src.pipeline.history import RECORDED_AT, VERSION_ID
-from src.pipeline.params import as_of_timestamp, load_adapter, load_params
+from src.pipeline.params import load_params
 from src.tools.git import GitError, git, git_succeeds
 from src.tools.venv import venv_env
 from src.tools.verify import explain, format_table, id_column, lockdiff, rebuild, verify
@@ -282,7 +283,7 @@ def test_a_rewritten_source_history_is_reported_as_such(recorded_gather, tmp_pat
     require_embedded_source()
     source = tmp_path / config.SOURCE_DB.name
     shutil.copy(config.SOURCE_DB, source)
-    as_of = as_of_timestamp(load_params(recorded_gather / "params.yaml").gather.as_of)
+    as_of = load_params(recorded_gather / "params.yaml").gather.moment
     engine = sa.create_engine(f"sqlite:///{source}")
     with engine.begin() as connection:
         # The version the snapshot reads for the first id: rewrite its history.

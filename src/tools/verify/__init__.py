@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from src.pipeline import config, files, lockfile
-from src.pipeline.params import load_adapter, load_params
+from src.pipeline.dataset import load_adapter
+from src.pipeline.params import load_params
 from src.tools.git import GitError, git, git_bytes
 from src.tools.verify import explain, lockdiff, rebuild
 from src.tools.verify.rebuild import Variant, VerifyError
