@@ -215,10 +215,10 @@ def predict(single_calls: int = 300, warmup: int = 20, batch_repeats: int = 3) -
 def load_history() -> dict:
     """Copy the demo source's declared tables into the database SOURCE_URL names, the way `source --url` does.
 
-    Through src.pipeline.history.copy_tables (COPY into PostgreSQL, indexes
+    Through src.pipeline.source.copy.copy_tables (COPY into PostgreSQL, indexes
     afterwards, ANALYZE), from the demo file already built: no second build.
     """
-    from src.pipeline.history import copy_tables
+    from src.pipeline.source.copy import copy_tables
 
     adapter, _ = load_adapter(load_params())
     copied = copy_tables(f"sqlite:///{config.SOURCE_DB.resolve()}", config.source_url(), adapter.source_tables)

@@ -50,8 +50,8 @@ from bench.probes import RESULT_PREFIX
 from src.pipeline import config
 from src.pipeline.adapter import PACKAGE as DATASETS_PACKAGE
 from src.pipeline.dataset import load_adapter
-from src.pipeline.history import RECORDED_AT
 from src.pipeline.params import load_params, update_params
+from src.pipeline.source.history import RECORDED_AT
 from src.tools.clones import working_clone
 from src.tools.venv import venv_env
 
@@ -204,7 +204,7 @@ def scaled_source(scale: int) -> Path:
 def last_recorded_day(database: Path) -> str:
     """The day of the newest version in the source: as_of for a scaled source, so every copy is read.
 
-    The day, not the moment: a bare date means the end of that day (src/pipeline/history.py).
+    The day, not the moment: a bare date means the end of that day (src/pipeline/source/history.py).
     """
     adapter, _ = load_adapter(load_params())
     tables = [table for table in adapter.source_tables.tables.values() if RECORDED_AT in table.c]

@@ -20,9 +20,11 @@ import pytest
 import sqlalchemy as sa
 
 from src.pipeline import config, lockfile
-from src.pipeline.gather import SourceError, gather
-from src.pipeline.history import RECORDED_AT, VERSION_ID, HistoryError, ingest, latest_query
+from src.pipeline.gather import gather
+from src.pipeline.source.history import RECORDED_AT, VERSION_ID, HistoryError, latest_query
+from src.pipeline.source.ingest import ingest
 from src.pipeline.source.moments import as_of_timestamp, moment_text
+from src.pipeline.source.url import SourceError
 from tests.conftest import run
 from tests.postgres import running_cluster
 from tests.template.frames import ADAPTER

@@ -18,10 +18,13 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from src.pipeline import config, gather, lockfile
+from src.pipeline import config, lockfile
 from src.pipeline.dataset import load_adapter
-from src.pipeline.history import RECORDED_AT, VERSION_ID
 from src.pipeline.params import load_params
+from src.pipeline.source import readers
+from src.pipeline.source import scramble as scrambling
+from src.pipeline.source.history import RECORDED_AT, VERSION_ID
+from src.pipeline.source.url import parse_url
 from src.tools.git import GitError, git, git_succeeds
 from src.tools.venv import venv_env
 from src.tools.verify import explain, format_table, id_column, lockdiff, rebuild, verify
@@ -314,17 +317,17 @@ def test_the_scramble_variant_reverses_what_gather_reads(monkeypatch, tmp_path):
     scramble = next(variant for variant in rebuild.variants(vary=True) if variant.name == "scramble")
     for name, value in scramble.env.items():
         monkeypatch.setenv(name, value)
-    assert gather.scramble_requested()
+    assert scrambling.requested()
     url = f"sqlite:///{build_tiny_source(tmp_path / 'tiny.sqlite', entities=5)}"
     query = f"SELECT {ADAPTER.id} FROM {ADAPTER.entity_table}"
 
     def unordered(scramble: bool) -> list[int]:
-        with gather.arrow_connection(url, scramble=scramble) as connection, connection.cursor() as cursor:
+        with readers.arrow_connection(parse_url(url), scramble=scramble) as connection, connection.cursor() as cursor:
             cursor.execute(query)
             return cursor.fetch_arrow_table().column(0).to_pylist()
 
     plain = unordered(scramble=False)
-    assert len(set(plain)) > 1 and unordered(scramble=gather.scramble_requested()) == plain[::-1]
+    assert len(set(plain)) > 1 and unordered(scramble=scrambling.requested()) == plain[::-1]
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
 
 from src.pipeline.adapter import Adapter, Domain
-from src.pipeline.history import SHUFFLED_VERSIONS
+from src.pipeline.source.history import SHUFFLED_VERSIONS
 
 ID = "flight_id"  # unique key: every query and every output is ordered by it
 TARGET = "delayed"
@@ -28,7 +28,7 @@ class Params(BaseModel):
     target_delay_minutes: int = Field(ge=0)
 
 
-# The source: an append-only history (src/pipeline/history.py says the
+# The source: an append-only history (src/pipeline/source/history.py says the
 # contract). Declared once: gather checks these tables and columns before it
 # queries, and the demo builder (source.py) creates them. The demo numbers
 # versions in a shuffled order on purpose (nothing may lean on it), so its
@@ -227,7 +227,7 @@ FEATURE_RANGES: dict[str, tuple[float | None, float | None]] = {
 # snapshot column is also a feature, the feature's range is the domain.
 WEATHER = ("temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip", "pressure", "visib")
 SNAPSHOT_DOMAINS: dict[str, Domain] = {
-    "recorded_at": Domain(required=True),  # the history contract (src/pipeline/history.py)
+    "recorded_at": Domain(required=True),  # the history contract (src/pipeline/source/history.py)
     "status": Domain(values=STATUSES, required=True),
     # The scheduled date: featurize builds a calendar date from it.
     "year": Domain(1900, 2200, required=True),  # within the dates pandas can represent
