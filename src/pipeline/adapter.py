@@ -79,7 +79,9 @@ class Adapter:
     params_model: type[BaseModel] = NoParams  # the adapter's own params section (dataset:)
     # Builds a demo source: a SQLite file at a path (`make source`); `python -m
     # src.tools.source --url URL` copies its tables to any database. None when
-    # the data arrives another way (e.g. `python -m src.tools.ingest`).
+    # the data arrives another way (e.g. `python -m src.tools.ingest`). Keep the
+    # builder under src/demos/ and import it by name inside this function: the
+    # stages then do not depend on it (the example's does so).
     build_demo_source: Callable[..., dict[str, int]] | None = None
 
     @property

@@ -38,9 +38,9 @@ from src.tools.doctor import read_lock
 from src.tools.git import GitError, git
 
 EXAMPLE = "flights"  # the example adapter's package name, as params.yaml's dataset.adapter
-# The example's adapter and tests, and the template's own fork test (tests/port/: it
+# The example's adapter, its demo builder and tests, and the template's own fork test (tests/port/: it
 # turns a clone of the template into a fork; inside a fork it has nothing to test).
-EXAMPLE_PATHS = (f"src/datasets/{EXAMPLE}", "tests/example", "tests/port")
+EXAMPLE_PATHS = (f"src/datasets/{EXAMPLE}", f"src/demos/{EXAMPLE}.py", "tests/example", "tests/port")
 # requirements.in marks each line that only the example needs with this, in the line's comment.
 EXAMPLE_MARK = "[example]"
 REQUIREMENTS_IN = "requirements.in"
@@ -156,7 +156,7 @@ def example_outputs(root: Path) -> list[str]:
 
 def _importers(root: Path) -> list[str]:
     """Tracked Python files outside the example that import it."""
-    pattern = rf"src\.datasets\.{EXAMPLE}\b|from src\.datasets import {EXAMPLE}\b"
+    pattern = rf"src\.(datasets|demos)\.{EXAMPLE}\b|from src\.(datasets|demos) import {EXAMPLE}\b"
     result = subprocess.run(["git", "grep", "-l", "-E", pattern, "--", "*.py",
                              *(f":!{path}" for path in EXAMPLE_PATHS)], cwd=root, capture_output=True, text=True)
     return result.stdout.split()
