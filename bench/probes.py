@@ -47,26 +47,17 @@ from src.pipeline import config, files
 from src.pipeline.adapter import Adapter
 from src.pipeline.dataset import load_adapter
 from src.pipeline.params import load_params
+from src.pipeline.source import readers
 from src.pipeline.source.moments import TIME_FORMAT
+from src.pipeline.source.url import parse_url
 
 RESULT_PREFIX = "BENCH-RESULT "
 SQL_CHUNK_ROWS = 50_000
 
 
-def entity_table(adapter: Adapter) -> sa.Table:
-    """The source table whose rows become snapshot rows: the one with the id column."""
-    tables = list(adapter.source_tables.tables.values())
-    return next((table for table in tables if adapter.id in table.c), tables[0])
-
-
 def open_source(url: str) -> sa.Engine:
-    """A SQLAlchemy engine on the source, SQLite read-only as gather opens it (the probes' own, not gather's)."""
-    parsed = sa.engine.make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        return sa.create_engine(f"sqlite:///file:{Path(parsed.database).resolve()}?mode=ro&uri=true")
-    if parsed.drivername == "postgresql":
-        parsed = parsed.set(drivername="postgresql+psycopg")  # the locked driver (psycopg 3), not psycopg2
-    return sa.create_engine(parsed)
+    """A SQLAlchemy engine on the source, as gather's row-by-row path opens it (SQLite read-only)."""
+    return readers.open_source(parse_url(url))
 
 
 def _snapshot_rows() -> int:
@@ -76,7 +67,8 @@ def _snapshot_rows() -> int:
 def bare_scan() -> dict:
     params = load_params()
     chunk_rows = params.gather.chunk_rows
-    table = entity_table(load_adapter(params)[0])
+    adapter = load_adapter(params)[0]
+    table = adapter.source_tables.tables[adapter.entity_table]
     engine = open_source(config.source_url())
     with engine.connect() as connection:
         result = connection.execution_options(stream_results=True, yield_per=chunk_rows).execute(
@@ -141,7 +133,7 @@ def gather_rows() -> dict:
             rows = files.write_parquet(output, chunks(), adapter.snapshot_schema)
         finally:
             engine.dispose()
-        same = config.SNAPSHOT.exists() and files.sha256_file(output) == files.sha256_file(config.SNAPSHOT)
+        same = config.SNAPSHOT.exists() and files.file_digest(output) == files.file_digest(config.SNAPSHOT)
     return {"rows": rows, "same_bytes_as_stage": same,
             "source": sa.engine.make_url(config.source_url()).get_backend_name()}
 

@@ -89,12 +89,11 @@ class Adapter:
         return self.categorical + self.numeric
 
     @property
-    def timestamp_columns(self) -> tuple[str, ...]:
-        return tuple(f.name for f in self.snapshot_schema if pa.types.is_timestamp(f.type))
-
-    @property
     def entity_table(self) -> str:
-        """The source table whose rows become snapshot rows: the one with the id column (else the first)."""
+        """The source table whose rows become snapshot rows: the one with the id column (else the first).
+
+        Its declaration is `source_tables.tables[entity_table]`: this is the one place that picks it.
+        """
         tables = list(self.source_tables.tables.values())
         return next((table.name for table in tables if self.id in table.c), tables[0].name if tables else "?")
 

@@ -97,7 +97,7 @@ def main() -> None:
         model.fit(X, y)
     model_sha256 = artifact.save_model(normalise_threads(model), config.MODEL)
     manifest = build_manifest(
-        params, adapter, model, model_sha256, files.sha256_file(config.TRAIN_FEATURES), len(frame),
+        params, adapter, model, model_sha256, files.file_digest(config.TRAIN_FEATURES), len(frame),
         count_unknown(X, params.categories),
     )
     files.write_json(config.MANIFEST, manifest)

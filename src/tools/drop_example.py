@@ -34,8 +34,8 @@ import yaml
 
 from src.pipeline import config, lockfile
 from src.pipeline.params import ParamsError, update_params
-from src.tools.doctor import read_lock
 from src.tools.git import GitError, git
+from src.tools.lock_summary import read_pins
 
 EXAMPLE = "flights"  # the example adapter's package name, as params.yaml's dataset.adapter
 # The example's adapter, its demo builder and tests, and the template's own fork test (tests/port/: it
@@ -104,14 +104,14 @@ def relock(root: Path) -> tuple[list[str], str]:
         raise DropError(f"re-locking failed from uv's cache and from the package index ({failed}); "
                         f"requirements.in and the locks are as they were")
     for name in LOCKS:
-        old, new = read_lock(before[name]).packages, read_lock((root / name).read_text(encoding="utf-8")).packages
+        old, new = read_pins(before[name]).packages, read_pins((root / name).read_text(encoding="utf-8")).packages
         moved = sorted(f"{package} {old.get(package, '-')} -> {new.get(package, '-')}" for package in new
                        if old.get(package) != new[package])
         if moved:
             _restore(root, before)
             raise DropError(f"re-locking {name} changed other pins ({', '.join(moved)}); the locks are as they were: "
                             f"re-lock by hand with `make lock` and review the diff")
-    gone = sorted(set(read_lock(before[LOCKS[0]]).packages) - set(read_lock((root / LOCKS[0]).read_text()).packages))
+    gone = sorted(set(read_pins(before[LOCKS[0]]).packages) - set(read_pins((root / LOCKS[0]).read_text()).packages))
     return gone, where
 
 
@@ -147,7 +147,7 @@ def example_outputs(root: Path) -> list[str]:
     lock_path = root / "dvc.lock"
     if not lock_path.is_file():
         return []
-    adapters = {value for _, value in lockfile.recorded_params(lockfile.read_lock(lock_path), "dataset.adapter")}
+    adapters = {value for _, value in lockfile.recorded_params(lockfile.read_dvc_lock(lock_path), "dataset.adapter")}
     if EXAMPLE not in adapters:
         return []
     outputs = ["dvc.lock", *(str(path.relative_to(config.ROOT)) for path in GIT_TRACKED_OUTPUTS)]

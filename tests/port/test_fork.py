@@ -15,7 +15,6 @@ and links nothing from this checkout: its only data is what ingest brought in.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -26,7 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from src.pipeline import config
+from src.pipeline import config, files
 from src.tools.clones import working_clone
 from src.tools.data_version import set_as_of
 from tests.port.porting import _penguins_csv
@@ -89,8 +88,7 @@ def _penguin_files(destination: Path) -> tuple[Path, Path]:
 
 
 def _md5(path: Path) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "md5").hexdigest()
+    return files.file_digest(path, "md5")
 
 
 def _changed(repo: Path) -> list[str]:

@@ -148,9 +148,7 @@ def test_a_missing_sqlite_source_is_named(tmp_path):
 
 
 def _entity_table() -> sa.Table:
-    # As bench/probes.py: the declared source table that holds the id column, else the first.
-    tables = list(ADAPTER.source_tables.tables.values())
-    return next((table for table in tables if ADAPTER.id in table.c), tables[0])
+    return ADAPTER.source_tables.tables[ADAPTER.entity_table]
 
 
 def _unordered_ids(scramble: bool, arrow_native: bool) -> list:

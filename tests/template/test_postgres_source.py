@@ -131,7 +131,7 @@ def demo(cluster):
 
 def locked_snapshot() -> tuple[str, str, int]:
     """What dvc.lock records for the snapshot: its MD5, and the as_of and chunk size it was made with."""
-    lock = lockfile.read_lock(config.DVC_LOCK)
+    lock = lockfile.read_dvc_lock(config.DVC_LOCK)
     (_, as_of), = lockfile.recorded_params(lock, "gather.as_of")
     (_, chunk_rows), = lockfile.recorded_params(lock, "gather.chunk_rows")
     return lockfile.locked_md5(lock, SNAPSHOT), as_of, chunk_rows

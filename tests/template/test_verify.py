@@ -227,7 +227,7 @@ def test_a_non_deterministic_stage_is_caught_and_its_output_named(tiny_repo, tmp
 
 
 def test_a_committed_output_missing_from_the_cache_is_said_so(tiny_repo, tmp_path):
-    lock = lockfile.read_lock(tiny_repo / "dvc.lock")
+    lock = lockfile.read_dvc_lock(tiny_repo / "dvc.lock")
     digest = lock["stages"]["clock"]["outs"][0]["md5"]
     (tiny_repo / ".dvc" / "cache" / "files" / "md5" / digest[:2] / digest[2:]).unlink()
     report = verify(tiny_repo, report_path=tmp_path / "report.json", echo=lambda *_: None)
@@ -272,7 +272,7 @@ def recorded_gather(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _entity_table() -> sa.Table:
     """The adapter's source table keyed by its id: the history the snapshot's rows come from."""
-    return next(t for t in ADAPTER.source_tables.tables.values() if ADAPTER.id in t.c)
+    return ADAPTER.source_tables.tables[ADAPTER.entity_table]
 
 
 @pytest.mark.slow

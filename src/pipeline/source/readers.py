@@ -42,10 +42,12 @@ def open_source(source: SourceURL, scramble: bool = False) -> sa.Engine:
 
     `scramble`: SQLite hands unordered SELECTs back in reverse (scramble.py).
     """
-    target = source.url
+    target: str | sa.URL = source.url
     if source.sqlite_path is not None:
         # Read-only: a snapshot must never write to the source.
         target = f"sqlite:///file:{source.sqlite_path}?mode=ro&uri=true"
+    elif source.parsed.drivername == "postgresql":
+        target = source.parsed.set(drivername="postgresql+psycopg")  # the locked driver (psycopg 3), not psycopg2
     try:
         engine = sa.create_engine(target)
     except Exception as error:  # bad URL or missing driver
