@@ -153,8 +153,8 @@ def stages_ran(dvc_output: str) -> list[str]:
 def stage_commands(clone: Path, every: bool = False) -> dict[str, list[str]]:
     """Each measured stage's command as dvc.yaml gives it (what `dvc repro` runs), as argv.
 
-    `every`: all of dvc.yaml's stages in its order (checks such as a params
-    the params check included), for the comparison with `dvc repro --force`.
+    `every`: all of dvc.yaml's stages in its order (the params check
+    included), for the comparison with `dvc repro --force`.
     """
     stages = yaml.safe_load((clone / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
     return {name: shlex.split(stage["cmd"]) for name, stage in stages.items() if every or name in STAGES}

@@ -298,6 +298,34 @@ def _insert(connection: sqlite3.Connection, table: str, frame: pd.DataFrame) -> 
     frame.to_sql(table, connection, if_exists="append", index=False)
 
 
+def _fill(connection: sqlite3.Connection, data: dict[str, pd.DataFrame], versions: dict[str, pd.DataFrame],
+          meta: dict[str, str], scale: int) -> dict[str, int]:
+    """Create the tables in the empty database behind `connection` and insert every row; return row counts."""
+    # No journal, no fsync: a failed build is thrown away, not recovered.
+    connection.execute("PRAGMA journal_mode=OFF")
+    connection.execute("PRAGMA synchronous=OFF")
+    for statement in _ddl(TABLES, indexes=False) + _ddl(REFERENCE_TABLES, indexes=False):
+        connection.execute(statement)
+    # One generator, drawn in a fixed order: the same shuffle every build.
+    rng = np.random.default_rng(SHUFFLE_SEED)
+    inserted = {"flights": 0, "weather": 0}
+    # Copy by copy, so memory stays that of one copy at any scale.
+    for k in range(scale):
+        for table, id_column in (("flights", "version_id"), ("weather", "weather_id")):
+            rows = shuffled(replicate(versions[table], k), rng, id_column, first_id=inserted[table] + 1)
+            _insert(connection, table, rows)
+            inserted[table] += len(rows)
+    _insert(connection, "planes", shuffled(versions["planes"], rng, "plane_version_id"))
+    _insert(connection, "airlines", data["airlines"])
+    _insert(connection, "airports", data["airports"])
+    _insert(connection, "source_meta", pd.DataFrame(sorted(meta.items()), columns=["key", "value"]))
+    for statement in _ddl(TABLES, indexes=True):
+        connection.execute(statement)
+    connection.commit()
+    return {table: connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            for table in ("flights", "weather", "planes", "airlines", "airports")}
+
+
 def build(output_path: Path | str = config.SOURCE_DB, scale: int = 1,
           correction_percent: int = CORRECTION_PERCENT) -> dict[str, int]:
     """Write the database to output_path atomically; return row counts per table."""
@@ -328,32 +356,7 @@ def build(output_path: Path | str = config.SOURCE_DB, scale: int = 1,
     try:
         connection = sqlite3.connect(temporary)
         try:
-            # No journal, no fsync: a failed build is thrown away, not recovered.
-            connection.execute("PRAGMA journal_mode=OFF")
-            connection.execute("PRAGMA synchronous=OFF")
-            for statement in _ddl(TABLES, indexes=False) + _ddl(REFERENCE_TABLES, indexes=False):
-                connection.execute(statement)
-            # One generator, drawn in a fixed order: the same shuffle every build.
-            rng = np.random.default_rng(SHUFFLE_SEED)
-            inserted = {"flights": 0, "weather": 0}
-            # Copy by copy, so memory stays that of one copy at any scale.
-            for k in range(scale):
-                for table, versions, id_column in (("flights", flights, "version_id"),
-                                                   ("weather", weather, "weather_id")):
-                    rows = shuffled(replicate(versions, k), rng, id_column,
-                                    first_id=inserted[table] + 1)
-                    _insert(connection, table, rows)
-                    inserted[table] += len(rows)
-            _insert(connection, "planes", shuffled(planes, rng, "plane_version_id"))
-            _insert(connection, "airlines", data["airlines"])
-            _insert(connection, "airports", data["airports"])
-            _insert(connection, "source_meta",
-                    pd.DataFrame(sorted(meta.items()), columns=["key", "value"]))
-            for statement in _ddl(TABLES, indexes=True):
-                connection.execute(statement)
-            connection.commit()
-            counts = {table: connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-                      for table in ("flights", "weather", "planes", "airlines", "airports")}
+            counts = _fill(connection, data, {"flights": flights, "weather": weather, "planes": planes}, meta, scale)
         finally:
             connection.close()
         os.replace(temporary, output_path)

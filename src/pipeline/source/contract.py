@@ -125,8 +125,6 @@ def contract_query(layout: HistoryLayout, duplicates: bool = True,
         previous = "o.previous_version"
     else:
         rows, broken, previous = f"{layout.table} AS o", nulls, f"o.{version}"
-    # Aggregates, not NULLs: PostgreSQL types a NULL in a subquery as text, and UNION then refuses it.
-    lowest = ", ".join(f"MIN(d.{name}) AS {name}" for name in key)
     first_broken = f"""
 SELECT * FROM (
     SELECT {problem} AS problem, {selected}, o.{version} AS version, o.{recorded} AS recorded,
@@ -137,7 +135,18 @@ SELECT * FROM (
     LIMIT 1
 ) AS first_broken
 """
-    first_duplicate = f"""
+    first_duplicate = _first_duplicate(layout)
+    if not checked and not layout.in_append_order:
+        return first_duplicate
+    return first_broken + ("UNION ALL" + first_duplicate if duplicates else "")
+
+
+def _first_duplicate(layout: HistoryLayout) -> str:
+    """The query for the lowest version id that more than one row holds (with how many, and the lowest key)."""
+    version = layout.version
+    # Aggregates, not NULLs: PostgreSQL types a NULL in a subquery as text, and UNION then refuses it.
+    lowest = ", ".join(f"MIN(d.{name}) AS {name}" for name in layout.key)
+    return f"""
 SELECT * FROM (
     SELECT 'duplicate' AS problem, {lowest}, d.{version} AS version, CAST(COUNT(*) AS TEXT) AS recorded,
         MIN(d.{version}) AS previous_version
@@ -149,9 +158,6 @@ SELECT * FROM (
     LIMIT 1
 ) AS first_duplicate
 """
-    if not checked and not layout.in_append_order:
-        return first_duplicate
-    return first_broken + ("UNION ALL" + first_duplicate if duplicates else "")
 
 
 def moment_query(layout: HistoryLayout, version: int) -> str:
