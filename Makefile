@@ -17,27 +17,12 @@ SOURCE_DB := data/source/source.sqlite
 STAMP := $(VENV)/.installed-from-lock
 
 .PHONY: help setup source repro test test-unit lint categories lock clean clean-venv
+.DEFAULT_GOAL := help
 
+## list every target with what it does (from the `## ` line above each target)
 help:
-	@echo "make repro        set up .venv, build the demo source if missing, run dvc repro"
-	@echo "make test         set up .venv and the demo source, run the tests (two workers)"
-	@echo "make test-unit    the fast tests only (no pipeline runs in clones)"
-	@echo "make lint         ruff check (rules in pyproject.toml)"
-	@echo "make clean        delete caches and scratch files; keeps .venv, data, the DVC cache and outputs"
-	@echo "make categories   record category lists and classes of the training data into params.yaml"
-	@echo "make exps         the experiments table: headline metrics, best first, and the params that differ"
-	@echo "make notebook     JupyterLab on notebooks/explore.ipynb (a locked run through dvc.api; docs/notebook.md)"
-	@echo "make source [SCALE=N]  (re)build the adapter's demo source database"
-	@echo "make new-adapter NAME=..  the skeleton of your own dataset adapter, its tests and params (docs/adapt.md)"
-	@echo "make drop-example  remove the flights example, its package and outputs (after new-adapter)"
-	@echo "make ingest FILE=.. TABLE=.. ID=.. [RECORDED_AT=..] [PARSE_DATES=col,..]  append a CSV/Parquet table to the source history"
-	@echo "make lock         re-pin requirements.in into requirements.lock and the serving lock (hashes); prints what changed"
-	@echo "make setup        create .venv from requirements.lock, or sync it in place after the lock changed"
-	@echo "make verify [REV=..] [VARY=1]  rebuild a commit in a fresh clone and compare dvc.lock"
-	@echo "make doctor       compare this environment with requirements.lock and the manifest"
-	@echo "make data-version AS_OF=YYYY-MM-DD / data-restore REF=data/YYYY-MM-DD|<branch> / data-versions"
-	@echo "make serve / make predict INPUT=.. OUTPUT=..  deploy the verified model"
-	@echo "make bench [BENCH_QUICK=1]  measure speed and memory against same-run references"
+	@awk '/^## /{doc = substr($$0, 4); next} /^[a-zA-Z_-]+:/{if (doc != "") {split($$0, name, ":"); \
+	  printf "make %-15s %s\n", name[1], doc}; doc = ""}' $(MAKEFILE_LIST)
 
 # The stamp holds a copy of the lock the venv was installed from; a checkout
 # that merely touched the lock keeps the venv as it is. uv installs the lock
@@ -83,6 +68,7 @@ $(STAMP): requirements.lock
 	fi; \
 	cp requirements.lock $(STAMP)
 
+## create .venv from requirements.lock, or sync it in place after the lock changed
 setup: $(STAMP)
 
 # The source history, when SOURCE_URL is unset (a set SOURCE_URL means the
@@ -99,6 +85,7 @@ the remote: dvc push it from the machine that ingested it (docs/remotes.md)" >&2
 	else $(BIN)/python -m src.tools.source --scale $(SCALE) --output $(SOURCE_DB); fi
 
 # Explicit `make source` always rebuilds (e.g. at another SCALE).
+## (re)build the adapter's demo source database [SCALE=N]
 source: $(STAMP)
 	$(BIN)/python -m src.tools.source --scale $(SCALE) --output $(SOURCE_DB)
 
@@ -106,6 +93,7 @@ source: $(STAMP)
 # The params check comes first, before DVC reads params.yaml (DVC cannot read
 # an unquoted date) and before it deletes any stage's outputs: a typo leaves
 # the deployed model in place (src/pipeline/check_params.py; docs/faults.md).
+## set up .venv, build the demo source if missing, check params.yaml, run dvc repro
 repro: $(STAMP) $(SOURCE_DB)
 	$(BIN)/python -m src.pipeline.check_params --check --recorded
 	$(BIN)/dvc repro $(REPRO_FLAGS)
@@ -115,14 +103,17 @@ repro: $(STAMP) $(SOURCE_DB)
 # end-to-end tests spend most of their time in dvc subprocesses.
 # -rfEs lists every failed, erroring and skipped test (with its reason) at the end.
 # PYTEST_ARGS adds pytest options (e.g. --ignore=FILE).
+## set up .venv and the demo source, run every test (two workers)
 test: $(STAMP) $(SOURCE_DB)
 	$(BIN)/python -m pytest -q -rfEs -n 2 --dist loadfile $(PYTEST_ARGS) tests
 
 # The fast set on two workers: generic code on tiny frames, no pipeline run in a clone.
+## the fast tests only (no pipeline runs in clones)
 test-unit: $(STAMP) $(SOURCE_DB)
 	$(BIN)/python -m pytest -q -rfEs -n 2 -m "not slow" tests
 
 # Checked before `dvc repro featurize` reads params.yaml; not the recorded lists (this writes them).
+## record category lists and classes of the training data into params.yaml
 categories: $(STAMP) $(SOURCE_DB)
 	$(BIN)/python -m src.pipeline.check_params --check
 	$(BIN)/python -m src.tools.categories
@@ -130,6 +121,7 @@ categories: $(STAMP) $(SOURCE_DB)
 # The experiments table that fits a terminal (src/tools/exps.py; docs/sweeps.md):
 # it prints the `dvc exp show` command it runs, to reuse and adapt.
 .PHONY: exps
+## the experiments table: headline metrics, best first, and the params that differ
 exps: $(STAMP)
 	@$(BIN)/python -m src.tools.exps
 
@@ -138,6 +130,7 @@ exps: $(STAMP)
 # notebook's paired script too. Jupyter refuses to run as root without
 # --allow-root (containers, CI machines). NOTEBOOK_FLAGS adds options (--port=8889).
 .PHONY: notebook
+## JupyterLab on notebooks/explore.ipynb (a locked run read through dvc.api; docs/notebook.md)
 notebook: $(STAMP)
 	$(BIN)/jupyter lab --ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/notebooks/explore.ipynb \
 	  $(if $(filter 0,$(shell id -u)),--allow-root) $(NOTEBOOK_FLAGS)
@@ -145,14 +138,17 @@ notebook: $(STAMP)
 # A fork's own adapter (src/tools/scaffold.py) and, once it is in use, the
 # example's removal (src/tools/drop_example.py); docs/adapt.md.
 .PHONY: new-adapter drop-example
+## the skeleton of your own dataset adapter, its tests and params: NAME=.. (docs/adapt.md)
 new-adapter: $(STAMP)
 	$(if $(NAME),,$(error NAME is missing: make new-adapter NAME=your_data_set))
 	$(BIN)/python -m src.tools.scaffold $(NAME)
 
+## remove the flights example, its package and outputs (after new-adapter)
 drop-example: $(STAMP)
 	$(BIN)/python -m src.tools.drop_example
 
 .PHONY: ingest
+## append a CSV/Parquet table to the source history: FILE=.. TABLE=.. ID=.. [RECORDED_AT=..] [PARSE_DATES=col,..]
 ingest: $(STAMP)
 	$(if $(and $(FILE),$(TABLE),$(ID)),,$(error make ingest FILE=table.csv TABLE=name ID=id_column [RECORDED_AT=column|YYYY-MM-DD] [PARSE_DATES=column,...]))
 	$(BIN)/python -m src.tools.ingest $(FILE) --table $(TABLE) --id $(ID) $(if $(RECORDED_AT),--recorded-at $(RECORDED_AT)) \
@@ -164,6 +160,7 @@ ingest: $(STAMP)
 # prints what changed against the lock as it was. The next make target syncs .venv.
 # The arguments' order is the one uv records in each lock's header: keep it.
 LOCK_FLAGS := --generate-hashes --no-emit-index-url --no-emit-find-links --python-version 3.11
+## re-pin requirements.in into requirements.lock and the serving lock (hashes); prints what changed
 lock: $(STAMP)
 	@set -e; before=$$(mktemp); trap 'rm -f "$$before"' EXIT; cp requirements.lock "$$before"; \
 	$(BIN)/uv pip compile -q requirements.in $(LOCK_FLAGS) -o requirements.lock; \
@@ -171,6 +168,7 @@ lock: $(STAMP)
 	$(BIN)/python -m src.tools.lock_summary "$$before" requirements.lock requirements-serving.lock
 	@echo "lock: commit requirements.in and both locks; any make target (make setup) then syncs .venv to them"
 
+## ruff check (rules in pyproject.toml)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
@@ -178,10 +176,12 @@ lint: $(STAMP)
 # caches, `dvc plots show` pages, the benchmark's scaled sources. Kept: .venv
 # (make clean-venv), data/source (make source rebuilds it), .dvc/cache and every
 # file DVC tracks (the run-cache and outputs are what makes repro instant).
+## delete caches and scratch files; keeps .venv, data, the DVC cache and outputs
 clean:
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 	rm -rf .pytest_cache .ruff_cache dvc_plots bench/.cache
 
+## delete .venv (the next target rebuilds it from requirements.lock)
 clean-venv:
 	rm -rf $(VENV)
 
@@ -190,9 +190,11 @@ clean-venv:
 # fresh temporary clone and compare its dvc.lock path by path; VARY=1 repeats
 # it under perturbed environments. make doctor: environment vs requirements.lock.
 .PHONY: verify doctor
+## rebuild a commit in a fresh clone and compare dvc.lock [REV=..] [VARY=1]
 verify: $(STAMP) $(SOURCE_DB)
 	$(BIN)/python -m src.tools.verify --rev $(or $(REV),HEAD) $(if $(filter 1,$(VARY)),--vary)
 
+## compare this environment with requirements.lock and the manifest
 doctor: $(STAMP)
 	$(BIN)/python -m src.tools.doctor
 
@@ -203,14 +205,17 @@ doctor: $(STAMP)
 # make data-restore REF=data/2013-06-30 (a tag; TAG= works too) or REF=main (a
 # branch): check it out and bring its data from the cache or the remote.
 .PHONY: data-version data-restore data-versions
+## cut a data version: AS_OF=YYYY-MM-DD (dvc repro in a worktree, commit, push, tag)
 data-version: $(STAMP) $(SOURCE_DB)
 	$(if $(AS_OF),,$(error AS_OF is missing: make data-version AS_OF=YYYY-MM-DD))
 	$(BIN)/python -m src.tools.data_version cut $(AS_OF)
 
+## check out a data version or branch and bring its data: REF=data/YYYY-MM-DD|<branch>
 data-restore: $(STAMP)
 	$(if $(or $(REF),$(TAG)),,$(error REF is missing: make data-restore REF=data/YYYY-MM-DD or REF=<branch> (see make data-versions)))
 	$(BIN)/python -m src.tools.data_version restore $(or $(REF),$(TAG))
 
+## list the data versions (tags data/*)
 data-versions:
 	@git tag --list 'data/*' -n1
 
@@ -224,6 +229,7 @@ BENCH_SCALES ?= 1 10
 BENCH_SWEEP ?= 8
 BENCH_QUICK ?= 0
 .PHONY: bench
+## measure speed and memory against same-run references [BENCH_QUICK=1]
 bench: $(STAMP) $(SOURCE_DB)
 	$(BIN)/python -m bench.run $(if $(filter 1,$(BENCH_QUICK)),--quick,--repeats $(BENCH_REPEATS) \
 	  --scales "$(BENCH_SCALES)" --sweep $(BENCH_SWEEP))
@@ -237,9 +243,11 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 ALLOW_MISMATCH_FLAG = $(if $(filter 1,$(ALLOW_VERSION_MISMATCH)),--allow-version-mismatch)
 .PHONY: serve predict
+## serve the verified model over HTTP [HOST=.. PORT=..]
 serve: $(STAMP)
 	$(BIN)/python -m src.serving.serve --host $(HOST) --port $(PORT) $(ALLOW_MISMATCH_FLAG)
 
+## batch predictions with the verified model: INPUT=.. OUTPUT=..
 predict: $(STAMP)
 	$(if $(INPUT),,$(error INPUT is missing: make predict INPUT=rows.csv|rows.parquet OUTPUT=predictions.csv|predictions.parquet))
 	$(if $(OUTPUT),,$(error OUTPUT is missing: make predict INPUT=rows.csv|rows.parquet OUTPUT=predictions.csv|predictions.parquet))

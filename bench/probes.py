@@ -45,27 +45,19 @@ import sqlalchemy as sa
 
 from src.pipeline import config, files
 from src.pipeline.adapter import Adapter
-from src.pipeline.history import TIME_FORMAT
-from src.pipeline.params import as_of_timestamp, load_adapter, load_params
+from src.pipeline.dataset import load_adapter
+from src.pipeline.params import load_params
+from src.pipeline.source import readers
+from src.pipeline.source.moments import TIME_FORMAT
+from src.pipeline.source.url import parse_url
 
 RESULT_PREFIX = "BENCH-RESULT "
 SQL_CHUNK_ROWS = 50_000
 
 
-def entity_table(adapter: Adapter) -> sa.Table:
-    """The source table whose rows become snapshot rows: the one with the id column."""
-    tables = list(adapter.source_tables.tables.values())
-    return next((table for table in tables if adapter.id in table.c), tables[0])
-
-
 def open_source(url: str) -> sa.Engine:
-    """A SQLAlchemy engine on the source, SQLite read-only as gather opens it (the probes' own, not gather's)."""
-    parsed = sa.engine.make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        return sa.create_engine(f"sqlite:///file:{Path(parsed.database).resolve()}?mode=ro&uri=true")
-    if parsed.drivername == "postgresql":
-        parsed = parsed.set(drivername="postgresql+psycopg")  # the locked driver (psycopg 3), not psycopg2
-    return sa.create_engine(parsed)
+    """A SQLAlchemy engine on the source, as gather's row-by-row path opens it (SQLite read-only)."""
+    return readers.open_source(parse_url(url))
 
 
 def _snapshot_rows() -> int:
@@ -75,7 +67,8 @@ def _snapshot_rows() -> int:
 def bare_scan() -> dict:
     params = load_params()
     chunk_rows = params.gather.chunk_rows
-    table = entity_table(load_adapter(params)[0])
+    adapter = load_adapter(params)[0]
+    table = adapter.source_tables.tables[adapter.entity_table]
     engine = open_source(config.source_url())
     with engine.connect() as connection:
         result = connection.execution_options(stream_results=True, yield_per=chunk_rows).execute(
@@ -91,7 +84,7 @@ def bare_scan() -> dict:
 def query_scan() -> dict:
     params = load_params()
     adapter, _ = load_adapter(params)
-    as_of = as_of_timestamp(params.gather.as_of)
+    as_of = params.gather.moment
     engine = open_source(config.source_url())
     with engine.connect() as connection:
         started = time.perf_counter()
@@ -129,7 +122,7 @@ def gather_rows() -> dict:
     def chunks():
         with engine.connect() as connection:
             result = connection.execution_options(stream_results=True, yield_per=chunk_rows).execute(
-                sa.text(adapter.snapshot_query), {"as_of": as_of_timestamp(params.gather.as_of)})
+                sa.text(adapter.snapshot_query), {"as_of": params.gather.moment})
             columns = list(result.keys())
             for rows in result.partitions(chunk_rows):
                 yield _rows_to_arrow(columns, rows, adapter.snapshot_schema)
@@ -140,7 +133,7 @@ def gather_rows() -> dict:
             rows = files.write_parquet(output, chunks(), adapter.snapshot_schema)
         finally:
             engine.dispose()
-        same = config.SNAPSHOT.exists() and files.sha256_file(output) == files.sha256_file(config.SNAPSHOT)
+        same = config.SNAPSHOT.exists() and files.file_digest(output) == files.file_digest(config.SNAPSHOT)
     return {"rows": rows, "same_bytes_as_stage": same,
             "source": sa.engine.make_url(config.source_url()).get_backend_name()}
 
@@ -214,10 +207,10 @@ def predict(single_calls: int = 300, warmup: int = 20, batch_repeats: int = 3) -
 def load_history() -> dict:
     """Copy the demo source's declared tables into the database SOURCE_URL names, the way `source --url` does.
 
-    Through src.pipeline.history.copy_tables (COPY into PostgreSQL, indexes
+    Through src.pipeline.source.copy.copy_tables (COPY into PostgreSQL, indexes
     afterwards, ANALYZE), from the demo file already built: no second build.
     """
-    from src.pipeline.history import copy_tables
+    from src.pipeline.source.copy import copy_tables
 
     adapter, _ = load_adapter(load_params())
     copied = copy_tables(f"sqlite:///{config.SOURCE_DB.resolve()}", config.source_url(), adapter.source_tables)

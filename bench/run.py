@@ -47,10 +47,11 @@ import yaml
 
 from bench import stats
 from bench.probes import RESULT_PREFIX
-from src.pipeline import config
+from src.pipeline import config, files
 from src.pipeline.adapter import PACKAGE as DATASETS_PACKAGE
-from src.pipeline.history import RECORDED_AT
-from src.pipeline.params import load_adapter, load_params, update_params
+from src.pipeline.dataset import load_adapter
+from src.pipeline.params import load_params, update_params
+from src.pipeline.source.history import RECORDED_AT
 from src.tools.clones import working_clone
 from src.tools.venv import venv_env
 
@@ -152,8 +153,8 @@ def stages_ran(dvc_output: str) -> list[str]:
 def stage_commands(clone: Path, every: bool = False) -> dict[str, list[str]]:
     """Each measured stage's command as dvc.yaml gives it (what `dvc repro` runs), as argv.
 
-    `every`: all of dvc.yaml's stages in its order (checks such as a params
-    the params check included), for the comparison with `dvc repro --force`.
+    `every`: all of dvc.yaml's stages in its order (the params check
+    included), for the comparison with `dvc repro --force`.
     """
     stages = yaml.safe_load((clone / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
     return {name: shlex.split(stage["cmd"]) for name, stage in stages.items() if every or name in STAGES}
@@ -170,9 +171,7 @@ def package_digest(package: Path) -> str:
     """SHA-256 over a package's files (names and bytes), caches excluded."""
     digest = hashlib.sha256()
     for path in sorted(p for p in package.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-        with open(path, "rb") as handle:
-            file_digest = hashlib.file_digest(handle, "sha256").hexdigest()
-        digest.update(f"{path.relative_to(package).as_posix()} {file_digest}\n".encode())
+        digest.update(f"{path.relative_to(package).as_posix()} {files.file_digest(path)}\n".encode())
     return digest.hexdigest()
 
 
@@ -203,7 +202,7 @@ def scaled_source(scale: int) -> Path:
 def last_recorded_day(database: Path) -> str:
     """The day of the newest version in the source: as_of for a scaled source, so every copy is read.
 
-    The day, not the moment: a bare date means the end of that day (src/pipeline/history.py).
+    The day, not the moment: a bare date means the end of that day (src/pipeline/source/history.py).
     """
     adapter, _ = load_adapter(load_params())
     tables = [table for table in adapter.source_tables.tables.values() if RECORDED_AT in table.c]
@@ -334,7 +333,7 @@ def postgres_section(bench: Bench, clone: Path) -> None:
         print(f"postgres: skipped: {bench.skipped['postgres']}", flush=True)
         return
     snapshot = clone / config.SNAPSHOT.relative_to(config.ROOT)
-    sqlite_md5 = md5_file(snapshot)
+    sqlite_md5 = files.file_digest(snapshot, "md5")
     with postgres.running_cluster() as cluster:
         url = cluster.url()
         env = clone_env(clone, **{config.SOURCE_URL_ENV: url})
@@ -349,15 +348,11 @@ def postgres_section(bench: Bench, clone: Path) -> None:
                                   repeat, env=env, timeout=POSTGRES_TIMEOUT_S)
                 else:
                     bench.measure("postgres", name, step, clone, 1, repeat, env=env, timeout=POSTGRES_TIMEOUT_S)
-                    bench.runs[-1]["same_bytes_as_sqlite"] = snapshot.exists() and md5_file(snapshot) == sqlite_md5
+                    same = snapshot.exists() and files.file_digest(snapshot, "md5") == sqlite_md5
+                    bench.runs[-1]["same_bytes_as_sqlite"] = same
         bench.profiles["postgres cluster"] = cluster.report()
     # Back to the SQLite snapshot, whatever the PostgreSQL runs left.
     sh(command, cwd=clone, env=clone_env(clone))
-
-
-def md5_file(path: Path) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "md5").hexdigest()
 
 
 def pq_rows(path: Path) -> int:

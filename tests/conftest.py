@@ -33,8 +33,8 @@ from src.tools.clones import working_clone
 ROOT = config.ROOT
 
 
-def venv_env(**extra: str | None) -> dict[str, str]:
-    """The environment a stage sees under `make`: the venv's python first on PATH.
+def project_env(**extra: str | None) -> dict[str, str]:
+    """The environment a stage sees under `make`: this project's venv first on PATH (src.tools.venv.venv_env).
 
     This process's SOURCE_URL, if set, is kept: a fork whose source is a
     database server is tested against it. A test that needs another source, or
@@ -45,7 +45,7 @@ def venv_env(**extra: str | None) -> dict[str, str]:
 
 def run(args: list[str], cwd: Path, check: bool = True, **extra_env: str | None) -> subprocess.CompletedProcess:
     """Run a command, capturing text output; on failure show it in the assertion (None unsets a variable)."""
-    result = subprocess.run(args, cwd=cwd, env=venv_env(**extra_env), text=True, capture_output=True)
+    result = subprocess.run(args, cwd=cwd, env=project_env(**extra_env), text=True, capture_output=True)
     if check and result.returncode != 0:
         raise AssertionError(
             f"{' '.join(args)} exited {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"

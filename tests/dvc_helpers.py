@@ -5,22 +5,20 @@ test can say "identical" in the strongest sense: every file of every output.
 """
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
 
-from src.pipeline import lockfile
+from src.pipeline import files, lockfile
 from src.tools.git import git_succeeds
 
 
 def lock_outputs(root: Path) -> list[str]:
     """Every output path that the clone's dvc.lock records, in stage order."""
-    return lockfile.outputs(lockfile.read_lock(root / "dvc.lock"))
+    return lockfile.outputs(lockfile.read_dvc_lock(root / "dvc.lock"))
 
 
 def _sha256(path: Path) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
+    return files.file_digest(path)
 
 
 def output_hashes(root: Path) -> dict[str, str]:

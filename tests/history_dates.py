@@ -3,7 +3,7 @@
 The tests that build data versions, sweep `gather.as_of` or share experiments need
 dates at which the source holds a snapshot the pipeline can learn from. They take
 them from the history itself (the `recorded_at` column that every table of the
-adapter's `source_tables` has: src/pipeline/history.py), never from the example's
+adapter's `source_tables` has: src/pipeline/source/history.py), never from the example's
 calendar, so a fork's history works as well as the flights one.
 
 A *moment* is a distinct date (YYYY-MM-DD, UTC) on which the history recorded
@@ -35,9 +35,13 @@ from collections.abc import Iterable
 import pytest
 import sqlalchemy as sa
 
-from src.pipeline import config, gather
-from src.pipeline.history import RECORDED_AT
-from src.pipeline.params import as_of_timestamp, load_adapter, load_params
+from src.pipeline import config
+from src.pipeline.dataset import load_adapter
+from src.pipeline.params import load_params
+from src.pipeline.source import readers
+from src.pipeline.source.history import RECORDED_AT
+from src.pipeline.source.moments import as_of_timestamp
+from src.pipeline.source.url import parse_url, shown_url
 
 # Rows per read when probing a snapshot: the probes read early, small snapshots.
 PROBE_CHUNK_ROWS = 50_000
@@ -55,7 +59,7 @@ def recorded_dates(url: str | None = None) -> list[str]:
     day = functools.partial(sa.func.substr, sa.literal_column(RECORDED_AT), 1, 10)
     union = sa.union(*[sa.select(day().label("day")).select_from(sa.table(table.name))
                        for table in adapter.source_tables.sorted_tables]).subquery()
-    engine = gather.open_source(url)
+    engine = readers.open_source(parse_url(url))
     try:
         with engine.connect() as connection:
             days = [row[0] for row in connection.execute(sa.select(union.c.day).distinct().order_by(union.c.day))]
@@ -83,12 +87,12 @@ def snapshot_counts(as_of: str, url: str | None = None) -> tuple[int, int, int]:
 
 def _snapshot_tables(url: str, adapter, as_of: str):
     """The snapshot's tables as gather reads them: through ADBC where it can, else row by row."""
-    if gather.locate(url).backend in gather.ARROW_DRIVERS:
+    if parse_url(url).backend in readers.ARROW_DRIVERS:
         try:
-            return list(gather.read_arrow(url, adapter, as_of, PROBE_CHUNK_ROWS))
-        except gather._TypedFromFirstBatch:  # as gather does: the same values, read row by row
+            return list(readers.read_arrow(parse_url(url), adapter, as_of, PROBE_CHUNK_ROWS))
+        except readers.TypedFromFirstBatch:  # as gather does: the same values, read row by row
             pass
-    return list(gather.read_rows(url, adapter, as_of, PROBE_CHUNK_ROWS))
+    return list(readers.read_rows(parse_url(url), adapter, as_of, PROBE_CHUNK_ROWS))
 
 
 def _learnable(as_of: str) -> bool:
@@ -100,7 +104,7 @@ def moments() -> tuple[str, ...]:
     """Every recorded date from the first with a learnable snapshot on, oldest first (cached per session)."""
     days = recorded_dates()
     if not days:
-        pytest.fail(f"the source history ({gather.locate(config.source_url()).shown}) records nothing "
+        pytest.fail(f"the source history ({shown_url(config.source_url())}) records nothing "
                     "up to today: ingest data first (python -m src.tools.ingest)")
     # The first learnable date, by galloping then bisecting, so only small early snapshots are read
     # (a later snapshot holds every row an earlier one does).

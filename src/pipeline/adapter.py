@@ -10,12 +10,14 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
-import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:  # an adapter's package imports SQLAlchemy to declare its tables; the contract need not
+    import sqlalchemy as sa
 
 # The placeholder that every value not on a recorded category list (and every
 # missing value) is mapped to before encoding: one explicit unknown bucket.
@@ -77,7 +79,9 @@ class Adapter:
     params_model: type[BaseModel] = NoParams  # the adapter's own params section (dataset:)
     # Builds a demo source: a SQLite file at a path (`make source`); `python -m
     # src.tools.source --url URL` copies its tables to any database. None when
-    # the data arrives another way (e.g. `python -m src.tools.ingest`).
+    # the data arrives another way (e.g. `python -m src.tools.ingest`). Keep the
+    # builder under src/demos/ and import it by name inside this function: the
+    # stages then do not depend on it (the example's does so).
     build_demo_source: Callable[..., dict[str, int]] | None = None
 
     @property
@@ -85,12 +89,11 @@ class Adapter:
         return self.categorical + self.numeric
 
     @property
-    def timestamp_columns(self) -> tuple[str, ...]:
-        return tuple(f.name for f in self.snapshot_schema if pa.types.is_timestamp(f.type))
-
-    @property
     def entity_table(self) -> str:
-        """The source table whose rows become snapshot rows: the one with the id column (else the first)."""
+        """The source table whose rows become snapshot rows: the one with the id column (else the first).
+
+        Its declaration is `source_tables.tables[entity_table]`: this is the one place that picks it.
+        """
         tables = list(self.source_tables.tables.values())
         return next((table.name for table in tables if self.id in table.c), tables[0].name if tables else "?")
 

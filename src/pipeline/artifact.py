@@ -161,10 +161,10 @@ def _parse_manifest(payload: bytes, path: Path) -> dict[str, Any]:
     return manifest
 
 
-def read_lock(path: Path) -> dict[str, Any]:
+def dvc_lock(path: Path) -> dict[str, Any]:
     """The parsed dvc.lock, or an ArtifactError naming what is wrong with it."""
     try:
-        return lockfile.read_lock(path)
+        return lockfile.read_dvc_lock(path)
     except lockfile.LockError as error:
         raise ArtifactError(str(error)) from None
 
@@ -213,7 +213,7 @@ def load_model(
     """
     manifest_bytes = _manifest_bytes(manifest_path)
     if lock_path is not None:
-        lock = read_lock(lock_path)
+        lock = dvc_lock(lock_path)
         _check_locked(manifest_bytes, manifest_path, lock, lock_path)
     manifest = _parse_manifest(manifest_bytes, manifest_path)
     try:

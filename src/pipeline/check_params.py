@@ -23,7 +23,8 @@ import argparse
 import sys
 
 from src.pipeline import config, files
-from src.pipeline.params import ParamsError, check_recorded, load_adapter, load_params
+from src.pipeline.dataset import check_recorded, load_adapter
+from src.pipeline.params import ParamsError, load_params
 
 MARKER = config.PARAMS_CHECKED_MARKER
 MARKER_TEXT = ("params.yaml passed the schema check of src/pipeline/check_params.py. The pipeline's first stage\n"

@@ -42,8 +42,9 @@ from sklearn.inspection import permutation_importance
 from threadpoolctl import threadpool_limits
 
 from src.pipeline import artifact, config, files
+from src.pipeline.dataset import check_recorded, load_adapter
 from src.pipeline.model import count_unknown, thread_limits
-from src.pipeline.params import ParamsError, check_recorded, load_adapter, load_params
+from src.pipeline.params import ParamsError, load_params
 from src.pipeline.predictions import is_binary, predictions_frame, predictions_schema
 
 

@@ -22,8 +22,9 @@ import pandas as pd
 
 from src.pipeline import config, files
 from src.pipeline.adapter import Adapter
+from src.pipeline.dataset import load_adapter
 from src.pipeline.ids import splitmix64
-from src.pipeline.params import ParamsError, load_adapter, load_params
+from src.pipeline.params import ParamsError, load_params
 
 # Snapshot rows per chunk: bounds the memory of one chunk's derivation (at 10x
 # the example, peaks of 0.70-0.73 GiB from 25,000 to 100,000 rows, 0.92 GiB at

@@ -263,9 +263,7 @@ def write_json(path: Path, data: object) -> None:
         handle.write("\n")
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
+def file_digest(path: Path, algorithm: str = "sha256") -> str:
+    """The hex digest of a file's bytes: SHA-256 for the manifest, MD5 as dvc.lock records it (DVC 3)."""
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, algorithm).hexdigest()

@@ -27,7 +27,7 @@ def parse_lock(text: str, source: str = "dvc.lock") -> dict[str, Any]:
     return lock
 
 
-def read_lock(path: Path) -> dict[str, Any]:
+def read_dvc_lock(path: Path) -> dict[str, Any]:
     """The parsed dvc.lock at `path`."""
     try:
         text = Path(path).read_text(encoding="utf-8")

@@ -14,14 +14,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-import pyarrow as pa
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from src.pipeline import adapter as adapter_module
 from src.pipeline import config
-from src.pipeline.adapter import UNKNOWN, Adapter
-from src.pipeline.history import as_of_text, refuse_future
+from src.pipeline.adapter import UNKNOWN
+from src.pipeline.source.moments import as_of_timestamp, refuse_future
 
 ModelName = Literal["hist_gradient_boosting", "logistic_regression", "random_forest", "stacking"]
 BaseModelName = Literal["hist_gradient_boosting", "logistic_regression", "random_forest"]
@@ -36,7 +44,7 @@ class _Section(BaseModel):
 
 
 class Dataset(BaseModel):
-    # The adapter's own keys are checked by its params_model (load_adapter).
+    # The adapter's own keys are checked by its params_model (src/pipeline/dataset.py, load_adapter).
     model_config = ConfigDict(extra="allow", strict=True, frozen=True)
     adapter: str
 
@@ -45,6 +53,8 @@ class Gather(_Section):
     # ISO date or UTC timestamp; a bare date means the end of that day (UTC).
     as_of: str
     chunk_rows: int = Field(gt=0)
+    # as_of as the source's timestamp text, parsed once here: gather binds it, tools read it.
+    _moment: str = PrivateAttr()
 
     @field_validator("as_of", mode="before")
     @classmethod
@@ -57,11 +67,20 @@ class Gather(_Section):
     @field_validator("as_of")
     @classmethod
     def _parse_as_of(cls, value: str) -> str:
-        moment = as_of_timestamp(value)  # raises ValueError with the accepted formats
         # Rows can still be recorded at or before a future moment, so the
         # same as_of would give another snapshot tomorrow.
-        refuse_future(moment)
+        refuse_future(as_of_timestamp(value))  # raises ValueError with the accepted formats
         return value
+
+    @model_validator(mode="after")
+    def _keep_moment(self) -> Gather:
+        self._moment = as_of_timestamp(self.as_of)
+        return self
+
+    @property
+    def moment(self) -> str:
+        """`as_of` as the source's timestamp text (UTC; a bare date is the end of that day)."""
+        return self._moment
 
 
 class Featurize(_Section):
@@ -147,44 +166,6 @@ class Params(_Section):
         return value
 
 
-def load_adapter(params: Params) -> tuple[Adapter, BaseModel]:
-    """The adapter that `dataset.adapter` names, and its own params section, validated."""
-    try:
-        adapter = adapter_module.load(params.dataset.adapter)
-    except ValueError as error:
-        raise ParamsError(f"params.yaml is invalid:\n  dataset.adapter: {error}") from None
-    try:
-        return adapter, adapter.parse_params(params.dataset.model_extra or {})
-    except ValidationError as error:
-        raise ParamsError(f"params.yaml is invalid:\n{_describe(error, prefix='dataset')}") from None
-
-
-def check_recorded(params: Params, adapter: Adapter) -> None:
-    """Refuse to train or evaluate until the category lists and classes fit the adapter."""
-    fix = "run `make categories` (it builds the training features first), review and commit params.yaml"
-    expected = list(adapter.categorical)
-    if list(params.categories) != expected:
-        raise ParamsError(f"categories: recorded for {list(params.categories)}, but the adapter's categorical "
-                          f"features are {expected}; {fix}")
-    empty = [name for name, values in params.categories.items() if not values]
-    if empty:
-        raise ParamsError(f"categories: no values recorded for {empty}; {fix}")
-    if not params.classes:
-        raise ParamsError(f"classes: no classes recorded for the target {adapter.target!r}; {fix}")
-    textual = isinstance(params.classes[0], str)
-    if textual != pa.types.is_string(adapter.target_type):
-        raise ParamsError(f"classes: {params.classes} are {'text' if textual else 'integers'}, but the target "
-                          f"{adapter.target!r} is {adapter.target_type}; {fix}")
-
-
-def as_of_timestamp(value: str) -> str:
-    """`as_of` as the source's timestamp text (UTC); a bare date is the end of that day."""
-    try:
-        return as_of_text(value)
-    except ValueError as error:
-        raise ValueError(f"as_of {error}") from None
-
-
 # How long a bad value may be when it is quoted back: never a whole section.
 _QUOTE = 60
 
@@ -194,7 +175,7 @@ def _quote(value: object) -> str:
     return text if len(text) <= _QUOTE else text[: _QUOTE - 3] + "..."
 
 
-def _describe(error: ValidationError, prefix: str = "") -> str:
+def describe(error: ValidationError, prefix: str = "") -> str:
     """One line per problem: the key, what is wrong, and what to do.
 
     Problems that differ only in a list position share one line with a count:
@@ -234,7 +215,7 @@ def validate(raw: object, source: str = "params.yaml") -> Params:
     try:
         return Params.model_validate(raw)
     except ValidationError as error:
-        raise ParamsError(f"{source} is invalid:\n{_describe(error)}") from None
+        raise ParamsError(f"{source} is invalid:\n{describe(error)}") from None
 
 
 def update_params(path: Path, change: Callable[[Any], None]) -> bool:

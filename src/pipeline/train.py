@@ -11,8 +11,9 @@ from threadpoolctl import threadpool_limits
 
 from src.pipeline import artifact, config, files
 from src.pipeline.adapter import UNKNOWN, Adapter
+from src.pipeline.dataset import check_recorded, load_adapter
 from src.pipeline.model import build_pipeline, count_unknown, fitted_state, normalise_threads, structure, thread_limits
-from src.pipeline.params import Params, ParamsError, check_recorded, load_adapter, load_params
+from src.pipeline.params import Params, ParamsError, load_params
 
 
 def params_digest(params: Params) -> str:
@@ -96,7 +97,7 @@ def main() -> None:
         model.fit(X, y)
     model_sha256 = artifact.save_model(normalise_threads(model), config.MODEL)
     manifest = build_manifest(
-        params, adapter, model, model_sha256, files.sha256_file(config.TRAIN_FEATURES), len(frame),
+        params, adapter, model, model_sha256, files.file_digest(config.TRAIN_FEATURES), len(frame),
         count_unknown(X, params.categories),
     )
     files.write_json(config.MANIFEST, manifest)

@@ -120,7 +120,7 @@ def load_model(
     """
     params = load_params(params_path)
     threads = config.threads()  # a bad PIPELINE_THREADS is refused before anything loads
-    lock = artifact.read_lock(lock_path)
+    lock = artifact.dvc_lock(lock_path)
     current = {"evaluate.threshold": params.evaluate.threshold}
     for key in LOCKED_PARAMS:
         for stage, value in lockfile.recorded_params(lock, key, config.PARAMS_FILE.name):

@@ -21,7 +21,8 @@ from ruamel.yaml.comments import CommentedSeq
 
 from src.pipeline import config, files
 from src.pipeline.adapter import Adapter
-from src.pipeline.params import ParamsError, load_adapter, load_params, update_params
+from src.pipeline.dataset import load_adapter
+from src.pipeline.params import ParamsError, load_params, update_params
 
 
 def distinct_categories(frame: pd.DataFrame, categorical: tuple[str, ...] | list[str]) -> dict[str, list[str]]:

@@ -6,13 +6,12 @@ not a reinstall or a rebuild of the source.
 """
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
 
 import yaml
 
-from src.pipeline import config
+from src.pipeline import config, files
 from src.tools.git import git
 
 SOURCE_SUBDIR = config.SOURCE_DIR.relative_to(config.ROOT)
@@ -55,9 +54,8 @@ def cache_tracked_history(database: Path, root: Path) -> None:
     if not pointer.is_file() or not database.exists():
         return
     recorded = yaml.safe_load(pointer.read_text(encoding="utf-8"))["outs"][0]["md5"]
-    with open(database, "rb") as handle:
-        if hashlib.file_digest(handle, "md5").hexdigest() != recorded:
-            return
+    if files.file_digest(database, "md5") != recorded:
+        return
     cached = root / ".dvc" / "cache" / "files" / "md5" / recorded[:2] / recorded[2:]
     cached.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(database, cached)

@@ -35,7 +35,8 @@ from pathlib import Path
 from ruamel.yaml.scalarstring import SingleQuotedScalarString
 
 from src.pipeline import config
-from src.pipeline.params import ParamsError, as_of_timestamp, update_params
+from src.pipeline.params import ParamsError, update_params
+from src.pipeline.source.moments import as_of_timestamp
 from src.tools.clones import SOURCE_SUBDIR, link_source
 from src.tools.git import GitError, git, git_succeeds
 from src.tools.venv import venv_env

@@ -31,7 +31,7 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from src.pipeline import artifact, config
-from src.tools.lock_summary import read_lock
+from src.tools.lock_summary import read_pins
 
 LOCK = config.ROOT / "requirements.lock"
 # The Makefile's $(STAMP), inside whichever venv is running.
@@ -94,7 +94,7 @@ def check(lock_path: Path = LOCK, manifest_path: Path | None = config.MANIFEST,
     except FileNotFoundError:
         report.mismatches.append(f"requirements lock {lock_path} not found")
         return report
-    locked = read_lock(lock_text)
+    locked = read_pins(lock_text)
     if not locked.packages:
         report.mismatches.append(f"{lock_path} pins no packages (expected `name==version` lines)")
     report.mismatches += python_mismatches(locked.python, running_python)

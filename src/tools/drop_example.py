@@ -16,7 +16,8 @@ new-adapter NAME=..` first) or while code outside the example imports it. Then:
   `dvc repro` writes the fork's own, which the fork commits; a fork that already
   ran its pipeline keeps its outputs;
 - `git rm`s the example's package (the folder of src/datasets/ that holds an EXAMPLE
-  marker file: the one place that says which adapter is the example), tests/example/
+  marker file: the one place that says which adapter is the example), its demo
+  builder in src/demos/, tests/example/
   and tests/port/ (git refuses files with
   uncommitted changes) and stages every edit, so `git diff --cached` shows the
   whole removal, to review and commit.
@@ -36,12 +37,14 @@ import yaml
 
 from src.pipeline import config, lockfile
 from src.pipeline.params import ParamsError, update_params
-from src.tools.doctor import read_lock
 from src.tools.git import GitError, git
+from src.tools.lock_summary import read_pins
 
 # The example adapter's package holds a file of this name; once dropped, none does.
 EXAMPLE_MARKER = "EXAMPLE"
 DATASETS = "src/datasets"
+# The demo builders, one module per adapter that has one (not a stage dependency).
+DEMOS = "src/demos"
 # The example's tests, and the template's own fork test (tests/port/: it turns a
 # clone of the template into a fork; inside a fork it has nothing to test).
 EXAMPLE_TESTS = ("tests/example", "tests/port")
@@ -68,9 +71,9 @@ def example_name(root: Path = config.ROOT) -> str | None:
 
 
 def example_paths(root: Path = config.ROOT) -> tuple[str, ...]:
-    """The example's adapter (while it is there) and tests."""
+    """The example's adapter and its demo builder (while they are there), and its tests."""
     name = example_name(root)
-    return (*([f"{DATASETS}/{name}"] if name else []), *EXAMPLE_TESTS)
+    return (*([f"{DATASETS}/{name}", f"{DEMOS}/{name}.py"] if name else []), *EXAMPLE_TESTS)
 
 
 def example_requirements(text: str) -> list[str]:
@@ -123,14 +126,14 @@ def relock(root: Path) -> tuple[list[str], str]:
         raise DropError(f"re-locking failed from uv's cache and from the package index ({failed}); "
                         f"requirements.in and the locks are as they were")
     for name in LOCKS:
-        old, new = read_lock(before[name]).packages, read_lock((root / name).read_text(encoding="utf-8")).packages
+        old, new = read_pins(before[name]).packages, read_pins((root / name).read_text(encoding="utf-8")).packages
         moved = sorted(f"{package} {old.get(package, '-')} -> {new.get(package, '-')}" for package in new
                        if old.get(package) != new[package])
         if moved:
             _restore(root, before)
             raise DropError(f"re-locking {name} changed other pins ({', '.join(moved)}); the locks are as they were: "
                             f"re-lock by hand with `make lock` and review the diff")
-    gone = sorted(set(read_lock(before[LOCKS[0]]).packages) - set(read_lock((root / LOCKS[0]).read_text()).packages))
+    gone = sorted(set(read_pins(before[LOCKS[0]]).packages) - set(read_pins((root / LOCKS[0]).read_text()).packages))
     return gone, where
 
 
@@ -166,7 +169,7 @@ def example_outputs(root: Path, example: str) -> list[str]:
     lock_path = root / "dvc.lock"
     if not lock_path.is_file():
         return []
-    adapters = {value for _, value in lockfile.recorded_params(lockfile.read_lock(lock_path), "dataset.adapter")}
+    adapters = {value for _, value in lockfile.recorded_params(lockfile.read_dvc_lock(lock_path), "dataset.adapter")}
     if example not in adapters:
         return []
     outputs = ["dvc.lock", *(str(path.relative_to(config.ROOT)) for path in GIT_TRACKED_OUTPUTS)]
@@ -175,7 +178,7 @@ def example_outputs(root: Path, example: str) -> list[str]:
 
 def _importers(root: Path, example: str, paths: tuple[str, ...]) -> list[str]:
     """Tracked Python files outside the example (`paths`) that import it."""
-    pattern = rf"src\.datasets\.{example}\b|from src\.datasets import {example}\b"
+    pattern = rf"src\.(datasets|demos)\.{example}\b|from src\.(datasets|demos) import {example}\b"
     result = subprocess.run(["git", "grep", "-l", "-E", pattern, "--", "*.py",
                              *(f":!{path}" for path in paths)], cwd=root, capture_output=True, text=True)
     return result.stdout.split()

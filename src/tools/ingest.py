@@ -6,7 +6,7 @@
 New ids and changed rows become new versions (told apart by a hash of the row's
 values); rows equal to their id's latest version add nothing, so ingesting the
 same file twice adds nothing. Nothing is updated or deleted. The history's
-layout is the source contract (src/pipeline/history.py). The URL is
+layout is the source contract (src/pipeline/source/history.py). The URL is
 SOURCE_URL, or the embedded data/source/source.sqlite; --url overrides both.
 CSV has no types: a date or time column is text there, and gather refuses
 text that is not the source's own timestamp format where the adapter declares
@@ -19,7 +19,7 @@ DVC cache and, with `dvc push`, the remote), so a colleague's fresh clone gets
 the same history by `dvc pull` (`make repro` does that): docs/adapt.md step 3.
 A server's password belongs in the environment (PGPASSWORD, ~/.pgpass), not in
 the URL: docs/postgres.md. No error repeats it.
-From Python: `src.pipeline.history.ingest(frame, url, table, id_column, ...)`.
+From Python: `src.pipeline.source.ingest.ingest(frame, url, table, id_column, ...)`.
 """
 from __future__ import annotations
 
@@ -34,7 +34,9 @@ import pandas as pd
 import pyarrow as pa
 
 from src.pipeline import config
-from src.pipeline.history import HistoryError, as_of_text, ingest
+from src.pipeline.source.history import HistoryError
+from src.pipeline.source.ingest import ingest
+from src.pipeline.source.moments import moment_text
 
 
 def read_table(path: Path, parse_dates: tuple[str, ...] = ()) -> pd.DataFrame:
@@ -190,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
             column = args.recorded_at
         else:
             try:
-                moment = as_of_text(args.recorded_at)
+                moment = moment_text(args.recorded_at)
             except ValueError as error:
                 raise HistoryError(f"--recorded-at is neither a column of {args.file} nor a moment: {error}") from None
     url = args.url or config.source_url()

@@ -48,7 +48,7 @@ def _requirement_lines(text: str) -> Iterator[str]:
             yield requirement
 
 
-def read_lock(text: str) -> Locked:
+def read_pins(text: str) -> Locked:
     """Pinned versions of a pip/uv lock (`name==version`); pins for another platform or Python are skipped."""
     packages: dict[str, str] = {}
     python = None
@@ -90,10 +90,10 @@ def _packages(count: int) -> str:
 
 def summary(name: str, new_text: str, old_text: str | None = None) -> list[str]:
     """`name: N packages`, and against the old lock's text the counts and lines of what changed."""
-    new = read_lock(new_text).packages
+    new = read_pins(new_text).packages
     if old_text is None:
         return [f"{name}: {_packages(len(new))}"]
-    lines = changes(read_lock(old_text).packages, new)
+    lines = changes(read_pins(old_text).packages, new)
     counts = {sign: sum(line.startswith(sign) for line in lines) for sign in "+-~"}
     head = (f"{name}: {_packages(len(new))} (+{counts['+']} added, -{counts['-']} removed, "
             f"~{counts['~']} changed versions)")

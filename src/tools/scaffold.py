@@ -61,7 +61,7 @@ import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
 
-from src.pipeline import history
+from src.pipeline.source import history
 from src.pipeline.adapter import Adapter, Domain, NoParams
 
 # REPLACE: the table name and the id column given to ingest (`--table`, `--id`).

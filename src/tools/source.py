@@ -19,8 +19,11 @@ import time
 from pathlib import Path
 
 from src.pipeline import config
-from src.pipeline.history import HistoryError, check_absent, copy_tables, shown_url
-from src.pipeline.params import ParamsError, load_adapter, load_params
+from src.pipeline.dataset import load_adapter
+from src.pipeline.params import ParamsError, load_params
+from src.pipeline.source.copy import check_absent, copy_tables
+from src.pipeline.source.history import HistoryError
+from src.pipeline.source.url import shown_url
 
 
 def _scale(text: str) -> int:

@@ -10,7 +10,8 @@ import pytest
 import sqlalchemy as sa
 
 from src.datasets import flights as dataset
-from src.pipeline.gather import SourceError, gather
+from src.pipeline.gather import gather
+from src.pipeline.source.url import SourceError
 
 AS_OF_EARLY = "2013-01-05 00:00:00"
 AS_OF_LATE = "2013-02-01 00:00:00"

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.datasets.flights import source
+from src.demos import flights as source
 
 TIMESTAMP = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
 FLIGHT_CSV_COLUMNS = [
@@ -143,14 +143,6 @@ def test_shuffled_numbers_rows_in_insertion_order():
     pd.testing.assert_frame_equal(first, again)
     assert first["row_id"].tolist() == list(range(11, 111))
     assert sorted(first["x"]) == list(range(100)) and not first["x"].is_monotonic_increasing
-
-
-def test_cli_rejects_bad_scale(capsys):
-    for bad in ["0", "-1", "1.5"]:
-        with pytest.raises(SystemExit) as exit_info:
-            source.main(["--scale", bad])
-        assert exit_info.value.code == 2
-    assert "--scale" in capsys.readouterr().err
 
 
 def test_missing_package_data_names_the_file(tmp_path):

@@ -15,7 +15,6 @@ and links nothing from this checkout: its only data is what ingest brought in.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -26,7 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from src.pipeline import config
+from src.pipeline import config, files
 from src.tools.clones import working_clone
 from src.tools.data_version import set_as_of
 from tests.port.porting import _penguins_csv
@@ -39,7 +38,7 @@ FIRST_DAY, SECOND_DAY = "2020-06-01", "2021-06-01"
 FIRST_YEARS = {2007, 2008}  # the first file; the second holds every year (2009's 120 penguins are new)
 CLASSES = ["Adelie", "Chinstrap", "Gentoo"]
 POINTER = f"{config.SOURCE_DB.relative_to(config.ROOT)}.dvc"
-EXAMPLE_PATHS = ("src/datasets/flights/", "tests/example/", "tests/port/")
+EXAMPLE_PATHS = ("src/datasets/flights/", "src/demos/flights.py", "tests/example/", "tests/port/")
 # What the fork may change besides its own package, tests and params.yaml: its
 # history's pointer, the locks without the example's package, the remote, and
 # the git-tracked pipeline outputs.
@@ -84,8 +83,7 @@ def _penguin_files(destination: Path) -> tuple[Path, Path]:
 
 
 def _md5(path: Path) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "md5").hexdigest()
+    return files.file_digest(path, "md5")
 
 
 def _changed(repo: Path) -> list[str]:

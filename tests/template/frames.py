@@ -17,8 +17,9 @@ import pyarrow as pa
 
 from src.pipeline import artifact
 from src.pipeline.adapter import Adapter
+from src.pipeline.dataset import load_adapter
 from src.pipeline.model import build_pipeline, count_unknown, normalise_threads
-from src.pipeline.params import Params, load_adapter, load_params
+from src.pipeline.params import Params, load_params
 from src.pipeline.train import build_manifest
 
 PARAMS = load_params()

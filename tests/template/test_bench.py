@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from bench import probes, run, stats
+from bench import run, stats
 from src.pipeline import config
-from src.pipeline.params import load_adapter, load_params
+from src.pipeline.dataset import load_adapter
+from src.pipeline.params import load_params
 
 
 def test_median_odd_even_and_unsorted():
@@ -111,9 +112,9 @@ def test_package_digest_follows_file_names_and_bytes_not_caches(tmp_path):
     assert run.package_digest(tmp_path) != first
 
 
-def test_bare_scan_reads_the_table_holding_the_adapters_id():
+def test_the_entity_table_bare_scan_reads_holds_the_adapters_id():
     adapter, _ = load_adapter(load_params())
-    table = probes.entity_table(adapter)
+    table = adapter.source_tables.tables[adapter.entity_table]
     assert adapter.id in table.c
     assert table.name in adapter.snapshot_query
 

@@ -102,6 +102,28 @@ def test_stage_deps_cover_every_imported_module():
         assert not missing, f"stage {name} imports {missing} but does not depend on them"
 
 
+def test_stage_deps_list_no_module_the_stage_does_not_import():
+    # A dep too many reruns a stage for an edit it never runs (ingest code rerunning train).
+    for name, stage in _stages().items():
+        needed = imported_src_files(f"src.pipeline.{name}")
+        for module in _adapter_modules():
+            needed |= imported_src_files(module)
+        extra = sorted(dep for dep in stage["deps"] if dep.startswith("src/") and dep != DATASETS_DIR
+                       and dep not in needed)
+        assert not extra, f"stage {name} depends on {extra} but imports none of them"
+
+
+def test_no_stage_depends_on_a_demo_builder():
+    # The builders fake a source for `make source`; no stage runs them, so editing one reruns nothing.
+    demos = "src/demos"
+    for name, stage in _stages().items():
+        needed = imported_src_files(f"src.pipeline.{name}")
+        for module in _adapter_modules():
+            needed |= imported_src_files(module)
+        assert not [path for path in needed if path.startswith(f"{demos}/")], name
+        assert not [dep for dep in stage["deps"] if _covered(f"{demos}/builder.py", {dep})], name
+
+
 def test_the_walk_sees_what_a_stage_imports():
     # The check above is only as good as the walk: it must find the obvious.
     found = imported_src_files("src.pipeline.train")

@@ -6,7 +6,7 @@ import re
 import sys
 
 from src.pipeline import config
-from src.tools import doctor
+from src.tools import doctor, lock_summary
 from tests.conftest import run
 
 LOCK_TEXT = """\
@@ -25,8 +25,8 @@ windows-only==1.0 ; sys_platform == "win32" \\
 """
 
 
-def test_read_lock_takes_pins_and_target_python_and_skips_other_platforms():
-    locked = doctor.read_lock(LOCK_TEXT)
+def test_read_pins_takes_pins_and_target_python_and_skips_other_platforms():
+    locked = lock_summary.read_pins(LOCK_TEXT)
     assert locked.python == "3.11"
     # Names in their canonical spelling (as installed_versions gives them), extras
     # dropped, a range (no pin) and a pin for another platform left out.
@@ -60,7 +60,7 @@ def test_real_venv_matches_the_real_lock_and_manifest():
     report = doctor.check(doctor.LOCK, config.MANIFEST)
     assert report.ok, report.mismatches
     # The check did compare real pins with real installed packages.
-    assert doctor.read_lock(doctor.LOCK.read_text()).packages["scikit-learn"] == \
+    assert lock_summary.read_pins(doctor.LOCK.read_text()).packages["scikit-learn"] == \
         doctor.installed_versions()["scikit-learn"]
 
 

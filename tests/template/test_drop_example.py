@@ -9,7 +9,7 @@ import yaml
 from src.pipeline import config
 from src.tools import drop_example
 from src.tools.clones import working_clone
-from src.tools.doctor import read_lock
+from src.tools.lock_summary import read_pins
 from tests.conftest import run
 
 PARAMS_TEXT = config.PARAMS_FILE.read_text(encoding="utf-8")
@@ -68,7 +68,7 @@ def test_drop_refuses_the_active_example_then_removes_it_in_one_staged_change(tm
     assert run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=clone).stdout == ""
 
     run([sys.executable, "-m", "src.tools.scaffold", "churn"], cwd=clone)
-    before = {name: read_lock((clone / name).read_text()).packages for name in drop_example.LOCKS}
+    before = {name: read_pins((clone / name).read_text()).packages for name in drop_example.LOCKS}
     (marked,) = drop_example.example_requirements((clone / drop_example.REQUIREMENTS_IN).read_text(encoding="utf-8"))
     pin = marked.split("#")[0].strip()
     dropped = run(drop, cwd=clone).stdout
@@ -76,12 +76,13 @@ def test_drop_refuses_the_active_example_then_removes_it_in_one_staged_change(tm
     staged = run(["git", "diff", "--cached", "--name-status"], cwd=clone).stdout.splitlines()
     deleted = {line.split("\t")[1] for line in staged if line.startswith("D\t")}
     assert {"dvc.lock", "models/manifest.json", "eval/metrics.json", "metrics/featurize.json"} <= deleted
-    assert all(path.startswith(("src/datasets/flights/", "tests/example/", "tests/port/")) for path in deleted
+    example = ("src/datasets/flights/", "src/demos/flights.py", "tests/example/", "tests/port/")
+    assert all(path.startswith(example) for path in deleted
                if path not in {"dvc.lock", "models/manifest.json", "eval/metrics.json", "metrics/featurize.json"})
     assert not (clone / "src" / "datasets" / "flights").exists() and not (clone / "tests" / "example").exists()
     assert {line.split("\t")[1] for line in staged if line.startswith("M\t")} == {"requirements.in",
                                                                                   "requirements.lock", "params.yaml"}
-    after = {name: read_lock((clone / name).read_text()).packages for name in drop_example.LOCKS}
+    after = {name: read_pins((clone / name).read_text()).packages for name in drop_example.LOCKS}
     assert after["requirements.lock"] == {k: v for k, v in before["requirements.lock"].items()
                                      if k != pin.split("==")[0]}
     assert after["requirements-serving.lock"] == before["requirements-serving.lock"]

@@ -102,7 +102,7 @@ def test_apply_then_pull_gives_clone_a_bytes(shared):
     assert hashes == shared.a_hashes
     assert "missing" not in hashes.values()
     # Every cached output of the experiment is on the shared remote: A's `dvc exp push` put it there.
-    lock = lockfile.read_lock(b / "dvc.lock")
+    lock = lockfile.read_dvc_lock(b / "dvc.lock")
     # The remote stores an object as <first two hex digits>/<the rest> (".dir" kept for directories).
     stored = {path.parent.name + path.name for path in shared.storage.rglob("*") if path.is_file()}
     assert {lockfile.locked_md5(lock, output) for output in cached} <= stored

@@ -178,7 +178,7 @@ def pipeline(tmp_path_factory) -> Pipeline:
         after_kill = outputs_state(root)
         rerun = run(["dvc", "repro", "--force", "--single-item", stage], cwd=root, check=False)
         kills[stage] = Kill(killed, note.read_text() if note.exists() else "", after_kill, rerun,
-                            outputs_state(root), stage_outs(lockfile.read_lock(root / "dvc.lock"), stage))
+                            outputs_state(root), stage_outs(lockfile.read_dvc_lock(root / "dvc.lock"), stage))
     test_rows = pd.read_parquet(root / rel(config.TEST_FEATURES)).head(8)
     rows_csv = base / "rows.csv"
     test_rows.drop(columns=ADAPTER.target).to_csv(rows_csv, index=False)
@@ -368,8 +368,7 @@ def test_the_recovery_command_brings_back_a_deleted_model(repo):
 # --- source ------------------------------------------------------------------------
 
 def _entity_table() -> sa.Table:
-    tables = list(ADAPTER.source_tables.tables.values())
-    return next((table for table in tables if ADAPTER.id in table.c), tables[0])
+    return ADAPTER.source_tables.tables[ADAPTER.entity_table]
 
 
 def _declared(path: Path, skip_table: str | None = None, skip_column: str | None = None) -> str:

@@ -14,19 +14,11 @@ import pytest
 import sqlalchemy as sa
 
 from src.pipeline import config
-from src.pipeline.gather import (
-    SourceError,
-    _write,
-    arrow_connection,
-    bind,
-    check_source,
-    gather,
-    open_source,
-    rows_to_arrow,
-)
-from src.pipeline.history import TIME_FORMAT
-from src.pipeline.params import as_of_timestamp
-from src.pipeline.validate import SourceValueError, to_snapshot
+from src.pipeline.gather import gather, write_snapshot
+from src.pipeline.source.moments import TIME_FORMAT
+from src.pipeline.source.readers import arrow_connection, bind, check_source, open_source, rows_to_arrow
+from src.pipeline.source.url import SourceError, parse_url
+from src.pipeline.source.validate import SourceValueError, to_snapshot
 from tests.conftest import require_source
 from tests.template import frames
 from tests.template.frames import ADAPTER, PARAMS
@@ -130,7 +122,7 @@ def test_row_groups_are_chunk_rows_whatever_the_driver_delivered(tmp_path):
     table = frames.snapshot_table(rows=10)
     pieces = [table.slice(0, 3), table.slice(3, 0), table.slice(3, 6), table.slice(9, 1)]
     output = tmp_path / "snapshot.parquet"
-    assert _write(iter(pieces), ADAPTER, "2013-01-01 00:00:00", 4, output) == 10
+    assert write_snapshot(iter(pieces), ADAPTER, "2013-01-01 00:00:00", 4, output) == 10
     written = pq.ParquetFile(output)
     assert [written.metadata.row_group(i).num_rows for i in range(written.num_row_groups)] == [4, 4, 2]
     assert written.read().equals(table)
@@ -138,7 +130,7 @@ def test_row_groups_are_chunk_rows_whatever_the_driver_delivered(tmp_path):
 
 def test_missing_database_is_named_and_never_created(tmp_path):
     with pytest.raises(SourceError, match="source database not found.*make source"):
-        open_source(f"sqlite:///{tmp_path / 'absent.sqlite'}")
+        open_source(parse_url(f"sqlite:///{tmp_path / 'absent.sqlite'}"))
     for arrow_native in (True, False):
         with pytest.raises(SourceError, match="source database not found"):
             gather(ADAPTER, f"sqlite:///{tmp_path / 'absent.sqlite'}", "2020-01-01 00:00:00", 10,
@@ -164,7 +156,7 @@ def test_unreachable_server_is_a_clear_error(tmp_path, arrow_native):
 def test_the_read_only_source_is_never_written(tmp_path):
     url = _sqlite(tmp_path / "declared.sqlite", ADAPTER.source_tables)
     table = ADAPTER.source_tables.sorted_tables[0].name
-    with arrow_connection(url) as connection, connection.cursor() as cursor, \
+    with arrow_connection(parse_url(url)) as connection, connection.cursor() as cursor, \
             pytest.raises(Exception, match="readonly"):
         cursor.execute(f"DELETE FROM {table}")
 
@@ -179,7 +171,7 @@ def test_bind_writes_each_backends_own_parameter_style():
 
 
 def _unordered_ids(url: str, scramble: bool) -> list[int]:
-    with arrow_connection(url, scramble=scramble) as connection, connection.cursor() as cursor:
+    with arrow_connection(parse_url(url), scramble=scramble) as connection, connection.cursor() as cursor:
         cursor.execute(f"SELECT {ADAPTER.id} FROM {ADAPTER.entity_table}")
         return cursor.fetch_arrow_table().column(0).to_pylist()
 
@@ -205,7 +197,7 @@ def source_url() -> str:
 def snapshot(source_url, tmp_path_factory) -> Path:
     """The real source's snapshot at the committed as_of, as the stage writes it."""
     output = tmp_path_factory.mktemp("gather") / "snapshot.parquet"
-    gather(ADAPTER, source_url, as_of_timestamp(PARAMS.gather.as_of), PARAMS.gather.chunk_rows, output)
+    gather(ADAPTER, source_url, PARAMS.gather.moment, PARAMS.gather.chunk_rows, output)
     return output
 
 
@@ -222,7 +214,7 @@ def test_the_real_snapshot_is_the_same_bytes_whatever_the_row_order(snapshot, so
     # SQLite's reverse_unordered_selects hands any code that leans on an
     # unspecified order another order; the bytes must not move.
     again = tmp_path / "again.parquet"
-    gather(ADAPTER, source_url, as_of_timestamp(PARAMS.gather.as_of), PARAMS.gather.chunk_rows, again,
+    gather(ADAPTER, source_url, PARAMS.gather.moment, PARAMS.gather.chunk_rows, again,
            scramble=True)
     digest = lambda p: hashlib.sha256(Path(p).read_bytes()).hexdigest()  # noqa: E731
     assert digest(again) == digest(snapshot)
@@ -231,7 +223,7 @@ def test_the_real_snapshot_is_the_same_bytes_whatever_the_row_order(snapshot, so
 @pytest.mark.slow
 def test_chunk_size_changes_no_row(snapshot, source_url, tmp_path):
     other = tmp_path / "other.parquet"
-    gather(ADAPTER, source_url, as_of_timestamp(PARAMS.gather.as_of), 7919, other)
+    gather(ADAPTER, source_url, PARAMS.gather.moment, 7919, other)
     assert pq.read_table(other).equals(pq.read_table(snapshot))
 
 

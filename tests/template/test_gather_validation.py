@@ -25,15 +25,16 @@ import sqlalchemy as sa
 
 from src.pipeline import config
 from src.pipeline.adapter import Domain
-from src.pipeline.gather import SourceError, gather, read_arrow, rows_to_arrow
-from src.pipeline.history import RECORDED_AT
-from src.pipeline.params import as_of_timestamp
-from src.pipeline.validate import SourceValueError, to_snapshot
+from src.pipeline.gather import gather
+from src.pipeline.source.history import RECORDED_AT
+from src.pipeline.source.readers import read_arrow, rows_to_arrow
+from src.pipeline.source.url import SourceError, parse_url
+from src.pipeline.source.validate import SourceValueError, to_snapshot
 from tests.conftest import require_embedded_source
 from tests.template.frames import ADAPTER, PARAMS
 
 ENTITIES = 40
-AS_OF = as_of_timestamp(PARAMS.gather.as_of)
+AS_OF = PARAMS.gather.moment
 ENTITY_TABLE = ADAPTER.entity_table
 
 
@@ -275,7 +276,7 @@ def test_to_snapshot_names_a_missing_column():
 
 
 def test_read_arrow_yields_the_declared_schema(tiny):
-    tables = list(read_arrow(f"sqlite:///{tiny}", ADAPTER, AS_OF, 5))
+    tables = list(read_arrow(parse_url(f"sqlite:///{tiny}"), ADAPTER, AS_OF, 5))
     assert tables and all(table.schema == ADAPTER.snapshot_schema for table in tables)
 
 

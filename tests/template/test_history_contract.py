@@ -1,7 +1,7 @@
 """The history contract, checked at gather: tiny SQLite histories that break it one way each.
 
 A snapshot is a pure function of as_of only while the history is append-only in
-time (docs in src/pipeline/history.py). Each case below changed the snapshot
+time (docs in src/pipeline/source/history.py). Each case below changed the snapshot
 silently before gather checked: a NULL version id or recorded_at on an entity's
 latest version, a version appended later but dated earlier, a duplicate
 version id. Generic: a tiny adapter of one ingest-style table, whatever the
@@ -18,11 +18,13 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from src.pipeline import gather as gather_module
 from src.pipeline.adapter import Adapter
-from src.pipeline.gather import HistoryContractError, gather
-from src.pipeline.history import contract_query, history_layout, history_table, ingest, latest_query
-from src.pipeline.validate import SourceValueError
+from src.pipeline.gather import gather
+from src.pipeline.source import readers
+from src.pipeline.source.contract import HistoryContractError, contract_query, history_layout
+from src.pipeline.source.history import history_table, latest_query
+from src.pipeline.source.ingest import ingest
+from src.pipeline.source.validate import SourceValueError
 
 TABLE, ID = "items", "item_id"
 D1, D2, D3 = "2020-01-01 00:00:00", "2020-01-02 00:00:00", "2020-01-03 00:00:00"
@@ -77,7 +79,7 @@ def test_a_valid_history_passes_and_its_snapshot_bytes_are_unchanged(tmp_path, m
     url = plain_history(tmp_path / "valid.sqlite", VALID)
     checked, unchecked = tmp_path / "checked.parquet", tmp_path / "unchecked.parquet"
     assert gather(ADAPTER, url, AS_OF, 1000, checked, arrow_native=arrow_native) == 3
-    monkeypatch.setattr(gather_module, "check_history", lambda *_args: None)
+    monkeypatch.setattr(readers, "check_history", lambda *_args: None)
     gather(ADAPTER, url, AS_OF, 1000, unchecked, arrow_native=arrow_native)
     assert hashlib.md5(checked.read_bytes()).digest() == hashlib.md5(unchecked.read_bytes()).digest()
 
@@ -192,7 +194,7 @@ def test_postgresql_refuses_each_breach(postgres, tmp_path, case, arrow_native):
 
 
 def test_a_version_id_the_database_keeps_unique_is_not_searched_for_duplicates(tmp_path):
-    from src.pipeline.history import enforced_query
+    from src.pipeline.source.contract import enforced_query
 
     layout = history_layout(DECLARED.tables[TABLE])
     keyed = f"sqlite:///{tmp_path / 'keyed.sqlite'}"
@@ -219,7 +221,7 @@ def test_a_version_id_the_database_keeps_unique_is_not_searched_for_duplicates(t
 
 
 def test_postgresql_primary_key_counts_as_unique(postgres):
-    from src.pipeline.history import enforced_query
+    from src.pipeline.source.contract import enforced_query
 
     layout = history_layout(DECLARED.tables[TABLE])
     database = postgres.create_database("keyed")

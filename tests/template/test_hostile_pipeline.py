@@ -15,9 +15,10 @@ import sqlalchemy as sa
 import yaml
 
 from src.pipeline import config, files
-from src.pipeline.gather import SourceError, arrow_connection, gather, open_source
-from src.pipeline.history import _redacted
+from src.pipeline.gather import gather
 from src.pipeline.params import ParamsError, load_params, validate
+from src.pipeline.source.readers import arrow_connection, open_source
+from src.pipeline.source.url import SourceError, parse_url, redacted
 from tests.template.frames import ADAPTER, PARAMS
 
 PASSWORD = "hunter2"
@@ -124,42 +125,40 @@ def test_no_source_url_error_echoes_a_password(url, arrow_native, tmp_path):
 def test_redaction_hides_every_password_form_a_driver_may_echo(url, forms):
     parsed = sa.engine.make_url(url)
     echoed = [url, parsed.render_as_string(hide_password=False), *forms]
-    message = _redacted("driver said: " + " | ".join(echoed), url)
+    message = redacted("driver said: " + " | ".join(echoed), url)
     assert message.startswith("driver said: ")
     assert not any(form in message for form in forms), message
 
 
 def test_redaction_keeps_a_url_without_a_password():
     url = "sqlite:///no/such/folder/history.sqlite"
-    assert _redacted(f"cannot write to the source {url}", url) == f"cannot write to the source {url}"
+    assert redacted(f"cannot write to the source {url}", url) == f"cannot write to the source {url}"
 
 
 def test_a_url_that_does_not_parse_names_the_environment_variable():
     with pytest.raises(SourceError) as error:
-        open_source("not a url")
+        open_source(parse_url("not a url"))
     assert config.SOURCE_URL_ENV in str(error.value)
 
 
 def test_a_missing_sqlite_source_is_named(tmp_path):
     with pytest.raises(SourceError, match="source database not found"):
-        open_source(f"sqlite:///{tmp_path / 'absent.sqlite'}")
+        open_source(parse_url(f"sqlite:///{tmp_path / 'absent.sqlite'}"))
     assert not (tmp_path / "absent.sqlite").exists()
 
 
 def _entity_table() -> sa.Table:
-    # As bench/probes.py: the declared source table that holds the id column, else the first.
-    tables = list(ADAPTER.source_tables.tables.values())
-    return next((table for table in tables if ADAPTER.id in table.c), tables[0])
+    return ADAPTER.source_tables.tables[ADAPTER.entity_table]
 
 
 def _unordered_ids(scramble: bool, arrow_native: bool) -> list:
     query = f"SELECT {ADAPTER.id} FROM {_entity_table().name}"
     if arrow_native:
-        with arrow_connection(config.source_url(), scramble=scramble) as connection, \
+        with arrow_connection(parse_url(config.source_url()), scramble=scramble) as connection, \
                 connection.cursor() as cursor:
             cursor.execute(query)
             return cursor.fetch_arrow_table().column(0).to_pylist()
-    engine = open_source(config.source_url(), scramble=scramble)
+    engine = open_source(parse_url(config.source_url()), scramble=scramble)
     try:
         with engine.connect() as connection:
             return connection.execute(sa.text(query)).scalars().all()

@@ -12,16 +12,10 @@ import pytest
 import sqlalchemy as sa
 
 from src.pipeline import config
-from src.pipeline.history import (
-    RECORDED_AT,
-    VERSION_ID,
-    HistoryError,
-    as_of_text,
-    copy_tables,
-    history_table,
-    ingest,
-    latest_query,
-)
+from src.pipeline.source.copy import copy_tables
+from src.pipeline.source.history import RECORDED_AT, VERSION_ID, HistoryError, history_table, latest_query
+from src.pipeline.source.ingest import ingest
+from src.pipeline.source.moments import moment_text
 from src.tools.ingest import read_table
 from tests.conftest import run
 
@@ -54,7 +48,7 @@ def as_of(url: str, moment: str) -> pd.DataFrame:
     try:
         with engine.connect() as connection:
             return pd.read_sql(sa.text(latest_query(TABLE, ID, ["colour", "size"])), connection,
-                               params={"as_of": as_of_text(moment)})
+                               params={"as_of": moment_text(moment)})
     finally:
         engine.dispose()
 
@@ -249,6 +243,13 @@ def test_an_unwritable_sqlite_url_is_named(tmp_path):
         ingest(frame([1]), f"sqlite:///{missing}", TABLE, ID, recorded_at=DAY1)
 
 
+def test_a_sqlite_url_at_a_directory_says_so(tmp_path):
+    # Not "unable to open database file": the folder exists, the file name is what is missing.
+    with pytest.raises(HistoryError, match=f"the database {tmp_path} is a directory, not a SQLite file") as raised:
+        ingest(frame([1]), f"sqlite:///{tmp_path}", TABLE, ID, recorded_at=DAY1)
+    assert "unable to open" not in str(raised.value)
+
+
 def ingest_cli(*args: str, check: bool = True):
     return run(["python", "-m", "src.tools.ingest", *args], cwd=config.ROOT, check=check)
 
@@ -290,7 +291,7 @@ def _gather_reads(url: str, column: str) -> list:
     import pyarrow as pa
 
     from src.pipeline.adapter import Adapter
-    from src.pipeline.validate import to_snapshot
+    from src.pipeline.source.validate import to_snapshot
 
     metadata = sa.MetaData()
     history_table(metadata, TABLE, ID, sa.Column(column, sa.Text))

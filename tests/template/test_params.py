@@ -10,15 +10,9 @@ import yaml
 
 from src.pipeline import config
 from src.pipeline.adapter import UNKNOWN
-from src.pipeline.params import (
-    ModelName,
-    ParamsError,
-    as_of_timestamp,
-    check_recorded,
-    load_adapter,
-    load_params,
-    validate,
-)
+from src.pipeline.dataset import check_recorded, load_adapter
+from src.pipeline.params import ModelName, ParamsError, load_params, validate
+from src.pipeline.source.moments import as_of_timestamp
 from tests.template import frames
 from tests.template.frames import ADAPTER
 

@@ -20,9 +20,11 @@ import pytest
 import sqlalchemy as sa
 
 from src.pipeline import config, lockfile
-from src.pipeline.gather import SourceError, gather
-from src.pipeline.history import RECORDED_AT, VERSION_ID, HistoryError, as_of_text, ingest, latest_query
-from src.pipeline.params import as_of_timestamp
+from src.pipeline.gather import gather
+from src.pipeline.source.history import RECORDED_AT, VERSION_ID, HistoryError, latest_query
+from src.pipeline.source.ingest import ingest
+from src.pipeline.source.moments import as_of_timestamp, moment_text
+from src.pipeline.source.url import SourceError
 from tests.conftest import run
 from tests.postgres import running_cluster
 from tests.template.frames import ADAPTER
@@ -56,7 +58,7 @@ def read_as_of(url: str, moment: str) -> list[tuple]:
     try:
         with engine.connect() as connection:
             query = sa.text(latest_query(TABLE, ID, ["colour", "size"]))
-            return [tuple(row) for row in connection.execute(query, {"as_of": as_of_text(moment)})]
+            return [tuple(row) for row in connection.execute(query, {"as_of": moment_text(moment)})]
     finally:
         engine.dispose()
 
@@ -129,7 +131,7 @@ def demo(cluster):
 
 def locked_snapshot() -> tuple[str, str, int]:
     """What dvc.lock records for the snapshot: its MD5, and the as_of and chunk size it was made with."""
-    lock = lockfile.read_lock(config.DVC_LOCK)
+    lock = lockfile.read_dvc_lock(config.DVC_LOCK)
     (_, as_of), = lockfile.recorded_params(lock, "gather.as_of")
     (_, chunk_rows), = lockfile.recorded_params(lock, "gather.chunk_rows")
     return lockfile.locked_md5(lock, SNAPSHOT), as_of, chunk_rows

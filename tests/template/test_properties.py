@@ -20,8 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from src.pipeline import config
-from src.pipeline.history import TIME_FORMAT
-from src.pipeline.params import ParamsError, as_of_timestamp, load_adapter, load_params, validate
+from src.pipeline.dataset import load_adapter
+from src.pipeline.params import ParamsError, load_params, validate
+from src.pipeline.source.moments import TIME_FORMAT, as_of_timestamp
 from src.serving.contract import LARGEST, Contract, ContractError
 from tests.template import frames
 from tests.template.frames import ADAPTER, LEVELS, UNSEEN

@@ -27,7 +27,7 @@ import yaml
 
 from src.pipeline import config, lockfile
 from src.tools.exps import headline_metrics
-from tests.conftest import make_clone, require_source, run, venv_env
+from tests.conftest import make_clone, project_env, require_source, run
 from tests.history_dates import early_moments
 
 HGB, LR, RF = "train.hist_gradient_boosting", "train.logistic_regression", "train.random_forest"
@@ -64,7 +64,7 @@ def leaf_keys(node: object, prefix: str) -> set[str]:
 def start_workers(root: Path) -> None:
     # The workers outlive `dvc queue start` and keep its stdout open: don't capture it.
     # Their environment is the tests' own: SOURCE_URL only if the user set one.
-    env = venv_env()
+    env = project_env()
     subprocess.run(["dvc", "queue", "start", "-j", "2"], cwd=root, env=env, check=True,
                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -164,7 +164,7 @@ def test_each_experiment_equals_dvc_repro_force_at_its_params(sweep):
         (root / "params.yaml").write_text(run(["git", "show", f"{rev}:params.yaml"], root).stdout, encoding="utf-8")
         run(["dvc", "repro", "--force"], root)
         expected = lockfile.parse_lock(run(["git", "show", f"{rev}:dvc.lock"], root).stdout, f"{rev}:dvc.lock")
-        rebuilt = lockfile.read_lock(root / "dvc.lock")
+        rebuilt = lockfile.read_dvc_lock(root / "dvc.lock")
         assert rebuilt == expected, f"experiment {name} differs from `dvc repro --force` at its params"
         run(["git", "checkout", "--", "."], root)
 

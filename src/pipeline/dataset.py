@@ -1,0 +1,44 @@
+"""The data set that params.yaml's `dataset:` section names: its adapter, its own params, and what was recorded for it.
+
+Apart from the params schema (params.py), which serving imports: loading an
+adapter imports its package, and with it whatever the package declares its
+source with.
+"""
+from __future__ import annotations
+
+import pyarrow as pa
+from pydantic import BaseModel, ValidationError
+
+from src.pipeline import adapter as adapter_module
+from src.pipeline.adapter import Adapter
+from src.pipeline.params import Params, ParamsError, describe
+
+
+def load_adapter(params: Params) -> tuple[Adapter, BaseModel]:
+    """The adapter that `dataset.adapter` names, and its own params section, validated."""
+    try:
+        adapter = adapter_module.load(params.dataset.adapter)
+    except ValueError as error:
+        raise ParamsError(f"params.yaml is invalid:\n  dataset.adapter: {error}") from None
+    try:
+        return adapter, adapter.parse_params(params.dataset.model_extra or {})
+    except ValidationError as error:
+        raise ParamsError(f"params.yaml is invalid:\n{describe(error, prefix='dataset')}") from None
+
+
+def check_recorded(params: Params, adapter: Adapter) -> None:
+    """Refuse to train or evaluate until the category lists and classes fit the adapter."""
+    fix = "run `make categories` (it builds the training features first), review and commit params.yaml"
+    expected = list(adapter.categorical)
+    if list(params.categories) != expected:
+        raise ParamsError(f"categories: recorded for {list(params.categories)}, but the adapter's categorical "
+                          f"features are {expected}; {fix}")
+    empty = [name for name, values in params.categories.items() if not values]
+    if empty:
+        raise ParamsError(f"categories: no values recorded for {empty}; {fix}")
+    if not params.classes:
+        raise ParamsError(f"classes: no classes recorded for the target {adapter.target!r}; {fix}")
+    textual = isinstance(params.classes[0], str)
+    if textual != pa.types.is_string(adapter.target_type):
+        raise ParamsError(f"classes: {params.classes} are {'text' if textual else 'integers'}, but the target "
+                          f"{adapter.target!r} is {adapter.target_type}; {fix}")
