@@ -46,7 +46,7 @@ import yaml  # noqa: E402
 from dvclive import Live  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from src.pipeline import artifact, config, evaluate, featurize, model, params  # noqa: E402
+from src.pipeline import artifact, config, dataset, evaluate, featurize, model, params  # noqa: E402
 from src.pipeline.predictions import predictions_frame  # noqa: E402
 
 # %% tags=["parameters"]
@@ -69,8 +69,8 @@ def read_frame(path: Path) -> pd.DataFrame:
 
 # %%
 run_params = params.validate(yaml.safe_load(read_bytes(config.PARAMS_FILE)), f"params.yaml at {REV}")
-adapter, adapter_params = params.load_adapter(run_params)
-params.check_recorded(run_params, adapter)
+adapter, adapter_params = dataset.load_adapter(run_params)
+dataset.check_recorded(run_params, adapter)
 classes = run_params.classes
 print(f"adapter {run_params.dataset.adapter}: id {adapter.id!r}, target {adapter.target!r}, classes {classes}")
 print(f"model {run_params.train.model}, seed {run_params.seed}")
