@@ -258,7 +258,7 @@ def test_tag_missing_from_cache_and_remote_gives_clear_message(versions):
     # Without --all-tags, gc keeps only the workspace's data: a version whose snapshot and
     # model differ from the branch's is gone everywhere. The older one, unless its data is
     # the branch's (a history ingested once a year: the branch's as_of is in the same year).
-    branch_lock = lockfile.read_lock(root / "dvc.lock")
+    branch_lock = lockfile.read_dvc_lock(root / "dvc.lock")
     gone = next(tag for tag in versions.tags if all(
         lockfile.locked_md5(lockfile.parse_lock(git(["show", f"{tag}:dvc.lock"], root)), str(output))
         != lockfile.locked_md5(branch_lock, str(output)) for output in (SNAPSHOT, MODEL)))
