@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from src.pipeline import config
-from src.serving import serve
+from src.serving import contract, serve
 from src.serving.contract import LARGEST
 from tests.conftest import run, running_service
 from tests.template import frames
@@ -75,6 +75,41 @@ def test_the_openapi_row_is_the_manifest_contract(tmp_path):
     bad[1][column] = 6
     response = client.post("/predict", json={"rows": bad})
     assert response.status_code == 422 and column in response.text and "less than or equal to 5" in response.text
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_the_openapi_example_is_the_manifests_learned_row_and_is_answered(tmp_path, n_classes):
+    # Swagger UI fills "Try it out" from the schema: without examples it showed
+    # float32's bounds (3.4e38) as values and an `additionalProp1` key.
+    deployed, _ = tiny_deployed(tmp_path, n_classes)
+    client = TestClient(serve.create_app(deployed))
+    schema = client.get("/openapi.json").json()
+    row = schema["components"]["schemas"]["Row"]
+    [example] = row["examples"]
+    assert set(example) == set(ADAPTER.features)  # no id, no extra key
+    learned = contract.learned_values(deployed.manifest["learned"], ADAPTER.numeric)
+    assert set(learned) == set(ADAPTER.numeric)  # the tiny model imputes every numeric column
+    for name in ADAPTER.numeric:
+        assert example[name] == learned[name] and row["properties"][name]["examples"] == [learned[name]]
+    for name in ADAPTER.categorical:
+        assert example[name] == deployed.manifest["categories"][name][0]
+    assert "additionalProp1" not in json.dumps(schema)
+    assert row["additionalProperties"] is not True and "ignored_columns" in row["additionalProperties"]["description"]
+    response = client.post("/predict", json={"rows": [example]})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["ignored_columns"] == []
+    assert all(counts == {"unknown": 0, "missing": 0} for counts in body["unknown_categories"].values())
+
+
+def test_the_example_keeps_inside_each_range_and_falls_back_without_a_learned_value():
+    rows = contract.Contract(id="key", categorical=("kind",), numeric=("low", "high", "free"),
+                             features=("kind", "low", "high", "free"), categories={"kind": ["b", "a"]},
+                             ranges={"low": (5, 9), "high": (None, 50)}, typical={"high": 100.0, "low": 7.5})
+    assert rows.example() == {"kind": "b", "low": 7.5, "high": 50, "free": 0.0}
+    unlearned = contract.Contract(id="key", categorical=(), numeric=("low",), features=("low",), categories={},
+                                  ranges={"low": (5, None)})
+    assert unlearned.example() == {"low": 5.0}
 
 
 # --- the pipeline's model, over real HTTP on loopback ------------------------
