@@ -5,8 +5,9 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 SCALE ?= 1
-# The one install command (the Dockerfile runs the same): every package pinned
-# and hash-checked, so a fresh machine gets exactly the locked environment.
+# The one install command: every package pinned and hash-checked, so a fresh
+# machine gets exactly the locked environment (the Dockerfile installs the
+# serving lock with the same checks, offline from a wheelhouse).
 PIP_INSTALL := pip install --no-cache-dir --require-hashes -r requirements.lock
 
 # Stage commands in dvc.yaml run `python`: make it the venv's.
@@ -36,6 +37,7 @@ help:
 	@echo "make doctor       compare this environment with requirements.lock and the manifest"
 	@echo "make data-version AS_OF=YYYY-MM-DD / data-restore REF=data/YYYY-MM-DD|<branch> / data-versions"
 	@echo "make serve / make predict INPUT=.. OUTPUT=..  deploy the verified model"
+	@echo "make image        the serving image (podman, offline, reproducible: one commit, one digest)"
 	@echo "make bench [BENCH_QUICK=1]  measure speed and memory against same-run references"
 
 # The stamp holds a copy of the lock the venv was installed from; a checkout
@@ -226,7 +228,14 @@ bench: $(STAMP) $(SOURCE_DB)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 ALLOW_MISMATCH_FLAG = $(if $(filter 1,$(ALLOW_VERSION_MISMATCH)),--allow-version-mismatch)
-.PHONY: serve predict
+.PHONY: serve predict image
+# make image [IMAGE_BASE=python:3.11.7-slim-bookworm]: the serving image, built
+# offline from a hash-checked wheelhouse on a local Debian base (cached in
+# ~/.cache/model-service/), every layer dated at the commit: one commit, one
+# digest (src/tools/image.py). Needs podman, buildah and debootstrap.
+image: $(STAMP)
+	$(BIN)/python -m src.tools.image build $(if $(IMAGE_BASE),--base $(IMAGE_BASE))
+
 serve: $(STAMP)
 	$(BIN)/python -m src.serving.serve --host $(HOST) --port $(PORT) $(ALLOW_MISMATCH_FLAG)
 
