@@ -282,10 +282,14 @@ def main(argv: list[str] | None = None) -> None:
     # string, and each loads and verifies the model itself, with these options.
     os.environ[_WORKER_OPTIONS_ENV] = json.dumps({"allow_version_mismatch": args.allow_version_mismatch,
                                                   "max_rows": args.max_rows, "max_bytes": args.max_bytes})
+    # A worker verifies and unpickles the model before it answers uvicorn's
+    # health check: 5 s (uvicorn's default) is too short on a busy machine,
+    # where the supervisor then kills and restarts workers without end.
     uvicorn.run("src.serving.serve:worker_app", factory=True, workers=workers, host=args.host, port=args.port,
-                log_level="info")
+                log_level="info", timeout_worker_healthcheck=WORKER_START_S)
 
 
+WORKER_START_S = 120
 # The options a worker process reads (set by main, for SERVING_WORKERS > 1).
 _WORKER_OPTIONS_ENV = "SERVING_WORKER_OPTIONS"
 

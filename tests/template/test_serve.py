@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 
 import httpx
 import numpy as np
@@ -296,3 +297,41 @@ def test_service_refuses_to_start_on_a_tampered_model(reproduced, tmp_path):
     assert result.returncode != 0
     assert "refusing to start" in result.stderr and config.MODEL.name in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_several_workers_answer_with_the_evaluate_stages_bytes(reproduced, sample):
+    # SERVING_WORKERS is the machine's: each process loads and verifies the model itself.
+    import socket
+    import subprocess
+
+    from tests.conftest import venv_env
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = venv_env(**{config.SERVING_WORKERS_ENV: "2", config.THREADS_ENV: "1"})
+    process = subprocess.Popen(["python", "-m", "src.serving.serve", "--port", str(port)], cwd=reproduced, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(600):
+            assert process.poll() is None, process.stdout.read()
+            try:
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.3)
+        rows = as_json_rows(sample.drop(columns=ADAPTER.target))
+        saved = pd.read_parquet(reproduced / SAVED_PREDICTIONS).set_index(ADAPTER.id).loc[sample[ADAPTER.id]]
+        with httpx.Client(base_url=url, timeout=60) as http:
+            answers = [http.post("/predict", json={"rows": [row]}).json()["predictions"][0] for row in rows]
+        assert [a["label"] for a in answers] == saved["label"].tolist()
+        if "probability" in saved.columns:
+            assert [a["probability"] for a in answers] == saved["probability"].tolist()
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+    bad = run(["python", "-m", "src.serving.serve", "--port", "9"], cwd=reproduced, check=False,
+              **{config.SERVING_WORKERS_ENV: "0"})
+    assert bad.returncode != 0 and f"{config.SERVING_WORKERS_ENV}='0'" in bad.stderr
