@@ -113,6 +113,7 @@ def wait_for(port: int, process: subprocess.Popen, timeout: float = 180) -> None
 def serve(duration: float = DURATION_S) -> dict:
     from src.pipeline import config, files
     from src.serving import predict as api
+    from src.serving import serve
 
     deployed = api.load_model()
     features = list(deployed.contract.features)
@@ -169,7 +170,7 @@ def serve(duration: float = DURATION_S) -> dict:
         "single_p50_ms": float(np.percentile(single, 50) * 1000),
         "single_p99_ms": float(np.percentile(single, 99) * 1000),
         "single_calls": len(single), "single_errors": int(single_errors),
-        "levels": levels, "workers": config.serving_workers(), "threads": config.threads(),
+        "levels": levels, "workers": serve.workers(), "threads": config.threads(),
         "duration_s": duration,
     }
 

@@ -25,9 +25,6 @@ SCRAMBLE_ENV = "SNAPSHOT_SCRAMBLE_ORDER"
 # How many threads train, evaluate and serving may use: a machine setting, not a
 # param, because no output byte depends on it (src/pipeline/model.py, thread_limits).
 THREADS_ENV = "PIPELINE_THREADS"
-# How many service processes answer HTTP requests (src/serving/serve.py): a
-# machine setting too, since every worker gives the same bytes.
-SERVING_WORKERS_ENV = "SERVING_WORKERS"
 
 # The params check's marker (src/pipeline/check_params.py): gather depends on it.
 PARAMS_CHECKED_MARKER = DATA_DIR / "params_checked.txt"
@@ -86,21 +83,6 @@ def default_source_db(root: Path = ROOT) -> Path:
 def source_url() -> str:
     """SQLAlchemy URL of the source database: SOURCE_URL wins, else the demo source."""
     return os.environ.get(SOURCE_URL_ENV) or f"sqlite:///{default_source_db()}"
-
-
-def serving_workers() -> int:
-    """SERVING_WORKERS: the service's worker processes, 1 when unset."""
-    value = os.environ.get(SERVING_WORKERS_ENV, "").strip()
-    if not value:
-        return 1
-    try:
-        count = int(value)
-    except ValueError:
-        count = 0
-    if count < 1:
-        raise ValueError(f"{SERVING_WORKERS_ENV}={value!r}: give a whole number of service processes, 1 or more "
-                         "(unset, 1)")
-    return count
 
 
 def threads() -> int:

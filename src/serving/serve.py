@@ -41,7 +41,7 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from pydantic import Field, create_model
 
-from src.pipeline import artifact, config
+from src.pipeline import artifact
 from src.pipeline.params import ParamsError
 from src.serving.contract import ContractError
 from src.serving.predict import Deployed, VersionMismatchError, load_model, override_hint
@@ -55,6 +55,25 @@ MAX_ROWS = 5000
 # was blank offline or behind a firewall; here it ships in the image.
 SWAGGER_UI = Path(__file__).resolve().parent / "static" / "swagger-ui"
 SWAGGER_UI_URL = "/static/swagger-ui"
+# How many service processes answer HTTP requests: a machine setting, like
+# PIPELINE_THREADS (src/pipeline/config.py), since every worker gives the same
+# bytes; never a param. Serving's alone, so no pipeline stage depends on it.
+WORKERS_ENV = "SERVING_WORKERS"
+
+
+def workers() -> int:
+    """SERVING_WORKERS: the service's worker processes, 1 when unset."""
+    value = os.environ.get(WORKERS_ENV, "").strip()
+    if not value:
+        return 1
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise ValueError(f"{WORKERS_ENV}={value!r}: give a whole number of service processes, 1 or more "
+                         "(unset, 1)")
+    return count
 
 
 def create_app(deployed: Deployed, max_rows: int = MAX_ROWS, max_bytes: int = MAX_BYTES) -> FastAPI:
@@ -268,13 +287,13 @@ def main(argv: list[str] | None = None) -> None:
                         help="serve on other Python/library versions than the manifest's (predictions may differ)")
     args = parser.parse_args(argv)
     try:
-        workers = config.serving_workers()
+        processes = workers()
         deployed = load_model(allow_version_mismatch=args.allow_version_mismatch)
     except VersionMismatchError as error:
         sys.exit(f"serve: refusing to start: {error}\n{override_hint('serve')}")
     except (artifact.ArtifactError, ParamsError, ValueError) as error:  # ValueError: a bad PIPELINE_THREADS
         sys.exit(f"serve: refusing to start: {error}")
-    if workers == 1:
+    if processes == 1:
         app = create_app(deployed, max_rows=args.max_rows, max_bytes=args.max_bytes)
         uvicorn.run(app, host=args.host, port=args.port, log_level="info")
         return
@@ -285,7 +304,7 @@ def main(argv: list[str] | None = None) -> None:
     # A worker verifies and unpickles the model before it answers uvicorn's
     # health check: 5 s (uvicorn's default) is too short on a busy machine,
     # where the supervisor then kills and restarts workers without end.
-    uvicorn.run("src.serving.serve:worker_app", factory=True, workers=workers, host=args.host, port=args.port,
+    uvicorn.run("src.serving.serve:worker_app", factory=True, workers=processes, host=args.host, port=args.port,
                 log_level="info", timeout_worker_healthcheck=WORKER_START_S)
 
 

@@ -130,19 +130,6 @@ def test_threads_are_the_machines_unless_the_environment_says(monkeypatch):
             config.threads()
 
 
-def test_service_workers_are_a_machine_setting(monkeypatch):
-    monkeypatch.delenv(config.SERVING_WORKERS_ENV, raising=False)
-    assert config.serving_workers() == 1
-    monkeypatch.setenv(config.SERVING_WORKERS_ENV, " 2 ")
-    assert config.serving_workers() == 2
-    for bad in ("0", "-1", "2.5", "many"):
-        monkeypatch.setenv(config.SERVING_WORKERS_ENV, bad)
-        with pytest.raises(ValueError, match=rf"{config.SERVING_WORKERS_ENV}='{re.escape(bad)}': give a whole"):
-            config.serving_workers()
-    # Not a param: no params file or schema names it.
-    assert "workers" not in (config.ROOT / "params.yaml").read_text()
-
-
 def test_no_stage_records_a_thread_count():
     # The count is the machine's: in params it would enter dvc.lock and make
     # another machine's run look like another experiment.

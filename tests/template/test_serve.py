@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 
@@ -111,6 +112,19 @@ def test_the_example_keeps_inside_each_range_and_falls_back_without_a_learned_va
     unlearned = contract.Contract(id="key", categorical=(), numeric=("low",), features=("low",), categories={},
                                   ranges={"low": (5, None)})
     assert unlearned.example() == {"low": 5.0}
+
+
+def test_service_workers_are_a_machine_setting(monkeypatch):
+    monkeypatch.delenv(serve.WORKERS_ENV, raising=False)
+    assert serve.workers() == 1
+    monkeypatch.setenv(serve.WORKERS_ENV, " 2 ")
+    assert serve.workers() == 2
+    for bad in ("0", "-1", "2.5", "many"):
+        monkeypatch.setenv(serve.WORKERS_ENV, bad)
+        with pytest.raises(ValueError, match=rf"{serve.WORKERS_ENV}='{re.escape(bad)}': give a whole"):
+            serve.workers()
+    # Not a param: no params file or schema names it.
+    assert "workers" not in (config.ROOT / "params.yaml").read_text()
 
 
 # --- the pipeline's model, over real HTTP on loopback ------------------------
@@ -310,7 +324,7 @@ def test_several_workers_answer_with_the_evaluate_stages_bytes(reproduced, sampl
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = venv_env(**{config.SERVING_WORKERS_ENV: "2", config.THREADS_ENV: "1"})
+    env = venv_env(**{serve.WORKERS_ENV: "2", config.THREADS_ENV: "1"})
     process = subprocess.Popen(["python", "-m", "src.serving.serve", "--port", str(port)], cwd=reproduced, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -333,5 +347,5 @@ def test_several_workers_answer_with_the_evaluate_stages_bytes(reproduced, sampl
         process.terminate()
         process.wait(timeout=60)
     bad = run(["python", "-m", "src.serving.serve", "--port", "9"], cwd=reproduced, check=False,
-              **{config.SERVING_WORKERS_ENV: "0"})
-    assert bad.returncode != 0 and f"{config.SERVING_WORKERS_ENV}='0'" in bad.stderr
+              **{serve.WORKERS_ENV: "0"})
+    assert bad.returncode != 0 and f"{serve.WORKERS_ENV}='0'" in bad.stderr
