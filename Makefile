@@ -5,8 +5,9 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 SCALE ?= 1
-# The one install command (the Dockerfile runs the same): every package pinned
-# and hash-checked, so a fresh machine gets exactly the locked environment.
+# The one install command: every package pinned and hash-checked, so a fresh
+# machine gets exactly the locked environment (the Dockerfile installs the
+# serving lock with the same checks, offline from a wheelhouse).
 PIP_INSTALL := pip install --no-cache-dir --require-hashes -r requirements.lock
 
 # Stage commands in dvc.yaml run `python`: make it the venv's.
@@ -242,7 +243,15 @@ bench: $(STAMP) $(SOURCE_DB)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 ALLOW_MISMATCH_FLAG = $(if $(filter 1,$(ALLOW_VERSION_MISMATCH)),--allow-version-mismatch)
-.PHONY: serve predict
+# make image [IMAGE_BASE=python:3.11.7-slim-bookworm]: the serving image, built
+# offline from a hash-checked wheelhouse on a local Debian base (cached in
+# ~/.cache/model-service/), every layer dated at the commit: one commit, one
+# digest (src/tools/image.py). Needs podman, buildah and debootstrap.
+.PHONY: serve predict image
+## the serving image (podman, offline, reproducible: one commit, one digest) [IMAGE_BASE=..]
+image: $(STAMP)
+	$(BIN)/python -m src.tools.image build $(if $(IMAGE_BASE),--base $(IMAGE_BASE))
+
 ## serve the verified model over HTTP [HOST=.. PORT=..]
 serve: $(STAMP)
 	$(BIN)/python -m src.serving.serve --host $(HOST) --port $(PORT) $(ALLOW_MISMATCH_FLAG)

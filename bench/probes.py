@@ -22,6 +22,8 @@ so a stage's ratio to it is the stage's own overhead:
 - bare_fit:     the configured estimator alone, fitted on the training
                 features (categories as integer codes), same threads;
 - predict:      single-row latency and batch throughput of the deployed model;
+- serve:        the HTTP service under load against predict_proba on one row
+                in process (bench/serving.py);
 - load_history: not a reference but set-up, timed all the same: copy the demo
                 source's declared tables into the (PostgreSQL) database that
                 SOURCE_URL names, with the project's own copy (history.py).
@@ -217,8 +219,14 @@ def load_history() -> dict:
     return {"rows": sum(copied.values()), "tables": copied}
 
 
+def serve() -> dict:
+    from bench import serving
+
+    return serving.serve()
+
+
 PROBES = {"bare_scan": bare_scan, "query_scan": query_scan, "gather_rows": gather_rows, "bare_parquet": bare_parquet,
-          "bare_fit": bare_fit, "predict": predict, "load_history": load_history}
+          "bare_fit": bare_fit, "predict": predict, "serve": serve, "load_history": load_history}
 
 
 def main() -> None:

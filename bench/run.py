@@ -67,7 +67,7 @@ REFERENCES = {"gather": "bare_scan", "featurize": "bare_parquet", "train": "bare
 # Every probe run beside a stage, for the stage's row count.
 COMPANIONS = {"gather": ("bare_scan", "gather_rows", "query_scan"), "featurize": ("bare_parquet",),
               "train": ("bare_fit",)}
-SECTIONS = ("first_run", "pipeline", "stages", "postgres", "sweep", "predict")
+SECTIONS = ("first_run", "pipeline", "stages", "postgres", "sweep", "predict", "serving")
 # The hyperparameter the incremental and sweep sections change.
 HGB = "train.hist_gradient_boosting"
 PACKAGES = ("dvc", "dvclive", "scikit-learn", "numpy", "scipy", "pandas", "pyarrow", "SQLAlchemy", "pydantic",
@@ -522,6 +522,13 @@ def predict_section(bench: Bench, clone: Path) -> None:
         bench.runs[-1]["section"] = "predict"
 
 
+def serving_section(bench: Bench, clone: Path) -> None:
+    # SERVING_WORKERS and PIPELINE_THREADS as this machine sets them (unset: 1 worker, every core).
+    for repeat in range(1, bench.repeats + 1):
+        bench.probe("serve", clone, 1, repeat)
+        bench.runs[-1]["section"] = "serving"
+
+
 # --- figures, targets, report ------------------------------------------------
 
 def _ok(run: dict) -> bool:
@@ -660,6 +667,27 @@ def figures(runs: list[dict], scales: list[int], skipped: dict[str, str] | None 
                            "single_p99_ms": stats.percentile(latencies, 99) * 1000, "single_calls": len(latencies),
                            "batch_rows": predict_runs[0]["batch_rows"], "batch_rows_per_s": stats.median(throughput),
                            "batches": len(throughput)}
+    serving_all = stats.select(runs, section="serving")
+    serving_runs = [r["probe"] for r in serving_all if _ok(r) and r.get("probe")]
+    if serving_all:
+        fig["serving"] = {"runs": _runs(serving_all)}
+    if serving_runs:
+        # Medians over repeats of each run's own percentiles and rates.
+        def med(values: list[float | None]) -> float | None:
+            values = [v for v in values if v is not None]
+            return stats.median(values) if values else None
+        fig["serving"] |= {
+            "reference": serving_runs[0]["reference"], "workers": serving_runs[0]["workers"],
+            "threads": serving_runs[0]["threads"],
+            "reference_p50_ms": med([p["reference_p50_ms"] for p in serving_runs]),
+            "single_p50_ms": med([p["single_p50_ms"] for p in serving_runs]),
+            "single_p99_ms": med([p["single_p99_ms"] for p in serving_runs]),
+            "single_errors": sum(p["single_errors"] for p in serving_runs),
+            "levels": {str(level["clients"]): {
+                key: med([next(x[key] for x in p["levels"] if x["clients"] == level["clients"]) for p in serving_runs])
+                for key in ("requests_per_s", "p50_ms", "p99_ms")} | {
+                "errors": sum(next(x["errors"] for x in p["levels"] if x["clients"] == level["clients"])
+                              for p in serving_runs)} for level in serving_runs[0]["levels"]}}
     fig["failed"] = [{key: run.get(key) for key in ("section", "name", "scale", "repeat", "returncode")}
                      for run in runs if not _ok(run)]
     return fig
@@ -743,6 +771,18 @@ def targets(fig: dict[str, Any], scales: list[int]) -> list[dict]:
                                f"-j 1/-j 2: {restarts or '–'}; all pairs "
                                f"{stats.fmt(sweep['speedup_all_pairs'], 'x')}; "
                                f"{_n(sweep['runs']['-j 1'], sweep['runs']['-j 2'])}"))
+    if fig.get("serving", {}).get("reference"):
+        v = fig["serving"]
+        out.append(stats.check("serving: single-row HTTP p50, 1 client", v["single_p50_ms"], 5, "<=",
+                               f"in-process predict_proba p50 {stats.fmt(v['reference_p50_ms'])} ms; "
+                               f"{_n(v['runs'])}", unit="ms"))
+        fifty = v["levels"].get("50")
+        if fifty:
+            out.append(stats.verdict("serving: >= 200 requests/s at 50 clients, 0 errors", fifty["requests_per_s"],
+                                     None if fifty["requests_per_s"] is None else
+                                     fifty["requests_per_s"] >= 200 and fifty["errors"] == 0,
+                                     f"p99 {stats.fmt(fifty['p99_ms'])} ms, {fifty['errors']} errors; "
+                                     f"{_n(v['runs'])}", unit="/s"))
     out.append(stats.verdict("every measured run succeeded", float(len(fig["failed"])), not fig["failed"],
                              "value: failed runs; " + ("; ".join(f"{f['section']} {f['name']} x{f['scale']} "
                                                                  f"#{f['repeat']}" for f in fig["failed"]) or "none"),
@@ -813,6 +853,16 @@ def report(results: dict[str, Any]) -> str:
                       f"p99 {p['single_p99_ms']:.2f} ms over {p['single_calls']} calls; "
                       f"batch of {p['batch_rows']:,} rows {p['batch_rows_per_s']:,.0f} rows/s (median of "
                       f"{p['batches']} batches); {_n(p['runs'])}"]
+    if fig.get("serving", {}).get("reference"):
+        v = fig["serving"]
+        parts += ["", f"serving over HTTP (SERVING_WORKERS={v['workers']}, {v['threads']} threads; medians of "
+                      f"{_n(v['runs'])}), reference {v['reference']}: p50 {stats.fmt(v['reference_p50_ms'])} ms",
+                  stats.table(["clients", "requests/s", "p50 ms", "p99 ms", "errors"],
+                              [["1", "–", stats.fmt(v["single_p50_ms"]), stats.fmt(v["single_p99_ms"]),
+                                str(v["single_errors"])]]
+                              + [[clients, stats.fmt(level["requests_per_s"]), stats.fmt(level["p50_ms"]),
+                                  stats.fmt(level["p99_ms"]), str(level["errors"])]
+                                 for clients, level in v["levels"].items()])]
     for section, why in fig.get("skipped", {}).items():
         parts += ["", f"{section}: skipped: {why}"]
     parts += ["", stats.target_table(results["targets"])]
@@ -905,6 +955,8 @@ def main(argv: list[str] | None = None) -> None:
             sweep_section(bench, base, args.sweep)
         if "predict" in chosen:
             predict_section(bench, base)
+        if "serving" in chosen:
+            serving_section(bench, base)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

@@ -15,7 +15,7 @@ RESULTS_KEYS = ("schema", "command", "started", "finished", "duration_s", "commi
 RUN_KEYS = ("section", "name", "scale", "repeat", "wall_s", "cpu_s", "max_rss_bytes", "returncode")
 TARGET_KEYS = ("name", "value", "limit", "comparison", "met", "detail", "unit")
 # How a target's value and limit are shown: a ratio, seconds, GiB, or a plain count.
-UNITS = {"x": "×", "s": " s", "GiB": " GiB", "": ""}
+UNITS = {"x": "×", "s": " s", "GiB": " GiB", "ms": " ms", "/s": "/s", "": ""}
 
 
 def median(values: Iterable[float]) -> float:

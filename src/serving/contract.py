@@ -76,6 +76,9 @@ class Contract:
     features: tuple[str, ...]
     categories: dict[str, list[str]]
     ranges: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    # Numeric values the model learned in training (the imputer's statistics:
+    # medians, for impute_strategy median), the published examples.
+    typical: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_manifest(cls, manifest: dict[str, Any]) -> Contract:
@@ -90,7 +93,25 @@ class Contract:
             features=features,
             categories={name: list(manifest["categories"][name]) for name in categorical},
             ranges={name: tuple(bounds) for name, bounds in (manifest.get("ranges") or {}).items()},
+            typical=learned_values(manifest.get("learned") or {}, numeric),
         )
+
+    def example(self) -> dict[str, Any]:
+        """One row that a caller may send as it is: each numeric feature at the
+        value learned in training (inside its range), each categorical one at
+        its first recorded category; no id, no other key."""
+        row: dict[str, Any] = {}
+        for name in self.features:
+            if name in self.categories:
+                row[name] = self.categories[name][0] if self.categories[name] else None
+                continue
+            low, high = self.ranges.get(name, (None, None))
+            value = self.typical.get(name)
+            if value is None:  # nothing learned: the range's low end, else 0 inside it
+                value = float(low) if low is not None else 0.0
+            value = max(value, low) if low is not None else value
+            row[name] = min(value, high) if high is not None else value
+        return row
 
     def check(self, frame: pd.DataFrame, numbering: Numbering = ROWS) -> Checked:
         """Validate `frame`; return its features in the recorded column order.
@@ -131,7 +152,11 @@ class Contract:
 
         Every feature is required (send null for a missing value); extra keys
         are allowed, ignored and reported; the id is optional and echoed back.
+        The schema's examples are the manifest's (example()), and it declares
+        the extra keys as what they are, so Swagger UI neither shows float32's
+        bounds as values nor invents an `additionalProp1` field.
         """
+        example = self.example()
         fields: dict[str, Any] = {
             # int64, as the batch command's ids and the predictions files hold them.
             self.id: (Annotated[StrictInt, BeforeValidator(_whole), Field(ge=-_ID_LIMIT, le=_ID_LIMIT)] | None,
@@ -144,7 +169,7 @@ class Contract:
                 Field(
                     description=f"One of {len(values)} recorded categories; any other value (or null) "
                     "goes to the unknown bucket and is counted in the response.",
-                    examples=values[:3],
+                    examples=[example[name]],
                 ),
             )
         for name in self.numeric:
@@ -153,11 +178,34 @@ class Contract:
             le = LARGEST if high is None else min(high, LARGEST)
             fields[name] = (
                 Annotated[float | None, Field(strict=True, ge=ge, le=le, allow_inf_nan=False)],
-                Field(description="A number" + _range_text(low, high) + "; null is imputed as in training."),
+                Field(description="A number" + _range_text(low, high) + "; null is imputed as in training"
+                      + (f" ({self.typical[name]:g})." if name in self.typical else "."),
+                      examples=[example[name]]),
             )
         # An extra key that is a lone surrogate is only named back, in
         # ignored_columns, where the response's JSON escapes it.
-        return create_model("Row", __config__=ConfigDict(extra="allow"), **fields)
+        config = ConfigDict(extra="allow", json_schema_extra=_row_schema(example))
+        return create_model("Row", __config__=config, **fields)
+
+
+def learned_values(learned: dict[str, Any], numeric: tuple[str, ...]) -> dict[str, float]:
+    """Per numeric column, the first imputation statistic the manifest's `learned` records for it."""
+    values: dict[str, float] = {}
+    for key, statistics in learned.items():
+        if key.endswith("impute_values") and isinstance(statistics, dict):
+            for name, value in statistics.items():
+                if name in numeric and isinstance(value, (int, float)) and name not in values:
+                    values[name] = float(value)
+    return values
+
+
+def _row_schema(example: dict[str, Any]) -> Any:
+    def extra(schema: dict[str, Any]) -> None:
+        schema["examples"] = [example]
+        # Allowed, ignored and named back: a key of any value, not an object to fill in.
+        schema["additionalProperties"] = {
+            "description": "Any other key is accepted, not used, and named in the response's ignored_columns."}
+    return extra
 
 
 def _whole(value: Any) -> Any:

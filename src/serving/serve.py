@@ -16,11 +16,16 @@ fields, wrong types, values out of range, text that is not valid Unicode, or
 no rows; 415 for a body not sent as application/json; 413 for a body over
 --max-bytes or more than --max-rows. Every one of these is in the OpenAPI
 schema, and a test fuzzes the service against it.
+
+SERVING_WORKERS (a machine setting, like PIPELINE_THREADS; 1 when unset) is
+the number of uvicorn processes: each answers with the same bytes. On two
+cores, SERVING_WORKERS=2 with PIPELINE_THREADS=1 uses both for single rows.
 """
 # No `from __future__ import annotations`: FastAPI reads the endpoint's
 # annotations at run time, and the request model is built in create_app.
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -50,6 +55,25 @@ MAX_ROWS = 5000
 # was blank offline or behind a firewall; here it ships in the image.
 SWAGGER_UI = Path(__file__).resolve().parent / "static" / "swagger-ui"
 SWAGGER_UI_URL = "/static/swagger-ui"
+# How many service processes answer HTTP requests: a machine setting, like
+# PIPELINE_THREADS (src/pipeline/config.py), since every worker gives the same
+# bytes; never a param. Serving's alone, so no pipeline stage depends on it.
+WORKERS_ENV = "SERVING_WORKERS"
+
+
+def workers() -> int:
+    """SERVING_WORKERS: the service's worker processes, 1 when unset."""
+    value = os.environ.get(WORKERS_ENV, "").strip()
+    if not value:
+        return 1
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise ValueError(f"{WORKERS_ENV}={value!r}: give a whole number of service processes, 1 or more "
+                         "(unset, 1)")
+    return count
 
 
 def create_app(deployed: Deployed, max_rows: int = MAX_ROWS, max_bytes: int = MAX_BYTES) -> FastAPI:
@@ -263,13 +287,37 @@ def main(argv: list[str] | None = None) -> None:
                         help="serve on other Python/library versions than the manifest's (predictions may differ)")
     args = parser.parse_args(argv)
     try:
+        processes = workers()
         deployed = load_model(allow_version_mismatch=args.allow_version_mismatch)
     except VersionMismatchError as error:
         sys.exit(f"serve: refusing to start: {error}\n{override_hint('serve')}")
     except (artifact.ArtifactError, ParamsError, ValueError) as error:  # ValueError: a bad PIPELINE_THREADS
         sys.exit(f"serve: refusing to start: {error}")
-    app = create_app(deployed, max_rows=args.max_rows, max_bytes=args.max_bytes)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    if processes == 1:
+        app = create_app(deployed, max_rows=args.max_rows, max_bytes=args.max_bytes)
+        uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+        return
+    # Several processes (SERVING_WORKERS): uvicorn starts each from an import
+    # string, and each loads and verifies the model itself, with these options.
+    os.environ[_WORKER_OPTIONS_ENV] = json.dumps({"allow_version_mismatch": args.allow_version_mismatch,
+                                                  "max_rows": args.max_rows, "max_bytes": args.max_bytes})
+    # A worker verifies and unpickles the model before it answers uvicorn's
+    # health check: 5 s (uvicorn's default) is too short on a busy machine,
+    # where the supervisor then kills and restarts workers without end.
+    uvicorn.run("src.serving.serve:worker_app", factory=True, workers=processes, host=args.host, port=args.port,
+                log_level="info", timeout_worker_healthcheck=WORKER_START_S)
+
+
+WORKER_START_S = 120
+# The options a worker process reads (set by main, for SERVING_WORKERS > 1).
+_WORKER_OPTIONS_ENV = "SERVING_WORKER_OPTIONS"
+
+
+def worker_app() -> FastAPI:
+    """One worker's app: the model loaded and verified in this process, with main's options."""
+    options = json.loads(os.environ[_WORKER_OPTIONS_ENV])
+    deployed = load_model(allow_version_mismatch=options["allow_version_mismatch"])
+    return create_app(deployed, max_rows=options["max_rows"], max_bytes=options["max_bytes"])
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The Dockerfile installs the serving lock and ships what the service loads.
 
-No Docker engine runs here, so the image is checked by reading the Dockerfile,
-and by laying out its COPY instructions in a folder and serving from that.
+These read the Dockerfile and lay out its COPY instructions in a folder to
+serve from (fast); tests/template/test_image.py builds and runs the image itself.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from src.pipeline import config
+from src.tools import image
 from tests.conftest import run
 from tests.template.test_config import imported_src_files
 from tests.template.test_serving_lock import FULL_LOCK, SERVING_LOCK, serving_venv_python
@@ -36,28 +37,40 @@ def instructions() -> list[tuple[str, str]]:
 
 
 def copies() -> list[tuple[list[str], str]]:
-    return [(args[:-1], args[-1]) for name, rest in instructions() if name == "COPY" for args in [shlex.split(rest)]]
+    """COPY instructions from the build context (not --from another stage): (sources, destination)."""
+    return [(args[:-1], args[-1]) for name, rest in instructions() if name == "COPY" for args in [shlex.split(rest)]
+            if not args[0].startswith("--from")]
 
 
 def test_base_image_is_pinned_to_the_manifests_python():
-    base = [rest for name, rest in instructions() if name == "FROM"]
-    assert len(base) == 1
-    match = re.fullmatch(r"python:(\d+\.\d+\.\d+)-slim-\w+(@sha256:[0-9a-f]{64})?", base[0])
-    assert match, f"base image {base[0]!r} is not an exact python:X.Y.Z-slim-<debian> tag"
+    # One base, a build argument (src/tools/image.py passes a locally built
+    # equivalent where no registry is reachable), by default the official tag.
+    args = [rest for name, rest in instructions() if name == "ARG" and rest.startswith("BASE=")]
+    assert len(args) == 1
+    match = re.fullmatch(r"BASE=python:(\d+\.\d+\.\d+)-slim-\w+(@sha256:[0-9a-f]{64})?", args[0])
+    assert match, f"base image {args[0]!r} is not an exact python:X.Y.Z-slim-<debian> tag"
     manifest = json.loads(config.MANIFEST.read_text())
     assert match.group(1) == manifest["versions"]["python"]  # else the service refuses the model
+    assert [rest.split()[0] for name, rest in instructions() if name == "FROM"] == ["${BASE}", "${BASE}"]
 
 
-def test_installs_the_serving_lock_with_hashes_as_the_makefile_installs_the_full_one():
-    # The same pip command and flags as the Makefile's, on the serving lock.
-    makefile = (config.ROOT / "Makefile").read_text()
-    pip_install = re.search(r"^PIP_INSTALL := (.+)$", makefile, re.MULTILINE).group(1).strip()
-    assert "--require-hashes" in pip_install and pip_install.endswith(f"-r {FULL_LOCK.name}")
+def test_installs_the_serving_lock_offline_with_hashes():
+    # From the wheelhouse that src/tools/image.py fetches with the lock's
+    # hashes: no index (a build step has no network of its own), every file
+    # hash-checked again, no bytecode (it would embed the build's time).
     runs = [rest for name, rest in instructions() if name == "RUN"]
-    installs = [command for command in runs if "pip" in command]
-    assert installs == [f"python -m {pip_install.removesuffix(FULL_LOCK.name)}{SERVING_LOCK.name}"]
-    order = [(name, rest) for name, rest in instructions() if name in ("COPY", "RUN")]
-    assert order.index(("COPY", f"{SERVING_LOCK.name} ./")) < order.index(("RUN", installs[0]))
+    pip_runs = [command for command in runs if "pip" in command]
+    assert len(pip_runs) == 1
+    install = shlex.split(pip_runs[0])
+    assert install[:4] == ["python", "-m", "pip", "install"]
+    for flag in ("--require-hashes", "--no-index", "--no-compile", "--no-cache-dir"):
+        assert flag in install, flag
+    assert install[install.index("-r") + 1] == f"/tmp/{SERVING_LOCK.name}"
+    assert install[install.index("--find-links") + 1] == "/tmp/wheels"
+    steps = [(name, rest) for name, rest in instructions() if name in ("COPY", "RUN")]
+    assert steps.index(("COPY", f"{SERVING_LOCK.name} /tmp/")) < steps.index(("RUN", pip_runs[0]))
+    assert ("COPY", "build/wheels/ /tmp/wheels/") in steps
+    assert image.WHEELS.relative_to(config.ROOT).as_posix() == "build/wheels"
     assert FULL_LOCK.name not in {Path(source).name for sources, _ in copies() for source in sources}
 
 
@@ -74,6 +87,8 @@ def image_paths() -> dict[str, str]:
     """Path in the image (relative to WORKDIR) -> source path in the repository."""
     paths = {}
     for sources, destination in copies():
+        if destination.startswith("/"):  # the install stage's inputs, not the application
+            continue
         folder = "" if destination in (".", "./") else destination.rstrip("/") + "/"
         for source in sources:
             if source.endswith("/"):
@@ -131,7 +146,6 @@ def test_the_images_files_and_packages_alone_serve_the_model(reproduced, image_p
         else:
             (app / target).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(reproduced / source, app / target)
-    (app / SERVING_LOCK.name).unlink()  # installed into the image, not read by the service
     assert not (app / "src" / "datasets").exists() and not (app / "src" / "tools").exists()
     shutil.copy(reproduced / config.TEST_FEATURES.relative_to(config.ROOT), tmp_path / "rows.parquet")
     run([str(image_python), "-s", "-E", "-m", "src.serving.predict", "--input", str(tmp_path / "rows.parquet"),

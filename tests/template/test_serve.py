@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import time
 
 import httpx
 import numpy as np
@@ -11,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from src.pipeline import config
-from src.serving import serve
+from src.serving import contract, serve
 from src.serving.contract import LARGEST
 from tests.conftest import run, running_service
 from tests.template import frames
@@ -75,6 +77,54 @@ def test_the_openapi_row_is_the_manifest_contract(tmp_path):
     bad[1][column] = 6
     response = client.post("/predict", json={"rows": bad})
     assert response.status_code == 422 and column in response.text and "less than or equal to 5" in response.text
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_the_openapi_example_is_the_manifests_learned_row_and_is_answered(tmp_path, n_classes):
+    # Swagger UI fills "Try it out" from the schema: without examples it showed
+    # float32's bounds (3.4e38) as values and an `additionalProp1` key.
+    deployed, _ = tiny_deployed(tmp_path, n_classes)
+    client = TestClient(serve.create_app(deployed))
+    schema = client.get("/openapi.json").json()
+    row = schema["components"]["schemas"]["Row"]
+    [example] = row["examples"]
+    assert set(example) == set(ADAPTER.features)  # no id, no extra key
+    learned = contract.learned_values(deployed.manifest["learned"], ADAPTER.numeric)
+    assert set(learned) == set(ADAPTER.numeric)  # the tiny model imputes every numeric column
+    for name in ADAPTER.numeric:
+        assert example[name] == learned[name] and row["properties"][name]["examples"] == [learned[name]]
+    for name in ADAPTER.categorical:
+        assert example[name] == deployed.manifest["categories"][name][0]
+    assert "additionalProp1" not in json.dumps(schema)
+    assert row["additionalProperties"] is not True and "ignored_columns" in row["additionalProperties"]["description"]
+    response = client.post("/predict", json={"rows": [example]})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["ignored_columns"] == []
+    assert all(counts == {"unknown": 0, "missing": 0} for counts in body["unknown_categories"].values())
+
+
+def test_the_example_keeps_inside_each_range_and_falls_back_without_a_learned_value():
+    rows = contract.Contract(id="key", categorical=("kind",), numeric=("low", "high", "free"),
+                             features=("kind", "low", "high", "free"), categories={"kind": ["b", "a"]},
+                             ranges={"low": (5, 9), "high": (None, 50)}, typical={"high": 100.0, "low": 7.5})
+    assert rows.example() == {"kind": "b", "low": 7.5, "high": 50, "free": 0.0}
+    unlearned = contract.Contract(id="key", categorical=(), numeric=("low",), features=("low",), categories={},
+                                  ranges={"low": (5, None)})
+    assert unlearned.example() == {"low": 5.0}
+
+
+def test_service_workers_are_a_machine_setting(monkeypatch):
+    monkeypatch.delenv(serve.WORKERS_ENV, raising=False)
+    assert serve.workers() == 1
+    monkeypatch.setenv(serve.WORKERS_ENV, " 2 ")
+    assert serve.workers() == 2
+    for bad in ("0", "-1", "2.5", "many"):
+        monkeypatch.setenv(serve.WORKERS_ENV, bad)
+        with pytest.raises(ValueError, match=rf"{serve.WORKERS_ENV}='{re.escape(bad)}': give a whole"):
+            serve.workers()
+    # Not a param: no params file or schema names it.
+    assert "workers" not in (config.ROOT / "params.yaml").read_text()
 
 
 # --- the pipeline's model, over real HTTP on loopback ------------------------
@@ -261,3 +311,41 @@ def test_service_refuses_to_start_on_a_tampered_model(reproduced, tmp_path):
     assert result.returncode != 0
     assert "refusing to start" in result.stderr and config.MODEL.name in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_several_workers_answer_with_the_evaluate_stages_bytes(reproduced, sample):
+    # SERVING_WORKERS is the machine's: each process loads and verifies the model itself.
+    import socket
+    import subprocess
+
+    from tests.conftest import venv_env
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = venv_env(**{serve.WORKERS_ENV: "2", config.THREADS_ENV: "1"})
+    process = subprocess.Popen(["python", "-m", "src.serving.serve", "--port", str(port)], cwd=reproduced, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(600):
+            assert process.poll() is None, process.stdout.read()
+            try:
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.3)
+        rows = as_json_rows(sample.drop(columns=ADAPTER.target))
+        saved = pd.read_parquet(reproduced / SAVED_PREDICTIONS).set_index(ADAPTER.id).loc[sample[ADAPTER.id]]
+        with httpx.Client(base_url=url, timeout=60) as http:
+            answers = [http.post("/predict", json={"rows": [row]}).json()["predictions"][0] for row in rows]
+        assert [a["label"] for a in answers] == saved["label"].tolist()
+        if "probability" in saved.columns:
+            assert [a["probability"] for a in answers] == saved["probability"].tolist()
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+    bad = run(["python", "-m", "src.serving.serve", "--port", "9"], cwd=reproduced, check=False,
+              **{serve.WORKERS_ENV: "0"})
+    assert bad.returncode != 0 and f"{serve.WORKERS_ENV}='0'" in bad.stderr
