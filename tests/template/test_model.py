@@ -20,6 +20,7 @@ import yaml
 from sklearn import metrics
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import MLPClassifier
 from threadpoolctl import threadpool_limits
 
 from src.pipeline import artifact, config, evaluate, files, predictions, train
@@ -40,7 +41,7 @@ from tests.conftest import ROOT
 from tests.template import frames
 from tests.template.frames import ADAPTER, LEVELS, UNSEEN
 
-MODELS = ["hist_gradient_boosting", "logistic_regression", "random_forest", "stacking"]
+MODELS = ["hist_gradient_boosting", "logistic_regression", "random_forest", "mlp", "stacking"]
 needs_categorical = pytest.mark.skipif(not ADAPTER.categorical, reason="the adapter has no categorical features")
 needs_numeric = pytest.mark.skipif(not ADAPTER.numeric, reason="the adapter has no numeric features")
 
@@ -80,7 +81,7 @@ def test_every_model_fits_predicts_unknowns_and_is_deterministic(model, n_classe
         imputed = [value for key, value in state.items() if key.endswith("impute_values")]
         assert imputed and all(gappy in values for values in imputed)
         assert np.isclose(imputed[0][gappy], X[gappy].median())  # impute_strategy: median, from training rows
-        if model in ("logistic_regression", "stacking"):
+        if model in ("logistic_regression", "mlp", "stacking"):
             ranges = [value for key, value in state.items() if key.endswith("ranges")]
             column = ADAPTER.numeric[0]
             assert ranges and ranges[0][column] == [X[column].min(), X[column].max()]
@@ -94,7 +95,8 @@ def test_another_seed_gives_another_forest():
 
 
 ESTIMATOR_CLASSES = {"hist_gradient_boosting": HistGradientBoostingClassifier,
-                     "logistic_regression": LogisticRegression, "random_forest": RandomForestClassifier}
+                     "logistic_regression": LogisticRegression, "random_forest": RandomForestClassifier,
+                     "mlp": MLPClassifier}
 
 
 def _check_described(described: dict, fitted) -> None:
@@ -204,8 +206,8 @@ def test_permutation_importance_names_every_feature(n_classes):
 
 def stage_in_tmp(tmp_path, monkeypatch, params) -> None:
     """Point every stage path, dvc.lock included, into tmp_path, and give the stages `params`."""
-    for name in ("TRAIN_FEATURES", "TEST_FEATURES", "MODEL", "MANIFEST", "EVAL_DIR", "METRICS", "PREDICTIONS",
-                 "DVC_LOCK"):
+    for name in ("TRAIN_FEATURES", "TEST_FEATURES", "MODEL", "MANIFEST", "VALIDATION_METRICS", "EVAL_DIR", "METRICS",
+                 "PREDICTIONS", "DVC_LOCK"):
         monkeypatch.setattr(config, name, tmp_path / getattr(config, name).relative_to(config.ROOT))
     monkeypatch.setattr(config, "ROOT", tmp_path)
     for stage in (train, evaluate):
