@@ -25,7 +25,8 @@ help:
 	@echo "make lint         ruff check (rules in pyproject.toml)"
 	@echo "make clean        delete caches and scratch files; keeps .venv, data, the DVC cache and outputs"
 	@echo "make categories   record category lists and classes of the training data into params.yaml"
-	@echo "make exps         the experiments table: headline metrics, best first, and the params that differ"
+	@echo "make exps         the experiments table: ranked by validation, test metrics, and the params that differ"
+	@echo "make promote [EXP=..]  apply the best experiment by validation (or EXP) to the workspace: params, lock, outputs"
 	@echo "make source [SCALE=N]  (re)build the adapter's demo source database"
 	@echo "make new-adapter NAME=..  the skeleton of your own dataset adapter, its tests and params (docs/adapt.md)"
 	@echo "make drop-example  remove the flights example, its package and outputs (after new-adapter)"
@@ -131,6 +132,15 @@ categories: $(STAMP) $(SOURCE_DB)
 .PHONY: exps
 exps: $(STAMP)
 	@$(BIN)/python -m src.tools.exps
+
+# The experiment that `make exps` ranks first by validation (within the
+# workspace's upstream params), or EXP, into the workspace; then review and
+# commit. The test metrics of the applied experiment are the figure to report.
+.PHONY: promote
+promote: $(STAMP)
+	@exp="$(EXP)"; if [ -z "$$exp" ]; then exp=$$($(BIN)/python -m src.tools.exps --best) || exit 1; fi; \
+	echo "dvc exp apply $$exp"; $(BIN)/dvc exp apply "$$exp" && \
+	echo "review, then: git add params.yaml dvc.lock models/manifest.json metrics eval && git commit -m 'Promote $$exp'"
 
 # A fork's own adapter (src/tools/scaffold.py) and, once it is in use, the
 # example's removal (src/tools/drop_example.py); docs/adapt.md.

@@ -203,7 +203,7 @@ def rank(found: list[Row], metric: str, keys: list[str]) -> list[list[Row]]:
     return list(groups.values())
 
 
-def describe(groups: list[list[Row]], metric: str) -> str:
+def describe(groups: list[list[Row]], metric: str, keys: list[str]) -> str:
     """What the table is ranked by, and the groups when the upstream params differ."""
     validation = config.VALIDATION_METRICS.relative_to(config.ROOT).as_posix()
     test = config.METRICS.relative_to(config.ROOT).as_posix()
@@ -214,15 +214,15 @@ def describe(groups: list[list[Row]], metric: str) -> str:
         lines.append("These rows differ in params upstream of the features, so their training and test sets "
                      "differ: compare only within a group.")
         for number, members in enumerate(groups, 1):
-            values = ", ".join(f"{key}={value}" for key, value in upstream_of(members[0], _differing(groups)))
+            values = ", ".join(f"{key}={value}" for key, value in upstream_of(members[0], _differing(groups, keys)))
             lines.append(f"  group {number} ({values}): {', '.join(row.name for row in members)}")
     return "\n".join(lines)
 
 
-def _differing(groups: list[list[Row]]) -> list[str]:
+def _differing(groups: list[list[Row]], keys: list[str]) -> list[str]:
     values: dict[str, set] = {}
     for members in groups:
-        for key, value in upstream_of(members[0], list(members[0].params)):
+        for key, value in upstream_of(members[0], keys):
             values.setdefault(key, set()).add(value)
     return [key for key, seen in values.items() if len(seen) > 1]
 
@@ -296,7 +296,7 @@ def main() -> None:
     code = subprocess.run(command, cwd=config.ROOT).returncode
     if ranked_by and code == 0:
         keys = upstream_params(_stages(), config.TEST_FEATURES.relative_to(config.ROOT).as_posix())
-        print(describe(rank(rows(_show_json()), ranked_by, keys), ranked_by))
+        print(describe(rank(rows(_show_json()), ranked_by, keys), ranked_by, keys))
     sys.exit(code)
 
 

@@ -94,6 +94,34 @@ def test_another_seed_gives_another_forest():
     assert pickle.dumps(first, protocol=5) != pickle.dumps(other, protocol=5)
 
 
+def test_another_seed_gives_another_network():
+    first, params, frame = frames.fit("mlp")
+    other = build_pipeline(params.train, params.categories, ADAPTER.numeric, params.seed + 1)
+    other.fit(frame[list(ADAPTER.features)], frame[ADAPTER.target])
+    weights = lambda fitted: fitted.named_steps["estimator"].coefs_[0]  # noqa: E731
+    assert weights(first).shape == weights(other).shape and not np.array_equal(weights(first), weights(other))
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_the_manifest_records_every_seed_the_fitted_model_holds(model):
+    fitted, params, frame = frames.fit(model)
+    manifest = build_manifest(params, ADAPTER, fitted, "sha", "data-sha", len(frame),
+                              count_unknown(frame, params.categories))
+    recorded = manifest["seeds"]
+    assert recorded and set(recorded.values()) == {params.seed}
+    # Every estimator with a random_state is listed, and every CV splitter.
+    estimators = [path for path, value in fitted.get_params(deep=True).items()
+                  if hasattr(value, "random_state") and not isinstance(value, type)]
+    assert {f"{path}__random_state" if not hasattr(value, "split") else f"{path}.random_state"
+            for path, value in fitted.get_params(deep=True).items() if path in estimators} == set(recorded)
+    if model == "mlp":
+        # one integer seeds its weights, early-stopping split and batch shuffling (docs/reproducibility.md)
+        assert recorded == {"estimator__random_state": params.seed}
+    if model == "stacking":
+        assert recorded["estimator__cv.random_state"] == params.seed
+    assert manifest["validation"]["seed"] == params.seed
+
+
 ESTIMATOR_CLASSES = {"hist_gradient_boosting": HistGradientBoostingClassifier,
                      "logistic_regression": LogisticRegression, "random_forest": RandomForestClassifier,
                      "mlp": MLPClassifier}
@@ -281,11 +309,12 @@ def test_the_train_stage_writes_the_same_bytes_on_any_thread_count(model, tmp_pa
     rows = frames.features(240, 3)
     files.write_frame(config.TRAIN_FEATURES, rows, ADAPTER.features_schema)
     written = {}
-    for threads in ("1", "2"):
+    for threads in ("1", "2", "4"):
         monkeypatch.setenv(config.THREADS_ENV, threads)
         train.main()
-        written[threads] = (config.MODEL.read_bytes(), config.MANIFEST.read_bytes())
-    assert written["1"] == written["2"]
+        written[threads] = (config.MODEL.read_bytes(), config.MANIFEST.read_bytes(),
+                            config.VALIDATION_METRICS.read_bytes())
+    assert written["1"] == written["2"] == written["4"]
     # What the reset is for: fitted on two threads, HistGradientBoosting keeps the count.
     if model in ("hist_gradient_boosting", "stacking") and len(os.sched_getaffinity(0)) >= 2:
         refit = build_pipeline(params.train, params.categories, ADAPTER.numeric, params.seed, threads=2)
