@@ -143,6 +143,10 @@ def test_promote_refuses_when_the_baseline_wins_or_nothing_was_run():
     groups = exps.rank(exps.rows(_shown(_entry("a", 0.70, 0.9), baseline_mean=0.9)), "roc_auc", KEYS)
     with pytest.raises(ValueError, match="baseline main ranks first"):
         exps.best(groups, {"seed": 1, "gather": {"as_of": "2013-06-30"}}, KEYS)
+    # a tie goes to the baseline: an experiment that only matches it is nothing to promote
+    groups = exps.rank(exps.rows(_shown(_entry("a", 0.9, 0.9), baseline_mean=0.9)), "roc_auc", KEYS)
+    with pytest.raises(ValueError, match="baseline main ranks first"):
+        exps.best(groups, {"seed": 1, "gather": {"as_of": "2013-06-30"}}, KEYS)
     with pytest.raises(ValueError, match="no experiment"):
         exps.best(exps.rank(exps.rows(_shown()), "roc_auc", KEYS), {"seed": 1, "gather": {"as_of": "2013-06-30"}},
                   KEYS)
