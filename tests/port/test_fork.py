@@ -49,7 +49,8 @@ NOT_YET = ("tests/template/test_data_versions.py", "tests/template/test_sweeps.p
 # history's pointer, the locks without the example's package, the remote, and
 # the git-tracked pipeline outputs.
 FORK_FILES = {"params.yaml", POINTER, "requirements.in", "requirements.lock", "requirements-serving.lock",
-              ".dvc/config", "dvc.lock", "models/manifest.json", "eval/metrics.json", "metrics/featurize.json"}
+              ".dvc/config", "dvc.lock", "models/manifest.json", "metrics/validation.json", "eval/metrics.json",
+              "metrics/featurize.json"}
 
 
 def _env(**extra: str) -> dict[str, str]:
