@@ -136,6 +136,16 @@ notebook: $(STAMP)
 	$(BIN)/jupyter lab --ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/notebooks/explore.ipynb \
 	  $(if $(filter 0,$(shell id -u)),--allow-root) $(NOTEBOOK_FLAGS)
 
+# The experiment that `make exps` ranks first by validation (within the
+# workspace's upstream params), or EXP, into the workspace; then review and
+# commit. The test metrics of the applied experiment are the figure to report.
+.PHONY: promote
+## apply the best experiment by validation (or EXP=..) to the workspace: params, lock, outputs
+promote: $(STAMP)
+	@exp="$(EXP)"; if [ -z "$$exp" ]; then exp=$$($(BIN)/python -m src.tools.exps --best) || exit 1; fi; \
+	echo "dvc exp apply $$exp"; $(BIN)/dvc exp apply "$$exp" && \
+	echo "review, then: git add params.yaml dvc.lock models/manifest.json metrics eval && git commit -m 'Promote $$exp'"
+
 # A fork's own adapter (src/tools/scaffold.py) and, once it is in use, the
 # example's removal (src/tools/drop_example.py); docs/adapt.md.
 .PHONY: new-adapter drop-example

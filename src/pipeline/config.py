@@ -33,6 +33,8 @@ FEATURES_DIR = DATA_DIR / "features"
 TRAIN_FEATURES = FEATURES_DIR / "train.parquet"
 TEST_FEATURES = FEATURES_DIR / "test.parquet"
 FEATURIZE_SUMMARY = ROOT / "metrics" / "featurize.json"
+# train's validation estimate (cross-validation on the training features only).
+VALIDATION_METRICS = ROOT / "metrics" / "validation.json"
 
 MODEL_DIR = ROOT / "models"
 MODEL = MODEL_DIR / "model.pkl"

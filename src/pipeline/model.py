@@ -21,6 +21,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassif
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
+from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, OrdinalEncoder
 
@@ -95,8 +96,8 @@ def _preprocess(model: str, train: Train, categories: dict[str, list[str]], nume
         return ColumnTransformer([("categorical", encoder, categorical), ("numeric", imputer, numeric)])
     encoder = OneHotEncoder(categories=_encoded_categories(categories), handle_unknown="error", dtype=np.float64)
     numeric_steps = [("impute", imputer)]
-    if model == "logistic_regression":
-        numeric_steps.append(("scale", MinMaxScaler()))  # lbfgs wants comparable ranges
+    if model in ("logistic_regression", "mlp"):
+        numeric_steps.append(("scale", MinMaxScaler()))  # lbfgs and adam want comparable ranges
     return ColumnTransformer(
         [("categorical", encoder, categorical), ("numeric", Pipeline(numeric_steps), numeric)],
         sparse_threshold=0.0,  # dense: one memory layout whatever the data's sparsity
@@ -122,6 +123,13 @@ def _estimator(model: str, train: Train, seed: int, threads: int = 1,
         # before pickling (normalise_threads), because predict_proba with more
         # jobs sums the trees in thread-finishing order.
         return RandomForestClassifier(**train.random_forest.model_dump(), n_jobs=threads, random_state=seed)
+    if model == "mlp":
+        # One integer random_state seeds all three random steps, drawn in turn from
+        # one RandomState: the initial weights, the early-stopping split and each
+        # epoch's batch shuffling. Its matrix products go through BLAS, which
+        # thread_limits keeps on one thread whatever the machine: the sums'
+        # order, and so every weight's last bit, would otherwise follow the count.
+        return MLPClassifier(**train.mlp.model_dump(), solver="adam", shuffle=True, random_state=seed)
     raise ValueError(f"unknown model {model!r}")
 
 
@@ -252,3 +260,19 @@ def structure(train: Train) -> dict[str, Any]:
         "base_estimators": [one(name) for name in train.stacking.estimators],
         "final_estimator": one(train.stacking.final_estimator),
     }
+
+
+def seeds(model: BaseEstimator) -> dict[str, int | None]:
+    """Every random state of the unfitted or fitted `model`, by its scikit-learn parameter path.
+
+    Read from the estimators themselves (get_params), so it lists what the fit
+    really used: each estimator's random_state and each CV splitter's seed.
+    docs/reproducibility.md says what each one draws.
+    """
+    found: dict[str, int | None] = {}
+    for path, value in sorted(model.get_params(deep=True).items()):
+        if path.endswith("random_state"):
+            found[path] = value
+        elif hasattr(value, "split") and hasattr(value, "random_state"):  # a CV splitter
+            found[f"{path}.random_state"] = value.random_state
+    return found

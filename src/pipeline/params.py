@@ -31,8 +31,8 @@ from src.pipeline import config
 from src.pipeline.adapter import UNKNOWN
 from src.pipeline.source.moments import as_of_timestamp, refuse_future
 
-ModelName = Literal["hist_gradient_boosting", "logistic_regression", "random_forest", "stacking"]
-BaseModelName = Literal["hist_gradient_boosting", "logistic_regression", "random_forest"]
+ModelName = Literal["hist_gradient_boosting", "logistic_regression", "random_forest", "mlp", "stacking"]
+BaseModelName = Literal["hist_gradient_boosting", "logistic_regression", "random_forest", "mlp"]
 
 
 class ParamsError(ValueError):
@@ -106,6 +106,25 @@ class RandomForest(_Section):
     min_samples_leaf: int = Field(ge=1)
 
 
+class Mlp(_Section):
+    # scikit-learn's MLPClassifier arguments (adam); its one random_state is the seed.
+    hidden_layer_sizes: list[int] = Field(min_length=1)
+    alpha: float = Field(ge=0)
+    learning_rate_init: float = Field(gt=0)
+    batch_size: int = Field(gt=0)
+    max_iter: int = Field(gt=0)
+    early_stopping: bool
+    validation_fraction: float = Field(gt=0, lt=1)
+    n_iter_no_change: int = Field(ge=1)
+
+    @field_validator("hidden_layer_sizes")
+    @classmethod
+    def _positive(cls, value: list[int]) -> list[int]:
+        if any(size < 1 for size in value):
+            raise ValueError(f"every layer needs at least one unit (got {value})")
+        return value
+
+
 class Stacking(_Section):
     estimators: list[BaseModelName] = Field(min_length=2)
     final_estimator: Literal["logistic_regression"]
@@ -122,9 +141,12 @@ class Stacking(_Section):
 class Train(_Section):
     model: ModelName
     impute_strategy: Literal["mean", "median", "most_frequent"]
+    # Folds of the validation estimate (metrics/validation.json), from the training features only.
+    cv_folds: int = Field(ge=2)
     hist_gradient_boosting: HistGradientBoosting
     logistic_regression: LogisticRegression
     random_forest: RandomForest
+    mlp: Mlp
     stacking: Stacking
 
 

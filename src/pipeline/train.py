@@ -9,17 +9,26 @@ import time
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from src.pipeline import artifact, config, files
+from src.pipeline import artifact, config, crossval, files
 from src.pipeline.adapter import UNKNOWN, Adapter
 from src.pipeline.dataset import check_recorded, load_adapter
-from src.pipeline.model import build_pipeline, count_unknown, fitted_state, normalise_threads, structure, thread_limits
+from src.pipeline.model import (
+    build_pipeline,
+    count_unknown,
+    fitted_state,
+    normalise_threads,
+    seeds,
+    structure,
+    thread_limits,
+)
 from src.pipeline.params import Params, ParamsError, load_params
 
 
 def params_digest(params: Params) -> str:
     """SHA-256 of the params this model depends on, in canonical JSON."""
-    used = {"seed": params.seed, "train": params.train.model_dump(), "categories": params.categories,
-            "classes": params.classes}
+    # Not cv_folds: the validation estimate is fitted apart, and the model does not depend on it.
+    used = {"seed": params.seed, "train": params.train.model_dump(exclude={"cv_folds"}),
+            "categories": params.categories, "classes": params.classes}
     return hashlib.sha256(json.dumps(used, sort_keys=True).encode()).hexdigest()
 
 
@@ -73,8 +82,19 @@ def build_manifest(params: Params, adapter: Adapter, model, model_sha256: str, t
         "learned": fitted_state(model),
         "model": structure(params.train),
         "seed": params.seed,
+        # Where the seed goes, read from the fitted estimators (docs/reproducibility.md).
+        "seeds": seeds(model),
+        "validation": {"file": str(config.VALIDATION_METRICS.relative_to(config.ROOT)),
+                       "folds": params.train.cv_folds, "seed": params.seed},
         "versions": artifact.runtime_versions(),
     }
+
+
+def validate(model, X: pd.DataFrame, y: pd.Series, params: Params, threads: int) -> dict:
+    """The validation estimate of unfitted `model` (separate clones) on the training rows only."""
+    per_fold = crossval.cross_validate(model, X, y, params.classes, params.train.cv_folds, params.seed,
+                                       params.evaluate.threshold, threads)
+    return crossval.summarise(per_fold, len(X))
 
 
 def main() -> None:
@@ -90,6 +110,9 @@ def main() -> None:
     check_numeric(X, adapter.numeric)
     threads = config.threads()
     model = build_pipeline(params.train, params.categories, adapter.numeric, params.seed, threads)
+    # Before the fit below: clones of the unfitted pipeline, and a bad cv_folds stops here.
+    validation = validate(model, X, y, params, threads)
+    validated = time.perf_counter()
     # The machine's threads where the result does not depend on them, one where
     # it does (thread_limits); the counts the fit leaves in the model are reset,
     # so the pickle is the same on any machine. Not in the manifest for that reason.
@@ -101,8 +124,10 @@ def main() -> None:
         count_unknown(X, params.categories),
     )
     files.write_json(config.MANIFEST, manifest)
+    files.write_json(config.VALIDATION_METRICS, validation)
     print(f"train: {params.train.model} on {len(frame)} rows, {len(params.classes)} classes, "
-          f"{threads} thread{'s' * (threads != 1)} ({time.perf_counter() - started:.1f} s)")
+          f"{threads} thread{'s' * (threads != 1)} ({params.train.cv_folds}-fold validation "
+          f"{validated - started:.1f} s, fit {time.perf_counter() - validated:.1f} s)")
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ REQUIREMENTS_IN = "requirements.in"
 # The locks `make lock` writes, in its order: the serving lock is resolved against the full one.
 LOCKS = ("requirements.lock", "requirements-serving.lock")
 # The pipeline's outputs that git stores (cache: false in dvc.yaml), besides dvc.lock.
-GIT_TRACKED_OUTPUTS = (config.MANIFEST, config.METRICS, config.FEATURIZE_SUMMARY)
+GIT_TRACKED_OUTPUTS = (config.MANIFEST, config.VALIDATION_METRICS, config.METRICS, config.FEATURIZE_SUMMARY)
 
 
 class DropError(RuntimeError):

@@ -43,7 +43,8 @@ EXAMPLE_PATHS = ("src/datasets/flights/", "src/demos/flights.py", "tests/example
 # history's pointer, the locks without the example's package, the remote, and
 # the git-tracked pipeline outputs.
 FORK_FILES = {"params.yaml", POINTER, "requirements.in", "requirements.lock", "requirements-serving.lock",
-              ".dvc/config", "dvc.lock", "models/manifest.json", "eval/metrics.json", "metrics/featurize.json"}
+              ".dvc/config", "dvc.lock", "models/manifest.json", "metrics/validation.json", "eval/metrics.json",
+              "metrics/featurize.json"}
 
 
 def _env(**extra: str) -> dict[str, str]:

@@ -138,7 +138,10 @@ def small_params(model: str = "hist_gradient_boosting", n_classes: int = 2, adap
         "model": model,
         "hist_gradient_boosting": train.hist_gradient_boosting.model_copy(update={"max_iter": 5}),
         "random_forest": train.random_forest.model_copy(update={"n_estimators": 5}),
+        "mlp": train.mlp.model_copy(update={"hidden_layer_sizes": [8], "batch_size": 16, "max_iter": 60,
+                                            "learning_rate_init": 0.01, "early_stopping": False}),
         "stacking": train.stacking.model_copy(update={"cv_folds": 2}),
+        "cv_folds": 2,
     })
     return params.model_copy(update={"train": train, "categories": categories(adapter),
                                      "classes": classes(n_classes, adapter)})

@@ -75,10 +75,11 @@ def test_drop_refuses_the_active_example_then_removes_it_in_one_staged_change(tm
     assert f"requirements.in: dropped {pin}" in dropped and "every other pin unchanged" in dropped
     staged = run(["git", "diff", "--cached", "--name-status"], cwd=clone).stdout.splitlines()
     deleted = {line.split("\t")[1] for line in staged if line.startswith("D\t")}
-    assert {"dvc.lock", "models/manifest.json", "eval/metrics.json", "metrics/featurize.json"} <= deleted
+    tracked = {"dvc.lock", "models/manifest.json", "metrics/validation.json", "eval/metrics.json",
+               "metrics/featurize.json"}
+    assert tracked <= deleted
     example = ("src/datasets/flights/", "src/demos/flights.py", "tests/example/", "tests/port/")
-    assert all(path.startswith(example) for path in deleted
-               if path not in {"dvc.lock", "models/manifest.json", "eval/metrics.json", "metrics/featurize.json"})
+    assert all(path.startswith(example) for path in deleted if path not in tracked)
     assert not (clone / "src" / "datasets" / "flights").exists() and not (clone / "tests" / "example").exists()
     assert {line.split("\t")[1] for line in staged if line.startswith("M\t")} == {"requirements.in",
                                                                                   "requirements.lock", "params.yaml"}

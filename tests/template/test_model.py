@@ -20,6 +20,7 @@ import yaml
 from sklearn import metrics
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import MLPClassifier
 from threadpoolctl import threadpool_limits
 
 from src.pipeline import artifact, config, evaluate, files, predictions, train
@@ -40,7 +41,7 @@ from tests.conftest import ROOT
 from tests.template import frames
 from tests.template.frames import ADAPTER, LEVELS, UNSEEN
 
-MODELS = ["hist_gradient_boosting", "logistic_regression", "random_forest", "stacking"]
+MODELS = ["hist_gradient_boosting", "logistic_regression", "random_forest", "mlp", "stacking"]
 needs_categorical = pytest.mark.skipif(not ADAPTER.categorical, reason="the adapter has no categorical features")
 needs_numeric = pytest.mark.skipif(not ADAPTER.numeric, reason="the adapter has no numeric features")
 
@@ -80,7 +81,7 @@ def test_every_model_fits_predicts_unknowns_and_is_deterministic(model, n_classe
         imputed = [value for key, value in state.items() if key.endswith("impute_values")]
         assert imputed and all(gappy in values for values in imputed)
         assert np.isclose(imputed[0][gappy], X[gappy].median())  # impute_strategy: median, from training rows
-        if model in ("logistic_regression", "stacking"):
+        if model in ("logistic_regression", "mlp", "stacking"):
             ranges = [value for key, value in state.items() if key.endswith("ranges")]
             column = ADAPTER.numeric[0]
             assert ranges and ranges[0][column] == [X[column].min(), X[column].max()]
@@ -93,8 +94,37 @@ def test_another_seed_gives_another_forest():
     assert pickle.dumps(first, protocol=5) != pickle.dumps(other, protocol=5)
 
 
+def test_another_seed_gives_another_network():
+    first, params, frame = frames.fit("mlp")
+    other = build_pipeline(params.train, params.categories, ADAPTER.numeric, params.seed + 1)
+    other.fit(frame[list(ADAPTER.features)], frame[ADAPTER.target])
+    weights = lambda fitted: fitted.named_steps["estimator"].coefs_[0]  # noqa: E731
+    assert weights(first).shape == weights(other).shape and not np.array_equal(weights(first), weights(other))
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_the_manifest_records_every_seed_the_fitted_model_holds(model):
+    fitted, params, frame = frames.fit(model)
+    manifest = build_manifest(params, ADAPTER, fitted, "sha", "data-sha", len(frame),
+                              count_unknown(frame, params.categories))
+    recorded = manifest["seeds"]
+    assert recorded and set(recorded.values()) == {params.seed}
+    # Every estimator with a random_state is listed, and every CV splitter.
+    estimators = [path for path, value in fitted.get_params(deep=True).items()
+                  if hasattr(value, "random_state") and not isinstance(value, type)]
+    assert {f"{path}__random_state" if not hasattr(value, "split") else f"{path}.random_state"
+            for path, value in fitted.get_params(deep=True).items() if path in estimators} == set(recorded)
+    if model == "mlp":
+        # one integer seeds its weights, early-stopping split and batch shuffling (docs/reproducibility.md)
+        assert recorded == {"estimator__random_state": params.seed}
+    if model == "stacking":
+        assert recorded["estimator__cv.random_state"] == params.seed
+    assert manifest["validation"]["seed"] == params.seed
+
+
 ESTIMATOR_CLASSES = {"hist_gradient_boosting": HistGradientBoostingClassifier,
-                     "logistic_regression": LogisticRegression, "random_forest": RandomForestClassifier}
+                     "logistic_regression": LogisticRegression, "random_forest": RandomForestClassifier,
+                     "mlp": MLPClassifier}
 
 
 def _check_described(described: dict, fitted) -> None:
@@ -204,8 +234,8 @@ def test_permutation_importance_names_every_feature(n_classes):
 
 def stage_in_tmp(tmp_path, monkeypatch, params) -> None:
     """Point every stage path, dvc.lock included, into tmp_path, and give the stages `params`."""
-    for name in ("TRAIN_FEATURES", "TEST_FEATURES", "MODEL", "MANIFEST", "EVAL_DIR", "METRICS", "PREDICTIONS",
-                 "DVC_LOCK"):
+    for name in ("TRAIN_FEATURES", "TEST_FEATURES", "MODEL", "MANIFEST", "VALIDATION_METRICS", "EVAL_DIR", "METRICS",
+                 "PREDICTIONS", "DVC_LOCK"):
         monkeypatch.setattr(config, name, tmp_path / getattr(config, name).relative_to(config.ROOT))
     monkeypatch.setattr(config, "ROOT", tmp_path)
     for stage in (train, evaluate):
@@ -279,11 +309,12 @@ def test_the_train_stage_writes_the_same_bytes_on_any_thread_count(model, tmp_pa
     rows = frames.features(240, 3)
     files.write_frame(config.TRAIN_FEATURES, rows, ADAPTER.features_schema)
     written = {}
-    for threads in ("1", "2"):
+    for threads in ("1", "2", "4"):
         monkeypatch.setenv(config.THREADS_ENV, threads)
         train.main()
-        written[threads] = (config.MODEL.read_bytes(), config.MANIFEST.read_bytes())
-    assert written["1"] == written["2"]
+        written[threads] = (config.MODEL.read_bytes(), config.MANIFEST.read_bytes(),
+                            config.VALIDATION_METRICS.read_bytes())
+    assert written["1"] == written["2"] == written["4"]
     # What the reset is for: fitted on two threads, HistGradientBoosting keeps the count.
     if model in ("hist_gradient_boosting", "stacking") and len(os.sched_getaffinity(0)) >= 2:
         refit = build_pipeline(params.train, params.categories, ADAPTER.numeric, params.seed, threads=2)

@@ -26,16 +26,20 @@ import pytest
 import yaml
 
 from src.pipeline import config, lockfile
-from src.tools.exps import headline_metrics
+from src.tools.exps import MAX_TEST_METRICS, headline_metrics, validation_metric
 from tests.conftest import make_clone, project_env, require_source, run
 from tests.history_dates import early_moments
 
 HGB, LR, RF = "train.hist_gradient_boosting", "train.logistic_regression", "train.random_forest"
+MLP = "train.mlp"
 SWEEP = {
     "hgb-fast": [f"{HGB}.learning_rate=0.3", f"{HGB}.max_iter=5"],
     "hgb-small-leaves": [f"{HGB}.learning_rate=0.05", f"{HGB}.max_iter=10", f"{HGB}.max_leaf_nodes=15",
                          f"{HGB}.min_samples_leaf=10", f"{HGB}.l2_regularization=0.5", "train.impute_strategy=mean"],
-    "logistic": ["train.model=logistic_regression", f"{LR}.C=0.5", f"{LR}.max_iter=50"],
+    "logistic": ["train.model=logistic_regression", f"{LR}.C=0.5", f"{LR}.max_iter=50", "train.cv_folds=3"],
+    "mlp": ["train.model=mlp", f"{MLP}.hidden_layer_sizes=[8]", f"{MLP}.alpha=0.001", f"{MLP}.learning_rate_init=0.01",
+            f"{MLP}.batch_size=128", f"{MLP}.max_iter=5", f"{MLP}.early_stopping=false",
+            f"{MLP}.validation_fraction=0.2", f"{MLP}.n_iter_no_change=2"],
     "forest": ["train.model=random_forest", f"{RF}.n_estimators=5", f"{RF}.max_depth=4", f"{RF}.min_samples_leaf=10"],
     "stacking": ["train.model=stacking", "train.stacking.estimators=[hist_gradient_boosting,random_forest]",
                  "train.stacking.final_estimator=logistic_regression", "train.stacking.cv_folds=2",
@@ -120,7 +124,7 @@ def test_sweep_covers_every_train_hyperparameter():
     swept = {override.split("=", 1)[0] for overrides in SWEEP.values() for override in overrides}
     assert leaf_keys(params["train"], "train") - NOT_SWEPT - swept == set(), "add the new key to SWEEP"
     assert {o.split("=", 1)[1] for v in SWEEP.values() for o in v if o.startswith("train.model=")} \
-        == {"logistic_regression", "random_forest", "stacking"}  # the default covers hist_gradient_boosting
+        == {"logistic_regression", "random_forest", "mlp", "stacking"}  # the default covers hist_gradient_boosting
 
 
 @pytest.mark.slow
@@ -197,14 +201,17 @@ def test_make_exps_shows_the_headline_metrics_and_the_swept_params(sweep):
     output = run(["python", "-m", "src.tools.exps", "--csv"], sweep.root).stdout
     rows = list(csv.DictReader(io.StringIO(output[output.index("Experiment,"):])))
     headline = headline_metrics(json.loads((sweep.root / config.METRICS.relative_to(config.ROOT)).read_text()))
+    ranked_by = validation_metric(headline, json.loads(
+        (sweep.root / config.VALIDATION_METRICS.relative_to(config.ROOT)).read_text()))
+    shown = [f"{ranked_by}.mean", f"{ranked_by}.std", *headline[:MAX_TEST_METRICS]]
     # The params whose values differ between the baseline and the experiments: the swept ones
     # (less those swept to their baseline value), never the recorded lists.
     params = [leaves(row["params"]["params.yaml"]["data"]) for row in
               [sweep.baseline["data"], *(exp["revs"][0]["data"] for exp in sweep.experiments.values())]]
     differ = {key for key in params[0] if len({repr(row.get(key)) for row in params}) > 1}
     assert "train.model" in differ and "gather.as_of" in differ
-    assert set(rows[0]) == {"Experiment", *headline, *differ}
-    # The metrics first, in eval/metrics.json's own order (DVC keeps the file's order, not --keep's).
-    assert list(rows[0])[0] == "Experiment" and set(list(rows[0])[1:1 + len(headline)]) == set(headline)
-    scores = [float(row[headline[0]]) for row in rows if row["Experiment"] in EXPERIMENTS]
+    assert set(rows[0]) == {"Experiment", *shown, *differ}
+    assert list(rows[0])[0] == "Experiment" and set(list(rows[0])[1:1 + len(shown)]) == set(shown)  # metrics first
+    # ranked by the validation estimate, not the test metric
+    scores = [float(row[f"{ranked_by}.mean"]) for row in rows if row["Experiment"] in EXPERIMENTS]
     assert len(scores) == len(EXPERIMENTS) and scores == sorted(scores, reverse=True)
