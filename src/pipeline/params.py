@@ -12,7 +12,7 @@ import datetime as dt
 import io
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 import yaml
@@ -22,6 +22,9 @@ from src.pipeline import adapter as adapter_module
 from src.pipeline import config
 from src.pipeline.adapter import UNKNOWN, Adapter
 from src.pipeline.history import as_of_text, refuse_future
+
+if TYPE_CHECKING:  # the checks of recorded lists take frames; nothing here needs pandas at run time
+    import pandas as pd
 
 ModelName = Literal["hist_gradient_boosting", "logistic_regression", "random_forest", "stacking"]
 BaseModelName = Literal["hist_gradient_boosting", "logistic_regression", "random_forest"]
@@ -177,6 +180,36 @@ def check_recorded(params: Params, adapter: Adapter) -> None:
                           f"{adapter.target!r} is {adapter.target_type}; {fix}")
 
 
+def check_classes(target: pd.Series, classes: list) -> None:
+    """The training labels must be exactly the recorded classes: no surprise, none absent."""
+    seen = set(target.dropna().unique().tolist())
+    unexpected, absent = sorted(seen - set(classes), key=str), sorted(set(classes) - seen, key=str)
+    if unexpected or absent:
+        raise ParamsError(
+            f"classes: the training target does not match params.yaml's classes {classes}: "
+            + "; ".join(part for part in (f"labels not recorded {unexpected}" if unexpected else "",
+                                          f"recorded classes with no training row {absent}" if absent else "")
+                        if part)
+            + "; run `make categories`, review and commit params.yaml"
+        )
+
+
+def check_categories_seen(frame: pd.DataFrame, categories: dict[str, list[str]]) -> None:
+    """Refuse a recorded list that none of the training values is on: the whole feature would be unknown.
+
+    A list that misses some values is allowed (those rows go to the unknown
+    bucket, and train warns with the counts); one that misses every value is a
+    list recorded for other data.
+    """
+    unmatched = {name: sorted(map(str, frame[name].dropna().unique()))[:3] for name, values in categories.items()
+                 if frame[name].notna().any() and not frame[name].isin(values).any()}
+    if unmatched:
+        raise ParamsError(
+            "categories: no training value is on the recorded list of "
+            + "; ".join(f"{name} (the data has {examples}...)" for name, examples in unmatched.items())
+            + ": every row would be unknown; run `make categories`, review and commit params.yaml")
+
+
 def as_of_timestamp(value: str) -> str:
     """`as_of` as the source's timestamp text (UTC); a bare date is the end of that day."""
     try:
@@ -264,9 +297,39 @@ def update_params(path: Path, change: Callable[[Any], None]) -> bool:
     return True
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping in the file gives one key twice."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping.
+
+    PyYAML keeps the last of two equal keys without a word, so a key pasted
+    twice would quietly win over the first; DVC's own YAML reader refuses such
+    a file. Merge keys (`<<`) are left to PyYAML.
+    """
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            first: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    line = first.setdefault(key, key_node.start_mark.line + 1)
+                except TypeError:  # an unhashable key: PyYAML's own error follows
+                    continue
+                if line != key_node.start_mark.line + 1:
+                    raise DuplicateKeyError(f"the key {key!r} appears twice in one section, on lines {line} and "
+                                            f"{key_node.start_mark.line + 1}: YAML would keep only the last, and "
+                                            "DVC refuses the file; keep one")
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_params(path: Path = config.PARAMS_FILE) -> Params:
     try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        raw = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 (a safe loader)
     except FileNotFoundError:
         raise ParamsError(f"{path} not found") from None
     except UnicodeDecodeError as error:
@@ -274,6 +337,8 @@ def load_params(path: Path = config.PARAMS_FILE) -> Params:
                           f"at position {error.start}") from None
     except RecursionError:  # PyYAML recurses per nesting level
         raise ParamsError(f"{path} nests too deeply to read") from None
+    except DuplicateKeyError as error:
+        raise ParamsError(f"{path}: {error}") from None
     except yaml.YAMLError as error:
         raise ParamsError(f"{path} is not valid YAML: {error}") from None
     return validate(raw, str(path))

@@ -35,7 +35,7 @@ import sqlalchemy as sa
 import yaml
 from fastapi.testclient import TestClient
 
-from src.pipeline import check_params, config, lockfile
+from src.pipeline import check_params, check_recorded, config, lockfile
 from src.serving import serve
 from tests.conftest import make_clone, require_embedded_source, require_source, run
 from tests.template.frames import ADAPTER
@@ -50,11 +50,15 @@ OUTPUT_DIRS = {
     "check_params": ["data"],
     "gather": ["data/snapshot"],
     "featurize": ["data/features", "metrics"],
+    "check_recorded": ["data"],
     "train": ["models"],
     "evaluate": ["eval"],
 }
 SCANNED = ["data", "data/snapshot", "data/features", "data/predictions", "models", "eval", "metrics"]
 MARKER = check_params.MARKER.relative_to(config.ROOT).as_posix()
+RECORDED_MARKER = check_recorded.MARKER.relative_to(config.ROOT).as_posix()
+# DVC deletes a check stage's own marker before it runs the check (git has both).
+MARKERS = {MARKER, RECORDED_MARKER}
 
 
 def rel(path: Path) -> str:
@@ -206,8 +210,9 @@ def repo(pipeline) -> Pipeline:
     text = params.read_bytes()
     yield pipeline
     params.write_bytes(text)
-    if not (pipeline.root / MARKER).exists():  # deleted by DVC before a refused check: git has it
-        run(["git", "checkout", "--", MARKER], cwd=pipeline.root)
+    for marker in MARKERS:
+        if not (pipeline.root / marker).exists():  # deleted by DVC before a refused check: git has it
+            run(["git", "checkout", "--", marker], cwd=pipeline.root)
     if outputs_state(pipeline.root) != pipeline.baseline:
         restore(pipeline)
         assert outputs_state(pipeline.root) == pipeline.baseline, "the outputs could not be restored"
@@ -286,6 +291,26 @@ def _as_of_unquoted(raw: dict) -> None:
 
 NOT_YAML = "seed: [unclosed\n"
 
+
+@dataclasses.dataclass(frozen=True)
+class TextEdit:
+    """An edit of params.yaml's text, where a parsed round trip cannot say it (a key given twice)."""
+    change: Callable[[str], str]
+
+
+# The top-level seed again, at the end of the file: PyYAML alone would take the second silently.
+DUPLICATED_KEY = TextEdit(lambda text: text + "seed: 1\n")
+
+
+def _classes_off_by_one(raw: dict) -> None:
+    """The recorded classes with the last one replaced by a label the training data does not have."""
+    last = raw["classes"][-1]
+    raw["classes"] = raw["classes"][:-1] + [last + 1 if isinstance(last, int) else f"{last}~"]
+
+
+# The first categorical feature, whose recorded list a case empties (None: the adapter has none).
+FIRST_CATEGORICAL = next(iter(ADAPTER.categorical), None)
+
 # (case, how `make repro` or a bare `dvc repro` meets it, the edit, what the message must name)
 PARAMS_CASES = [
     ("a typo in a value", "dvc", _set("train.hist_gradient_boosting.max_iter", "lots"),
@@ -302,6 +327,17 @@ PARAMS_CASES = [
     ("an unquoted date (DVC cannot read it)", "make", _as_of_unquoted, ["gather.as_of", "quote the date"]),
     ("a file that is not YAML", "make", NOT_YAML, ["params.yaml", "not valid YAML"]),
     ("category lists that do not fit the adapter", "make", _set("categories", {}), ["categories", "make categories"]),
+    ("a duplicated key", "make", DUPLICATED_KEY, ["params.yaml", "'seed' appears twice", "keep one"]),
+    # Past check_params (the lists are not known before featurize) and stopped before train.
+    ("classes that do not fit the training labels", "dvc", _classes_off_by_one,
+     ["check_recorded: error: classes", "labels not recorded", "recorded classes with no training row",
+      "make categories", "the model and its manifest are as they were"]),
+    # (An adapter without categorical features has no list to empty.)
+    *([("an emptied category list", "dvc", _set(f"categories.{FIRST_CATEGORICAL}", []),
+        ["check_recorded: error: categories", f"no values recorded for [{FIRST_CATEGORICAL!r}]", "make categories"]),
+       ("an emptied category list, through dvc exp run -S", "exp", f"categories.{FIRST_CATEGORICAL}=[]",
+        ["check_recorded: error: categories", f"no values recorded for [{FIRST_CATEGORICAL!r}]", "make categories"])]
+      if FIRST_CATEGORICAL else []),
 ]
 
 
@@ -309,11 +345,18 @@ PARAMS_CASES = [
 @pytest.mark.parametrize("how, edit, expected", [case[1:] for case in PARAMS_CASES],
                          ids=[case[0] for case in PARAMS_CASES])
 def test_a_params_mistake_leaves_every_output_in_place(repo, how, edit, expected):
-    if isinstance(edit, str):
-        (repo.root / "params.yaml").write_text(edit, encoding="utf-8")
+    params = repo.root / "params.yaml"
+    if how == "exp":
+        pass  # `dvc exp run -S` edits params.yaml itself
+    elif isinstance(edit, TextEdit):
+        params.write_text(edit.change(params.read_text(encoding="utf-8")), encoding="utf-8")
+    elif isinstance(edit, str):
+        params.write_text(edit, encoding="utf-8")
     else:
         edit_params(repo.root, edit)
-    if how == "make":
+    if how == "exp":
+        result = repo.dvc("exp", "run", "-S", edit)
+    elif how == "make":
         # As `make repro` runs; -o: the clone shares this checkout's venv and source, never rebuilt here.
         result = run(["make", "-o", ".venv/.installed-from-lock", "-o", rel(config.SOURCE_DB), "repro"],
                      cwd=repo.root, check=False)
@@ -325,8 +368,11 @@ def test_a_params_mistake_leaves_every_output_in_place(repo, how, edit, expected
         assert text in message, message
     assert "Traceback" not in message
     assert "Running stage 'gather'" not in message and "Running stage 'train'" not in message
-    # DVC deletes the check_params stage's own marker before it runs: nothing else may go.
-    assert_old_or_absent(repo.root, repo.baseline, may_vanish={MARKER})
+    # The deployed model is still there, byte for byte (and so is every other output).
+    for path in (config.MODEL, config.MANIFEST):
+        assert hashlib.md5((repo.root / rel(path)).read_bytes()).hexdigest() == repo.baseline[rel(path)]
+    # DVC deletes a check stage's own marker before it runs: nothing else may go.
+    assert_old_or_absent(repo.root, repo.baseline, may_vanish=MARKERS)
 
 
 @pytest.mark.slow
