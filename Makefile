@@ -106,7 +106,7 @@ source: $(STAMP)
 # an unquoted date) and before it deletes any stage's outputs: a typo leaves
 # the deployed model in place (src/pipeline/check_params.py; docs/faults.md).
 repro: $(STAMP) $(SOURCE_DB)
-	$(BIN)/python -m src.pipeline.check_params --check --recorded
+	$(BIN)/python -m src.pipeline.check_params --check --recorded --sweep
 	$(BIN)/dvc repro $(REPRO_FLAGS)
 	@$(BIN)/python -m src.tools.headline
 

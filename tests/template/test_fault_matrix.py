@@ -26,6 +26,7 @@ import re
 import shutil
 import sqlite3
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,7 +38,7 @@ from fastapi.testclient import TestClient
 
 from src.pipeline import check_params, check_recorded, config, lockfile
 from src.serving import serve
-from tests.conftest import make_clone, require_embedded_source, require_source, run
+from tests.conftest import make_clone, require_embedded_source, require_source, run, venv_env
 from tests.template.frames import ADAPTER
 from tests.template.test_predict import tiny_deployed
 from tests.template.test_serve import as_json_rows
@@ -154,6 +155,12 @@ class Pipeline:
     kills: dict[str, Kill]
     baseline: dict[str, str]
     rows_csv: Path  # a few test rows, as the batch command reads them
+    hook: Path  # the folder of the KILLER sitecustomize
+
+    def kill_env(self, stage: str, note: Path) -> dict[str, str]:
+        """The environment in which `stage` is killed the moment it starts writing (KILLER)."""
+        return dict(PYTHONPATH=str(self.hook), FAULT_KILL_STAGE=f"src.pipeline.{stage}", FAULT_KILL_NOTE=str(note),
+                    FAULT_KILL_WATCH=os.pathsep.join(str(self.root / d) for d in OUTPUT_DIRS[stage]))
 
     def dvc(self, *args: str, **env: str) -> subprocess.CompletedProcess:
         return run(["dvc", *args], cwd=self.root, check=False, **env)
@@ -186,7 +193,7 @@ def pipeline(tmp_path_factory) -> Pipeline:
     test_rows = pd.read_parquet(root / rel(config.TEST_FEATURES)).head(8)
     rows_csv = base / "rows.csv"
     test_rows.drop(columns=ADAPTER.target).to_csv(rows_csv, index=False)
-    return Pipeline(root, committed, kills, outputs_state(root), rows_csv)
+    return Pipeline(root, committed, kills, outputs_state(root), rows_csv, hook)
 
 
 def restore(pipeline: Pipeline) -> None:
@@ -252,6 +259,90 @@ def test_after_every_kill_and_rerun_the_lock_is_the_committed_one(pipeline):
     assert status.returncode == 0 and "up to date" in status.stdout, status.stdout
     plots = pipeline.dvc("plots", "show", "-o", str(pipeline.root.parent / "plots"))
     assert plots.returncode == 0, plots.stdout + plots.stderr
+
+
+def _temporaries(root: Path) -> list[str]:
+    """The `.*.tmp` entries (files or staging folders) in the output folders."""
+    return sorted(path.relative_to(root).as_posix() for folder in check_params.output_folders(root)
+                  for path in folder.glob(".*.tmp"))
+
+
+def _make_repro(root: Path) -> subprocess.CompletedProcess:
+    # As `make repro` runs; -o: the clone shares this checkout's venv and source, never rebuilt here.
+    return run(["make", "-o", ".venv/.installed-from-lock", "-o", rel(config.SOURCE_DB), "repro"], cwd=root,
+               check=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["gather", "evaluate"])  # the stages DVC restores from its run-cache
+def test_a_killed_stages_temporary_is_out_of_git_status_and_make_repro_removes_it(repo, stage, tmp_path):
+    root = repo.root
+    killed = run(["dvc", "repro", "--force", "--single-item", stage], cwd=root, check=False,
+                 **repo.kill_env(stage, tmp_path / "killed.txt"))
+    assert killed.returncode != 0, killed.stdout + killed.stderr
+    left = _temporaries(root)
+    assert left, f"the kill in {stage} left no temporary to test with"
+    # A plain `dvc repro` restores the stage from the run-cache: none of its code runs, the temporary stays...
+    restored = repo.dvc("repro")
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert f"Stage '{stage}' is cached - skipping run" in restored.stdout, restored.stdout
+    assert _temporaries(root) == left
+    # ...out of `git status`...
+    status = run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=root).stdout
+    assert not [line for line in status.splitlines() if ".tmp" in line], status
+    # ...until `make repro`, whose first step sweeps the output folders.
+    made = _make_repro(root)
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert _temporaries(root) == []
+    assert f"check_params: removed {left[0]}, left by a killed stage" in made.stderr, made.stderr
+    assert outputs_state(root) == repo.baseline
+
+
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        with contextlib.suppress(FileNotFoundError):
+            children = [int(child) for child in Path(f"/proc/{current}/task/{current}/children").read_text().split()]
+            found += children
+            todo += children
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads the process tree from /proc (Linux)")
+@pytest.mark.parametrize("shell", ["/bin/bash", None], ids=["bash", "sh"])
+def test_killing_dvc_kills_the_stage_it_runs_so_no_unrecorded_model_appears(repo, shell):
+    root = repo.root
+    dvc = subprocess.Popen(["dvc", "repro", "--force", "--single-item", "train"], cwd=root,
+                           env=venv_env(SHELL=shell), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stage = None
+    try:
+        for _ in range(1200):
+            stage = next((pid for pid in _descendants(dvc.pid)
+                          if b"src.pipeline.train" in Path(f"/proc/{pid}/cmdline").read_bytes()), None)
+            if stage:
+                break
+            time.sleep(0.05)
+        assert stage, "train did not start"
+    finally:
+        dvc.kill()
+        dvc.wait()
+    for _ in range(200):  # the stage notices within a second or so (src/pipeline/lifetime.py)
+        if not _running(stage):
+            break
+        time.sleep(0.05)
+    assert not _running(stage), f"train (PID {stage}) outlived the dvc that started it"
+    # DVC deleted the model before the command ran; nothing writes one later that dvc.lock does not record.
+    assert not (root / rel(config.MODEL)).exists()
+    assert run(["git", "diff", "--quiet", "dvc.lock"], cwd=root, check=False).returncode == 0
 
 
 # --- params ----------------------------------------------------------------------
@@ -357,9 +448,7 @@ def test_a_params_mistake_leaves_every_output_in_place(repo, how, edit, expected
     if how == "exp":
         result = repo.dvc("exp", "run", "-S", edit)
     elif how == "make":
-        # As `make repro` runs; -o: the clone shares this checkout's venv and source, never rebuilt here.
-        result = run(["make", "-o", ".venv/.installed-from-lock", "-o", rel(config.SOURCE_DB), "repro"],
-                     cwd=repo.root, check=False)
+        result = _make_repro(repo.root)
     else:
         result = repo.dvc("repro")
     message = result.stdout + result.stderr
