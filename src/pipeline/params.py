@@ -52,6 +52,10 @@ class Gather(_Section):
     @field_validator("as_of", mode="before")
     @classmethod
     def _quoted(cls, value: object) -> object:
+        if isinstance(value, dt.datetime):
+            raise ValueError(f"quote the timestamp ({quoted_moment(value)!r}): YAML reads an unquoted timestamp "
+                             "as a datetime object, which DVC cannot record"
+                             + ("; it had no time zone, and as_of is in UTC (Z)" if value.tzinfo is None else ""))
         if isinstance(value, dt.date):
             raise ValueError(f"quote the date ('{value.isoformat()}'): YAML reads an unquoted date as a date "
                              "object, which DVC cannot record")
@@ -208,6 +212,16 @@ def check_categories_seen(frame: pd.DataFrame, categories: dict[str, list[str]])
             "categories: no training value is on the recorded list of "
             + "; ".join(f"{name} (the data has {examples}...)" for name, examples in unmatched.items())
             + ": every row would be unknown; run `make categories`, review and commit params.yaml")
+
+
+def quoted_moment(value: dt.datetime) -> str:
+    """The text to quote for an unquoted YAML timestamp: the same moment in UTC, with its zone (Z).
+
+    YAML gives a timestamp typed without a zone as a naive datetime; as_of is
+    in UTC and refuses a timestamp without a zone, so the suggested fix says Z.
+    """
+    utc = value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+    return utc.replace(tzinfo=None).isoformat() + "Z"
 
 
 def as_of_timestamp(value: str) -> str:

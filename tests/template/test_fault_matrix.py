@@ -380,6 +380,11 @@ def _as_of_unquoted(raw: dict) -> None:
     raw["gather"]["as_of"] = dt.date.fromisoformat(raw["gather"]["as_of"][:10])
 
 
+def _as_of_unquoted_timestamp(raw: dict) -> None:
+    # A timestamp without a zone, unquoted: `as_of: 2014-01-31 12:00:00`; YAML reads a naive datetime.
+    raw["gather"]["as_of"] = dt.datetime.fromisoformat(raw["gather"]["as_of"][:10] + "T12:00:00")
+
+
 NOT_YAML = "seed: [unclosed\n"
 
 
@@ -416,6 +421,9 @@ PARAMS_CASES = [
     ("an unknown adapter", "dvc", _set("dataset.adapter", "no_such_adapter"), ["dataset.adapter", "no_such_adapter"]),
     ("a future as_of", "dvc", _set("gather.as_of", "2999-12-31"), ["gather.as_of", "in the future"]),
     ("an unquoted date (DVC cannot read it)", "make", _as_of_unquoted, ["gather.as_of", "quote the date"]),
+    # The fix suggested must itself be accepted: a zone (Z), which as_of requires.
+    ("an unquoted timestamp without a zone", "make", _as_of_unquoted_timestamp,
+     ["gather.as_of", "quote the timestamp", "T12:00:00Z'", "no time zone"]),
     ("a file that is not YAML", "make", NOT_YAML, ["params.yaml", "not valid YAML"]),
     ("category lists that do not fit the adapter", "make", _set("categories", {}), ["categories", "make categories"]),
     ("a duplicated key", "make", DUPLICATED_KEY, ["params.yaml", "'seed' appears twice", "keep one"]),
