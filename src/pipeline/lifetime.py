@@ -12,9 +12,15 @@ for each command), asks to die with it:
   command, so its parent is `dvc` itself.
 - dash (`/bin/sh` on Debian, what DVC runs when $SHELL is unset) forks the
   command instead, and the shell lives on when `dvc` dies. So when the parent
-  is not `dvc`, a daemon thread also checks once a second that the `dvc`
-  process it started under (the nearest ancestor running `dvc`, identified by
-  PID and start time, so a reused PID does not count) is still there.
+  is that shell, a daemon thread also checks once a second that the shell's
+  parent, the DVC process, is still there (by PID and start time, so a reused
+  PID does not count).
+- If DVC died before the stage got this far (the shell, or the stage, already
+  adopted by init), the stage ends at once.
+
+Not covered: a machine whose orphans go to a subreaper other than PID 1 (a
+systemd user manager, say) when DVC dies in the stage's first instant; the
+watch then follows the subreaper.
 
 What is left is the killed writer's temporary (`.<name>.<random>.tmp`), which
 the stage's next run or `make repro` removes (docs/faults.md). Elsewhere than
@@ -45,28 +51,36 @@ def _stat(pid: int) -> tuple[int, int] | None:
     return int(fields[1]), int(fields[19])
 
 
-def _runs_dvc(pid: int) -> bool:
+def _argv(pid: int) -> list[str]:
     try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        return [arg.decode(errors="replace") for arg in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")]
     except OSError:
-        return False
-    names = [os.path.basename(arg.decode(errors="replace")) for arg in argv[:3]]
+        return []
+
+
+def _runs_dvc(pid: int) -> bool:
+    names = [os.path.basename(arg) for arg in _argv(pid)[:3]]
     return "dvc" in names[:2] or names[1:3] == ["-m", "dvc"]  # a `dvc` script, or `python -m dvc`
 
 
-def dvc_ancestor(pid: int | None = None) -> tuple[int, int] | None:
-    """(PID, start time) of the nearest ancestor of `pid` (default: this process) that runs `dvc`, or None."""
-    current = os.getpid() if pid is None else pid
-    for _ in range(64):  # a bounded walk: never loop on a strange /proc
-        stat = _stat(current)
-        if stat is None or stat[0] <= 1:
+def dvc_process(pid: int | None = None) -> tuple[int, int] | None:
+    """(PID, start time) of the process that runs the stage `pid` (default: this process), or None.
+
+    That is the parent; or, when the parent is the shell DVC runs a command
+    through (`$SHELL [options] -c <cmd>`), the shell's parent. Either way the
+    DVC process, whether the `dvc` command or a program using DVC's API.
+    """
+    stat = _stat(os.getpid() if pid is None else pid)
+    if stat is None:
+        return None
+    starter = stat[0]
+    if "-c" in _argv(starter)[1:4]:
+        shell = _stat(starter)
+        if shell is None:
             return None
-        parent = stat[0]
-        if _runs_dvc(parent):
-            parent_stat = _stat(parent)
-            return None if parent_stat is None else (parent, parent_stat[1])
-        current = parent
-    return None
+        starter = shell[0]
+    started = _stat(starter)
+    return None if started is None else (starter, started[1])
 
 
 def _alive(pid: int, started: int) -> bool:
@@ -81,19 +95,21 @@ def _watch(pid: int, started: int) -> None:
 
 
 def follow_dvc() -> str:
-    """Make this process die when the `dvc` that runs it dies; return what was done (for tests and logs)."""
+    """Make this process die when the DVC process that runs it dies; return what was done (for tests and logs)."""
     if not sys.platform.startswith("linux") or STAGE_ENV not in os.environ:
         return "nothing: not a DVC stage on Linux"
     parent = os.getppid()
+    starter = dvc_process()
+    if starter is None:
+        return "nothing: no parent process found"
+    if starter[0] == 1 and not _runs_dvc(1):  # adopted by init already: DVC died before this line
+        os.kill(os.getpid(), signal.SIGTERM)
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
         return f"nothing: prctl failed ({os.strerror(ctypes.get_errno())})"
     if os.getppid() != parent:  # the parent died before the request: no signal will come
         os.kill(os.getpid(), signal.SIGTERM)
-    if _runs_dvc(parent):
+    if starter[0] == parent:
         return "parent death signal"
-    ancestor = dvc_ancestor()
-    if ancestor is None:
-        return "parent death signal (no dvc ancestor found)"
-    threading.Thread(target=_watch, args=ancestor, name="follow-dvc", daemon=True).start()
-    return f"parent death signal, and a watch on dvc (PID {ancestor[0]})"
+    threading.Thread(target=_watch, args=starter, name="follow-dvc", daemon=True).start()
+    return f"parent death signal, and a watch on the DVC process (PID {starter[0]})"

@@ -309,6 +309,14 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
+def _is_python_running(pid: int, module: str) -> bool:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    except FileNotFoundError:
+        return False
+    return os.path.basename(argv[0]).startswith("python") and module in argv
+
+
 def _running(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
@@ -325,13 +333,13 @@ def test_killing_dvc_kills_the_stage_it_runs_so_no_unrecorded_model_appears(repo
                            env=venv_env(SHELL=shell), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     stage = None
     try:
-        for _ in range(1200):
-            stage = next((pid for pid in _descendants(dvc.pid)
-                          if b"src.pipeline.train" in Path(f"/proc/{pid}/cmdline").read_bytes()), None)
+        for _ in range(1200):  # the stage's Python process (not the shell that may run it)
+            stage = next((pid for pid in _descendants(dvc.pid) if _is_python_running(pid, "src.pipeline.train")), None)
             if stage:
                 break
             time.sleep(0.05)
         assert stage, "train did not start"
+        time.sleep(2)  # well into its start-up, and far from done
     finally:
         dvc.kill()
         dvc.wait()

@@ -103,22 +103,37 @@ def _children(pid: int) -> list[int]:
     raise AssertionError(f"process {pid} started no child")
 
 
-def test_the_dvc_ancestor_is_found_through_a_shell(tmp_path):
-    # sleep, under `sh -c`, under a script named dvc: the walk passes the shell.
+def test_the_dvc_process_is_the_parent_or_the_parent_of_the_shell_it_runs_the_command_through(tmp_path):
+    # sleep under `sh -c`, under a script standing for dvc; and a child of the script with no shell between.
     fake = tmp_path / "dvc"
-    fake.write_text("#!/bin/sh\nsh -c 'sleep 30; true'\n")
+    fake.write_text("#!/bin/sh\nsh -c 'sleep 30; true' &\nsleep 30\n")
     fake.chmod(0o755)
     parent = subprocess.Popen([str(fake)])
-    shell = sleeper = None
     try:
-        shell = _children(parent.pid)[0]
-        sleeper = _children(shell)[0]
-        found = lifetime.dvc_ancestor(sleeper)
-        assert found is not None and found[0] == parent.pid
-        assert lifetime.dvc_ancestor() is None  # pytest runs under no dvc
+        for _ in range(200):  # both children started: the shell and the direct sleep
+            children = _children(parent.pid)
+            if len(children) == 2:
+                break
+            time.sleep(0.05)
+        shell = next(child for child in children if "-c" in Path(f"/proc/{child}/cmdline").read_text().split("\0"))
+        direct = next(child for child in children if child != shell)
+        assert lifetime.dvc_process(_children(shell)[0])[0] == parent.pid  # through the shell
+        assert lifetime.dvc_process(direct)[0] == parent.pid  # no shell between
+        assert lifetime.dvc_process()[0] == os.getppid()  # this test's own parent
     finally:
-        for pid in [pid for pid in (sleeper, shell) if pid is not None]:
+        for pid in _descendants(parent.pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         parent.kill()
         parent.wait()
+
+
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        with contextlib.suppress(FileNotFoundError):
+            children = [int(child) for child in Path(f"/proc/{current}/task/{current}/children").read_text().split()]
+            found += children
+            todo += children
+    return found
