@@ -96,7 +96,7 @@ source: $(STAMP)
 # the deployed model in place (src/pipeline/check_params.py; docs/faults.md).
 ## set up .venv, build the demo source if missing, check params.yaml, run dvc repro
 repro: $(STAMP) $(SOURCE_DB)
-	$(BIN)/python -m src.pipeline.check_params --check --recorded
+	$(BIN)/python -m src.pipeline.check_params --check --recorded --sweep
 	$(BIN)/dvc repro $(REPRO_FLAGS)
 	@$(BIN)/python -m src.tools.headline
 

@@ -16,11 +16,18 @@ So this check runs first, twice over:
 
 The marker's text never changes, so a params edit reruns this stage but not,
 through the marker, gather. docs/faults.md has the recovery commands.
+
+With `--sweep` (make repro's first step too) it removes the temporaries that a
+killed stage left in the output folders: a later `dvc repro` that restores that
+stage from the run-cache runs none of its code, so would leave them for good.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+import yaml
 
 from src.pipeline import config, files
 from src.pipeline.dataset import check_recorded, load_adapter
@@ -44,14 +51,53 @@ def check(recorded: bool = False) -> str:
     return params.dataset.adapter
 
 
+def output_folders(root: Path = config.ROOT) -> list[Path]:
+    """The folders that hold dvc.yaml's outputs: where the stages write their temporaries."""
+    stages = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+    entries = [entry for stage in stages.values() for key in ("outs", "metrics", "plots")
+               for entry in stage.get(key, [])]
+    return sorted({(root / (entry if isinstance(entry, str) else next(iter(entry)))).parent for entry in entries})
+
+
+def sweep_temporaries(root: Path = config.ROOT) -> list[Path]:
+    """Remove the `.*.tmp` entries in the output folders, unless a DVC command is writing there; return them.
+
+    DVC releases its repository lock while a stage's command runs, and marks
+    the stage's outputs in its read-write lock (.dvc/tmp/rwlock) instead. The
+    sweep takes that same lock on the output folders, so a stage that is
+    writing (its `dvc` alive) is never swept; a dead one's entry DVC drops.
+    """
+    from dvc.fs import localfs
+    from dvc.lock import LockError
+    from dvc.rwlock import rwlock
+
+    root = Path(root).resolve()
+    folders = [folder for folder in output_folders(root) if folder.is_dir()]
+    tmp_dir = root / ".dvc" / "tmp"
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with rwlock(str(tmp_dir), localfs, "python -m src.pipeline.check_params --sweep", [],
+                    [str(folder) for folder in folders], False):
+            return [entry for folder in folders for entry in files.remove_temporaries(folder)]
+    except LockError:
+        print("check_params: a DVC command is writing outputs now; stale temporaries are left for later",
+              file=sys.stderr)
+        return []
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m src.pipeline.check_params", description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true",
                         help="only check, write no marker (make repro runs this before DVC reads params.yaml)")
     parser.add_argument("--recorded", action="store_true",
                         help="also check the recorded categories and classes (make categories writes them)")
+    parser.add_argument("--sweep", action="store_true",
+                        help="also remove the temporaries a killed stage left in the output folders")
     args = parser.parse_args(argv)
     name = check(recorded=args.recorded)
+    if args.sweep:
+        for entry in sweep_temporaries():
+            print(f"check_params: removed {entry.relative_to(config.ROOT)}, left by a killed stage", file=sys.stderr)
     if not args.check:
         with files.atomic_open(MARKER) as handle:
             handle.write(MARKER_TEXT)

@@ -28,6 +28,8 @@ THREADS_ENV = "PIPELINE_THREADS"
 
 # The params check's marker (src/pipeline/check_params.py): gather depends on it.
 PARAMS_CHECKED_MARKER = DATA_DIR / "params_checked.txt"
+# The recorded lists' check against the training features (src/pipeline/check_recorded.py): train depends on it.
+RECORDED_CHECKED_MARKER = DATA_DIR / "recorded_checked.txt"
 SNAPSHOT = DATA_DIR / "snapshot" / "snapshot.parquet"
 FEATURES_DIR = DATA_DIR / "features"
 TRAIN_FEATURES = FEATURES_DIR / "train.parquet"

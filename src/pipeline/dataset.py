@@ -6,6 +6,7 @@ source with.
 """
 from __future__ import annotations
 
+import pandas as pd
 import pyarrow as pa
 from pydantic import BaseModel, ValidationError
 
@@ -42,3 +43,33 @@ def check_recorded(params: Params, adapter: Adapter) -> None:
     if textual != pa.types.is_string(adapter.target_type):
         raise ParamsError(f"classes: {params.classes} are {'text' if textual else 'integers'}, but the target "
                           f"{adapter.target!r} is {adapter.target_type}; {fix}")
+
+
+def check_classes(target: pd.Series, classes: list) -> None:
+    """The training labels must be exactly the recorded classes: no surprise, none absent."""
+    seen = set(target.dropna().unique().tolist())
+    unexpected, absent = sorted(seen - set(classes), key=str), sorted(set(classes) - seen, key=str)
+    if unexpected or absent:
+        raise ParamsError(
+            f"classes: the training target does not match params.yaml's classes {classes}: "
+            + "; ".join(part for part in (f"labels not recorded {unexpected}" if unexpected else "",
+                                          f"recorded classes with no training row {absent}" if absent else "")
+                        if part)
+            + "; run `make categories`, review and commit params.yaml"
+        )
+
+
+def check_categories_seen(frame: pd.DataFrame, categories: dict[str, list[str]]) -> None:
+    """Refuse a recorded list that none of the training values is on: the whole feature would be unknown.
+
+    A list that misses some values is allowed (those rows go to the unknown
+    bucket, and train warns with the counts); one that misses every value is a
+    list recorded for other data.
+    """
+    unmatched = {name: sorted(map(str, frame[name].dropna().unique()))[:3] for name, values in categories.items()
+                 if frame[name].notna().any() and not frame[name].isin(values).any()}
+    if unmatched:
+        raise ParamsError(
+            "categories: no training value is on the recorded list of "
+            + "; ".join(f"{name} (the data has {examples}...)" for name, examples in unmatched.items())
+            + ": every row would be unknown; run `make categories`, review and commit params.yaml")

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -59,6 +60,26 @@ def remove_stale_temporaries(path: Path) -> list[Path]:
             with contextlib.suppress(FileNotFoundError):
                 sibling.unlink()
                 removed.append(sibling)
+    return removed
+
+
+def remove_temporaries(folder: Path) -> list[Path]:
+    """Delete every `.<name>.tmp` entry directly in `folder` (files and folders, never through a link); return them.
+
+    The pipeline's writers name every temporary so (atomic_path's files,
+    evaluate's staging folders), and only in the folders that hold outputs.
+    The caller makes sure no writer is running (check_params.sweep_temporaries).
+    """
+    removed = []
+    for entry in sorted(Path(folder).glob(".*.tmp")):
+        if entry.is_symlink():
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+            removed.append(entry)
     return removed
 
 

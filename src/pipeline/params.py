@@ -59,6 +59,10 @@ class Gather(_Section):
     @field_validator("as_of", mode="before")
     @classmethod
     def _quoted(cls, value: object) -> object:
+        if isinstance(value, dt.datetime):
+            raise ValueError(f"quote the timestamp ({quoted_moment(value)!r}): YAML reads an unquoted timestamp "
+                             "as a datetime object, which DVC cannot record"
+                             + ("; it had no time zone, and as_of is in UTC (Z)" if value.tzinfo is None else ""))
         if isinstance(value, dt.date):
             raise ValueError(f"quote the date ('{value.isoformat()}'): YAML reads an unquoted date as a date "
                              "object, which DVC cannot record")
@@ -188,6 +192,16 @@ class Params(_Section):
         return value
 
 
+def quoted_moment(value: dt.datetime) -> str:
+    """The text to quote for an unquoted YAML timestamp: the same moment in UTC, with its zone (Z).
+
+    YAML gives a timestamp typed without a zone as a naive datetime; as_of is
+    in UTC and refuses a timestamp without a zone, so the suggested fix says Z.
+    """
+    utc = value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+    return utc.replace(tzinfo=None).isoformat() + "Z"
+
+
 # How long a bad value may be when it is quoted back: never a whole section.
 _QUOTE = 60
 
@@ -267,9 +281,39 @@ def update_params(path: Path, change: Callable[[Any], None]) -> bool:
     return True
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping in the file gives one key twice."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping.
+
+    PyYAML keeps the last of two equal keys without a word, so a key pasted
+    twice would quietly win over the first; DVC's own YAML reader refuses such
+    a file. Merge keys (`<<`) are left to PyYAML.
+    """
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            first: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    line = first.setdefault(key, key_node.start_mark.line + 1)
+                except TypeError:  # an unhashable key: PyYAML's own error follows
+                    continue
+                if line != key_node.start_mark.line + 1:
+                    raise DuplicateKeyError(f"the key {key!r} appears twice in one section, on lines {line} and "
+                                            f"{key_node.start_mark.line + 1}: YAML would keep only the last, and "
+                                            "DVC refuses the file; keep one")
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_params(path: Path = config.PARAMS_FILE) -> Params:
     try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        raw = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 (a safe loader)
     except FileNotFoundError:
         raise ParamsError(f"{path} not found") from None
     except UnicodeDecodeError as error:
@@ -277,6 +321,8 @@ def load_params(path: Path = config.PARAMS_FILE) -> Params:
                           f"at position {error.start}") from None
     except RecursionError:  # PyYAML recurses per nesting level
         raise ParamsError(f"{path} nests too deeply to read") from None
+    except DuplicateKeyError as error:
+        raise ParamsError(f"{path}: {error}") from None
     except yaml.YAMLError as error:
         raise ParamsError(f"{path} is not valid YAML: {error}") from None
     return validate(raw, str(path))

@@ -11,7 +11,7 @@ from threadpoolctl import threadpool_limits
 
 from src.pipeline import artifact, config, crossval, files
 from src.pipeline.adapter import UNKNOWN, Adapter
-from src.pipeline.dataset import check_recorded, load_adapter
+from src.pipeline.dataset import check_classes, check_recorded, load_adapter
 from src.pipeline.model import (
     build_pipeline,
     count_unknown,
@@ -32,26 +32,32 @@ def params_digest(params: Params) -> str:
     return hashlib.sha256(json.dumps(used, sort_keys=True).encode()).hexdigest()
 
 
-def check_classes(target: pd.Series, classes: list) -> None:
-    """The training labels must be exactly the recorded classes: no surprise, none absent."""
-    seen = set(target.dropna().unique().tolist())
-    unexpected, absent = sorted(seen - set(classes), key=str), sorted(set(classes) - seen, key=str)
-    if unexpected or absent:
-        raise ValueError(
-            f"the training target does not match params.yaml's classes {classes}: "
-            + "; ".join(part for part in (f"labels not recorded {unexpected}" if unexpected else "",
-                                          f"recorded classes with no training row {absent}" if absent else "")
-                        if part)
-            + "; run `make categories`, review and commit params.yaml"
-        )
-
-
 def check_numeric(frame: pd.DataFrame, numeric: tuple[str, ...]) -> None:
     """Refuse a numeric feature with no value at all: imputation would drop it and shift every later column."""
     empty = [name for name in numeric if frame[name].isna().all()]
     if empty:
         raise ValueError(f"numeric features {empty} have no value in the training data: fix the source or "
                          "derive_features, or drop them from the adapter's numeric features")
+
+
+def unknown_warning(X: pd.DataFrame, categories: dict[str, list[str]]) -> str | None:
+    """A warning naming each feature whose training values are off its recorded list: how many rows, which values.
+
+    Such rows are encoded as the unknown bucket, as a value never seen would
+    be at prediction time: right for a rare value left out on purpose, silent
+    drift when a value was dropped from the list by mistake. None when no row is.
+    """
+    parts = []
+    for name, values in categories.items():
+        off = X[name][X[name].notna() & ~X[name].isin(values)]
+        if len(off):
+            common = off.astype(str).value_counts().sort_index().sort_values(ascending=False, kind="stable")
+            shown = ", ".join(f"{value!r} {count:,}" for value, count in common.head(3).items())
+            parts.append(f"{name}: {len(off):,} of {len(X):,} rows ({shown}{', ...' if len(common) > 3 else ''})")
+    if not parts:
+        return None
+    return ("train: warning: training values not on params.yaml's recorded categories go to the unknown bucket: "
+            + "; ".join(parts) + ". If a value was dropped by mistake, `make categories` records the lists again.")
 
 
 def build_manifest(params: Params, adapter: Adapter, model, model_sha256: str, train_sha256: str,
@@ -108,6 +114,9 @@ def main() -> None:
     X, y = frame[list(adapter.features)], frame[adapter.target]
     check_classes(y, params.classes)
     check_numeric(X, adapter.numeric)
+    warning = unknown_warning(X, params.categories)
+    if warning:
+        print(warning, file=sys.stderr)
     threads = config.threads()
     model = build_pipeline(params.train, params.categories, adapter.numeric, params.seed, threads)
     # Before the fit below: clones of the unfitted pipeline, and a bad cv_folds stops here.

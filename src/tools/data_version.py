@@ -123,6 +123,25 @@ def _remote_description(root: Path, remote: str | None) -> str:
     return f"remote {name!r} ({url})"
 
 
+def missing_remote_folder(root: Path, remote: str | None) -> str | None:
+    """What is wrong when the remote is a local folder that does not exist (a typo, a drive not mounted), else None.
+
+    DVC reads such a remote as an empty one, so a pull reports the data as
+    missing from it; the folder is what is missing.
+    """
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        name = remote or repo.config["core"].get("remote")
+        if not name or name not in repo.config["remote"]:
+            return None
+        store = repo.cloud.get_remote(name)
+        if store.fs.protocol != "local" or Path(store.path).is_dir():
+            return None
+    return (f"the DVC remote {name!r} is the folder {store.path}, which does not exist: check its URL "
+            f"(`dvc remote list`; fix it with `dvc remote modify {name} url <folder>`) or mount the drive")
+
+
 def _remote_args(remote: str | None) -> list[str]:
     return ["--remote", remote] if remote else []
 
@@ -248,6 +267,10 @@ def restore(ref: str, root: Path = config.ROOT, remote: str | None = None) -> No
     pulled = pulled or _dvc(root, "pull", *_remote_args(remote)).returncode == 0
     missing = _not_in_cache(root)
     if not pulled or missing:
+        folder = missing_remote_folder(root, remote)
+        if folder:
+            raise DataVersionError(f"{ref} is checked out, but some of its data is not in the local cache, and "
+                                   f"{folder}; then run `make data-restore REF={ref}` again")
         listing = "\n".join(f"  {path}" for path in missing) or "  (see dvc's message above)"
         raise DataVersionError(
             f"{ref} is checked out, but some of its data is neither in the local cache nor on "

@@ -36,6 +36,16 @@ def test_the_committed_manifest_is_the_flights_adapters(manifest):
     assert manifest["ranges"] == {name: list(bounds) for name, bounds in flights.FEATURE_RANGES.items()}
 
 
+def test_every_numeric_feature_has_a_finite_range_by_meaning_that_the_data_lies_in():
+    assert set(flights.FEATURE_RANGES) == set(flights.NUMERIC)
+    for name, (low, high) in flights.FEATURE_RANGES.items():
+        assert low is not None and high is not None and low < high, name
+    features = pd.read_parquet(config.TRAIN_FEATURES, columns=list(flights.NUMERIC))
+    outside = {name: (features[name].min(), features[name].max()) for name, (low, high) in
+               flights.FEATURE_RANGES.items() if not features[name].dropna().between(low, high).all()}
+    assert not outside, f"training values beyond their meaning: {outside}"
+
+
 def test_recorded_lists_are_the_three_new_york_airports_and_their_carriers():
     params = load_params()
     assert params.categories["origin"] == ["EWR", "JFK", "LGA"]
@@ -53,7 +63,13 @@ def test_a_plausible_flight_passes(manifest):
     (dict(sched_dep_hour=24.0), "sched_dep_hour: 24.0 outside the allowed range from 0 to 23 at row 0"),
     (dict(weekday=7.0), "weekday: 7.0 outside the allowed range from 0 to 6"),  # Monday = 0, as pandas
     (dict(humid=101.0), "humid: 101.0 outside the allowed range from 0 to 100"),
-    (dict(distance=-1.0), "distance: -1.0 outside the allowed range of at least 0"),
+    (dict(distance=-1.0), "distance: -1.0 outside the allowed range from 0 to 12500"),
+    # Finite bounds by meaning: a float32 maximum is no distance, age, temperature or pressure.
+    (dict(distance=3.4e38), "distance: 3.4e+38 outside the allowed range from 0 to 12500"),
+    (dict(plane_age=-1.0), "plane_age: -1.0 outside the allowed range from 0 to 150"),
+    (dict(temp=3.4e38), "temp: 3.4e+38 outside the allowed range from -130 to 135"),
+    (dict(dewp=-200.0), "dewp: -200.0 outside the allowed range from -130 to 135"),
+    (dict(pressure=0.0), "pressure: 0.0 outside the allowed range from 850 to 1100"),
     (dict(month="June"), "month: expected a number or missing, got str 'June' at row 0"),
 ])
 def test_values_outside_their_meaning_are_refused(manifest, changes, expected):

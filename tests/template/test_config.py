@@ -31,11 +31,15 @@ def test_dvc_yaml_paths_match_config():
     outs = {name: set(_paths(stage.get("outs"))) | set(_paths(stage.get("metrics"))) for name, stage in stages.items()}
     assert outs["gather"] == {rel(config.SNAPSHOT)}
     assert outs["featurize"] == {rel(config.TRAIN_FEATURES), rel(config.TEST_FEATURES), rel(config.FEATURIZE_SUMMARY)}
+    assert outs["check_recorded"] == {rel(config.RECORDED_CHECKED_MARKER)}
     assert outs["train"] == {rel(config.MODEL), rel(config.MANIFEST), rel(config.VALIDATION_METRICS)}
     assert outs["evaluate"] == {rel(config.PREDICTIONS), rel(config.METRICS), rel(config.EVAL_DIR / "plots")}
     # each stage reads what the one before it writes
     deps = {name: set(stage["deps"]) for name, stage in stages.items()}
     assert rel(config.SNAPSHOT) in deps["featurize"] and rel(config.TRAIN_FEATURES) in deps["train"]
+    # train waits for the recorded lists' check, which reads the training features
+    assert rel(config.TRAIN_FEATURES) in deps["check_recorded"]
+    assert rel(config.RECORDED_CHECKED_MARKER) in deps["train"]
     assert {rel(config.TEST_FEATURES), rel(config.MODEL), rel(config.MANIFEST)} <= deps["evaluate"]
 
 

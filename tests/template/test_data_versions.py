@@ -337,3 +337,32 @@ def test_bad_input_is_named(versions):
     assert "uncommitted changes to tracked files" in error("restore", when.older_tag)
     assert git(["branch", "--show-current"], root) == versions.branch
     git(["checkout", "--", "params.yaml"], root)
+
+
+def test_a_remote_folder_that_does_not_exist_is_named_not_read_as_missing_data(tmp_path: Path):
+    # A tiny DVC project whose one file is only on its remote, and the remote's folder is a typo.
+    from src.tools.data_version import DataVersionError, missing_remote_folder, restore
+
+    root = tmp_path / "project"
+    root.mkdir()
+    for command in (["git", "init", "-q"], ["git", "config", "user.email", "t@example.com"],
+                    ["git", "config", "user.name", "t"], ["dvc", "init", "-q"],
+                    ["dvc", "remote", "add", "-d", "storage", "../no-such-storage"]):
+        run(command, root)
+    (root / "data.txt").write_text("some data\n")
+    run(["dvc", "add", "-q", "data.txt"], root)
+    run(["git", "add", "--all"], root)
+    run(["git", "commit", "-q", "-m", "data"], root)
+    shutil.rmtree(root / ".dvc" / "cache")
+    (root / "data.txt").unlink()
+    assert "no-such-storage, which does not exist" in missing_remote_folder(root, None)
+    with pytest.raises(DataVersionError) as error:
+        restore("HEAD", root=root)
+    message = str(error.value)
+    assert f"the DVC remote 'storage' is the folder {tmp_path / 'no-such-storage'}, which does not exist" in message
+    assert "dvc remote modify storage url" in message and "neither in the local cache nor on" not in message
+    # The folder made (empty, as a fresh remote): now the data is what is missing, and that is what is said.
+    (tmp_path / "no-such-storage").mkdir()
+    assert missing_remote_folder(root, None) is None
+    with pytest.raises(DataVersionError, match="neither in the local cache nor on remote 'storage'"):
+        restore("HEAD", root=root)

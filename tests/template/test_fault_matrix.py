@@ -26,6 +26,7 @@ import re
 import shutil
 import sqlite3
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,9 +36,9 @@ import sqlalchemy as sa
 import yaml
 from fastapi.testclient import TestClient
 
-from src.pipeline import check_params, config, lockfile
+from src.pipeline import check_params, check_recorded, config, lockfile
 from src.serving import serve
-from tests.conftest import make_clone, require_embedded_source, require_source, run
+from tests.conftest import make_clone, require_embedded_source, require_source, run, venv_env
 from tests.template.frames import ADAPTER
 from tests.template.test_predict import tiny_deployed
 from tests.template.test_serve import as_json_rows
@@ -50,11 +51,15 @@ OUTPUT_DIRS = {
     "check_params": ["data"],
     "gather": ["data/snapshot"],
     "featurize": ["data/features", "metrics"],
+    "check_recorded": ["data"],
     "train": ["models"],
     "evaluate": ["eval"],
 }
 SCANNED = ["data", "data/snapshot", "data/features", "data/predictions", "models", "eval", "metrics"]
 MARKER = check_params.MARKER.relative_to(config.ROOT).as_posix()
+RECORDED_MARKER = check_recorded.MARKER.relative_to(config.ROOT).as_posix()
+# DVC deletes a check stage's own marker before it runs the check (git has both).
+MARKERS = {MARKER, RECORDED_MARKER}
 
 
 def rel(path: Path) -> str:
@@ -150,6 +155,12 @@ class Pipeline:
     kills: dict[str, Kill]
     baseline: dict[str, str]
     rows_csv: Path  # a few test rows, as the batch command reads them
+    hook: Path  # the folder of the KILLER sitecustomize
+
+    def kill_env(self, stage: str, note: Path) -> dict[str, str]:
+        """The environment in which `stage` is killed the moment it starts writing (KILLER)."""
+        return dict(PYTHONPATH=str(self.hook), FAULT_KILL_STAGE=f"src.pipeline.{stage}", FAULT_KILL_NOTE=str(note),
+                    FAULT_KILL_WATCH=os.pathsep.join(str(self.root / d) for d in OUTPUT_DIRS[stage]))
 
     def dvc(self, *args: str, **env: str) -> subprocess.CompletedProcess:
         return run(["dvc", *args], cwd=self.root, check=False, **env)
@@ -182,7 +193,7 @@ def pipeline(tmp_path_factory) -> Pipeline:
     test_rows = pd.read_parquet(root / rel(config.TEST_FEATURES)).head(8)
     rows_csv = base / "rows.csv"
     test_rows.drop(columns=ADAPTER.target).to_csv(rows_csv, index=False)
-    return Pipeline(root, committed, kills, outputs_state(root), rows_csv)
+    return Pipeline(root, committed, kills, outputs_state(root), rows_csv, hook)
 
 
 def restore(pipeline: Pipeline) -> None:
@@ -206,8 +217,9 @@ def repo(pipeline) -> Pipeline:
     text = params.read_bytes()
     yield pipeline
     params.write_bytes(text)
-    if not (pipeline.root / MARKER).exists():  # deleted by DVC before a refused check: git has it
-        run(["git", "checkout", "--", MARKER], cwd=pipeline.root)
+    for marker in MARKERS:
+        if not (pipeline.root / marker).exists():  # deleted by DVC before a refused check: git has it
+            run(["git", "checkout", "--", marker], cwd=pipeline.root)
     if outputs_state(pipeline.root) != pipeline.baseline:
         restore(pipeline)
         assert outputs_state(pipeline.root) == pipeline.baseline, "the outputs could not be restored"
@@ -249,6 +261,101 @@ def test_after_every_kill_and_rerun_the_lock_is_the_committed_one(pipeline):
     assert plots.returncode == 0, plots.stdout + plots.stderr
 
 
+def _temporaries(root: Path) -> list[str]:
+    """The `.*.tmp` entries (files or staging folders) in the output folders."""
+    return sorted(path.relative_to(root).as_posix() for folder in check_params.output_folders(root)
+                  for path in folder.glob(".*.tmp"))
+
+
+def _make_repro(root: Path) -> subprocess.CompletedProcess:
+    # As `make repro` runs; -o: the clone shares this checkout's venv and source, never rebuilt here.
+    return run(["make", "-o", ".venv/.installed-from-lock", "-o", rel(config.SOURCE_DB), "repro"], cwd=root,
+               check=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["gather", "evaluate"])  # the stages DVC restores from its run-cache
+def test_a_killed_stages_temporary_is_out_of_git_status_and_make_repro_removes_it(repo, stage, tmp_path):
+    root = repo.root
+    killed = run(["dvc", "repro", "--force", "--single-item", stage], cwd=root, check=False,
+                 **repo.kill_env(stage, tmp_path / "killed.txt"))
+    assert killed.returncode != 0, killed.stdout + killed.stderr
+    left = _temporaries(root)
+    assert left, f"the kill in {stage} left no temporary to test with"
+    # A plain `dvc repro` restores the stage from the run-cache: none of its code runs, the temporary stays...
+    restored = repo.dvc("repro")
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert f"Stage '{stage}' is cached - skipping run" in restored.stdout, restored.stdout
+    assert _temporaries(root) == left
+    # ...out of `git status`...
+    status = run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=root).stdout
+    assert not [line for line in status.splitlines() if ".tmp" in line], status
+    # ...until `make repro`, whose first step sweeps the output folders.
+    made = _make_repro(root)
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert _temporaries(root) == []
+    assert f"check_params: removed {left[0]}, left by a killed stage" in made.stderr, made.stderr
+    assert outputs_state(root) == repo.baseline
+
+
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        with contextlib.suppress(FileNotFoundError):
+            children = [int(child) for child in Path(f"/proc/{current}/task/{current}/children").read_text().split()]
+            found += children
+            todo += children
+    return found
+
+
+def _is_python_running(pid: int, module: str) -> bool:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    except FileNotFoundError:
+        return False
+    return os.path.basename(argv[0]).startswith("python") and module in argv
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads the process tree from /proc (Linux)")
+@pytest.mark.parametrize("shell", ["/bin/bash", None], ids=["bash", "sh"])
+def test_killing_dvc_kills_the_stage_it_runs_so_no_unrecorded_model_appears(repo, shell):
+    root = repo.root
+    lock = (root / "dvc.lock").read_bytes()
+    dvc = subprocess.Popen(["dvc", "repro", "--force", "--single-item", "train"], cwd=root,
+                           env=venv_env(SHELL=shell), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stage = None
+    try:
+        for _ in range(1200):  # the stage's Python process (not the shell that may run it)
+            stage = next((pid for pid in _descendants(dvc.pid) if _is_python_running(pid, "src.pipeline.train")), None)
+            if stage:
+                break
+            time.sleep(0.05)
+        assert stage, "train did not start"
+        time.sleep(2)  # well into its start-up, and far from done
+    finally:
+        dvc.kill()
+        dvc.wait()
+    for _ in range(200):  # the stage notices within a second or so (src/pipeline/lifetime.py)
+        if not _running(stage):
+            break
+        time.sleep(0.05)
+    assert not _running(stage), f"train (PID {stage}) outlived the dvc that started it"
+    # DVC deleted the model before the command ran; nothing writes one later that dvc.lock does not record.
+    assert not (root / rel(config.MODEL)).exists()
+    time.sleep(2)
+    assert not (root / rel(config.MODEL)).exists()
+    assert (root / "dvc.lock").read_bytes() == lock
+
+
 # --- params ----------------------------------------------------------------------
 
 def edit_params(root: Path, change: Callable[[dict], None]) -> None:
@@ -284,7 +391,32 @@ def _as_of_unquoted(raw: dict) -> None:
     raw["gather"]["as_of"] = dt.date.fromisoformat(raw["gather"]["as_of"][:10])
 
 
+def _as_of_unquoted_timestamp(raw: dict) -> None:
+    # A timestamp without a zone, unquoted: `as_of: 2014-01-31 12:00:00`; YAML reads a naive datetime.
+    raw["gather"]["as_of"] = dt.datetime.fromisoformat(raw["gather"]["as_of"][:10] + "T12:00:00")
+
+
 NOT_YAML = "seed: [unclosed\n"
+
+
+@dataclasses.dataclass(frozen=True)
+class TextEdit:
+    """An edit of params.yaml's text, where a parsed round trip cannot say it (a key given twice)."""
+    change: Callable[[str], str]
+
+
+# The top-level seed again, at the end of the file: PyYAML alone would take the second silently.
+DUPLICATED_KEY = TextEdit(lambda text: text + "seed: 1\n")
+
+
+def _classes_off_by_one(raw: dict) -> None:
+    """The recorded classes with the last one replaced by a label the training data does not have."""
+    last = raw["classes"][-1]
+    raw["classes"] = raw["classes"][:-1] + [last + 1 if isinstance(last, int) else f"{last}~"]
+
+
+# The first categorical feature, whose recorded list a case empties (None: the adapter has none).
+FIRST_CATEGORICAL = next(iter(ADAPTER.categorical), None)
 
 # (case, how `make repro` or a bare `dvc repro` meets it, the edit, what the message must name)
 PARAMS_CASES = [
@@ -300,8 +432,22 @@ PARAMS_CASES = [
     ("an unknown adapter", "dvc", _set("dataset.adapter", "no_such_adapter"), ["dataset.adapter", "no_such_adapter"]),
     ("a future as_of", "dvc", _set("gather.as_of", "2999-12-31"), ["gather.as_of", "in the future"]),
     ("an unquoted date (DVC cannot read it)", "make", _as_of_unquoted, ["gather.as_of", "quote the date"]),
+    # The fix suggested must itself be accepted: a zone (Z), which as_of requires.
+    ("an unquoted timestamp without a zone", "make", _as_of_unquoted_timestamp,
+     ["gather.as_of", "quote the timestamp", "T12:00:00Z'", "no time zone"]),
     ("a file that is not YAML", "make", NOT_YAML, ["params.yaml", "not valid YAML"]),
     ("category lists that do not fit the adapter", "make", _set("categories", {}), ["categories", "make categories"]),
+    ("a duplicated key", "make", DUPLICATED_KEY, ["params.yaml", "'seed' appears twice", "keep one"]),
+    # Past check_params (the lists are not known before featurize) and stopped before train.
+    ("classes that do not fit the training labels", "dvc", _classes_off_by_one,
+     ["check_recorded: error: classes", "labels not recorded", "recorded classes with no training row",
+      "make categories", "the model and its manifest are as they were"]),
+    # (An adapter without categorical features has no list to empty.)
+    *([("an emptied category list", "dvc", _set(f"categories.{FIRST_CATEGORICAL}", []),
+        ["check_recorded: error: categories", f"no values recorded for [{FIRST_CATEGORICAL!r}]", "make categories"]),
+       ("an emptied category list, through dvc exp run -S", "exp", f"categories.{FIRST_CATEGORICAL}=[]",
+        ["check_recorded: error: categories", f"no values recorded for [{FIRST_CATEGORICAL!r}]", "make categories"])]
+      if FIRST_CATEGORICAL else []),
 ]
 
 
@@ -309,14 +455,19 @@ PARAMS_CASES = [
 @pytest.mark.parametrize("how, edit, expected", [case[1:] for case in PARAMS_CASES],
                          ids=[case[0] for case in PARAMS_CASES])
 def test_a_params_mistake_leaves_every_output_in_place(repo, how, edit, expected):
-    if isinstance(edit, str):
-        (repo.root / "params.yaml").write_text(edit, encoding="utf-8")
+    params = repo.root / "params.yaml"
+    if how == "exp":
+        pass  # `dvc exp run -S` edits params.yaml itself
+    elif isinstance(edit, TextEdit):
+        params.write_text(edit.change(params.read_text(encoding="utf-8")), encoding="utf-8")
+    elif isinstance(edit, str):
+        params.write_text(edit, encoding="utf-8")
     else:
         edit_params(repo.root, edit)
-    if how == "make":
-        # As `make repro` runs; -o: the clone shares this checkout's venv and source, never rebuilt here.
-        result = run(["make", "-o", ".venv/.installed-from-lock", "-o", rel(config.SOURCE_DB), "repro"],
-                     cwd=repo.root, check=False)
+    if how == "exp":
+        result = repo.dvc("exp", "run", "-S", edit)
+    elif how == "make":
+        result = _make_repro(repo.root)
     else:
         result = repo.dvc("repro")
     message = result.stdout + result.stderr
@@ -325,8 +476,11 @@ def test_a_params_mistake_leaves_every_output_in_place(repo, how, edit, expected
         assert text in message, message
     assert "Traceback" not in message
     assert "Running stage 'gather'" not in message and "Running stage 'train'" not in message
-    # DVC deletes the check_params stage's own marker before it runs: nothing else may go.
-    assert_old_or_absent(repo.root, repo.baseline, may_vanish={MARKER})
+    # The deployed model is still there, byte for byte (and so is every other output).
+    for path in (config.MODEL, config.MANIFEST):
+        assert hashlib.md5((repo.root / rel(path)).read_bytes()).hexdigest() == repo.baseline[rel(path)]
+    # DVC deletes a check stage's own marker before it runs: nothing else may go.
+    assert_old_or_absent(repo.root, repo.baseline, may_vanish=MARKERS)
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ import copy
 import errno
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -17,6 +18,7 @@ import yaml
 from src.pipeline import config, files
 from src.pipeline.gather import gather
 from src.pipeline.params import ParamsError, load_params, validate
+from src.pipeline.source.moments import as_of_timestamp
 from src.pipeline.source.readers import arrow_connection, open_source
 from src.pipeline.source.url import SourceError, parse_url, redacted
 from tests.template.frames import ADAPTER, PARAMS
@@ -67,6 +69,27 @@ def test_an_unquoted_yaml_date_is_told_to_be_quoted(tmp_path):
     assert ("gather.as_of: quote the date ('2013-06-30'): YAML reads an unquoted date as a date object, "
             "which DVC cannot record") in str(error.value)
     assert "valid string" not in str(error.value)
+
+
+@pytest.mark.parametrize("typed", ["2013-06-30", "2013-06-30T12:00:00", "2013-06-30T12:00:00Z",
+                                   "2013-06-30 12:00:00+02:00", "2013-06-30t12:00:00.5"])
+def test_the_fix_suggested_for_an_unquoted_date_or_timestamp_is_itself_accepted(tmp_path, typed):
+    text = config.PARAMS_FILE.read_text(encoding="utf-8")
+    quoted = f"as_of: '{PARAMS.gather.as_of}'"
+    path = tmp_path / "params.yaml"
+    path.write_text(text.replace(quoted, f"as_of: {typed}"), encoding="utf-8")
+    with pytest.raises(ParamsError) as error:
+        load_params(path)
+    suggested = re.search(r"gather\.as_of: quote the (?:date|timestamp) \('([^']+)'\)", str(error.value))
+    assert suggested, str(error.value)
+    # Following the advice: the value quoted as suggested is valid, and means the moment typed.
+    path.write_text(text.replace(quoted, f"as_of: '{suggested[1]}'"), encoding="utf-8")
+    accepted = load_params(path).gather.as_of
+    assert accepted == suggested[1]
+    if "T" in typed.upper() or " " in typed:
+        assert "no time zone" in str(error.value) or typed.endswith(("Z", "+02:00"))
+        expected = {"2013-06-30 12:00:00+02:00": "2013-06-30 10:00:00"}.get(typed, "2013-06-30 12:00:00")
+        assert as_of_timestamp(accepted) == expected
 
 
 def test_the_gather_stage_refuses_a_future_as_of_without_a_traceback(tmp_path):

@@ -25,6 +25,7 @@ from threadpoolctl import threadpool_limits
 
 from src.pipeline import artifact, config, evaluate, files, predictions, train
 from src.pipeline.adapter import UNKNOWN
+from src.pipeline.dataset import check_classes
 from src.pipeline.featurize import is_test
 from src.pipeline.model import (
     HGB_MAX_CATEGORIES,
@@ -36,7 +37,7 @@ from src.pipeline.model import (
     structure,
     thread_limits,
 )
-from src.pipeline.train import build_manifest, check_classes, params_digest
+from src.pipeline.train import build_manifest, params_digest, unknown_warning
 from tests.conftest import ROOT
 from tests.template import frames
 from tests.template.frames import ADAPTER, LEVELS, UNSEEN
@@ -169,6 +170,26 @@ def test_training_labels_must_be_the_recorded_classes():
         check_classes(pd.Series(classes), classes[:2])
     with pytest.raises(ValueError, match="recorded classes with no training row"):
         check_classes(pd.Series(classes[:2]), classes)
+
+
+def test_train_warns_with_the_counts_when_training_rows_fall_in_the_unknown_bucket():
+    params = frames.small_params()
+    frame = frames.features(rows=120)
+    assert unknown_warning(frame, params.categories) is None
+    if not ADAPTER.categorical:
+        return
+    first = ADAPTER.categorical[0]
+    kept = params.categories[first][1:]  # one value dropped from the list, as by mistake
+    dropped = params.categories[first][0]
+    expected = int((frame[first] == dropped).sum())
+    assert expected, "the tiny frame has the first value"
+    warning = unknown_warning(frame, {**params.categories, first: kept})
+    assert warning.startswith("train: warning: ") and "unknown bucket" in warning and "make categories" in warning
+    assert f"{first}: {expected:,} of {len(frame):,} rows ({dropped!r} {expected:,})" in warning
+    assert count_unknown(frame, {**params.categories, first: kept})[first]["unknown"] == expected
+    # Missing values are not a dropped list entry: no warning for them alone.
+    gaps = frame.assign(**{first: frame[first].where(frame.index % 2 == 0)})
+    assert unknown_warning(gaps, params.categories) is None
 
 
 @pytest.mark.parametrize("n_classes", [2, 3])

@@ -10,7 +10,7 @@ import yaml
 
 from src.pipeline import config
 from src.pipeline.adapter import UNKNOWN
-from src.pipeline.dataset import check_recorded, load_adapter
+from src.pipeline.dataset import check_categories_seen, check_classes, check_recorded, load_adapter
 from src.pipeline.params import ModelName, ParamsError, load_params, validate
 from src.pipeline.source.moments import as_of_timestamp
 from tests.template import frames
@@ -147,6 +147,52 @@ def test_check_recorded_says_make_categories(change, expected, needs_categorical
     with pytest.raises(ParamsError) as error:
         check_recorded(broken, ADAPTER)
     assert expected in str(error.value) and "make categories" in str(error.value)
+
+
+def test_the_recorded_lists_are_checked_against_the_training_features():
+    params = frames.small_params(n_classes=3)
+    frame = frames.features(rows=120, n_classes=3)
+    check_classes(frame[ADAPTER.target], params.classes)
+    check_categories_seen(frame, params.categories)
+    # classes: [0, 2] for labels 0, 1 and 2 (or the text equivalent): both sides named.
+    with pytest.raises(ParamsError) as error:
+        check_classes(frame[ADAPTER.target], [params.classes[0], params.classes[2]])
+    assert f"labels not recorded [{params.classes[1]!r}]" in str(error.value)
+    assert "make categories" in str(error.value) and str(error.value).startswith("classes: ")
+    with pytest.raises(ParamsError, match=r"recorded classes with no training row"):
+        check_classes(frame[ADAPTER.target][frame[ADAPTER.target] != params.classes[2]], params.classes)
+    if not ADAPTER.categorical:
+        return
+    # A list that misses some values is allowed (train warns); one that misses all is refused.
+    first = ADAPTER.categorical[0]
+    check_categories_seen(frame, {**params.categories, first: params.categories[first][:1]})
+    with pytest.raises(ParamsError) as error:
+        check_categories_seen(frame, {**params.categories, first: ["no such value"]})
+    assert f"no training value is on the recorded list of {first}" in str(error.value)
+    assert "make categories" in str(error.value) and len(str(error.value)) < SHORT
+
+
+@pytest.mark.parametrize("text, line", [
+    ("seed: 1\nseed: 2\n", "lines 1 and 2"),
+    ("train:\n  model: a\n  max_iter: 3\n  model: b\n", "lines 2 and 4"),
+    ("categories:\n  x:\n  - a\n  y: []\n  x: []\n", "lines 2 and 5"),
+])
+def test_a_duplicated_key_is_refused_as_dvc_refuses_it(tmp_path, text, line):
+    # PyYAML would keep the last value silently; DVC's reader refuses the file.
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(ParamsError) as error:
+        load_params(path)
+    assert "appears twice" in str(error.value) and line in str(error.value) and "keep one" in str(error.value)
+
+
+def test_equal_keys_in_different_sections_and_merge_keys_are_not_duplicates(tmp_path):
+    path = tmp_path / "params.yaml"
+    committed = config.PARAMS_FILE.read_text()
+    path.write_text(committed + "x-anchor: &base {max_iter: 5}\nx-merged: {<<: *base, max_iter: 6}\n")
+    with pytest.raises(ParamsError) as error:  # unknown top-level keys, but read without a duplicate error
+        load_params(path)
+    assert "appears twice" not in str(error.value) and "'x-anchor': unknown key" in str(error.value)
 
 
 def test_an_unknown_adapter_is_named(raw):

@@ -14,7 +14,7 @@ import yaml
 from src.pipeline import config
 from tests.conftest import run
 
-STAGES = ["check_params", "gather", "featurize", "train", "evaluate"]
+STAGES = ["check_params", "gather", "featurize", "check_recorded", "train", "evaluate"]
 
 
 def edit_params(clone: Path, change) -> None:

@@ -204,26 +204,35 @@ NUMERIC = (
 )
 FEATURES = CATEGORICAL + NUMERIC
 
-# The values each numeric feature can take by its meaning
-# (inclusive bounds; None = unbounded). Only meanings, not the training data's
-# observed extremes, which would refuse a legitimate new value. The deployment
-# input contract (src/serving/contract.py, through the manifest) refuses values outside them.
+# The values each numeric feature can take by its meaning (inclusive bounds).
+# Only meanings, not the training data's observed extremes, which would refuse
+# a legitimate new value; but every bound is finite, so that no input the model
+# was never meant to see (3.4e38 miles) gets an answer. The deployment input
+# contract (src/serving/contract.py, through the manifest) refuses values
+# outside them, and gather the weather and plane values (SNAPSHOT_DOMAINS).
 FEATURE_RANGES: dict[str, tuple[float | None, float | None]] = {
     "sched_dep_hour": (0, 23),
     "sched_dep_minute": (0, 59),
     "weekday": (0, 6),  # Monday = 0, as pandas' dayofweek
     "month": (1, 12),
     "day_of_year": (1, 366),
-    "distance": (0, None),  # miles
-    "seats": (1, None),
-    "engines": (0, None),
+    "distance": (0, 12500),  # miles between two airports: at most half the Earth's circumference (12,451)
+    # Years: a plane flies after it is built, and powered flight began in 1903.
+    "plane_age": (0, 150),
+    "seats": (1, 1000),  # the most any airliner is certified for is 853 (A380)
+    "engines": (0, 10),  # the most on any aircraft flown is 10 (B-36: six piston, four jet)
+    # Degrees Fahrenheit: the air temperature records are -128.6 and 134.1; a dew
+    # point is never above the air temperature.
+    "temp": (-130, 135),
+    "dewp": (-130, 135),
     "humid": (0, 100),  # percent
     "wind_dir": (0, 360),  # degrees
-    "wind_speed": (0, None),
-    "wind_gust": (0, None),
-    "precip": (0, None),  # inches
-    "pressure": (0, None),  # millibars
-    "visib": (0, None),  # miles
+    # Miles per hour: the strongest gust measured at the surface is 253.
+    "wind_speed": (0, 260),
+    "wind_gust": (0, 260),
+    "precip": (0, 15),  # inches in the hour: the record is 12 (in 42 minutes)
+    "pressure": (850, 1100),  # millibars at sea level: the records are 870 and 1084
+    "visib": (0, 200),  # miles: in the clearest air, scattering limits sight to about 180
 }
 
 # What each snapshot column may hold, by meaning: gather stops at any other
