@@ -253,6 +253,8 @@ bench: $(STAMP) $(SOURCE_DB)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 ALLOW_MISMATCH_FLAG = $(if $(filter 1,$(ALLOW_VERSION_MISMATCH)),--allow-version-mismatch)
+# RAW=1: INPUT holds entities as gathered (snapshot rows); the adapter's own derivation makes their features.
+RAW_FLAG = $(if $(filter 1,$(RAW)),--raw)
 # make image [IMAGE_BASE=python:3.11.7-slim-bookworm]: the serving image, built
 # offline from a hash-checked wheelhouse on a local Debian base (cached in
 # ~/.cache/model-service/), every layer dated at the commit: one commit, one
@@ -270,4 +272,4 @@ serve: $(STAMP)
 predict: $(STAMP)
 	$(if $(INPUT),,$(error INPUT is missing: make predict INPUT=rows.csv|rows.parquet OUTPUT=predictions.csv|predictions.parquet))
 	$(if $(OUTPUT),,$(error OUTPUT is missing: make predict INPUT=rows.csv|rows.parquet OUTPUT=predictions.csv|predictions.parquet))
-	$(BIN)/python -m src.serving.predict --input $(INPUT) --output $(OUTPUT) $(ALLOW_MISMATCH_FLAG)
+	$(BIN)/python -m src.serving.predict --input $(INPUT) --output $(OUTPUT) $(RAW_FLAG) $(ALLOW_MISMATCH_FLAG)
