@@ -247,7 +247,7 @@ bench: $(STAMP) $(SOURCE_DB)
 
 # --- Deployment (src/serving/; docs/deployment.md) ---
 # make serve [HOST=0.0.0.0 PORT=8000]: the HTTP service on the verified model.
-# make predict INPUT=rows.csv|rows.parquet OUTPUT=predictions.csv|predictions.parquet: batch predictions.
+# make predict INPUT=rows.csv|rows.parquet OUTPUT=predictions.csv|predictions.parquet [RAW=1]: batch predictions.
 # Both refuse a model that does not match dvc.lock, its manifest or the environment;
 # ALLOW_VERSION_MISMATCH=1 loads it on other library versions anyway (predictions may differ).
 HOST ?= 127.0.0.1
