@@ -413,3 +413,51 @@ def test_several_workers_answer_with_the_evaluate_stages_bytes(reproduced, sampl
     bad = run(["python", "-m", "src.serving.serve", "--port", "9"], cwd=reproduced, check=False,
               **{serve.WORKERS_ENV: "0"})
     assert bad.returncode != 0 and f"{serve.WORKERS_ENV}='0'" in bad.stderr
+
+
+def raw_test_rows(repo) -> pd.DataFrame:
+    """The snapshot rows of the test split (ids in the test features), as gathered, in id order."""
+    ids = pd.read_parquet(repo / TEST_FEATURES, columns=[ADAPTER.id])[ADAPTER.id]
+    snapshot = pd.read_parquet(repo / config.SNAPSHOT.relative_to(config.ROOT))
+    return snapshot.loc[snapshot[ADAPTER.id].isin(ids)].reset_index(drop=True)
+
+
+@pytest.mark.slow
+@needs_inputs
+def test_the_service_fed_raw_test_rows_gives_the_evaluate_stages_predictions(reproduced):
+    # The skew test: every test entity as gathered (all its snapshot columns, the
+    # outcome's too: ignored), through /predict/raw and the adapter's own derivation.
+    rows = raw_test_rows(reproduced)
+    saved = pd.read_parquet(reproduced / SAVED_PREDICTIONS)
+    assert rows[ADAPTER.id].tolist() == saved[ADAPTER.id].tolist()
+    batch = 5000
+    client = TestClient(serve.create_app(load(reproduced), max_rows=batch, max_bytes=64 * 1024 * 1024))
+    jsonable = rows.drop(columns=[name for name in rows.columns
+                                  if not (pd.api.types.is_numeric_dtype(rows[name].dtype)
+                                          or pd.api.types.is_string_dtype(rows[name].dtype))])
+    got = []
+    for start in range(0, len(jsonable), batch):
+        response = client.post("/predict/raw", json={"rows": as_json_rows(jsonable.iloc[start:start + batch])})
+        assert response.status_code == 200, response.text[:2000]
+        got += response.json()["predictions"]
+    served = pd.DataFrame(got)
+    assert served[ADAPTER.id].tolist() == saved[ADAPTER.id].tolist()
+    assert served["label"].tolist() == saved["label"].tolist()
+    columns = [name for name in saved.columns if name.startswith("probability")]
+    for name in columns:
+        values = (served[name] if name == "probability"
+                  else served["probabilities"].map(lambda p, c=name.removeprefix("probability_"): p[c]))
+        assert np.array_equal(values.to_numpy(dtype=np.float64).view(np.int64),
+                              saved[name].to_numpy(dtype=np.float64).view(np.int64)), name
+    print(f"skew test: {len(served)} raw rows, {len(columns)} probability columns bit-identical")
+
+
+@pytest.mark.slow
+@needs_inputs
+def test_the_batch_command_fed_raw_test_rows_writes_the_evaluate_stages_bytes(reproduced, tmp_path):
+    rows = tmp_path / "raw.parquet"
+    raw_test_rows(reproduced).to_parquet(rows)
+    output = tmp_path / "predictions.parquet"
+    run(["python", "-m", "src.serving.predict", "--raw", "--input", str(rows), "--output", str(output)],
+        cwd=reproduced)
+    assert output.read_bytes() == (reproduced / SAVED_PREDICTIONS).read_bytes()
