@@ -270,7 +270,8 @@ class RawContract:
                 info = np.iinfo(column.type.to_pandas_dtype())
                 low = info.min if domain.low is None else max(info.min, int(np.ceil(domain.low)))
                 high = info.max if domain.high is None else min(info.max, int(np.floor(domain.high)))
-                kind = Annotated[StrictInt, BeforeValidator(_whole), Field(ge=low, le=high)]
+                # Field before the validator: so the bounds reach the published schema.
+                kind = Annotated[StrictInt, Field(ge=low, le=high), BeforeValidator(_whole)]
             else:
                 low = -LARGEST if domain.low is None else max(domain.low, -LARGEST)
                 high = LARGEST if domain.high is None else min(domain.high, LARGEST)

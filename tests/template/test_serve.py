@@ -445,8 +445,9 @@ def test_the_service_fed_raw_test_rows_gives_the_evaluate_stages_predictions(rep
     assert served["label"].tolist() == saved["label"].tolist()
     columns = [name for name in saved.columns if name.startswith("probability")]
     for name in columns:
+        label = name.removeprefix("probability_")
         values = (served[name] if name == "probability"
-                  else served["probabilities"].map(lambda p, c=name.removeprefix("probability_"): p[c]))
+                  else served["probabilities"].map(lambda p, c=label: p[c]))
         assert np.array_equal(values.to_numpy(dtype=np.float64).view(np.int64),
                               saved[name].to_numpy(dtype=np.float64).view(np.int64)), name
     print(f"skew test: {len(served)} raw rows, {len(columns)} probability columns bit-identical")
