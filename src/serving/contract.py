@@ -17,6 +17,7 @@ where the column has one.
 from __future__ import annotations
 
 import functools
+import logging
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -207,8 +208,23 @@ class RawContract:
 
     @classmethod
     def from_manifest(cls, manifest: dict[str, Any]) -> RawContract | None:
-        """From the manifest's dataset: None if its adapter declares no INPUTS."""
-        inputs = load_inputs(manifest["dataset"]) if manifest.get("dataset") else None
+        """From the manifest's dataset: None if its adapter declares no INPUTS, or is not here.
+
+        The serving image copies no src/datasets/ yet (Dockerfile): there the
+        service answers engineered rows only, says so in the log, and /info's
+        raw_contract is null.
+        """
+        name = manifest.get("dataset")
+        if not name:
+            return None
+        try:
+            inputs = load_inputs(name)
+        except ModuleNotFoundError as error:
+            if error.name not in ("src.datasets", f"src.datasets.{name}"):
+                raise
+            logging.getLogger(__name__).warning("the adapter package src/datasets/%s/ is not here: raw rows "
+                                                "(/predict/raw, predict --raw) are not served", name)
+            return None
         return cls(id=manifest["id"], inputs=inputs) if inputs is not None else None
 
     @property

@@ -621,3 +621,11 @@ def test_adapter_inputs_must_read_the_snapshots_own_columns_and_types():
     bad = dataclasses.replace(ADAPTER.inputs, schema=pa.schema([pa.field(field.name, other)]))
     with pytest.raises(ValueError, match=f"inputs column '{field.name}' is {other}"):
         dataclasses.replace(ADAPTER, inputs=bad).check()
+
+
+def test_without_the_adapter_package_only_engineered_rows_are_served(caplog):
+    # The serving image copies no src/datasets/: the raw contract is then absent, and says so.
+    manifest = {"id": ADAPTER.id, "dataset": "no_such_adapter_package"}
+    with caplog.at_level(logging.WARNING):
+        assert RawContract.from_manifest(manifest) is None
+    assert "src/datasets/no_such_adapter_package/ is not here" in caplog.text
