@@ -247,12 +247,14 @@ bench: $(STAMP) $(SOURCE_DB)
 
 # --- Deployment (src/serving/; docs/deployment.md) ---
 # make serve [HOST=0.0.0.0 PORT=8000]: the HTTP service on the verified model.
-# make predict INPUT=rows.csv|rows.parquet OUTPUT=predictions.csv|predictions.parquet: batch predictions.
+# make predict INPUT=rows.csv|rows.parquet OUTPUT=predictions.csv|predictions.parquet [RAW=1]: batch predictions.
 # Both refuse a model that does not match dvc.lock, its manifest or the environment;
 # ALLOW_VERSION_MISMATCH=1 loads it on other library versions anyway (predictions may differ).
 HOST ?= 127.0.0.1
 PORT ?= 8000
 ALLOW_MISMATCH_FLAG = $(if $(filter 1,$(ALLOW_VERSION_MISMATCH)),--allow-version-mismatch)
+# RAW=1: INPUT holds entities as gathered (snapshot rows); the adapter's own derivation makes their features.
+RAW_FLAG = $(if $(filter 1,$(RAW)),--raw)
 # make image [IMAGE_BASE=python:3.11.7-slim-bookworm]: the serving image, built
 # offline from a hash-checked wheelhouse on a local Debian base (cached in
 # ~/.cache/model-service/), every layer dated at the commit: one commit, one
@@ -270,4 +272,4 @@ serve: $(STAMP)
 predict: $(STAMP)
 	$(if $(INPUT),,$(error INPUT is missing: make predict INPUT=rows.csv|rows.parquet OUTPUT=predictions.csv|predictions.parquet))
 	$(if $(OUTPUT),,$(error OUTPUT is missing: make predict INPUT=rows.csv|rows.parquet OUTPUT=predictions.csv|predictions.parquet))
-	$(BIN)/python -m src.serving.predict --input $(INPUT) --output $(OUTPUT) $(ALLOW_MISMATCH_FLAG)
+	$(BIN)/python -m src.serving.predict --input $(INPUT) --output $(OUTPUT) $(RAW_FLAG) $(ALLOW_MISMATCH_FLAG)

@@ -47,6 +47,25 @@ class Domain:
 
 
 @dataclass(frozen=True)
+class Inputs:
+    """How an entity as gathered (a snapshot row) becomes a model row: what serving may import.
+
+    `schema` lists the snapshot columns the derivation reads, with the
+    snapshot's types; `domains` their allowed values (as snapshot_domains).
+    `derive(rows)` returns [id, *features] for every row, in the rows' order
+    and index: row-local, with no target and no exclusion. The adapter's
+    derive_features calls it, so featurize and the service run the same code.
+    The module that defines an adapter's INPUTS (its package's __init__) must
+    not import the source side (SQLAlchemy, src.pipeline.source): serving
+    imports it, and tests/template/test_imports.py checks.
+    """
+
+    schema: pa.Schema
+    derive: Callable[[pd.DataFrame], pd.DataFrame]
+    domains: Mapping[str, Domain] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Adapter:
     """What a data set declares. Every field is read by generic code; see the README's "Adapt to your data"."""
 
@@ -83,6 +102,10 @@ class Adapter:
     # builder under src/demos/ and import it by name inside this function: the
     # stages then do not depend on it (the example's does so).
     build_demo_source: Callable[..., dict[str, int]] | None = None
+    # The row-local derivation from snapshot rows, for the service's raw rows
+    # (/predict/raw, predict --raw); None when only engineered rows are served.
+    # The same object as the package's INPUTS (load_inputs), checked by load().
+    inputs: Inputs | None = None
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -131,8 +154,29 @@ class Adapter:
         problems += self._domain_problems()
         if not (pa.types.is_integer(self.target_type) or pa.types.is_string(self.target_type)):
             problems.append(f"target_type must be an integer or string type, got {self.target_type}")
+        problems += self._inputs_problems()
         if problems:
             raise ValueError(f"dataset adapter {self.name!r}: " + "; ".join(problems))
+
+    def _inputs_problems(self) -> list[str]:
+        if self.inputs is None:
+            return []
+        problems = []
+        for column in self.inputs.schema:
+            if column.name not in self.snapshot_schema.names:
+                problems.append(f"inputs column {column.name!r} is not in the snapshot schema")
+            elif self.snapshot_schema.field(column.name).type != column.type:
+                problems.append(f"inputs column {column.name!r} is {column.type}, the snapshot's is "
+                                f"{self.snapshot_schema.field(column.name).type}")
+            elif not any(check(column.type) for check in (pa.types.is_integer, pa.types.is_floating,
+                                                          pa.types.is_string)):
+                problems.append(f"inputs column {column.name!r} is {column.type}: raw rows take integer, "
+                                "float and text columns")
+            elif self.inputs.domains.get(column.name, Domain()) != self.snapshot_domains.get(column.name, Domain()):
+                problems.append(f"inputs domain of {column.name!r} differs from snapshot_domains")
+        if self.target in self.inputs.schema.names:
+            problems.append(f"inputs must not read the target {self.target!r}")
+        return problems
 
     def _domain_problems(self) -> list[str]:
         problems = []
@@ -177,5 +221,18 @@ def load(name: str) -> Adapter:
         raise ValueError(f"src/datasets/{name}/ defines no ADAPTER = Adapter(...)")
     if adapter.name != name:
         raise ValueError(f"src/datasets/{name}/'s ADAPTER is named {adapter.name!r}; make the two agree")
+    if adapter.inputs is not None and adapter.inputs is not getattr(module, "INPUTS", None):
+        raise ValueError(f"src/datasets/{name}/'s ADAPTER.inputs is not its INPUTS: serving imports INPUTS")
     adapter.check()
     return adapter
+
+
+def load_inputs(name: str) -> Inputs | None:
+    """The INPUTS of src/datasets/<name>/ (None if it has none), without its ADAPTER or source side."""
+    if not name.isidentifier():
+        raise ValueError(f"dataset {name!r} is not a package name under src/datasets/")
+    module = importlib.import_module(f"{PACKAGE}.{name}")
+    inputs = getattr(module, "INPUTS", None)
+    if inputs is not None and not isinstance(inputs, Inputs):
+        raise ValueError(f"src/datasets/{name}/'s INPUTS is not an Inputs(...)")
+    return inputs

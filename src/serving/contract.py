@@ -16,13 +16,17 @@ where the column has one.
 """
 from __future__ import annotations
 
+import functools
+import logging
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr, create_model
 
+from src.pipeline.adapter import Domain, Inputs, load_inputs
 from src.pipeline.model import count_unknown
 
 # How many offending rows an error message names per column.
@@ -188,6 +192,168 @@ class Contract:
         return create_model("Row", __config__=config, **fields)
 
 
+@dataclass(frozen=True)
+class RawContract:
+    """The second contract: entities as gathered (snapshot rows), turned into model rows by the
+    adapter's own row-local derivation (Inputs.derive), the code featurize runs.
+
+    A raw row holds the snapshot columns the derivation reads, with the
+    snapshot's types and domains; the snapshot's other columns (and any key)
+    are ignored and reported. The derived rows then pass the engineered
+    Contract like any other rows.
+    """
+
+    id: str
+    inputs: Inputs
+
+    @classmethod
+    def from_manifest(cls, manifest: dict[str, Any]) -> RawContract | None:
+        """From the manifest's dataset: None if its adapter declares no INPUTS, or is not here.
+
+        The serving image copies no src/datasets/ yet (Dockerfile): there the
+        service answers engineered rows only, says so in the log, and /info's
+        raw_contract is null.
+        """
+        name = manifest.get("dataset")
+        if not name:
+            return None
+        try:
+            inputs = load_inputs(name)
+        except ModuleNotFoundError as error:
+            if error.name not in ("src.datasets", f"src.datasets.{name}"):
+                raise
+            logging.getLogger(__name__).warning("the adapter package src/datasets/%s/ is not here: raw rows "
+                                                "(/predict/raw, predict --raw) are not served", name)
+            return None
+        return cls(id=manifest["id"], inputs=inputs) if inputs is not None else None
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(self.inputs.schema.names)
+
+    def check(self, frame: pd.DataFrame, numbering: Numbering = ROWS) -> tuple[pd.DataFrame, list[str]]:
+        """Validate raw rows and derive them: ([id], *features) rows, and the ignored columns.
+
+        Raises ContractError naming every column that is missing, of a wrong
+        type, or outside its domain.
+        """
+        if not isinstance(frame, pd.DataFrame):
+            raise ContractError(f"input must be a pandas DataFrame, got {type(frame).__name__}")
+        if len(frame) == 0:
+            raise ContractError("input has no rows")
+        duplicated = sorted({str(name) for name in frame.columns[frame.columns.duplicated()]})
+        if duplicated:
+            raise ContractError(f"input has duplicated columns {duplicated}")
+        missing = [name for name in self.columns if name not in frame.columns]
+        if missing:
+            raise ContractError(f"raw input lacks required columns {missing} (the snapshot's columns that "
+                                "the features are derived from)")
+        frame = frame.reset_index(drop=True)
+        problems: list[str] = []
+        arrays = [_raw_column(frame[column.name], column.type, self.inputs.domains.get(column.name, Domain()),
+                              problems, numbering) for column in self.inputs.schema]
+        ids = _ids(frame[self.id], problems, numbering) if self.id in frame.columns else None
+        if problems:
+            raise ContractError("raw input does not meet the contract:\n  " + "\n  ".join(problems))
+        rows = pa.Table.from_arrays(arrays, schema=self.inputs.schema).to_pandas()
+        rows.insert(0, self.id, ids if ids is not None else np.arange(len(rows), dtype=np.int64))
+        try:
+            derived = self.inputs.derive(rows).reset_index(drop=True)
+        except ValueError as error:  # e.g. parts of a date that make no calendar date
+            raise ContractError(f"raw input: {error}") from None
+        if ids is None:
+            derived = derived.drop(columns=self.id)
+        ignored = [str(name) for name in frame.columns if name not in self.columns and name != self.id]
+        return derived, ignored
+
+    def row_model(self) -> type[BaseModel]:
+        """One raw row as a pydantic model: /predict/raw's OpenAPI schema.
+
+        Every input column is required (null where missing, unless its domain
+        requires a value); other keys are allowed, ignored and reported.
+        """
+        fields: dict[str, Any] = {
+            self.id: (Annotated[StrictInt, BeforeValidator(_whole), Field(ge=-_ID_LIMIT, le=_ID_LIMIT)] | None,
+                      Field(default=None, description="Optional; echoed in the prediction.")),
+        }
+        for column in self.inputs.schema:
+            domain = self.inputs.domains.get(column.name, Domain())
+            described = f"Snapshot column ({column.type}){_domain_text(domain)}."
+            if pa.types.is_string(column.type):
+                kind: Any = Annotated[StrictStr, AfterValidator(_encodable),
+                                      AfterValidator(functools.partial(_one_of, domain.values))]
+            elif pa.types.is_integer(column.type):
+                info = np.iinfo(column.type.to_pandas_dtype())
+                low = info.min if domain.low is None else max(info.min, int(np.ceil(domain.low)))
+                high = info.max if domain.high is None else min(info.max, int(np.floor(domain.high)))
+                # Field before the validator: so the bounds reach the published schema.
+                kind = Annotated[StrictInt, Field(ge=low, le=high), BeforeValidator(_whole)]
+            else:
+                low = -LARGEST if domain.low is None else max(domain.low, -LARGEST)
+                high = LARGEST if domain.high is None else min(domain.high, LARGEST)
+                kind = Annotated[float, Field(strict=True, ge=low, le=high, allow_inf_nan=False)]
+            fields[column.name] = (kind if domain.required else kind | None, Field(description=described))
+        config = ConfigDict(extra="allow", json_schema_extra=_row_schema(None))
+        return create_model("RawRow", __config__=config, **fields)
+
+
+def _domain_text(domain: Domain) -> str:
+    text = _range_text(domain.low, domain.high)
+    if domain.values is not None:
+        text += f", one of {list(domain.values)}"
+    return text + ("; required" if domain.required else "; null if unknown")
+
+
+def _one_of(values: tuple[str, ...] | None, text: str) -> str:
+    if values is not None and text not in values:
+        raise ValueError(f"{text!r} is not one of {list(values)}")
+    return text
+
+
+def _raw_column(column: pd.Series, kind: pa.DataType, domain: Domain, problems: list[str],
+                numbering: Numbering) -> pa.Array:
+    """One raw column as Arrow of the snapshot's type, with its domain checked; problems are appended."""
+    name = column.name
+    empty = pa.nulls(len(column), kind)
+    present = column.notna().to_numpy()
+    if pd.api.types.is_bool_dtype(column.dtype):
+        problems.append(f"{name}: expected {kind}, got booleans")
+        return empty
+    if pa.types.is_string(kind):
+        wrong = present & ~column.map(lambda value: isinstance(value, str)).to_numpy()
+    elif pd.api.types.is_numeric_dtype(column.dtype):
+        wrong = np.zeros(len(column), dtype=bool)
+    else:
+        wrong = present & ~column.map(_is_number).to_numpy()
+    if wrong.any():
+        example = _plain(column[wrong].iloc[0])
+        problems.append(f"{name}: expected {'text' if pa.types.is_string(kind) else kind} or missing, got "
+                        f"{type(example).__name__} {example!r} at {_rows(wrong, numbering)}")
+        return empty
+    try:
+        array = pa.array(column.astype(object).where(column.notna(), None).tolist(),
+                         type=pa.string() if pa.types.is_string(kind) else None).cast(kind)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as error:
+        problems.append(f"{name}: not {kind}: {error}")
+        return empty
+    if domain.required and not present.all():
+        problems.append(f"{name}: missing values at {_rows(~present, numbering)}; the column is required")
+    if domain.low is not None or domain.high is not None:
+        values = array.to_numpy(zero_copy_only=False).astype(np.float64)
+        outside = (values < domain.low if domain.low is not None else False) | (
+            values > domain.high if domain.high is not None else False)
+        outside = np.asarray(outside) & present
+        if outside.any():
+            problems.append(f"{name}: {_plain(column[outside].iloc[0])!r} outside the allowed range"
+                            f"{_range_text(domain.low, domain.high)} at {_rows(outside, numbering)}")
+    if domain.values is not None:
+        off = present & ~column.isin(domain.values).to_numpy()
+        if off.any():
+            problems.append(f"{name}: {column[off].iloc[0]!r} is not one of {list(domain.values)} "
+                            f"at {_rows(off, numbering)}")
+    return array
+
+
 def learned_values(learned: dict[str, Any], numeric: tuple[str, ...]) -> dict[str, float]:
     """Per numeric column, the first imputation statistic the manifest's `learned` records for it."""
     values: dict[str, float] = {}
@@ -199,9 +365,10 @@ def learned_values(learned: dict[str, Any], numeric: tuple[str, ...]) -> dict[st
     return values
 
 
-def _row_schema(example: dict[str, Any]) -> Any:
+def _row_schema(example: dict[str, Any] | None) -> Any:
     def extra(schema: dict[str, Any]) -> None:
-        schema["examples"] = [example]
+        if example is not None:
+            schema["examples"] = [example]
         # Allowed, ignored and named back: a key of any value, not an object to fill in.
         schema["additionalProperties"] = {
             "description": "Any other key is accepted, not used, and named in the response's ignored_columns."}

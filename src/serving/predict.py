@@ -6,6 +6,12 @@
     result.predictions                     # [id], label and class probabilities
 
     python -m src.serving.predict --input rows.csv|rows.parquet --output predictions.parquet|predictions.csv
+    python -m src.serving.predict --raw --input snapshot.parquet --output ...   # entities as gathered
+
+Two input contracts: engineered rows (the model's features, src/contract.py's
+Contract), and with --raw (deployed.predict_raw) snapshot rows, which the
+adapter's own row-local derivation (its INPUTS, the code featurize runs) turns
+into engineered rows first (RawContract).
 
 The promise: the same rows give the same bytes as the evaluate stage, or a
 clear refusal. So loading checks the model and manifest against `dvc.lock` and
@@ -40,7 +46,7 @@ from src.pipeline.artifact import VersionMismatchError
 from src.pipeline.model import thread_limits
 from src.pipeline.params import ParamsError, load_params
 from src.pipeline.predictions import predictions_frame, predictions_schema
-from src.serving.contract import CSV_LINES, ROWS, Contract, ContractError, Numbering
+from src.serving.contract import CSV_LINES, ROWS, Contract, ContractError, Numbering, RawContract
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +72,7 @@ class Deployed:
         self.model = model
         self.manifest = manifest
         self.contract = Contract.from_manifest(manifest)
+        self.raw = RawContract.from_manifest(manifest)  # None: the adapter serves engineered rows only
         self.threshold = threshold
         self.threads = threads
         self.classes = list(manifest["classes"])
@@ -103,6 +110,15 @@ class Deployed:
         if checked.ids is None:
             predictions = predictions.drop(columns=self.contract.id)
         return Prediction(predictions, checked.unknown_categories, checked.ignored_columns, probabilities)
+
+    def predict_raw(self, frame: pd.DataFrame, numbering: Numbering = ROWS) -> Prediction:
+        """Predictions for snapshot rows: derived by the adapter's INPUTS, then as predict()."""
+        if self.raw is None:
+            raise ContractError(f"the {self.manifest.get('dataset')!r} adapter declares no INPUTS: "
+                                "send engineered rows")
+        derived, ignored = self.raw.check(frame, numbering)
+        result = self.predict(derived, numbering)
+        return Prediction(result.predictions, result.unknown_categories, ignored, result.probabilities)
 
 
 def load_model(
@@ -150,7 +166,7 @@ def predict(frame: pd.DataFrame, deployed: Deployed | None = None) -> Prediction
     return (deployed or default_model()).predict(frame)
 
 
-def read_rows(path: Path, contract: Contract) -> pd.DataFrame:
+def read_rows(path: Path, contract: Contract, raw: RawContract | None = None) -> pd.DataFrame:
     """Rows from CSV or Parquet. CSV categories are read as text (a code like
     "123" stays a category). pandas (>= 3.1, locked) parses CSV floats exactly,
     so a CSV written from a frame reads back the same float64 values; a test
@@ -158,7 +174,9 @@ def read_rows(path: Path, contract: Contract) -> pd.DataFrame:
     path = check_input(path)
     if path.suffix.lower() == ".csv":
         try:
-            return pd.read_csv(path, dtype={name: "str" for name in contract.categorical})
+            text = [*contract.categorical] if raw is None else [
+                column.name for column in raw.inputs.schema if pa.types.is_string(column.type)]
+            return pd.read_csv(path, dtype={name: "str" for name in text})
         except pd.errors.EmptyDataError:  # whitespace only: pandas' "No columns to parse from file"
             raise ValueError(f"input file {path} is empty: no header, no rows") from None
     return files.read_frame(path)
@@ -242,6 +260,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="predictions as .csv, or as Parquet with .parquet or .pq")
     parser.add_argument("--allow-version-mismatch", action="store_true",
                         help="load on other Python/library versions than the manifest's (predictions may differ)")
+    parser.add_argument("--raw", action="store_true",
+                        help="the rows are entities as gathered (snapshot rows): derive their features first")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
@@ -253,7 +273,7 @@ def main(argv: list[str] | None = None) -> None:
     except VersionMismatchError as error:
         raise VersionMismatchError(f"{error}\n{override_hint('predict')}") from None
     try:
-        frame = read_rows(args.input, deployed.contract)
+        frame = read_rows(args.input, deployed.contract, deployed.raw if args.raw else None)
     except FileNotFoundError:
         raise
     except OSError as error:  # unreadable, or gone since the check: one line naming the file
@@ -261,7 +281,8 @@ def main(argv: list[str] | None = None) -> None:
     if deployed.contract.id not in frame.columns:
         raise ContractError(f"{args.input} lacks the id column {deployed.contract.id!r}, which keys the predictions")
     # Errors name CSV rows by line, so an editor can jump to them; Parquet rows by position from 0.
-    result = deployed.predict(frame, CSV_LINES if args.input.suffix.lower() == ".csv" else ROWS)
+    numbering = CSV_LINES if args.input.suffix.lower() == ".csv" else ROWS
+    result = deployed.predict_raw(frame, numbering) if args.raw else deployed.predict(frame, numbering)
     try:
         write_predictions(args.output, result.predictions, deployed.schema)
     except files.DiskFullError:

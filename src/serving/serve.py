@@ -1,6 +1,9 @@
 """HTTP service for the deployed model (FastAPI on uvicorn): `make serve`.
 
     POST /predict   {"rows": [{feature: value, ...}, ...]}  -> labels and class probabilities
+    POST /predict/raw  {"rows": [{snapshot column: value, ...}, ...]}: entities as
+                    gathered; the adapter's own row-local derivation (the code
+                    featurize runs) makes their features, then as /predict
     GET  /info      the model's manifest identity, threshold and input contract
     GET  /health    liveness, with the model's SHA-256
     GET  /docs      the OpenAPI schema: one row is a pydantic model generated
@@ -78,13 +81,15 @@ def workers() -> int:
 
 def create_app(deployed: Deployed, max_rows: int = MAX_ROWS, max_bytes: int = MAX_BYTES) -> FastAPI:
     contract = deployed.contract
-    Row = contract.row_model()
-    PredictRequest = create_model(
-        "PredictRequest", rows=(list[Row], Field(
+    raw = deployed.raw
+
+    def request_model(name: str, row: type) -> type:
+        return create_model(name, rows=(list[row], Field(
             min_length=1, description=f"1 to {max_rows} rows.",
             # Declared, not enforced by pydantic: more rows are a 413, which the handler names.
-            json_schema_extra={"maxItems": max_rows}))
-    )
+            json_schema_extra={"maxItems": max_rows})))
+
+    PredictRequest = request_model("PredictRequest", contract.row_model())
     classes = deployed.classes
     binary = len(classes) == 2
     Label = str if isinstance(classes[0], str) else int
@@ -154,20 +159,28 @@ def create_app(deployed: Deployed, max_rows: int = MAX_ROWS, max_bytes: int = MA
                 "categorical": {name: len(values) for name, values in contract.categories.items()},
                 "numeric_ranges": {name: list(bounds) for name, bounds in contract.ranges.items()},
             },
+            # /predict/raw's rows: the snapshot columns the adapter's derivation reads (null: engineered only).
+            "raw_contract": None if raw is None else {
+                "endpoint": "/predict/raw",
+                "id": raw.id,
+                "columns": {column.name: str(column.type) for column in raw.inputs.schema},
+                "required": [name for name in raw.columns
+                             if name in raw.inputs.domains and raw.inputs.domains[name].required],
+            },
             "limits": {"max_rows": max_rows, "max_bytes": max_bytes},
         }
 
-    @app.post("/predict", response_model=PredictResponse, dependencies=[Depends(require_json)], responses={
+    responses = {
         413: {"model": Problem, "description": f"The body is over {max_bytes} bytes or has over {max_rows} rows."},
         415: {"model": Problem, "description": "The body was not sent as application/json."},
-    })
-    def predict(request: PredictRequest) -> dict[str, Any]:  # sync: runs in the threadpool
-        rows = request.rows
+    }
+
+    def answer(rows: list, predict: Callable[[pd.DataFrame], Any], columns: tuple[str, ...]) -> dict[str, Any]:
         if len(rows) > max_rows:
             raise HTTPException(413, f"{len(rows)} rows exceed the limit of {max_rows} rows per request")
-        frame = pd.DataFrame({name: [getattr(row, name) for row in rows] for name in contract.features})
+        frame = pd.DataFrame({name: [getattr(row, name) for row in rows] for name in columns})
         try:
-            result = deployed.predict(frame)
+            result = predict(frame)
         except ContractError as error:
             raise HTTPException(422, [problem(["body", "rows"], str(error), "contract")]) from None
         ids = [getattr(row, contract.id) for row in rows]
@@ -185,6 +198,22 @@ def create_app(deployed: Deployed, max_rows: int = MAX_ROWS, max_bytes: int = MA
             "ignored_columns": sorted({key for row in rows for key in (row.model_extra or {})}),
             "model_sha256": identity["model_sha256"],
         }
+
+    @app.post("/predict", response_model=PredictResponse, dependencies=[Depends(require_json)],
+              responses=responses, summary="Predict engineered rows (the model's features)")
+    def predict(request: PredictRequest) -> dict[str, Any]:  # sync: runs in the threadpool
+        return answer(request.rows, deployed.predict, contract.features)
+
+    if raw is not None:
+        RawPredictRequest = request_model("RawPredictRequest", raw.row_model())
+
+        @app.post("/predict/raw", response_model=PredictResponse, dependencies=[Depends(require_json)],
+                  responses=responses, summary="Predict entities as gathered (snapshot rows)",
+                  description="Each row holds the snapshot columns the features are derived from; the "
+                  "adapter's own derivation (the code the featurize stage runs) makes the features, which "
+                  "then meet /predict's contract. Other snapshot columns are ignored and named back.")
+        def predict_raw(request: RawPredictRequest) -> dict[str, Any]:  # sync: runs in the threadpool
+            return answer(request.rows, deployed.predict_raw, raw.columns)
 
     return app
 

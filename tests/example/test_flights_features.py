@@ -74,3 +74,28 @@ def test_broken_snapshots_are_named():
     strange = tiny_snapshot().assign(status="teleported")
     with pytest.raises(ValueError, match="unknown flight statuses"):
         featurize(strange, flights.ADAPTER, PARAMS, 20, 1)
+
+
+def test_the_service_derives_raw_rows_with_featurizes_own_code():
+    # The raw contract (what /predict/raw and `predict --raw` run) on tiny rows: the same
+    # features as derive_features, for every row, the excluded ones too, and no target.
+    from src.serving.contract import RawContract
+
+    snapshot = tiny_snapshot()
+    raw = RawContract(id=flights.ID, inputs=flights.INPUTS)
+    derived, ignored = raw.check(snapshot)
+    assert derived[flights.ID].tolist() == snapshot[flights.ID].tolist()  # the rows' order, none excluded
+    assert list(derived.columns) == [flights.ID, *flights.FEATURES]
+    featurized, _ = flights.derive_features(snapshot, PARAMS)
+    kept = derived.set_index(flights.ID).loc[featurized[flights.ID]].reset_index()
+    pd.testing.assert_frame_equal(kept, featurized.drop(columns=flights.TARGET), check_dtype=True)
+    assert "arr_delay" in ignored and "status" in ignored and flights.ID not in ignored
+    assert flights.ADAPTER.inputs is flights.INPUTS
+
+
+def test_raw_rows_that_are_no_calendar_date_are_named():
+    from src.serving.contract import ContractError, RawContract
+
+    snapshot = tiny_snapshot(2).assign(day=[4, 31], month=[3, 2])
+    with pytest.raises(ContractError, match=r"flight_id=99: the scheduled date year=2013 month=2 day=31"):
+        RawContract(id=flights.ID, inputs=flights.INPUTS).check(snapshot)

@@ -16,6 +16,7 @@ import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, assume, given, settings
 from schemathesis import GenerationMode
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from src.pipeline.params import ModelName
 from src.serving import serve
@@ -122,7 +123,13 @@ def _fuzz(operation, mode: GenerationMode, statuses: Counter) -> None:
         assert_names_the_problem(response, case.body)
         # Status documented, content type and body as declared; valid requests
         # accepted (2xx), invalid ones refused (4xx); never a server error.
-        case.validate_response(response)
+        # Raw rows meet their columns' schema one by one, yet may together be no
+        # entity (HHMM with 76 minutes, February 31st): the derivation refuses them
+        # (a 422 of type "contract", naming the row). JSON Schema cannot say so.
+        excluded = [positive_data_acceptance] if (
+            operation.label == "POST /predict/raw" and response.status_code == 422
+            and all(item["type"] == "contract" for item in response.json()["detail"])) else []
+        case.validate_response(response, excluded_checks=excluded)
 
     exchange()
 
@@ -131,13 +138,16 @@ def test_generated_requests_never_get_a_5xx_and_conform_to_the_schema(service):
     app, schema, _ = service
     statuses: Counter = Counter()
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert {operation.label for operation in operations} == {"GET /health", "GET /info", "POST /predict"}
+    raw = {"POST /predict/raw"} if ADAPTER.inputs is not None else set()  # the raw contract, when declared
+    assert {operation.label for operation in operations} == {"GET /health", "GET /info", "POST /predict", *raw}
     for operation in operations:
         # An operation without inputs has no invalid request to generate.
         for mode in list(GenerationMode) if operation.body else [GenerationMode.POSITIVE]:
             _fuzz(operation, mode, statuses)
     # Not vacuous: valid rows got predictions and invalid bodies were refused.
     assert statuses["POST /predict", "positive", 2] > EXAMPLES // 2, statuses
+    if raw:
+        assert statuses["POST /predict/raw", "positive", 2] > 0, statuses
     assert statuses["POST /predict", "negative", 4] > EXAMPLES // 2, statuses
     assert all(status < 5 for (_, _, status) in statuses), statuses
 

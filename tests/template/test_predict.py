@@ -7,6 +7,7 @@ laid out as the Docker image has them (models/, dvc.lock, params.yaml side by si
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -16,13 +17,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import yaml
 
 from src.pipeline import artifact, config, files
+from src.pipeline.adapter import Domain, Inputs
 from src.pipeline.predictions import predictions_frame
 from src.serving import predict
-from src.serving.contract import Contract, ContractError
+from src.serving.contract import Contract, ContractError, RawContract
 from tests.conftest import run
 from tests.template import frames
 from tests.template.frames import ADAPTER, UNSEEN
@@ -567,3 +570,62 @@ def test_path_refusals_are_one_line_without_a_traceback(tmp_path, read_only):
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("predict: error: "), result.stderr
         assert expected in lines[0] and str(named) in lines[0], lines[0]
+
+
+# --- the raw contract: entities as gathered, derived by the adapter's INPUTS ---
+
+def _stub_raw() -> RawContract:
+    """A RawContract over a stub derivation: one integer, one float and one text snapshot column."""
+    def derive(rows: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame({ADAPTER.id: rows[ADAPTER.id], "f": rows["n"].astype("float64") * rows["x"],
+                             "c": rows["c"]})
+
+    inputs = Inputs(schema=pa.schema([("n", pa.int16()), ("x", pa.float64()), ("c", pa.string())]),
+                    derive=derive, domains={"n": Domain(0, 10, required=True), "c": Domain(values=("a", "b"))})
+    return RawContract(id=ADAPTER.id, inputs=inputs)
+
+
+def test_raw_rows_are_typed_as_the_snapshot_and_derived():
+    rows = pd.DataFrame({ADAPTER.id: [7, 3], "n": [2.0, 10.0], "x": [1.5, None], "c": ["a", None],
+                         "other": ["kept out", "of it"]})
+    derived, ignored = _stub_raw().check(rows)
+    assert derived[ADAPTER.id].tolist() == [7, 3] and ignored == ["other"]
+    assert derived["f"].tolist()[0] == 3.0 and np.isnan(derived["f"].tolist()[1])
+    assert derived["c"].iloc[0] == "a" and pd.isna(derived["c"].iloc[1])  # as featurize reads the snapshot
+    without_ids, _ = _stub_raw().check(rows.drop(columns=ADAPTER.id))
+    assert ADAPTER.id not in without_ids.columns and without_ids["f"].tolist()[0] == 3.0
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda rows: rows.drop(columns="x"), r"raw input lacks required columns \['x'\]"),
+    (lambda rows: rows.assign(x=["1.5", "oops"]), r"x: expected double or missing, got str '1.5' at rows 0, 1"),
+    (lambda rows: rows.assign(n=[1.5, 2.0]), r"n: not int16: Float value 1.5"),
+    (lambda rows: rows.assign(n=[40000, 2]), r"n: not int16: Integer value 40000 not in range"),
+    (lambda rows: rows.assign(n=[11, 2]), r"n: 11 outside the allowed range from 0 to 10 at row 0"),
+    (lambda rows: rows.assign(n=[None, 2]), r"n: missing values at row 0; the column is required"),
+    (lambda rows: rows.assign(c=["a", "z"]), r"c: 'z' is not one of \['a', 'b'\] at row 1"),
+    (lambda rows: rows.assign(c=["a", 5]), r"c: expected text or missing, got int 5 at row 1"),
+    (lambda rows: rows.assign(n=[True, False]), r"n: expected int16, got booleans"),
+])
+def test_bad_raw_rows_are_refused_naming_the_column(change, expected):
+    rows = pd.DataFrame({"n": [2, 3], "x": [1.5, 2.5], "c": ["a", "b"]})
+    with pytest.raises(ContractError, match=expected):
+        _stub_raw().check(change(rows))
+
+
+def test_adapter_inputs_must_read_the_snapshots_own_columns_and_types():
+    if ADAPTER.inputs is None:
+        pytest.skip("the adapter declares no INPUTS")
+    field = ADAPTER.inputs.schema[0]
+    other = pa.int8() if field.type != pa.int8() else pa.int16()
+    bad = dataclasses.replace(ADAPTER.inputs, schema=pa.schema([pa.field(field.name, other)]))
+    with pytest.raises(ValueError, match=f"inputs column '{field.name}' is {other}"):
+        dataclasses.replace(ADAPTER, inputs=bad).check()
+
+
+def test_without_the_adapter_package_only_engineered_rows_are_served(caplog):
+    # The serving image copies no src/datasets/: the raw contract is then absent, and says so.
+    manifest = {"id": ADAPTER.id, "dataset": "no_such_adapter_package"}
+    with caplog.at_level(logging.WARNING):
+        assert RawContract.from_manifest(manifest) is None
+    assert "src/datasets/no_such_adapter_package/ is not here" in caplog.text

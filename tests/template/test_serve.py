@@ -9,6 +9,7 @@ import time
 import httpx
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
 
@@ -125,6 +126,69 @@ def test_service_workers_are_a_machine_setting(monkeypatch):
             serve.workers()
     # Not a param: no params file or schema names it.
     assert "workers" not in (config.ROOT / "params.yaml").read_text()
+
+
+def domain_row(adapter=ADAPTER) -> dict:
+    """One raw row that meets the adapter's INPUTS by their declared domains alone: each number at
+    its domain's low end (else 0), each text at its first allowed value (else "a")."""
+    row = {}
+    for column in adapter.inputs.schema:
+        domain = adapter.inputs.domains.get(column.name)
+        low = domain.low if domain is not None else None
+        if pa.types.is_string(column.type):
+            row[column.name] = domain.values[0] if domain is not None and domain.values else "a"
+        elif pa.types.is_integer(column.type):
+            row[column.name] = int(np.ceil(low)) if low is not None else 0
+        else:
+            row[column.name] = float(low) if low is not None else 0.0
+    return row
+
+
+needs_inputs = pytest.mark.skipif(ADAPTER.inputs is None, reason="the adapter declares no INPUTS")
+
+
+@needs_inputs
+def test_raw_rows_are_derived_by_the_adapter_and_answered_as_their_features(tmp_path):
+    deployed, _ = tiny_deployed(tmp_path, 2)
+    client = TestClient(serve.create_app(deployed, max_rows=MAX_ROWS, max_bytes=MAX_BYTES))
+    rows = [{**domain_row(), ADAPTER.id: 5, "not_a_column": 1}, domain_row()]
+    response = client.post("/predict/raw", json={"rows": rows})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    derived, _ = deployed.raw.check(pd.DataFrame([domain_row(), domain_row()]))
+    expected = deployed.predict(derived)
+    assert [p[ADAPTER.id] for p in body["predictions"]] == [5, None]
+    assert [p["probabilities"] for p in body["predictions"]] == [
+        dict(zip(map(str, deployed.classes), row, strict=True)) for row in expected.probabilities.tolist()]
+    assert body["ignored_columns"] == ["not_a_column"]
+    # Both contracts are declared: in /info and in the OpenAPI schema.
+    info = client.get("/info").json()
+    assert info["raw_contract"]["endpoint"] == "/predict/raw"
+    assert info["raw_contract"]["columns"] == {c.name: str(c.type) for c in ADAPTER.inputs.schema}
+    assert info["contract"]["features"] == list(ADAPTER.features)
+    schema = client.get("/openapi.json").json()
+    assert {"/predict", "/predict/raw"} <= set(schema["paths"])
+    raw_row = schema["components"]["schemas"]["RawRow"]
+    assert set(raw_row["properties"]) == {ADAPTER.id, *ADAPTER.inputs.schema.names}
+    assert set(raw_row["required"]) == set(ADAPTER.inputs.schema.names)
+    assert "additionalProp1" not in json.dumps(schema)
+
+
+@needs_inputs
+def test_bad_raw_rows_are_422_naming_the_column(tmp_path):
+    deployed, _ = tiny_deployed(tmp_path, 2)
+    client = TestClient(serve.create_app(deployed, max_rows=MAX_ROWS, max_bytes=MAX_BYTES))
+    first = ADAPTER.inputs.schema[0]
+    missing = domain_row()
+    del missing[first.name]
+    wrong = {**domain_row(), first.name: [] if pa.types.is_string(first.type) else "text"}
+    for row in (missing, wrong):
+        response = client.post("/predict/raw", json={"rows": [domain_row(), row]})
+        assert response.status_code == 422, response.text
+        [item] = response.json()["detail"]
+        assert item["loc"] == ["body", "rows", 1, first.name], item
+    # Raw columns are not engineered ones: a raw row sent to /predict lacks the features.
+    assert client.post("/predict", json={"rows": [domain_row()]}).status_code == 422
 
 
 # --- the pipeline's model, over real HTTP on loopback ------------------------
@@ -349,3 +413,52 @@ def test_several_workers_answer_with_the_evaluate_stages_bytes(reproduced, sampl
     bad = run(["python", "-m", "src.serving.serve", "--port", "9"], cwd=reproduced, check=False,
               **{serve.WORKERS_ENV: "0"})
     assert bad.returncode != 0 and f"{serve.WORKERS_ENV}='0'" in bad.stderr
+
+
+def raw_test_rows(repo) -> pd.DataFrame:
+    """The snapshot rows of the test split (ids in the test features), as gathered, in id order."""
+    ids = pd.read_parquet(repo / TEST_FEATURES, columns=[ADAPTER.id])[ADAPTER.id]
+    snapshot = pd.read_parquet(repo / config.SNAPSHOT.relative_to(config.ROOT))
+    return snapshot.loc[snapshot[ADAPTER.id].isin(ids)].reset_index(drop=True)
+
+
+@pytest.mark.slow
+@needs_inputs
+def test_the_service_fed_raw_test_rows_gives_the_evaluate_stages_predictions(reproduced):
+    # The skew test: every test entity as gathered (all its snapshot columns, the
+    # outcome's too: ignored), through /predict/raw and the adapter's own derivation.
+    rows = raw_test_rows(reproduced)
+    saved = pd.read_parquet(reproduced / SAVED_PREDICTIONS)
+    assert rows[ADAPTER.id].tolist() == saved[ADAPTER.id].tolist()
+    batch = 5000
+    client = TestClient(serve.create_app(load(reproduced), max_rows=batch, max_bytes=64 * 1024 * 1024))
+    jsonable = rows.drop(columns=[name for name in rows.columns
+                                  if not (pd.api.types.is_numeric_dtype(rows[name].dtype)
+                                          or pd.api.types.is_string_dtype(rows[name].dtype))])
+    got = []
+    for start in range(0, len(jsonable), batch):
+        response = client.post("/predict/raw", json={"rows": as_json_rows(jsonable.iloc[start:start + batch])})
+        assert response.status_code == 200, response.text[:2000]
+        got += response.json()["predictions"]
+    served = pd.DataFrame(got)
+    assert served[ADAPTER.id].tolist() == saved[ADAPTER.id].tolist()
+    assert served["label"].tolist() == saved["label"].tolist()
+    columns = [name for name in saved.columns if name.startswith("probability")]
+    for name in columns:
+        label = name.removeprefix("probability_")
+        values = (served[name] if name == "probability"
+                  else served["probabilities"].map(lambda p, c=label: p[c]))
+        assert np.array_equal(values.to_numpy(dtype=np.float64).view(np.int64),
+                              saved[name].to_numpy(dtype=np.float64).view(np.int64)), name
+    print(f"skew test: {len(served)} raw rows, {len(columns)} probability columns bit-identical")
+
+
+@pytest.mark.slow
+@needs_inputs
+def test_the_batch_command_fed_raw_test_rows_writes_the_evaluate_stages_bytes(reproduced, tmp_path):
+    rows = tmp_path / "raw.parquet"
+    raw_test_rows(reproduced).to_parquet(rows)
+    output = tmp_path / "predictions.parquet"
+    run(["python", "-m", "src.serving.predict", "--raw", "--input", str(rows), "--output", str(output)],
+        cwd=reproduced)
+    assert output.read_bytes() == (reproduced / SAVED_PREDICTIONS).read_bytes()
