@@ -38,7 +38,7 @@ from fastapi.testclient import TestClient
 
 from src.pipeline import check_params, check_recorded, config, lockfile
 from src.serving import serve
-from tests.conftest import make_clone, require_embedded_source, require_source, run, venv_env
+from tests.conftest import make_clone, project_env, require_embedded_source, require_source, run
 from tests.template.frames import ADAPTER
 from tests.template.test_predict import tiny_deployed
 from tests.template.test_serve import as_json_rows
@@ -331,7 +331,7 @@ def test_killing_dvc_kills_the_stage_it_runs_so_no_unrecorded_model_appears(repo
     root = repo.root
     lock = (root / "dvc.lock").read_bytes()
     dvc = subprocess.Popen(["dvc", "repro", "--force", "--single-item", "train"], cwd=root,
-                           env=venv_env(SHELL=shell), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                           env=project_env(SHELL=shell), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     stage = None
     try:
         for _ in range(1200):  # the stage's Python process (not the shell that may run it)

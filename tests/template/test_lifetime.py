@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from src.pipeline import config, lifetime
-from tests.conftest import run, venv_env
+from tests.conftest import project_env, run
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 
@@ -47,7 +47,7 @@ def _project(folder: Path, imports: str) -> Path:
 
 def _stage_after_dvc_is_killed(folder: Path, shell: str | None) -> int:
     """Start `dvc repro`, wait for its stage, kill -9 dvc; return the stage's PID."""
-    env = venv_env(PYTHONPATH=str(config.ROOT), SHELL=shell)
+    env = project_env(PYTHONPATH=str(config.ROOT), SHELL=shell)
     dvc = subprocess.Popen(["dvc", "repro"], cwd=folder, env=env, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
     pid_file = folder / "stage.pid"
@@ -117,6 +117,10 @@ def test_the_dvc_process_is_the_parent_or_the_parent_of_the_shell_it_runs_the_co
             time.sleep(0.05)
         shell = next(child for child in children if "-c" in Path(f"/proc/{child}/cmdline").read_text().split("\0"))
         direct = next(child for child in children if child != shell)
+        for _ in range(200):  # the shell's own child (sleep) started too: under load it comes later
+            if _children(shell):
+                break
+            time.sleep(0.05)
         assert lifetime.dvc_process(_children(shell)[0])[0] == parent.pid  # through the shell
         assert lifetime.dvc_process(direct)[0] == parent.pid  # no shell between
         assert lifetime.dvc_process()[0] == os.getppid()  # this test's own parent

@@ -383,12 +383,12 @@ def test_several_workers_answer_with_the_evaluate_stages_bytes(reproduced, sampl
     import socket
     import subprocess
 
-    from tests.conftest import venv_env
+    from tests.conftest import project_env
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = venv_env(**{serve.WORKERS_ENV: "2", config.THREADS_ENV: "1"})
+    env = project_env(**{serve.WORKERS_ENV: "2", config.THREADS_ENV: "1"})
     process = subprocess.Popen(["python", "-m", "src.serving.serve", "--port", str(port)], cwd=reproduced, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
