@@ -27,7 +27,6 @@ from typing import Any
 from src.pipeline import config, files, lockfile
 from src.pipeline.dataset import load_adapter
 from src.pipeline.params import load_params
-from src.tools.git import GitError, git, git_bytes
 from src.tools.verify import explain, lockdiff, rebuild
 from src.tools.verify.rebuild import Variant, VerifyError
 
@@ -56,28 +55,42 @@ class Run:
 
 
 class Committed:
-    """The committed version of an output, by its dvc.lock hash."""
+    """The committed version of an output, read at the commit through DVC's own file system.
+
+    `DVCFileSystem(repo, rev=commit)` serves what `git show` would for files
+    committed to git (outputs with `cache: false`) and the DVC cache's object
+    for the rest, by the commit's dvc.lock; `cache` only names where that is.
+    """
 
     def __init__(self, repo: Path, commit: str, cache: Path):
         self.repo, self.commit, self.cache = repo, commit, cache
+        self._fs = None
 
-    def _git_show(self, path: str) -> bytes | None:
+    @property
+    def fs(self):
+        if self._fs is None:
+            from dvc.api import DVCFileSystem
+
+            self._fs = DVCFileSystem(str(self.repo), rev=self.commit)
+        return self._fs
+
+    def _info(self, path: str) -> dict[str, Any] | None:
         try:
-            return git_bytes(["show", f"{self.commit}:{path}"], self.repo)
-        except GitError:
-            return None  # not committed to git (a cached output)
+            return self.fs.info(path)
+        except FileNotFoundError:
+            return None
 
     def read(self, path: str, digest: str) -> tuple[bytes | None, str]:
         """(bytes, where from), or (None, why not)."""
-        cached = self.cache / "files" / "md5" / digest[:2] / digest[2:]
-        if cached.is_file():
-            data = cached.read_bytes()
-            if explain.md5(data) == digest:
-                return data, f"DVC cache {cached}"
-        data = self._git_show(path)  # outputs with `cache: false` are committed to git
+        info = self._info(path)
+        in_git = info is not None and "fs_info" in info  # served from the git tree, not from DVC
+        try:
+            data = self.fs.read_bytes(path) if info is not None else None
+        except FileNotFoundError:  # a DVC output whose object is not in the cache
+            data = None
         if data is not None and explain.md5(data) == digest:
-            return data, "git"
-        if data is not None:
+            return data, "git" if in_git else f"DVC cache {self.cache} (dvc.api at {self.commit[:12]})"
+        if data is not None and in_git:
             return None, (f"the copy of {path} committed to git does not match dvc.lock: they were committed "
                           f"from different runs (run `dvc repro` and commit both)")
         return None, (f"the committed version is not in the DVC cache ({self.cache}) nor in git (`dvc pull` "
@@ -85,16 +98,14 @@ class Committed:
 
     def listing(self, path: str, digest: str) -> dict[str, str] | None:
         """relative path -> md5 of a committed directory output."""
-        cached = self.cache / "files" / "md5" / digest[:2] / digest[2:]
-        if cached.is_file():
-            return {item["relpath"]: item["md5"] for item in json.loads(cached.read_text(encoding="utf-8"))}
         try:
-            names = git(["ls-tree", "-r", "--name-only", self.commit, "--", path], self.repo).split()
-        except GitError:
+            found = self.fs.find(path, detail=True)
+        except FileNotFoundError:  # the .dir listing is not in the cache
             return None
-        if not names:
+        if not found:
             return None
-        return {str(Path(name).relative_to(path)): explain.md5(self._git_show(name) or b"") for name in names}
+        return {str(Path(name).relative_to(path)): info.get("md5") or explain.md5(self.fs.read_bytes(name))
+                for name, info in found.items()}
 
 
 def cache_dir(repo: Path, venv: Path) -> Path:
