@@ -230,6 +230,47 @@ def run_doctor(venv: Path, clone: Path) -> dict[str, Any]:
         return {"ok": False, "mismatches": [f"doctor could not run: {result.stderr.strip()[-1000:]}"], "notes": []}
 
 
+def report_doctor(report: dict[str, Any], venv: Path, clone: Path, echo) -> None:
+    """Run the environment check once, into the report, and echo what it found."""
+    report["doctor"] = run_doctor(venv, clone)
+    for line in report["doctor"].get("notes", []):
+        echo(f"  doctor note: {line}")
+    for line in report["doctor"].get("mismatches", []):
+        echo(f"  doctor MISMATCH: {line}")
+    if report["doctor"].get("ok"):
+        echo("  doctor: no mismatches with requirements.lock or the model manifest")
+
+
+def rebuild_and_compare(variant: Variant, clone: Path, venv: Path, targets: list[str], log: Path,
+                        committed: Committed, echo, label: str) -> Run:
+    """One `dvc repro --force` of the clone under `variant`, every lock entry compared and explained."""
+    lock_path = clone / LOCK_FILE
+    if not lock_path.is_file():
+        raise VerifyError(f"the commit has no {LOCK_FILE}: nothing to compare with")
+    committed_lock = lockfile.read_dvc_lock(lock_path)
+    stages = lockdiff.upstream(committed_lock, targets) if targets else None
+    # Rebuild the lock from nothing: a stage that fails then has no entry,
+    # instead of its committed entry passing for an identical rebuild.
+    lock_path.unlink()
+    run = Run(variant.name, variant.describe(), variant.env, str(clone))
+    echo(f"run {label} {variant.name} ({run.environment}): dvc repro --force {' '.join(targets)}".rstrip())
+    started = time.perf_counter()
+    run.status = rebuild.repro(clone, venv, variant, targets, log)
+    run.seconds = round(time.perf_counter() - started, 1)
+    run.log_tail = log.read_text(encoding="utf-8", errors="replace")[-3000:]
+    echo(f"  {'done' if run.status == 0 else f'FAILED (exit {run.status})'} in {run.seconds} s")
+    # A run that failed before its first stage finished leaves no dvc.lock.
+    rebuilt_lock = lockfile.read_dvc_lock(lock_path) if lock_path.is_file() else {}
+    entries = lockdiff.compare(committed_lock, rebuilt_lock, stages)
+    explainer = Explainer(committed_lock, committed, clone)
+    for entry in entries:
+        row = asdict(entry) | {"identical": entry.identical}
+        if not entry.identical:
+            row["explanation"] = explainer(entry, entries)
+        run.entries.append(row)
+    return run
+
+
 def verify(repo: Path = config.ROOT, rev: str = "HEAD", runs: list[Variant] | None = None,
            targets: list[str] | None = None, report_path: Path = REPORT, keep: bool = False,
            echo=print) -> dict[str, Any]:
@@ -249,40 +290,10 @@ def verify(repo: Path = config.ROOT, rev: str = "HEAD", runs: list[Variant] | No
                 venv, how = rebuild.prepare_venv(repo, clone, workdir / "venv")
                 report["venv"] = how
                 echo(f"verify: {commit[:12]} ({rev}) of {repo}; venv: {how}")
-                report["doctor"] = run_doctor(venv, clone)
-                for line in report["doctor"].get("notes", []):
-                    echo(f"  doctor note: {line}")
-                for line in report["doctor"].get("mismatches", []):
-                    echo(f"  doctor MISMATCH: {line}")
-                if report["doctor"].get("ok"):
-                    echo("  doctor: no mismatches with requirements.lock or the model manifest")
-                cache = cache_dir(repo, venv)
-            lock_path = clone / LOCK_FILE
-            if not lock_path.is_file():
-                raise VerifyError(f"the commit has no {LOCK_FILE}: nothing to compare with")
-            committed_lock = lockfile.read_dvc_lock(lock_path)
-            stages = lockdiff.upstream(committed_lock, targets) if targets else None
-            # Rebuild the lock from nothing: a stage that fails then has no entry,
-            # instead of its committed entry passing for an identical rebuild.
-            lock_path.unlink()
-            run = Run(variant.name, variant.describe(), variant.env, str(clone))
-            echo(f"run {index + 1}/{len(runs)} {variant.name} ({run.environment}): dvc repro --force "
-                 f"{' '.join(targets)}".rstrip())
-            started = time.perf_counter()
-            log = workdir / f"{variant.name}.log"
-            run.status = rebuild.repro(clone, venv, variant, targets, log)
-            run.seconds = round(time.perf_counter() - started, 1)
-            run.log_tail = log.read_text(encoding="utf-8", errors="replace")[-3000:]
-            echo(f"  {'done' if run.status == 0 else f'FAILED (exit {run.status})'} in {run.seconds} s")
-            # A run that failed before its first stage finished leaves no dvc.lock.
-            rebuilt_lock = lockfile.read_dvc_lock(lock_path) if lock_path.is_file() else {}
-            entries = lockdiff.compare(committed_lock, rebuilt_lock, stages)
-            explainer = Explainer(committed_lock, Committed(repo, commit, cache), clone)
-            for entry in entries:
-                row = asdict(entry) | {"identical": entry.identical}
-                if not entry.identical:
-                    row["explanation"] = explainer(entry, entries)
-                run.entries.append(row)
+                report_doctor(report, venv, clone, echo)
+                committed = Committed(repo, commit, cache_dir(repo, venv))
+            run = rebuild_and_compare(variant, clone, venv, targets, workdir / f"{variant.name}.log", committed,
+                                      echo, f"{index + 1}/{len(runs)}")
             report["runs"].append(asdict(run) | {"identical": run.identical})
             if not keep:
                 rebuild.remove(base)
