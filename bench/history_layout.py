@@ -2,7 +2,7 @@
 
     python -m bench.history_layout [--scales "1 10"] [--increment 0.01] [--repeats 3]
 
-For each scale it takes the demo history (bench.run.scaled_source: built once,
+For each scale it takes the demo history (bench.sources.scaled_source: built once,
 cached in bench/.cache/) and measures, in a throwaway DVC project, the life
 of a history across one later ingest that appends `increment` of the rows as
 new versions of the largest table:
@@ -35,7 +35,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from adbc_driver_sqlite import dbapi as adbc_sqlite
 
-from bench.run import BENCH_DIR, CACHE_DIR, scaled_source
+from bench.measure import BENCH_DIR
+from bench.sources import CACHE_DIR, scaled_source
 from src.pipeline import config
 
 RESULTS = BENCH_DIR / "history_layout.json"

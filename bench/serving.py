@@ -110,6 +110,33 @@ def wait_for(port: int, process: subprocess.Popen, timeout: float = 180) -> None
     raise RuntimeError(f"the service did not answer /health within {timeout:.0f} s")
 
 
+def reference_latencies(deployed, rows) -> list[float]:
+    """The reference: predict_proba on one row, in process (the fitted pipeline's own floor)."""
+    reference = []
+    for index in range(WARMUP + len(rows)):
+        one = rows.iloc[[index % len(rows)]]
+        started = time.perf_counter()
+        deployed.model.predict_proba(one)
+        if index >= WARMUP:
+            reference.append(time.perf_counter() - started)
+    return reference
+
+
+async def sequential(port: int, requests: list[bytes], expected: list[float]) -> tuple[list[float], int]:
+    """One keep-alive client, one request after another: each call's latency, and the wrong or failed answers."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    times, errors = [], 0
+    for index in range(WARMUP + SINGLE_CALLS):
+        pick = index % len(requests)
+        started = time.perf_counter()
+        status, body = await exchange(reader, writer, requests[pick])
+        if index >= WARMUP:
+            times.append(time.perf_counter() - started)
+        errors += status != 200 or json.loads(body)["predictions"][0]["probability"] != expected[pick]
+    writer.close()
+    return times, errors
+
+
 def serve(duration: float = DURATION_S) -> dict:
     from src.pipeline import config, files
     from src.serving import predict as api
@@ -120,14 +147,7 @@ def serve(duration: float = DURATION_S) -> dict:
     frame = files.read_frame(config.TEST_FEATURES)
     picks = np.random.default_rng(0).integers(0, len(frame), size=200)
     rows = frame.iloc[picks][features]
-    # The reference: predict_proba on one row, in process (the fitted pipeline's own floor).
-    reference = []
-    for index in range(WARMUP + len(rows)):
-        one = rows.iloc[[index % len(rows)]]
-        started = time.perf_counter()
-        deployed.model.predict_proba(one)
-        if index >= WARMUP:
-            reference.append(time.perf_counter() - started)
+    reference = reference_latencies(deployed, rows)
     result = deployed.predict(rows)
     binary = len(deployed.classes) == 2
     if not binary:
@@ -141,21 +161,7 @@ def serve(duration: float = DURATION_S) -> dict:
                                cwd=config.ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         wait_for(port, process)
-
-        async def sequential() -> tuple[list[float], int]:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            times, errors = [], 0
-            for index in range(WARMUP + SINGLE_CALLS):
-                pick = index % len(requests)
-                started = time.perf_counter()
-                status, body = await exchange(reader, writer, requests[pick])
-                if index >= WARMUP:
-                    times.append(time.perf_counter() - started)
-                errors += status != 200 or json.loads(body)["predictions"][0]["probability"] != expected[pick]
-            writer.close()
-            return times, errors
-
-        single, single_errors = asyncio.run(sequential())
+        single, single_errors = asyncio.run(sequential(port, requests, expected))
         levels = [asyncio.run(load(port, requests, expected, clients, duration)) for clients in CLIENTS]
     finally:
         process.terminate()

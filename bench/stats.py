@@ -4,7 +4,7 @@ No timing happens here (bench/run.py measures); tests/template/test_bench.py tes
 """
 from __future__ import annotations
 
-import math
+import statistics
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -19,26 +19,28 @@ UNITS = {"x": "×", "s": " s", "GiB": " GiB", "ms": " ms", "/s": "/s", "": ""}
 
 
 def median(values: Iterable[float]) -> float:
-    """The median; the mean of the middle two for an even count. Empty is an error."""
-    ordered = sorted(values)
-    if not ordered:
-        raise ValueError("median of no values")
-    middle = len(ordered) // 2
-    if len(ordered) % 2:
-        return float(ordered[middle])
-    return (ordered[middle - 1] + ordered[middle]) / 2
+    """The median (statistics.median: the mean of the middle two for an even count), as a float.
+
+    Always a float, so a median of whole numbers (rows, bytes) is stored and shown as before.
+    Empty is an error (statistics.StatisticsError, a ValueError).
+    """
+    return float(statistics.median(values))
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0..100), linear between closest ranks (numpy's default)."""
-    ordered = sorted(values)
-    if not ordered:
+def percentile(values: Sequence[float], q: int) -> float:
+    """The q-th percentile (whole q in 0..100), linear between closest ranks (numpy's default).
+
+    statistics.quantiles' "inclusive" method is that definition: its cut point
+    q of 100 is numpy's percentile q. The ends are the extremes, which
+    quantiles does not return; one value is every percentile of itself.
+    """
+    if not values:
         raise ValueError("percentile of no values")
-    if not 0 <= q <= 100:
-        raise ValueError(f"q must be in 0..100, got {q}")
-    position = (len(ordered) - 1) * q / 100
-    low, high = math.floor(position), math.ceil(position)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+    if not (isinstance(q, int) and 0 <= q <= 100):
+        raise ValueError(f"q must be a whole number in 0..100, got {q!r}")
+    if q in (0, 100) or len(values) == 1:
+        return float(min(values) if q == 0 else max(values) if q == 100 else values[0])
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
 def ratio(value: float | None, reference: float | None) -> float | None:
@@ -71,6 +73,15 @@ def verdict(name: str, value: float | None, met: bool | None, detail: str = "", 
 def select(runs: Iterable[dict], **match: Any) -> list[dict]:
     """The runs whose fields equal every `match` value."""
     return [run for run in runs if all(run.get(key) == value for key, value in match.items())]
+
+
+def n_text(*tallies: dict | None) -> str:
+    """'n 3' or 'n 3 / 3', with failures named: '(1 failed)'."""
+    tallies = [t for t in tallies if t]
+    if not tallies:
+        return "n –"
+    failed = sum(t["failed"] for t in tallies)
+    return "n " + " / ".join(str(t["n"]) for t in tallies) + (f" ({failed} failed)" if failed else "")
 
 
 def fmt(value: Any, unit: str = "") -> str:

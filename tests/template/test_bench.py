@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import run, stats
+from bench import figures, measure, report, run, sources, stats, targets
+from bench.sections import sweep
 from src.pipeline import config
 from src.pipeline.dataset import load_adapter
 from src.pipeline.params import load_params
@@ -24,13 +25,22 @@ def test_median_odd_even_and_unsorted():
 
 
 def test_percentile_interpolates_like_numpy():
+    import numpy as np
+
     values = [float(v) for v in range(1, 101)]  # 1..100
     assert stats.percentile(values, 50) == pytest.approx(50.5)
     assert stats.percentile(values, 99) == pytest.approx(99.01)
     assert stats.percentile(values, 0) == 1.0 and stats.percentile(values, 100) == 100.0
     assert stats.percentile([5.0], 99) == 5.0
+    uneven = [0.3, 9.0, 0.1, 4.0, 2.5, 0.7, 11.0]
+    for q in (0, 1, 25, 50, 90, 99, 100):
+        assert stats.percentile(uneven, q) == pytest.approx(float(np.percentile(uneven, q)), rel=1e-12)
     with pytest.raises(ValueError):
         stats.percentile(values, 101)
+    with pytest.raises(ValueError):
+        stats.percentile(values, 99.5)
+    with pytest.raises(ValueError):
+        stats.percentile([], 50)
 
 
 def test_ratio_guards_missing_and_zero():
@@ -84,14 +94,14 @@ def test_target_units():
 def test_stages_ran_reads_dvc_output():
     output = ("Stage 'gather' didn't change, skipping\nRunning stage 'train':\n> python -m src.pipeline.train\n"
               "Running stage 'evaluate':\n> python -m src.pipeline.evaluate\n")
-    assert run.stages_ran(output) == ["train", "evaluate"]
-    assert run.stages_ran("Data and pipelines are up to date.\n") == []
+    assert measure.stages_ran(output) == ["train", "evaluate"]
+    assert measure.stages_ran("Data and pipelines are up to date.\n") == []
 
 
 def test_stage_commands_are_dvc_yamls():
-    commands = run.stage_commands(config.ROOT)
-    assert list(commands) == list(run.STAGES)
-    every = run.stage_commands(config.ROOT, every=True)
+    commands = measure.stage_commands(config.ROOT)
+    assert list(commands) == list(measure.STAGES)
+    every = measure.stage_commands(config.ROOT, every=True)
     assert set(commands) <= set(every)
     assert [name for name in every if name in commands] == list(commands)  # dvc.yaml's order
     dvc_yaml = (config.ROOT / "dvc.yaml").read_text(encoding="utf-8")
@@ -101,15 +111,15 @@ def test_stage_commands_are_dvc_yamls():
 
 def test_package_digest_follows_file_names_and_bytes_not_caches(tmp_path):
     (tmp_path / "__init__.py").write_text("A = 1\n")
-    first = run.package_digest(tmp_path)
+    first = sources.package_digest(tmp_path)
     (tmp_path / "__pycache__").mkdir()
     (tmp_path / "__pycache__" / "x.pyc").write_bytes(b"\0")
-    assert run.package_digest(tmp_path) == first
+    assert sources.package_digest(tmp_path) == first
     (tmp_path / "__init__.py").write_text("A = 2\n")
-    assert run.package_digest(tmp_path) != first
+    assert sources.package_digest(tmp_path) != first
     (tmp_path / "__init__.py").write_text("A = 1\n")
     (tmp_path / "__init__.py").rename(tmp_path / "other.py")
-    assert run.package_digest(tmp_path) != first
+    assert sources.package_digest(tmp_path) != first
 
 
 def test_the_entity_table_bare_scan_reads_holds_the_adapters_id():
@@ -150,7 +160,7 @@ def _by(runs: list[dict], **match) -> dict:
 
 
 def test_figures_and_targets_from_raw_runs():
-    fig = run.figures(_runs(), [1, 10])
+    fig = figures.figures(_runs(), [1, 10])
     assert fig["overhead"]["ratio"] == pytest.approx(42.0 / 38.0)
     assert fig["overhead"]["runs"] == {"n": 3, "failed": 0}
     assert fig["noop"]["ratio"] == pytest.approx(1.1)
@@ -162,7 +172,7 @@ def test_figures_and_targets_from_raw_runs():
     assert fig["stages"]["gather x10"]["query_runs"] == {"n": 3, "failed": 0}
     assert fig["stages"]["gather x1"]["rows_per_s"] == pytest.approx(125.0)
     assert fig["scaling"]["gather"]["time_per_row_ratio"] == pytest.approx(1.0)
-    verdicts = {t["name"]: t["met"] for t in run.targets(fig, [1, 10])}
+    verdicts = {t["name"]: t["met"] for t in targets.targets(fig, [1, 10])}
     assert verdicts["DVC overhead: repro --force / stages direct"] is False  # 1.105 > 1.10
     assert verdicts["no-op dvc repro / dvc status"] is True
     assert verdicts["incremental train change reruns train, evaluate, not gather, featurize"] is True
@@ -180,7 +190,7 @@ def test_incremental_verdict_allows_a_params_check_not_the_data_stages():
         runs += [{"section": "incremental", "name": "dvc repro (train change)", "scale": 1, "repeat": i,
                   "wall_s": 20.0, "cpu_s": 20.0, "max_rss_bytes": 1, "returncode": 0, "stages_ran": stages}
                  for i, stages in enumerate(ran, 1)]
-        found = {t["name"]: t for t in run.targets(run.figures(runs, [1, 10]), [1, 10])}
+        found = {t["name"]: t for t in targets.targets(figures.figures(runs, [1, 10]), [1, 10])}
         return found["incremental train change reruns train, evaluate, not gather, featurize"]["met"]
 
     assert verdict(["check_params", "train", "evaluate"], ["train", "evaluate"]) is True
@@ -194,17 +204,17 @@ def test_failed_runs_are_counted_not_dropped():
     broken |= {"returncode": 1, "wall_s": 0.5}  # a crash is fast: in a median it would flatter
     query = _by(runs, section="stage", name="query_scan", scale=10, repeat=3)
     query |= {"returncode": 1}
-    fig = run.figures(runs, [1, 10])
+    fig = figures.figures(runs, [1, 10])
     gather = fig["stages"]["gather x10"]
     assert gather["wall_s"] == pytest.approx(80.0)  # the two that ran
     assert gather["runs"] == {"n": 2, "failed": 1}
     assert gather["query_runs"] == {"n": 2, "failed": 1}
     assert [(f["name"], f["scale"], f["repeat"]) for f in fig["failed"]] == [("gather", 10, 2), ("query_scan", 10, 3)]
-    found = {t["name"]: t for t in run.targets(fig, [1, 10])}
+    found = {t["name"]: t for t in targets.targets(fig, [1, 10])}
     assert found["every measured run succeeded"]["met"] is False
     assert found["every measured run succeeded"]["value"] == 2
     assert "(1 failed)" in found["gather / bare scan (x10)"]["detail"]
-    assert "(1 failed)" in run.report(_results(runs))
+    assert "(1 failed)" in report.report(_results(runs))
 
 
 def test_sweep_speedup_uses_clean_pairs_only():
@@ -215,11 +225,11 @@ def test_sweep_speedup_uses_clean_pairs_only():
             runs.append({"section": "sweep", "name": f"queue -j {jobs}", "scale": 1, "repeat": repeat,
                          "wall_s": wall, "cpu_s": None, "max_rss_bytes": None, "returncode": 0, "experiments": 8,
                          "worker_restarts": restarts})
-    sweep = run.figures(runs, [1])["sweep"]
-    assert sweep["clean_pairs"] == 2
-    assert sweep["speedup"] == pytest.approx(stats.median([80 / 50, 90 / 50]))
-    assert sweep["speedup_all_pairs"] == pytest.approx(90 / 50)
-    assert [p["clean"] for p in sweep["pairs"]] == [False, True, True]
+    found = figures.figures(runs, [1])["sweep"]
+    assert found["clean_pairs"] == 2
+    assert found["speedup"] == pytest.approx(stats.median([80 / 50, 90 / 50]))
+    assert found["speedup_all_pairs"] == pytest.approx(90 / 50)
+    assert [p["clean"] for p in found["pairs"]] == [False, True, True]
 
 
 def test_memory_targets_growth_and_featurize_bound():
@@ -228,7 +238,7 @@ def test_memory_targets_growth_and_featurize_bound():
         run_["max_rss_bytes"] = 130 * 2**20  # 1.3x the peak at x1
     for run_ in stats.select(runs, section="stage", name="featurize", scale=10):
         run_["max_rss_bytes"] = 2 * 2**30
-    found = {t["name"]: t for t in run.targets(run.figures(runs, [1, 10]), [1, 10])}
+    found = {t["name"]: t for t in targets.targets(figures.figures(runs, [1, 10]), [1, 10])}
     assert found["gather peak RSS x10 / x1"]["met"] is False
     assert found["gather peak RSS x10 / x1"]["value"] == pytest.approx(1.3)
     featurize = found["featurize peak RSS (x10)"]
@@ -237,11 +247,11 @@ def test_memory_targets_growth_and_featurize_bound():
 
 
 def test_skipped_postgres_is_reported_not_hidden():
-    fig = run.figures(_runs(), [1, 10], skipped={"postgres": "no helper yet"})
-    found = {t["name"]: t for t in run.targets(fig, [1, 10])}
+    fig = figures.figures(_runs(), [1, 10], skipped={"postgres": "no helper yet"})
+    found = {t["name"]: t for t in targets.targets(fig, [1, 10])}
     target = found["PostgreSQL gather writes the SQLite snapshot's bytes"]
     assert target["met"] is None and "no helper yet" in target["detail"]
-    assert "postgres: skipped: no helper yet" in run.report(_results(_runs(), skipped={"postgres": "no helper yet"}))
+    assert "postgres: skipped: no helper yet" in report.report(_results(_runs(), skipped={"postgres": "no helper yet"}))
 
 
 def test_postgres_figures_from_raw_runs():
@@ -251,18 +261,18 @@ def test_postgres_figures_from_raw_runs():
                   "cpu_s": 6.0, "max_rss_bytes": 1, "returncode": 0, "same_bytes_as_sqlite": repeat != 2},
                  {"section": "postgres", "name": "bare_scan", "scale": 1, "repeat": repeat, "wall_s": 4.0,
                   "cpu_s": 3.0, "max_rss_bytes": 1, "returncode": 0}]
-    fig = run.figures(runs, [1, 10])
+    fig = figures.figures(runs, [1, 10])
     assert fig["postgres"]["ratio"] == pytest.approx(3.0)
     assert fig["postgres"]["vs_sqlite_gather"] == pytest.approx(1.5)
     assert fig["postgres"]["same_bytes_as_sqlite"] is False  # one run differed: the promise is broken
-    found = {t["name"]: t for t in run.targets(fig, [1, 10])}
+    found = {t["name"]: t for t in targets.targets(fig, [1, 10])}
     assert found["PostgreSQL gather writes the SQLite snapshot's bytes"]["met"] is False
     # Every run the same bytes, but one crashed: not met either (a crash writes no snapshot).
     for run_ in stats.select(runs, section="postgres", name="gather"):
         run_["same_bytes_as_sqlite"] = True
-    assert run.figures(runs, [1, 10])["postgres"]["same_bytes_as_sqlite"] is True
+    assert figures.figures(runs, [1, 10])["postgres"]["same_bytes_as_sqlite"] is True
     _by(runs, section="postgres", name="gather", repeat=3)["returncode"] = 1
-    assert run.figures(runs, [1, 10])["postgres"]["same_bytes_as_sqlite"] is False
+    assert figures.figures(runs, [1, 10])["postgres"]["same_bytes_as_sqlite"] is False
 
 
 def test_sections_option():
@@ -273,11 +283,11 @@ def test_sections_option():
 
 
 def _results(runs: list[dict], skipped: dict | None = None) -> dict:
-    fig = run.figures(runs, [1, 10], skipped)
+    fig = figures.figures(runs, [1, 10], skipped)
     return {"schema": stats.RESULTS_SCHEMA, "command": "make bench", "started": "t0", "finished": "t1",
             "duration_s": 1.0, "commit": "0" * 40, "quick": False, "config": {"repeats": 3}, "profiles": {},
             "machine": run.machine(), "versions": run.versions(), "runs": runs, "figures": fig,
-            "targets": run.targets(fig, [1, 10])}
+            "targets": targets.targets(fig, [1, 10])}
 
 
 def test_results_structure_is_validated_and_json_serialisable():
@@ -289,13 +299,13 @@ def test_results_structure_is_validated_and_json_serialisable():
     problems = stats.validate_results(broken)
     assert any("machine lacks 'cpu'" in p for p in problems)
     assert any(p.startswith("run 0 lacks") for p in problems)
-    assert "MISSED" in run.report(dict(results, table=""))
+    assert "MISSED" in report.report(dict(results, table=""))
 
 
 def test_a_command_past_its_timeout_is_killed_and_counted_as_failed(tmp_path):
     import os
 
-    bench = run.Bench(tmp_path, repeats=1)
+    bench = measure.Bench(tmp_path, repeats=1)
     marker = tmp_path / "child.pid"
     # The child of the child must go too: the whole process group is killed.
     script = f"sleep 30 & echo $! > {marker}; wait"
@@ -307,7 +317,7 @@ def test_a_command_past_its_timeout_is_killed_and_counted_as_failed(tmp_path):
     # Killing only the direct child would leave the sleep holding the output pipe for 30 s.
     assert time.monotonic() - started < 25, "measure waited for the command's child to finish by itself"
     assert measured["returncode"] is None and "killed after 1 s" in measured["error"]
-    assert run.figures(bench.runs, [1])["failed"] == [
+    assert figures.figures(bench.runs, [1])["failed"] == [
         {"section": "postgres", "name": "gather", "scale": 1, "repeat": 1, "returncode": None}]
     # Gone, or a zombie waiting for its new parent to reap it: not running either way.
     # SIGKILL is sent, not yet handled, when killpg returns: a loaded machine can still
@@ -327,16 +337,13 @@ def test_a_command_past_its_timeout_is_killed_and_counted_as_failed(tmp_path):
 
 
 def test_sweep_workers_share_the_cores():
-    from src.pipeline import config as pipeline_config
-
-    name = getattr(pipeline_config, "THREADS_ENV", None)
-    one, two = run.sweep_env({"A": "1"}, 1), run.sweep_env({"A": "1"}, 2)
-    if name is None:
-        assert one == two == {"A": "1"}
-        return
     import os
 
+    from src.pipeline import config as pipeline_config
+
+    one, two = sweep.sweep_env({"A": "1"}, 1), sweep.sweep_env({"A": "1"}, 2)
     cores = os.cpu_count() or 1
+    name = pipeline_config.THREADS_ENV
     assert one[name] == str(cores) and two[name] == str(max(1, cores // 2)) and two["A"] == "1"
 
 
@@ -347,6 +354,6 @@ def test_a_scaled_source_needs_a_demo_builder(monkeypatch):
     from tests.template.frames import ADAPTER, ADAPTER_PARAMS
 
     adapter = dataclasses.replace(ADAPTER, build_demo_source=None)
-    monkeypatch.setattr(run, "load_adapter", lambda params: (adapter, ADAPTER_PARAMS))
-    with pytest.raises(run.BenchError, match="has no demo builder to scale its source.*BENCH_SCALES=1"):
-        run.scaled_source(10)
+    monkeypatch.setattr(sources, "load_adapter", lambda params: (adapter, ADAPTER_PARAMS))
+    with pytest.raises(measure.BenchError, match="has no demo builder to scale its source.*BENCH_SCALES=1"):
+        sources.scaled_source(10)

@@ -27,7 +27,6 @@ from typing import Any
 from src.pipeline import config, files, lockfile
 from src.pipeline.dataset import load_adapter
 from src.pipeline.params import load_params
-from src.tools.git import GitError, git, git_bytes
 from src.tools.verify import explain, lockdiff, rebuild
 from src.tools.verify.rebuild import Variant, VerifyError
 
@@ -56,28 +55,42 @@ class Run:
 
 
 class Committed:
-    """The committed version of an output, by its dvc.lock hash."""
+    """The committed version of an output, read at the commit through DVC's own file system.
+
+    `DVCFileSystem(repo, rev=commit)` serves what `git show` would for files
+    committed to git (outputs with `cache: false`) and the DVC cache's object
+    for the rest, by the commit's dvc.lock; `cache` only names where that is.
+    """
 
     def __init__(self, repo: Path, commit: str, cache: Path):
         self.repo, self.commit, self.cache = repo, commit, cache
+        self._fs = None
 
-    def _git_show(self, path: str) -> bytes | None:
+    @property
+    def fs(self):
+        if self._fs is None:
+            from dvc.api import DVCFileSystem
+
+            self._fs = DVCFileSystem(str(self.repo), rev=self.commit)
+        return self._fs
+
+    def _info(self, path: str) -> dict[str, Any] | None:
         try:
-            return git_bytes(["show", f"{self.commit}:{path}"], self.repo)
-        except GitError:
-            return None  # not committed to git (a cached output)
+            return self.fs.info(path)
+        except FileNotFoundError:
+            return None
 
     def read(self, path: str, digest: str) -> tuple[bytes | None, str]:
         """(bytes, where from), or (None, why not)."""
-        cached = self.cache / "files" / "md5" / digest[:2] / digest[2:]
-        if cached.is_file():
-            data = cached.read_bytes()
-            if explain.md5(data) == digest:
-                return data, f"DVC cache {cached}"
-        data = self._git_show(path)  # outputs with `cache: false` are committed to git
+        info = self._info(path)
+        in_git = info is not None and "fs_info" in info  # served from the git tree, not from DVC
+        try:
+            data = self.fs.read_bytes(path) if info is not None else None
+        except FileNotFoundError:  # a DVC output whose object is not in the cache
+            data = None
         if data is not None and explain.md5(data) == digest:
-            return data, "git"
-        if data is not None:
+            return data, "git" if in_git else f"DVC cache {self.cache} (dvc.api at {self.commit[:12]})"
+        if data is not None and in_git:
             return None, (f"the copy of {path} committed to git does not match dvc.lock: they were committed "
                           f"from different runs (run `dvc repro` and commit both)")
         return None, (f"the committed version is not in the DVC cache ({self.cache}) nor in git (`dvc pull` "
@@ -85,16 +98,14 @@ class Committed:
 
     def listing(self, path: str, digest: str) -> dict[str, str] | None:
         """relative path -> md5 of a committed directory output."""
-        cached = self.cache / "files" / "md5" / digest[:2] / digest[2:]
-        if cached.is_file():
-            return {item["relpath"]: item["md5"] for item in json.loads(cached.read_text(encoding="utf-8"))}
         try:
-            names = git(["ls-tree", "-r", "--name-only", self.commit, "--", path], self.repo).split()
-        except GitError:
+            found = self.fs.find(path, detail=True)
+        except FileNotFoundError:  # the .dir listing is not in the cache
             return None
-        if not names:
+        if not found:
             return None
-        return {str(Path(name).relative_to(path)): explain.md5(self._git_show(name) or b"") for name in names}
+        return {str(Path(name).relative_to(path)): info.get("md5") or explain.md5(self.fs.read_bytes(name))
+                for name, info in found.items()}
 
 
 def cache_dir(repo: Path, venv: Path) -> Path:
@@ -219,6 +230,47 @@ def run_doctor(venv: Path, clone: Path) -> dict[str, Any]:
         return {"ok": False, "mismatches": [f"doctor could not run: {result.stderr.strip()[-1000:]}"], "notes": []}
 
 
+def report_doctor(report: dict[str, Any], venv: Path, clone: Path, echo) -> None:
+    """Run the environment check once, into the report, and echo what it found."""
+    report["doctor"] = run_doctor(venv, clone)
+    for line in report["doctor"].get("notes", []):
+        echo(f"  doctor note: {line}")
+    for line in report["doctor"].get("mismatches", []):
+        echo(f"  doctor MISMATCH: {line}")
+    if report["doctor"].get("ok"):
+        echo("  doctor: no mismatches with requirements.lock or the model manifest")
+
+
+def rebuild_and_compare(variant: Variant, clone: Path, venv: Path, targets: list[str], log: Path,
+                        committed: Committed, echo, label: str) -> Run:
+    """One `dvc repro --force` of the clone under `variant`, every lock entry compared and explained."""
+    lock_path = clone / LOCK_FILE
+    if not lock_path.is_file():
+        raise VerifyError(f"the commit has no {LOCK_FILE}: nothing to compare with")
+    committed_lock = lockfile.read_dvc_lock(lock_path)
+    stages = lockdiff.upstream(committed_lock, targets) if targets else None
+    # Rebuild the lock from nothing: a stage that fails then has no entry,
+    # instead of its committed entry passing for an identical rebuild.
+    lock_path.unlink()
+    run = Run(variant.name, variant.describe(), variant.env, str(clone))
+    echo(f"run {label} {variant.name} ({run.environment}): dvc repro --force {' '.join(targets)}".rstrip())
+    started = time.perf_counter()
+    run.status = rebuild.repro(clone, venv, variant, targets, log)
+    run.seconds = round(time.perf_counter() - started, 1)
+    run.log_tail = log.read_text(encoding="utf-8", errors="replace")[-3000:]
+    echo(f"  {'done' if run.status == 0 else f'FAILED (exit {run.status})'} in {run.seconds} s")
+    # A run that failed before its first stage finished leaves no dvc.lock.
+    rebuilt_lock = lockfile.read_dvc_lock(lock_path) if lock_path.is_file() else {}
+    entries = lockdiff.compare(committed_lock, rebuilt_lock, stages)
+    explainer = Explainer(committed_lock, committed, clone)
+    for entry in entries:
+        row = asdict(entry) | {"identical": entry.identical}
+        if not entry.identical:
+            row["explanation"] = explainer(entry, entries)
+        run.entries.append(row)
+    return run
+
+
 def verify(repo: Path = config.ROOT, rev: str = "HEAD", runs: list[Variant] | None = None,
            targets: list[str] | None = None, report_path: Path = REPORT, keep: bool = False,
            echo=print) -> dict[str, Any]:
@@ -238,40 +290,10 @@ def verify(repo: Path = config.ROOT, rev: str = "HEAD", runs: list[Variant] | No
                 venv, how = rebuild.prepare_venv(repo, clone, workdir / "venv")
                 report["venv"] = how
                 echo(f"verify: {commit[:12]} ({rev}) of {repo}; venv: {how}")
-                report["doctor"] = run_doctor(venv, clone)
-                for line in report["doctor"].get("notes", []):
-                    echo(f"  doctor note: {line}")
-                for line in report["doctor"].get("mismatches", []):
-                    echo(f"  doctor MISMATCH: {line}")
-                if report["doctor"].get("ok"):
-                    echo("  doctor: no mismatches with requirements.lock or the model manifest")
-                cache = cache_dir(repo, venv)
-            lock_path = clone / LOCK_FILE
-            if not lock_path.is_file():
-                raise VerifyError(f"the commit has no {LOCK_FILE}: nothing to compare with")
-            committed_lock = lockfile.read_dvc_lock(lock_path)
-            stages = lockdiff.upstream(committed_lock, targets) if targets else None
-            # Rebuild the lock from nothing: a stage that fails then has no entry,
-            # instead of its committed entry passing for an identical rebuild.
-            lock_path.unlink()
-            run = Run(variant.name, variant.describe(), variant.env, str(clone))
-            echo(f"run {index + 1}/{len(runs)} {variant.name} ({run.environment}): dvc repro --force "
-                 f"{' '.join(targets)}".rstrip())
-            started = time.perf_counter()
-            log = workdir / f"{variant.name}.log"
-            run.status = rebuild.repro(clone, venv, variant, targets, log)
-            run.seconds = round(time.perf_counter() - started, 1)
-            run.log_tail = log.read_text(encoding="utf-8", errors="replace")[-3000:]
-            echo(f"  {'done' if run.status == 0 else f'FAILED (exit {run.status})'} in {run.seconds} s")
-            # A run that failed before its first stage finished leaves no dvc.lock.
-            rebuilt_lock = lockfile.read_dvc_lock(lock_path) if lock_path.is_file() else {}
-            entries = lockdiff.compare(committed_lock, rebuilt_lock, stages)
-            explainer = Explainer(committed_lock, Committed(repo, commit, cache), clone)
-            for entry in entries:
-                row = asdict(entry) | {"identical": entry.identical}
-                if not entry.identical:
-                    row["explanation"] = explainer(entry, entries)
-                run.entries.append(row)
+                report_doctor(report, venv, clone, echo)
+                committed = Committed(repo, commit, cache_dir(repo, venv))
+            run = rebuild_and_compare(variant, clone, venv, targets, workdir / f"{variant.name}.log", committed,
+                                      echo, f"{index + 1}/{len(runs)}")
             report["runs"].append(asdict(run) | {"identical": run.identical})
             if not keep:
                 rebuild.remove(base)
