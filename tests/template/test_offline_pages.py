@@ -190,4 +190,4 @@ def test_docs_page_lists_the_operations_offline(service, tmp_path):
     dom = rendered_dom(f"{service}/docs", tmp_path / "profile")
     # Swagger UI draws one block per operation: its method, then its path.
     operations = set(re.findall(r'<div class="opblock opblock-(\w+)[^>]*>.*?data-path="([^"]+)"', dom, re.S))
-    assert operations == {("post", "/predict"), ("get", "/info"), ("get", "/health")}
+    assert operations == {("post", "/predict"), ("post", "/predict/raw"), ("get", "/info"), ("get", "/health")}
