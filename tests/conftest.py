@@ -124,3 +124,15 @@ def reproduced(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repo = make_clone(tmp_path_factory.mktemp("reproduced") / "clone")
     run(["dvc", "repro"], cwd=repo)
     return repo
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (Linux /proc), children first."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        with contextlib.suppress(FileNotFoundError):
+            children = [int(child) for child in Path(f"/proc/{current}/task/{current}/children").read_text().split()]
+            found += children
+            todo += children
+    return found

@@ -38,7 +38,7 @@ from fastapi.testclient import TestClient
 
 from src.pipeline import check_params, check_recorded, config, lockfile
 from src.serving import serve
-from tests.conftest import make_clone, project_env, require_embedded_source, require_source, run
+from tests.conftest import descendants, make_clone, project_env, require_embedded_source, require_source, run
 from tests.template.frames import ADAPTER
 from tests.template.test_predict import tiny_deployed
 from tests.template.test_serve import as_json_rows
@@ -298,17 +298,6 @@ def test_a_killed_stages_temporary_is_out_of_git_status_and_make_repro_removes_i
     assert outputs_state(root) == repo.baseline
 
 
-def _descendants(pid: int) -> list[int]:
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        with contextlib.suppress(FileNotFoundError):
-            children = [int(child) for child in Path(f"/proc/{current}/task/{current}/children").read_text().split()]
-            found += children
-            todo += children
-    return found
-
-
 def _is_python_running(pid: int, module: str) -> bool:
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
@@ -335,7 +324,7 @@ def test_killing_dvc_kills_the_stage_it_runs_so_no_unrecorded_model_appears(repo
     stage = None
     try:
         for _ in range(1200):  # the stage's Python process (not the shell that may run it)
-            stage = next((pid for pid in _descendants(dvc.pid) if _is_python_running(pid, "src.pipeline.train")), None)
+            stage = next((pid for pid in descendants(dvc.pid) if _is_python_running(pid, "src.pipeline.train")), None)
             if stage:
                 break
             time.sleep(0.05)

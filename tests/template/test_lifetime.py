@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from src.pipeline import config, lifetime
-from tests.conftest import project_env, run
+from tests.conftest import descendants, project_env, run
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 
@@ -125,19 +125,10 @@ def test_the_dvc_process_is_the_parent_or_the_parent_of_the_shell_it_runs_the_co
         assert lifetime.dvc_process(direct)[0] == parent.pid  # no shell between
         assert lifetime.dvc_process()[0] == os.getppid()  # this test's own parent
     finally:
-        for pid in _descendants(parent.pid):
+        for pid in descendants(parent.pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         parent.kill()
         parent.wait()
 
 
-def _descendants(pid: int) -> list[int]:
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        with contextlib.suppress(FileNotFoundError):
-            children = [int(child) for child in Path(f"/proc/{current}/task/{current}/children").read_text().split()]
-            found += children
-            todo += children
-    return found
