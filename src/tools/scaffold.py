@@ -3,11 +3,13 @@
     python -m src.tools.scaffold NAME
 
 Writes, and never overwrites:
-- src/datasets/<name>/__init__.py: an adapter for one table brought in by
-  `python -m src.tools.ingest`, every `Adapter` field present and commented,
-  each place to fill in marked `# REPLACE:`. As written it is already a valid
-  adapter (placeholder columns `label`, `category`, `amount`), so every check
-  passes from the first minute and each replacement can be tried on its own;
+- src/datasets/<name>/__init__.py and source.py: an adapter for one table
+  brought in by `python -m src.tools.ingest`, every `Adapter` field present and
+  commented, each place to fill in marked `# REPLACE:`. As written it is
+  already a valid adapter (placeholder columns `label`, `category`, `amount`),
+  so every check passes from the first minute and each replacement can be tried
+  on its own. __init__.py (schema, features, INPUTS) imports no database
+  library, since the service imports it; source.py (tables, query, ADAPTER) does;
 - tests/<name>/test_<name>_adapter.py: the fork's own tests of what only its
   adapter knows (tests/template/ checks the generic pipeline for any adapter);
 - params.yaml: `dataset: {adapter: <name>}`, `categories: {}`, `classes: []`
@@ -45,28 +47,32 @@ class ScaffoldError(ValueError):
     """A NAME the scaffold refuses, or a file it would overwrite; the message is one line."""
 
 
-ADAPTER_TEMPLATE = string.Template('''\
-"""The $name data set's adapter, from `make new-adapter NAME=$name`.
+PACKAGE_TEMPLATE = string.Template('''\
+\"\"\"The $name data set's adapter, from `make new-adapter NAME=$name`.
 
 Everything the template knows about $name lives in this package: the generic
 pipeline reads `ADAPTER` (the contract: src/pipeline/adapter.py; each field:
 docs/adapt.md). As written it is a valid adapter of one table brought in by
 `python -m src.tools.ingest`, with placeholder columns (`label`, `category`,
-`amount`): replace each `# REPLACE:` with what your data holds, then run
-`python -m pytest tests/$name` and `python -m src.pipeline.check_params --check`.
-"""
+`amount`): replace each `# REPLACE:` here and in source.py with what your data
+holds, then run `python -m pytest tests/$name` and
+`python -m src.pipeline.check_params --check`.
+
+Two modules, as the service needs: this one holds the snapshot's schema and
+the features' derivation (INPUTS, which the service imports to answer raw rows
+on /predict/raw), and imports no database library; source.py holds the source
+tables and the point-in-time query (SQLAlchemy), and builds ADAPTER, which this
+module hands out on first use.
+\"\"\"
 from __future__ import annotations
 
 import pandas as pd
 import pyarrow as pa
-import sqlalchemy as sa
 
-from src.pipeline.source import history
-from src.pipeline.adapter import Adapter, Domain, NoParams
+from src.pipeline.adapter import Domain, Inputs
 
-# REPLACE: the table name and the id column given to ingest (`--table`, `--id`).
-# The id is an integer, unique per entity: it keys the train/test split and every ORDER BY.
-TABLE = "$name"
+# REPLACE: the id column given to ingest (`--id`). An integer, unique per entity:
+# it keys the train/test split and every ORDER BY.
 ID = "${name}_id"
 # REPLACE: the label column and its type: pa.string() for text labels, pa.int8() or pa.int64() for integers.
 TARGET = "label"
@@ -75,6 +81,103 @@ TARGET_TYPE = pa.string()
 # records in params.yaml; numeric ones are imputed (and scaled for linear models).
 CATEGORICAL = ("category",)
 NUMERIC = ("amount",)
+
+# The snapshot's exact types: the Parquet file must not depend on what a driver inferred,
+# and a value that does not fit its type stops gather. Its columns after the id and
+# recorded_at are the ones the point-in-time query (source.py) reads.
+SNAPSHOT_SCHEMA = pa.schema([
+    (ID, pa.int64()),
+    ("recorded_at", pa.timestamp("us", tz="UTC")),
+    # REPLACE: one (column, type) per column that derive_features reads.
+    (TARGET, pa.string()),
+    ("category", pa.string()),
+    ("amount", pa.float64()),
+])
+
+# REPLACE: the values each numeric feature may take by its meaning (inclusive; None = open).
+# Serving refuses values outside. Meanings, not the observed extremes.
+FEATURE_RANGES: dict[str, tuple[float | None, float | None]] = {"amount": (0, None)}
+# REPLACE: what a snapshot column may hold (bounds, allowed texts, required); gather stops at any
+# other value, naming it. The id is always required.
+SNAPSHOT_DOMAINS: dict[str, Domain] = {"recorded_at": Domain(required=True)}
+
+# The snapshot columns the row-local derivation reads: what a raw row sent to the service must hold.
+INPUT_COLUMNS = (*CATEGORICAL, *NUMERIC)  # REPLACE: if derive_inputs reads other columns
+
+
+def derive_inputs(rows: pd.DataFrame) -> pd.DataFrame:
+    \"\"\"[ID, *CATEGORICAL, *NUMERIC] from snapshot rows, in the rows' order and index.
+
+    featurize (through derive_features) and the service's raw rows both run this, so each
+    feature row must come from its own snapshot row alone: no means, ranks or "first seen"
+    across rows, and no outcome.
+    \"\"\"
+    # REPLACE: how each feature comes from its row.
+    return pd.DataFrame({
+        ID: rows[ID].astype("int64"),
+        **{name: rows[name] for name in CATEGORICAL},
+        **{name: rows[name].astype("float64") for name in NUMERIC},
+    })
+
+
+INPUTS = Inputs(
+    schema=pa.schema([SNAPSHOT_SCHEMA.field(name) for name in INPUT_COLUMNS]),
+    derive=derive_inputs,
+    domains={name: SNAPSHOT_DOMAINS[name] for name in INPUT_COLUMNS if name in SNAPSHOT_DOMAINS},
+)
+
+
+def derive_features(snapshot: pd.DataFrame, params) -> tuple[pd.DataFrame, dict[str, int]]:
+    \"\"\"Model rows [ID, *CATEGORICAL, *NUMERIC, TARGET] in id order, and the excluded rows counted by reason.
+
+    featurize calls this on chunks of the snapshot, and a chunk may keep no row.
+    \"\"\"
+    missing = [name for name in SNAPSHOT_SCHEMA.names if name not in snapshot.columns]
+    if missing:
+        raise ValueError(f"snapshot lacks columns {missing}")
+    # REPLACE: which rows have an outcome to learn from.
+    labelled = snapshot[TARGET].notna()
+    rows = snapshot.loc[labelled].sort_values(ID, kind="stable")
+    features = derive_inputs(rows)
+    features[TARGET] = rows[TARGET].astype(TARGET_TYPE.to_pandas_dtype())
+    return features.reset_index(drop=True), {"excluded_no_label": int((~labelled).sum())}
+
+
+def __getattr__(name: str):
+    \"\"\"ADAPTER and the source side, from source.py on first use (PEP 562): serving never loads SQLAlchemy.\"\"\"
+    if name in ("ADAPTER", "TABLES", "SNAPSHOT_QUERY"):
+        from src.datasets.$name import source
+        return getattr(source, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+''')
+
+SOURCE_TEMPLATE = string.Template('''\
+\"\"\"The $name adapter's source side: the history table, the point-in-time query, and ADAPTER.
+
+gather and ingest import this module (through the package's ADAPTER); the
+service does not, so SQLAlchemy stays out of serving.
+\"\"\"
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from src.datasets.$name import (
+    CATEGORICAL,
+    FEATURE_RANGES,
+    ID,
+    INPUTS,
+    NUMERIC,
+    SNAPSHOT_DOMAINS,
+    SNAPSHOT_SCHEMA,
+    TARGET,
+    TARGET_TYPE,
+    derive_features,
+)
+from src.pipeline.adapter import Adapter, NoParams
+from src.pipeline.source import history
+
+# REPLACE: the table name given to ingest (`--table`).
+TABLE = "$name"
 
 # The source: the history table that ingest keeps (version id, the id, recorded_at, a row hash),
 # then your columns with the types ingest gives them: sa.Text for text, sa.BigInteger for whole
@@ -88,48 +191,10 @@ history.history_table(
     sa.Column("amount", sa.Float),
 )
 
-# The point-in-time read: per entity, the latest version recorded at or before :as_of, in id order.
-SNAPSHOT_COLUMNS = [TARGET, *CATEGORICAL, *NUMERIC]  # REPLACE: if derive_features reads other columns too
-SNAPSHOT_QUERY = history.latest_query(TABLE, ID, SNAPSHOT_COLUMNS)
-# The snapshot's exact types: the Parquet file must not depend on what a driver inferred,
-# and a value that does not fit its type stops gather.
-SNAPSHOT_SCHEMA = pa.schema([
-    (ID, pa.int64()),
-    ("recorded_at", pa.timestamp("us", tz="UTC")),
-    # REPLACE: one (column, type) per name in SNAPSHOT_COLUMNS, in that order.
-    (TARGET, pa.string()),
-    ("category", pa.string()),
-    ("amount", pa.float64()),
-])
-
-# REPLACE: the values each numeric feature may take by its meaning (inclusive; None = open).
-# Serving refuses values outside. Meanings, not the observed extremes.
-FEATURE_RANGES: dict[str, tuple[float | None, float | None]] = {"amount": (0, None)}
-# REPLACE: what a snapshot column may hold (bounds, allowed texts, required); gather stops at any
-# other value, naming it. The id is always required.
-SNAPSHOT_DOMAINS: dict[str, Domain] = {"recorded_at": Domain(required=True)}
-
-
-def derive_features(snapshot: pd.DataFrame, params) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Model rows [ID, *CATEGORICAL, *NUMERIC, TARGET] in id order, and the excluded rows counted by reason.
-
-    featurize calls this on chunks of the snapshot: each feature row must come from its own
-    snapshot row alone (no means, ranks or "first seen" across rows), and a chunk may keep no row.
-    """
-    missing = [name for name in SNAPSHOT_SCHEMA.names if name not in snapshot.columns]
-    if missing:
-        raise ValueError(f"snapshot lacks columns {missing}")
-    # REPLACE: which rows have an outcome to learn from, and how each feature comes from its row.
-    labelled = snapshot[TARGET].notna()
-    rows = snapshot.loc[labelled].sort_values(ID, kind="stable")
-    features = pd.DataFrame({
-        ID: rows[ID].astype("int64"),
-        **{name: rows[name] for name in CATEGORICAL},
-        **{name: rows[name].astype("float64") for name in NUMERIC},
-        TARGET: rows[TARGET].astype(TARGET_TYPE.to_pandas_dtype()),
-    }).reset_index(drop=True)
-    return features, {"excluded_no_label": int((~labelled).sum())}
-
+# The point-in-time read: per entity, the latest version recorded at or before :as_of, in id
+# order, of the snapshot schema's columns.
+SNAPSHOT_QUERY = history.latest_query(TABLE, ID, [name for name in SNAPSHOT_SCHEMA.names
+                                                  if name not in (ID, "recorded_at")])
 
 ADAPTER = Adapter(
     name="$name",  # the package name: params.yaml's dataset.adapter
@@ -152,6 +217,7 @@ ADAPTER = Adapter(
     # REPLACE: a pydantic model of your own keys under `dataset:` in params.yaml, e.g. a BaseModel
     # with ConfigDict(extra="forbid", strict=True, frozen=True); NoParams allows none besides `adapter`.
     params_model=NoParams,
+    inputs=INPUTS,  # the service's raw rows; None to serve engineered rows only
     # The data arrives through ingest (or SOURCE_URL), so there is no demo database to build.
     build_demo_source=None,
 )
@@ -254,10 +320,11 @@ def scaffold(name: str, root: Path = config.ROOT) -> list[Path]:
     datasets_dir, tests_dir = root / Path(*PACKAGE.split(".")), root / "tests"
     check_name(name, datasets_dir, tests_dir)
     params = config.PARAMS_FILE.relative_to(config.ROOT)
-    written = [Path(*PACKAGE.split("."), name, "__init__.py"), Path("tests", name, f"test_{name}_adapter.py")]
+    package = Path(*PACKAGE.split("."), name)
+    written = [package / "__init__.py", package / "source.py", Path("tests", name, f"test_{name}_adapter.py")]
     try:
-        for path, template in zip(written, (ADAPTER_TEMPLATE, TESTS_TEMPLATE), strict=True):
-            (root / path).parent.mkdir(parents=True)
+        for path, template in zip(written, (PACKAGE_TEMPLATE, SOURCE_TEMPLATE, TESTS_TEMPLATE), strict=True):
+            (root / path).parent.mkdir(parents=True, exist_ok=path.parent == package)
             with open(root / path, "x", encoding="utf-8") as handle:  # "x": never overwrite
                 handle.write(template.substitute(name=name))
         point_params_at(root / params, name)
@@ -278,7 +345,7 @@ def main(argv: list[str] | None = None) -> None:
     drop = f" Then `make drop-example` removes the {example} example." if example else ""
     print(f"new-adapter: wrote {', '.join(map(str, written))}; params.yaml's dataset.adapter is now "
           f"{args.name!r}, its recorded lists empty.\n"
-          f"Next (docs/adapt.md, from step 3): replace each `# REPLACE:` in {written[0]} and {written[1]}; "
+          f"Next (docs/adapt.md, from step 3): replace each `# REPLACE:` in {', '.join(map(str, written[:3]))}; "
           f"bring the data in (make ingest FILE=.. TABLE={args.name} ID=..); set gather.as_of; make categories; "
           f"make repro; commit.{drop}")
 

@@ -20,14 +20,14 @@ NAME = "scaffolded"  # the clone test's adapter
 # The skeleton's placeholders filled in with tests/port/penguins/__init__.py's values, as a forker
 # edits them: (file, the skeleton's text, the fork's text); each text occurs once in the skeleton.
 PENGUINS_FILL_IN = [
-    ("adapter", 'TABLE = "{name}"', 'TABLE = "penguins"'),
+    ("source", 'TABLE = "{name}"', 'TABLE = "penguins"'),
     ("adapter", 'ID = "{name}_id"', 'ID = "penguin_id"'),
     ("adapter", 'TARGET = "label"', 'TARGET = "species"'),
     ("adapter", 'CATEGORICAL = ("category",)', 'CATEGORICAL = ("island", "sex")'),
     ("adapter", 'NUMERIC = ("amount",)',
      'MEASUREMENTS = ("bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g")\n'
      'NUMERIC = (*MEASUREMENTS, "year")'),
-    ("adapter", '    sa.Column("category", sa.Text),\n    sa.Column("amount", sa.Float),\n',
+    ("source", '    sa.Column("category", sa.Text),\n    sa.Column("amount", sa.Float),\n',
      '    sa.Column("island", sa.Text), sa.Column("sex", sa.Text),\n'
      '    *(sa.Column(name, sa.Float) for name in MEASUREMENTS),\n    sa.Column("year", sa.BigInteger),\n'),
     ("adapter", '    ("category", pa.string()),\n    ("amount", pa.float64()),\n',
@@ -35,8 +35,9 @@ PENGUINS_FILL_IN = [
      '    *((name, pa.float64()) for name in MEASUREMENTS),\n    ("year", pa.int16()),\n'),
     ("adapter", '= {"amount": (0, None)}', '= {name: (0, None) for name in MEASUREMENTS}'),
     ("adapter", '"excluded_no_label"', '"excluded_no_species"'),
-    ("adapter", 'title="{name} model"', 'title="Penguin species model"'),
-    ("adapter", 'entity="{name} rows"', 'entity="penguins"'),
+    ("source", "    INPUTS,\n", "    INPUTS,\n    MEASUREMENTS,\n"),
+    ("source", 'title="{name} model"', 'title="Penguin species model"'),
+    ("source", 'entity="{name} rows"', 'entity="penguins"'),
     ("tests", '        TARGET: ["yes", None, "no"],\n        "category": ["a", "b", None],\n'
               '        "amount": [2.5, 1.0, 0.0],\n',
      '        TARGET: ["Gentoo", None, "Adelie"],\n        "island": ["Biscoe", "Dream", None],\n'
@@ -55,6 +56,7 @@ def fill_in_penguins(root: Path, name: str = "penguins") -> None:
     The table stays `penguins` whatever the name: the port's ingest command and query name it.
     """
     paths = {"adapter": root / "src" / "datasets" / name / "__init__.py",
+             "source": root / "src" / "datasets" / name / "source.py",
              "tests": root / "tests" / name / f"test_{name}_adapter.py"}
     texts = {key: path.read_text(encoding="utf-8") for key, path in paths.items()}
     for key, old, new in PENGUINS_FILL_IN:
@@ -115,7 +117,8 @@ def test_params_point_at_the_new_adapter_and_keep_every_comment(tmp_path):
     root = _project(tmp_path)
     written = scaffold.scaffold("churn", root)
     assert [str(path) for path in written] == [
-        "src/datasets/churn/__init__.py", "tests/churn/test_churn_adapter.py", "params.yaml"]
+        "src/datasets/churn/__init__.py", "src/datasets/churn/source.py", "tests/churn/test_churn_adapter.py",
+        "params.yaml"]
     before, after = config.PARAMS_FILE.read_text(encoding="utf-8"), (root / PARAMS).read_text(encoding="utf-8")
     params = yaml.safe_load(after)
     assert (params["dataset"], params["categories"], params["classes"]) == ({"adapter": "churn"}, {}, [])

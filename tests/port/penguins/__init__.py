@@ -7,34 +7,24 @@ tests/port/test_template_update.py ports a copier fork with this package. The
 data comes in through `python -m src.tools.ingest` (one plain table, no demo
 builder), so the source is the history that ingest keeps: one table
 `penguins`, keyed by `penguin_id`.
+
+As the skeleton is, it is two modules: this one (schema, features, INPUTS) imports
+no database library, since the service imports it for raw rows; source.py holds
+the tables, the query and ADAPTER.
 """
 from __future__ import annotations
 
 import pandas as pd
 import pyarrow as pa
-import sqlalchemy as sa
 
-from src.pipeline.adapter import Adapter
-from src.pipeline.source import history
+from src.pipeline.adapter import Domain, Inputs
 
 ID = "penguin_id"
 TARGET = "species"
-TABLE = "penguins"
 CATEGORICAL = ("island", "sex")
 MEASUREMENTS = ("bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g")
 NUMERIC = (*MEASUREMENTS, "year")
 
-# What ingest creates from the CSV: measurements with gaps arrive as floats.
-TABLES = sa.MetaData()
-history.history_table(
-    TABLES, TABLE, ID,
-    sa.Column("species", sa.Text), sa.Column("island", sa.Text), sa.Column("sex", sa.Text),
-    *(sa.Column(name, sa.Float) for name in MEASUREMENTS),
-    sa.Column("year", sa.BigInteger),
-)
-
-SNAPSHOT_COLUMNS = ["species", *CATEGORICAL, *NUMERIC]
-SNAPSHOT_QUERY = history.latest_query(TABLE, ID, SNAPSHOT_COLUMNS)
 SNAPSHOT_SCHEMA = pa.schema(
     [(ID, pa.int64()), ("recorded_at", pa.timestamp("us", tz="UTC"))]
     + [(name, pa.string()) for name in ("species", *CATEGORICAL)]
@@ -45,6 +35,25 @@ SNAPSHOT_SCHEMA = pa.schema(
 # By meaning, not by the observed extremes: a body has a positive size.
 # The study year is left open.
 FEATURE_RANGES: dict[str, tuple[float | None, float | None]] = {name: (0, None) for name in MEASUREMENTS}
+SNAPSHOT_DOMAINS: dict[str, Domain] = {"recorded_at": Domain(required=True)}
+
+INPUT_COLUMNS = (*CATEGORICAL, *NUMERIC)
+
+
+def derive_inputs(rows: pd.DataFrame) -> pd.DataFrame:
+    """[ID, *CATEGORICAL, *NUMERIC], each from its own row, in the rows' order and index."""
+    return pd.DataFrame({
+        ID: rows[ID].astype("int64"),
+        **{name: rows[name] for name in CATEGORICAL},
+        **{name: rows[name].astype("float64") for name in NUMERIC},
+    })
+
+
+INPUTS = Inputs(
+    schema=pa.schema([SNAPSHOT_SCHEMA.field(name) for name in INPUT_COLUMNS]),
+    derive=derive_inputs,
+    domains={name: SNAPSHOT_DOMAINS[name] for name in INPUT_COLUMNS if name in SNAPSHOT_DOMAINS},
+)
 
 
 def derive_features(snapshot: pd.DataFrame, params) -> tuple[pd.DataFrame, dict[str, int]]:
@@ -54,28 +63,14 @@ def derive_features(snapshot: pd.DataFrame, params) -> tuple[pd.DataFrame, dict[
         raise ValueError(f"snapshot lacks columns {missing}")
     labelled = snapshot[TARGET].notna()
     rows = snapshot.loc[labelled].sort_values(ID, kind="stable")
-    features = pd.DataFrame({
-        ID: rows[ID].astype("int64"),
-        **{name: rows[name] for name in CATEGORICAL},
-        **{name: rows[name].astype("float64") for name in NUMERIC},
-        TARGET: rows[TARGET].astype("str"),
-    }).reset_index(drop=True)
-    return features, {"excluded_no_species": int((~labelled).sum())}
+    features = derive_inputs(rows)
+    features[TARGET] = rows[TARGET].astype("str")
+    return features.reset_index(drop=True), {"excluded_no_species": int((~labelled).sum())}
 
 
-ADAPTER = Adapter(
-    name="penguins",
-    title="Penguin species model",
-    entity="penguins",
-    id=ID,
-    target=TARGET,
-    target_type=pa.string(),
-    source_tables=TABLES,
-    snapshot_query=SNAPSHOT_QUERY,
-    snapshot_schema=SNAPSHOT_SCHEMA,
-    categorical=CATEGORICAL,
-    numeric=NUMERIC,
-    derive_features=derive_features,
-    feature_ranges=FEATURE_RANGES,
-    build_demo_source=None,
-)
+def __getattr__(name: str):
+    """ADAPTER and the source side, from source.py on first use (PEP 562)."""
+    if name in ("ADAPTER", "TABLES", "SNAPSHOT_QUERY"):
+        from . import source
+        return getattr(source, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
