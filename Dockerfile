@@ -35,11 +35,14 @@ WORKDIR /app
 # Only what serving reads: the serving code and the generic pipeline modules it
 # imports (params, artifact, predictions; no stage runs here), the params
 # (threshold, threads), the lock the artifacts are checked against, and the
-# model with its manifest. The model's contract comes from the manifest, so
-# neither the dataset adapter nor the tools are in the image.
+# model with its manifest. The engineered contract comes from the manifest; the
+# raw rows of /predict/raw from the adapter's serving side, its package's
+# __init__.py (schema and INPUTS). .dockerignore keeps each adapter's source.py
+# (tables and query, SQLAlchemy) out, and the tools are not here.
 COPY src/__init__.py src/
 COPY src/pipeline/ src/pipeline/
 COPY src/serving/ src/serving/
+COPY src/datasets/ src/datasets/
 COPY params.yaml dvc.lock ./
 COPY models/model.pkl models/manifest.json models/
 

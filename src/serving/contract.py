@@ -210,9 +210,9 @@ class RawContract:
     def from_manifest(cls, manifest: dict[str, Any]) -> RawContract | None:
         """From the manifest's dataset: None if its adapter declares no INPUTS, or is not here.
 
-        The serving image copies no src/datasets/ yet (Dockerfile): there the
-        service answers engineered rows only, says so in the log, and /info's
-        raw_contract is null.
+        A deployment without the adapter's package (an image built before it
+        was copied, or a model moved alone) answers engineered rows only,
+        says so in the log, and /info's raw_contract is null.
         """
         name = manifest.get("dataset")
         if not name:

@@ -17,7 +17,9 @@ import pytest
 from src.pipeline import config
 from src.tools import image
 from tests.conftest import run
+from tests.template.frames import ADAPTER
 from tests.template.test_config import imported_src_files
+from tests.template.test_serve import raw_test_rows
 from tests.template.test_serving_lock import FULL_LOCK, SERVING_LOCK, serving_venv_python
 
 DOCKERFILE = config.ROOT / "Dockerfile"
@@ -146,9 +148,16 @@ def test_the_images_files_and_packages_alone_serve_the_model(reproduced, image_p
         else:
             (app / target).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(reproduced / source, app / target)
-    assert not (app / "src" / "datasets").exists() and not (app / "src" / "tools").exists()
+    assert not (app / "src" / "tools").exists()
+    for path in app.glob("src/datasets/*/source.py"):  # .dockerignore keeps the source side out
+        path.unlink()
     shutil.copy(reproduced / config.TEST_FEATURES.relative_to(config.ROOT), tmp_path / "rows.parquet")
+    expected = (reproduced / config.PREDICTIONS.relative_to(config.ROOT)).read_bytes()
     run([str(image_python), "-s", "-E", "-m", "src.serving.predict", "--input", str(tmp_path / "rows.parquet"),
          "--output", str(tmp_path / "out.parquet")], cwd=app)
-    assert (tmp_path / "out.parquet").read_bytes() == \
-        (reproduced / config.PREDICTIONS.relative_to(config.ROOT)).read_bytes()
+    assert (tmp_path / "out.parquet").read_bytes() == expected
+    if ADAPTER.inputs is not None:  # raw rows: the adapter's serving side runs on the serving lock alone
+        raw_test_rows(reproduced).to_parquet(tmp_path / "raw.parquet")
+        run([str(image_python), "-s", "-E", "-m", "src.serving.predict", "--raw", "--input",
+             str(tmp_path / "raw.parquet"), "--output", str(tmp_path / "raw-out.parquet")], cwd=app)
+        assert (tmp_path / "raw-out.parquet").read_bytes() == expected

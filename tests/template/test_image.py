@@ -22,6 +22,8 @@ import pytest
 
 from src.pipeline import config
 from src.tools import image
+from tests.template.frames import ADAPTER
+from tests.template.test_serve import as_json_rows, raw_test_rows
 
 pytestmark = pytest.mark.slow
 
@@ -30,8 +32,9 @@ TAG = "localhost/model-service-test"
 # the development packages (DVC, its plugins, test and lint tools).
 FORBIDDEN_PACKAGES = ("dvc", "dvclive", "dvc_data", "dvc_objects", "pytest", "_pytest", "hypothesis", "ruff",
                       "uv", "xdist", "schemathesis", "tests")
-FORBIDDEN_APP = ("tests", "src/tools", "src/datasets", "bench", "data")
+FORBIDDEN_APP = ("tests", "src/tools", "bench", "data")
 CHUNK = 5000  # the service's default --max-rows
+RAW_CHUNK = 1000  # raw rows are wider: under the default --max-bytes
 
 
 def _require_tools() -> None:
@@ -136,6 +139,28 @@ def test_the_images_service_answers_the_evaluate_stages_predictions(service, rep
             assert [p["probabilities"][name] for p in got] == expected[f"probability_{name}"].tolist()
 
 
+def test_the_images_service_derives_raw_test_rows_to_the_evaluate_stages_predictions(service, reproduced):
+    # /predict/raw in the image: the adapter's serving side (its package's __init__.py) is there,
+    # and derives each test entity as gathered to the features featurize wrote.
+    if ADAPTER.inputs is None:
+        pytest.skip("the adapter declares no INPUTS")
+    info = httpx.get(service + "/info", timeout=10).json()
+    assert info["raw_contract"] is not None, "the image's service does not serve raw rows"
+    rows = raw_test_rows(reproduced)[[ADAPTER.id, *ADAPTER.inputs.schema.names]]
+    expected = pd.read_parquet(reproduced / config.PREDICTIONS.relative_to(config.ROOT))
+    got = []
+    with httpx.Client(base_url=service, timeout=300) as client:
+        for start in range(0, len(rows), RAW_CHUNK):
+            response = client.post("/predict/raw", json={"rows": as_json_rows(rows.iloc[start:start + RAW_CHUNK])})
+            assert response.status_code == 200, response.text[:500]
+            got.extend(response.json()["predictions"])
+    served = pd.DataFrame(got)
+    assert served[ADAPTER.id].tolist() == expected[ADAPTER.id].tolist()
+    assert served["label"].tolist() == expected["label"].tolist()
+    if "probability" in expected.columns:
+        assert served["probability"].tolist() == expected["probability"].tolist()
+
+
 def test_the_image_holds_no_tests_tools_dvc_or_pytest(box):
     listing = json.loads(in_box(box, "python", "-c", (
         "import json, os, site; print(json.dumps({p: sorted(os.listdir(p)) for p in site.getsitepackages() "
@@ -147,6 +172,10 @@ def test_the_image_holds_no_tests_tools_dvc_or_pytest(box):
     assert not packages & set(FORBIDDEN_PACKAGES), sorted(packages & set(FORBIDDEN_PACKAGES))
     app = in_box(box, "sh", "-c", "cd /app && find . -maxdepth 2 | sort").split()
     assert not [path for path in app if path.removeprefix("./").startswith(FORBIDDEN_APP)], app
+    # The adapters' serving side is there, their source side (tables, query, SQLAlchemy) is not.
+    adapters = in_box(box, "sh", "-c", "cd /app/src/datasets && find . -name '*.py' | sort").split()
+    assert f"./{ADAPTER.name}/__init__.py" in adapters, adapters
+    assert not [path for path in adapters if path.endswith("/source.py")], adapters
 
 
 def test_two_builds_of_one_commit_are_one_image(built, reproduced, tmp_path):

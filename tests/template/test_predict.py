@@ -624,7 +624,7 @@ def test_adapter_inputs_must_read_the_snapshots_own_columns_and_types():
 
 
 def test_without_the_adapter_package_only_engineered_rows_are_served(caplog):
-    # The serving image copies no src/datasets/: the raw contract is then absent, and says so.
+    # A deployment without the adapter's package: the raw contract is then absent, and says so.
     manifest = {"id": ADAPTER.id, "dataset": "no_such_adapter_package"}
     with caplog.at_level(logging.WARNING):
         assert RawContract.from_manifest(manifest) is None
