@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -44,6 +45,23 @@ _ID_LIMIT = 2**63 - 1024
 
 class ContractError(ValueError):
     """Input rows do not meet the contract; the message names every problem."""
+
+
+
+def _rows_with(frame: pd.DataFrame, required: Sequence[str], lacks: str) -> pd.DataFrame:
+    """`frame` with a fresh index, once it is a frame with rows, no duplicated column and every `required`
+    one; else ContractError (`lacks` formatted with the missing names)."""
+    if not isinstance(frame, pd.DataFrame):
+        raise ContractError(f"input must be a pandas DataFrame, got {type(frame).__name__}")
+    if len(frame) == 0:
+        raise ContractError("input has no rows")
+    duplicated = sorted({str(name) for name in frame.columns[frame.columns.duplicated()]})
+    if duplicated:
+        raise ContractError(f"input has duplicated columns {duplicated}")
+    missing = [name for name in required if name not in frame.columns]
+    if missing:
+        raise ContractError(lacks.format(missing=missing))
+    return frame.reset_index(drop=True)
 
 
 @dataclass(frozen=True)
@@ -123,17 +141,7 @@ class Contract:
         Raises ContractError listing every problem found, not just the first,
         with rows numbered as `numbering` says.
         """
-        if not isinstance(frame, pd.DataFrame):
-            raise ContractError(f"input must be a pandas DataFrame, got {type(frame).__name__}")
-        if len(frame) == 0:
-            raise ContractError("input has no rows")
-        duplicated = sorted({str(name) for name in frame.columns[frame.columns.duplicated()]})
-        if duplicated:
-            raise ContractError(f"input has duplicated columns {duplicated}")
-        missing = [name for name in self.features if name not in frame.columns]
-        if missing:
-            raise ContractError(f"input lacks required columns {missing}")
-        frame = frame.reset_index(drop=True)
+        frame = _rows_with(frame, self.features, "input lacks required columns {missing}")
         problems: list[str] = []
         columns = {}
         for name in self.categorical:
@@ -237,18 +245,8 @@ class RawContract:
         Raises ContractError naming every column that is missing, of a wrong
         type, or outside its domain.
         """
-        if not isinstance(frame, pd.DataFrame):
-            raise ContractError(f"input must be a pandas DataFrame, got {type(frame).__name__}")
-        if len(frame) == 0:
-            raise ContractError("input has no rows")
-        duplicated = sorted({str(name) for name in frame.columns[frame.columns.duplicated()]})
-        if duplicated:
-            raise ContractError(f"input has duplicated columns {duplicated}")
-        missing = [name for name in self.columns if name not in frame.columns]
-        if missing:
-            raise ContractError(f"raw input lacks required columns {missing} (the snapshot's columns that "
-                                "the features are derived from)")
-        frame = frame.reset_index(drop=True)
+        frame = _rows_with(frame, self.columns, "raw input lacks required columns {missing} (the snapshot's "
+                           "columns that the features are derived from)")
         problems: list[str] = []
         arrays = [_raw_column(frame[column.name], column.type, self.inputs.domains.get(column.name, Domain()),
                               problems, numbering) for column in self.inputs.schema]
