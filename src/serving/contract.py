@@ -47,7 +47,6 @@ class ContractError(ValueError):
     """Input rows do not meet the contract; the message names every problem."""
 
 
-
 def _rows_with(frame: pd.DataFrame, required: Sequence[str], lacks: str) -> pd.DataFrame:
     """`frame` with a fresh index, once it is a frame with rows, no duplicated column and every `required`
     one; else ContractError (`lacks` formatted with the missing names)."""
