@@ -204,3 +204,24 @@ def test_a_holdout_too_small_for_the_classes_is_refused_naming_it():
     model = build_pipeline(params.train, params.categories, ADAPTER.numeric, params.seed)
     with pytest.raises(ParamsError, match=r"train\.feature_selection\.holdout is 0\.05"):
         model.fit(rows[FEATURES], rows[ADAPTER.target])
+
+
+def test_evaluate_runs_on_a_selected_model_and_finds_no_use_of_the_dropped_features(tmp_path, monkeypatch):
+    from src.pipeline import evaluate
+    from tests.template.test_model import eval_files, quick_params, record_train_outputs
+
+    params = selecting(quick_params(), keep=2)
+    stage_in_tmp(tmp_path, monkeypatch, params)
+    rows = frames.features(160)
+    files.write_frame(config.TRAIN_FEATURES, rows, ADAPTER.features_schema)
+    files.write_frame(config.TEST_FEATURES, rows.tail(60), ADAPTER.features_schema)
+    train.main()
+    record_train_outputs(tmp_path)
+    evaluate.main()
+    kept = json.loads(config.MANIFEST.read_text())["feature_selection"]["selected_features"]
+    [importance] = [json.loads(content) for path, content in eval_files().items() if "importance" in path]
+    points = next(iter(importance.values())) if isinstance(importance, dict) else importance
+    by_feature = {point["feature"]: float(point["importance"]) for point in points}
+    assert set(by_feature) == set(FEATURES)  # evaluate still permutes every feature of the contract
+    assert all(by_feature[name] == 0.0 for name in FEATURES if name not in kept)
+    assert any(by_feature[name] != 0.0 for name in kept)
