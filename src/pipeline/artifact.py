@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 # hold eval and friends). Derived with pickletools.genops (GLOBAL and
 # STACK_GLOBAL) and a recording find_class from every family that
 # params.ModelName offers, binary and multiclass, and every stacking
-# combination, fitted on tests/template/frames.py's tiny frames;
+# combination, with and without feature selection, fitted on tests/template/frames.py's tiny frames;
 # tests/template/test_unpickle.py fails when a family names one more.
 # A library upgrade can rename a module (numpy.core -> numpy._core): re-derive.
 ALLOWED_GLOBALS: tuple[tuple[str, str], ...] = (
@@ -90,6 +90,7 @@ ALLOWED_GLOBALS: tuple[tuple[str, str], ...] = (
     ("sklearn.utils._bunch", "Bunch"),
     ("sklearn.utils.validation", "check_array"),
     ("src.pipeline.model", "UnknownBucket"),
+    ("src.pipeline.selection", "SelectFeatures"),
 )
 
 

@@ -43,6 +43,8 @@ def check_recorded(params: Params, adapter: Adapter) -> None:
     if textual != pa.types.is_string(adapter.target_type):
         raise ParamsError(f"classes: {params.classes} are {'text' if textual else 'integers'}, but the target "
                           f"{adapter.target!r} is {adapter.target_type}; {fix}")
+    if params.train.feature_selection.method != "none":
+        params.train.feature_selection.count(len(adapter.features))  # keep no larger than the features
 
 
 def check_classes(target: pd.Series, classes: list) -> None:

@@ -27,6 +27,7 @@ from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, OrdinalEncoder
 
 from src.pipeline.adapter import UNKNOWN
 from src.pipeline.params import Train
+from src.pipeline.selection import SelectFeatures
 
 # HistGradientBoosting's native categorical support takes at most this many
 # categories per feature (max_bins 255, one bin kept for missing values).
@@ -155,6 +156,10 @@ def build_pipeline(train: Train, categories: dict[str, list[str]], numeric: list
     too_many = {name: len(values) for name, values in categories.items() if len(values) > HGB_MAX_CATEGORIES}
     if "hist_gradient_boosting" in used and too_many:
         raise ValueError(f"hist_gradient_boosting takes at most {HGB_MAX_CATEGORIES} categories: {too_many}")
+    if train.feature_selection.method != "none":
+        # The whole pipeline below, rebuilt for the features it keeps (src/pipeline/selection.py).
+        train.feature_selection.count(len(categories) + len(numeric))  # a bad keep stops here, not after a fit
+        return SelectFeatures(train.model_dump(), categories, numeric, seed, threads)
     steps: list[tuple[str, Any]] = [("bucket", UnknownBucket(categories))]
     if train.model != "stacking":
         return Pipeline(steps + _single(train.model, train, categories, numeric, seed, threads))
@@ -210,13 +215,17 @@ def normalise_threads(model: BaseEstimator) -> BaseEstimator:
             estimator._bin_mapper.n_threads = None
         if isinstance(estimator, RandomForestClassifier):
             estimator.n_jobs = 1
+        if isinstance(estimator, SelectFeatures):
+            estimator.threads = 1
     return model
 
 
 def fitted_state(estimator: BaseEstimator, prefix: str = "") -> dict[str, Any]:
     """Human-readable learned values: imputation statistics, scaler ranges, encodings."""
     state: dict[str, Any] = {}
-    if isinstance(estimator, Pipeline):
+    if isinstance(estimator, SelectFeatures):
+        state.update(fitted_state(estimator.pipeline_, prefix))
+    elif isinstance(estimator, Pipeline):
         for name, step in estimator.steps:
             state.update(fitted_state(step, f"{prefix}{name}/"))
     elif isinstance(estimator, ColumnTransformer):
@@ -275,4 +284,6 @@ def seeds(model: BaseEstimator) -> dict[str, int | None]:
             found[path] = value
         elif hasattr(value, "split") and hasattr(value, "random_state"):  # a CV splitter
             found[f"{path}.random_state"] = value.random_state
+    if isinstance(model, SelectFeatures) and hasattr(model, "pipeline_"):
+        found.update({f"pipeline_.{path}": value for path, value in seeds(model.pipeline_).items()})
     return found

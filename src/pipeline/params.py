@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -142,11 +143,45 @@ class Stacking(_Section):
         return value
 
 
+class FeatureSelection(_Section):
+    # none: every feature goes to the estimator (the default). permutation: the
+    # `keep` features whose shuffling costs the most ROC AUC, ranked on the
+    # training rows only (src/pipeline/selection.py).
+    method: Literal["none", "permutation"]
+    # A count of features (an integer, at least 1), or a fraction of them in (0, 1], rounded up.
+    keep: int | float
+    # The share of the training rows the ranking is scored on; the ranker is fitted on the rest.
+    holdout: float = Field(gt=0, lt=1)
+    # Shuffles per feature.
+    repeats: int = Field(ge=1)
+
+    @field_validator("keep", mode="before")
+    @classmethod
+    def _keep(cls, value: object) -> object:
+        wrong = "keep must be a count of features (an integer, at least 1) or a fraction of them in (0, 1]"
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(wrong)
+        if isinstance(value, int) and value < 1 or isinstance(value, float) and not 0 < value <= 1:
+            raise ValueError(f"{wrong} (got {value!r})")
+        return value
+
+    def count(self, features: int) -> int:
+        """How many of `features` features are kept; a count larger than `features` is refused."""
+        if isinstance(self.keep, float):
+            # Rounded first: 0.3 * 10 is 3.0000000000000004, which is 3 features, not 4.
+            return max(1, math.ceil(round(self.keep * features, 9)))
+        if self.keep > features:
+            raise ParamsError(f"train.feature_selection.keep is {self.keep}, but there are only {features} "
+                              "features: lower it, or give a fraction in (0, 1]")
+        return self.keep
+
+
 class Train(_Section):
     model: ModelName
     impute_strategy: Literal["mean", "median", "most_frequent"]
     # Folds of the validation estimate (metrics/validation.json), from the training features only.
     cv_folds: int = Field(ge=2)
+    feature_selection: FeatureSelection
     hist_gradient_boosting: HistGradientBoosting
     logistic_regression: LogisticRegression
     random_forest: RandomForest

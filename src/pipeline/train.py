@@ -9,7 +9,7 @@ import time
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from src.pipeline import artifact, config, crossval, files
+from src.pipeline import artifact, config, crossval, files, selection
 from src.pipeline.adapter import UNKNOWN, Adapter
 from src.pipeline.dataset import check_classes, check_recorded, load_adapter
 from src.pipeline.model import (
@@ -27,7 +27,9 @@ from src.pipeline.params import Params, ParamsError, load_params
 def params_digest(params: Params) -> str:
     """SHA-256 of the params this model depends on, in canonical JSON."""
     # Not cv_folds: the validation estimate is fitted apart, and the model does not depend on it.
-    used = {"seed": params.seed, "train": params.train.model_dump(exclude={"cv_folds"}),
+    # Nor feature_selection when it is off: its other keys then change nothing.
+    unused = {"cv_folds"} | ({"feature_selection"} if params.train.feature_selection.method == "none" else set())
+    used = {"seed": params.seed, "train": params.train.model_dump(exclude=unused),
             "categories": params.categories, "classes": params.classes}
     return hashlib.sha256(json.dumps(used, sort_keys=True).encode()).hexdigest()
 
@@ -93,6 +95,8 @@ def build_manifest(params: Params, adapter: Adapter, model, model_sha256: str, t
         "validation": {"file": str(config.VALIDATION_METRICS.relative_to(config.ROOT)),
                        "folds": params.train.cv_folds, "seed": params.seed},
         "versions": artifact.runtime_versions(),
+        # Only with a selection step: the default's manifest has no such key.
+        **({"feature_selection": selected} if (selected := selection.record(model)) else {}),
     }
 
 

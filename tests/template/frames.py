@@ -148,20 +148,21 @@ def small_params(model: str = "hist_gradient_boosting", n_classes: int = 2, adap
 
 
 def fit(model: str = "hist_gradient_boosting", n_classes: int = 2, rows: int = 120, seed: int = 0,
-        adapter: Adapter = ADAPTER):
-    """(fitted pipeline, params, training frame) on tiny rows, as the train stage fits."""
-    params = small_params(model, n_classes, adapter)
+        adapter: Adapter = ADAPTER, params: Params | None = None):
+    """(fitted pipeline, params, training frame) on tiny rows, as the train stage fits; `params` overrides."""
+    params = params or small_params(model, n_classes, adapter)
     frame = features(rows, n_classes, seed, adapter)
     pipeline = build_pipeline(params.train, params.categories, adapter.numeric, params.seed)
     pipeline.fit(frame[list(adapter.features)], frame[adapter.target])
     return pipeline, params, frame
 
 
-def save(directory, model: str = "hist_gradient_boosting", n_classes: int = 2, adapter: Adapter = ADAPTER):
+def save(directory, model: str = "hist_gradient_boosting", n_classes: int = 2, adapter: Adapter = ADAPTER,
+         params: Params | None = None):
     """A tiny model saved as the train stage saves it, with its manifest: (model path, manifest path, manifest)."""
     import json
 
-    pipeline, params, frame = fit(model, n_classes, adapter=adapter)
+    pipeline, params, frame = fit(model, n_classes, adapter=adapter, params=params)
     model_path, manifest_path = directory / "model.pkl", directory / "manifest.json"
     sha256 = artifact.save_model(normalise_threads(pipeline), model_path)
     manifest = build_manifest(params, adapter, pipeline, sha256,

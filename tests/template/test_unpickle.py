@@ -28,8 +28,11 @@ BASE = list(typing.get_args(params.BaseModelName))
 FAMILIES = [(name, None) for name in typing.get_args(params.ModelName) if name != "stacking"] + [
     ("stacking", list(combo)) for size in range(2, len(BASE) + 1) for combo in itertools.combinations(BASE, size)
 ]
-CASES = [(family, combo, n_classes) for family, combo in FAMILIES for n_classes in (2, 3)]
-CASE_IDS = [f"{family}{'-' + '+'.join(combo) if combo else ''}-{n}classes" for family, combo, n in CASES]
+# Each single family once more with feature selection on (train.feature_selection), which wraps the pipeline.
+CASES = [(family, combo, n_classes, False) for family, combo in FAMILIES for n_classes in (2, 3)] + [
+    (family, combo, n_classes, True) for family, combo in FAMILIES if combo is None for n_classes in (2, 3)]
+CASE_IDS = [f"{family}{'-' + '+'.join(combo) if combo else ''}-{n}classes{'-selected' if selected else ''}"
+            for family, combo, n, selected in CASES]
 
 
 def globals_named(payload: bytes) -> set[tuple[str, str]]:
@@ -59,8 +62,11 @@ def globals_named(payload: bytes) -> set[tuple[str, str]]:
     return found
 
 
-def fitted(family: str, combo: list[str] | None, n_classes: int):
+def fitted(family: str, combo: list[str] | None, n_classes: int, selected: bool = False):
     chosen = frames.small_params(family, n_classes)
+    if selected:
+        selection = chosen.train.feature_selection.model_copy(update={"method": "permutation", "keep": 2})
+        chosen = chosen.model_copy(update={"train": chosen.train.model_copy(update={"feature_selection": selection})})
     if combo:
         stacking = chosen.train.stacking.model_copy(update={"estimators": combo})
         chosen = chosen.model_copy(update={"train": chosen.train.model_copy(update={"stacking": stacking})})
@@ -74,8 +80,8 @@ def fitted(family: str, combo: list[str] | None, n_classes: int):
 def payloads() -> dict[str, tuple[bytes, object]]:
     """Every family fitted once on tiny frames, pickled as the train stage pickles it."""
     result = {}
-    for case_id, (family, combo, n_classes) in zip(CASE_IDS, CASES, strict=True):
-        model, X = fitted(family, combo, n_classes)
+    for case_id, (family, combo, n_classes, selected) in zip(CASE_IDS, CASES, strict=True):
+        model, X = fitted(family, combo, n_classes, selected)
         result[case_id] = (pickle.dumps(model, protocol=artifact.PICKLE_PROTOCOL), model, X)
     return result
 
