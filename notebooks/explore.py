@@ -47,7 +47,8 @@ from dvclive import Live  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 from src.pipeline import artifact, config, dataset, evaluate, featurize, model, params  # noqa: E402
-from src.pipeline.predictions import predictions_frame  # noqa: E402
+from src.pipeline.adapter import REGRESSION  # noqa: E402
+from src.pipeline.predictions import PREDICTION, model_outputs, predictions_frame  # noqa: E402
 
 # %% tags=["parameters"]
 # Any git revision: a commit, a branch, a data-version tag (data/YYYY-MM-DD), an experiment's name.
@@ -92,8 +93,8 @@ snapshot.describe(include="all").transpose()
 # %%
 train = read_frame(config.TRAIN_FEATURES)
 test = read_frame(config.TEST_FEATURES)
-pd.DataFrame({"train": featurize.target_summary(train[adapter.target]),
-              "test": featurize.target_summary(test[adapter.target])})
+pd.DataFrame({"train": featurize.target_summary(train[adapter.target], adapter.task),
+              "test": featurize.target_summary(test[adapter.target], adapter.task)})
 
 # %% [markdown]
 # ## The model, checked against REV's dvc.lock before it is unpickled
@@ -108,7 +109,8 @@ with tempfile.TemporaryDirectory() as scratch:
     fitted, manifest = artifact.load_model(
         Path(scratch) / config.MODEL.relative_to(config.ROOT), Path(scratch) / config.MANIFEST.relative_to(config.ROOT),
         lock_path=Path(scratch) / config.DVC_LOCK.relative_to(config.ROOT))
-assert list(fitted.classes_) == classes, (list(fitted.classes_), classes)
+# A regression (a float target, adapter.task) has no classes.
+assert adapter.task == REGRESSION or list(fitted.classes_) == classes, (list(fitted.classes_), classes)
 print(manifest["title"], "| model:", json.dumps(manifest["model"]))
 print("features:", ", ".join(manifest["features"]))
 
@@ -120,12 +122,13 @@ X, y = test[manifest["features"]], test[adapter.target].to_numpy()
 threshold = run_params.evaluate.threshold
 # The thread limits train and evaluate use: the probabilities do not depend on the machine.
 with threadpool_limits(limits=model.thread_limits(config.threads())):
-    probabilities = fitted.predict_proba(X)
-predictions = predictions_frame(adapter.id, test[adapter.id], probabilities, classes, threshold)
+    probabilities = model_outputs(fitted, X, adapter.task)  # a regression's: the predicted values
+predictions = predictions_frame(adapter.id, test[adapter.id], probabilities, classes, threshold, adapter.task)
 predictions.head()
 
 # %%
-evaluate.score_histogram(y, probabilities, classes).pivot(index="bin_start", columns="class", values="share")
+(evaluate.fit_points(y, predictions[PREDICTION]).describe() if adapter.task == REGRESSION
+ else evaluate.score_histogram(y, probabilities, classes).pivot(index="bin_start", columns="class", values="share"))
 
 # %% [markdown]
 # ## The metrics, as the evaluate stage logs them
@@ -133,7 +136,7 @@ evaluate.score_histogram(y, probabilities, classes).pivot(index="bin_start", col
 # %%
 with tempfile.TemporaryDirectory() as scratch:
     with Live(dir=scratch, dvcyaml=False, save_dvc_exp=False, report=None) as live:
-        evaluate.log_metrics(live, y, probabilities, classes, threshold, X, run_params.categories)
+        evaluate.log_metrics(live, y, probabilities, classes, threshold, X, run_params.categories, adapter.task)
     reproduced = (Path(scratch) / "metrics.json").read_bytes()
 recorded = read_bytes(config.METRICS)
 print(json.dumps(json.loads(reproduced), indent=2))

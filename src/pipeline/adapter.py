@@ -23,6 +23,24 @@ if TYPE_CHECKING:  # an adapter's package imports SQLAlchemy to declare its tabl
 # missing value) is mapped to before encoding: one explicit unknown bucket.
 UNKNOWN = "__unknown__"
 
+# The task a target implies. One rule, here (task_of), read everywhere: the
+# stages through Adapter.task, serving through the manifest's target_type.
+CLASSIFICATION, REGRESSION = "classification", "regression"
+
+
+def task_of(target_type: pa.DataType) -> str:
+    """A float target (float32, float64) is a regression; integer or text labels are classes.
+
+    Two classes are a binary task and more a multiclass one: params.yaml's
+    recorded `classes` tell those apart, and a regression records none.
+    """
+    if pa.types.is_floating(target_type):
+        return REGRESSION
+    if pa.types.is_integer(target_type) or pa.types.is_string(target_type):
+        return CLASSIFICATION
+    raise ValueError(f"target_type must be a float (regression), integer or string (classification) type, "
+                     f"got {target_type}")
+
 
 class NoParams(BaseModel):
     """An adapter section with no settings of its own (only `adapter:`)."""
@@ -74,7 +92,9 @@ class Adapter:
     entity: str  # what one snapshot row is, in the plural ("orders", "patients")
     id: str  # integer id, unique per snapshot row: keys the split and every ORDER BY
     target: str  # the label column of the feature rows
-    target_type: pa.DataType  # pa.int8() / pa.int64() for integer labels, pa.string() for text labels
+    # pa.int8() / pa.int64() for integer labels, pa.string() for text labels (a classification);
+    # pa.float64() / pa.float32() for a number to predict (a regression): see task_of.
+    target_type: pa.DataType
     # The source: the tables (and columns) the snapshot query reads, declared
     # once; gather checks them before querying, and a demo builder creates them.
     source_tables: sa.MetaData
@@ -106,6 +126,11 @@ class Adapter:
     # (/predict/raw, predict --raw); None when only engineered rows are served.
     # The same object as the package's INPUTS (load_inputs), checked by load().
     inputs: Inputs | None = None
+
+    @property
+    def task(self) -> str:
+        """CLASSIFICATION or REGRESSION, from the target's type (task_of)."""
+        return task_of(self.target_type)
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -152,8 +177,10 @@ class Adapter:
         if unknown_ranges:
             problems.append(f"feature_ranges name non-numeric columns {unknown_ranges}")
         problems += self._domain_problems()
-        if not (pa.types.is_integer(self.target_type) or pa.types.is_string(self.target_type)):
-            problems.append(f"target_type must be an integer or string type, got {self.target_type}")
+        try:
+            task_of(self.target_type)
+        except ValueError as error:
+            problems.append(str(error))
         problems += self._inputs_problems()
         if problems:
             raise ValueError(f"dataset adapter {self.name!r}: " + "; ".join(problems))

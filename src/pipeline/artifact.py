@@ -39,8 +39,8 @@ log = logging.getLogger(__name__)
 # were open. Exact pairs, never module prefixes (`builtins` and `functools`
 # hold eval and friends). Derived with pickletools.genops (GLOBAL and
 # STACK_GLOBAL) and a recording find_class from every family that
-# params.ModelName offers, binary and multiclass, and every stacking
-# combination, with and without feature selection, fitted on tests/template/frames.py's tiny frames;
+# params.ModelName offers, binary, multiclass and regression, every stacking
+# combination, and each family with feature selection, fitted on tests/template/frames.py's tiny frames;
 # tests/template/test_unpickle.py fails when a family names one more.
 # A library upgrade can rename a module (numpy.core -> numpy._core): re-derive.
 ALLOWED_GLOBALS: tuple[tuple[str, str], ...] = (
@@ -61,22 +61,31 @@ ALLOWED_GLOBALS: tuple[tuple[str, str], ...] = (
     ("numpy.random.bit_generator", "__pyx_unpickle_SeedSequence"),
     ("sklearn._loss._loss", "CyHalfBinomialLoss"),
     ("sklearn._loss._loss", "CyHalfMultinomialLoss"),
+    ("sklearn._loss._loss", "CyHalfSquaredError"),
     ("sklearn._loss._loss", "__pyx_unpickle_CyHalfMultinomialLoss"),
+    ("sklearn._loss.link", "IdentityLink"),
     ("sklearn._loss.link", "Interval"),
     ("sklearn._loss.link", "LogitLink"),
     ("sklearn._loss.link", "MultinomialLogit"),
     ("sklearn._loss.loss", "HalfBinomialLoss"),
     ("sklearn._loss.loss", "HalfMultinomialLoss"),
+    ("sklearn._loss.loss", "HalfSquaredError"),
     ("sklearn.compose._column_transformer", "ColumnTransformer"),
     ("sklearn.ensemble._forest", "RandomForestClassifier"),
+    ("sklearn.ensemble._forest", "RandomForestRegressor"),
     ("sklearn.ensemble._hist_gradient_boosting.binning", "_BinMapper"),
     ("sklearn.ensemble._hist_gradient_boosting.gradient_boosting", "HistGradientBoostingClassifier"),
+    ("sklearn.ensemble._hist_gradient_boosting.gradient_boosting", "HistGradientBoostingRegressor"),
     ("sklearn.ensemble._hist_gradient_boosting.predictor", "TreePredictor"),
     ("sklearn.ensemble._stacking", "StackingClassifier"),
+    ("sklearn.ensemble._stacking", "StackingRegressor"),
     ("sklearn.impute._base", "SimpleImputer"),
     ("sklearn.linear_model._logistic", "LogisticRegression"),
+    ("sklearn.linear_model._ridge", "Ridge"),
+    ("sklearn.model_selection._split", "KFold"),
     ("sklearn.model_selection._split", "StratifiedKFold"),
     ("sklearn.neural_network._multilayer_perceptron", "MLPClassifier"),
+    ("sklearn.neural_network._multilayer_perceptron", "MLPRegressor"),
     ("sklearn.neural_network._stochastic_optimizers", "AdamOptimizer"),
     ("sklearn.pipeline", "Pipeline"),
     ("sklearn.preprocessing._data", "MinMaxScaler"),
@@ -86,6 +95,7 @@ ALLOWED_GLOBALS: tuple[tuple[str, str], ...] = (
     ("sklearn.preprocessing._label", "LabelBinarizer"),
     ("sklearn.preprocessing._label", "LabelEncoder"),
     ("sklearn.tree._classes", "DecisionTreeClassifier"),
+    ("sklearn.tree._classes", "DecisionTreeRegressor"),
     ("sklearn.tree._tree", "Tree"),
     ("sklearn.utils._bunch", "Bunch"),
     ("sklearn.utils.validation", "check_array"),

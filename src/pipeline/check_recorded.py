@@ -40,7 +40,7 @@ def check() -> int:
     frame = files.read_frame(config.TRAIN_FEATURES, columns=[adapter.target, *adapter.categorical])
     if frame.empty:
         raise ValueError(f"{config.TRAIN_FEATURES} has no rows: nothing to check the recorded lists against")
-    check_classes(frame[adapter.target], params.classes)
+    check_classes(frame[adapter.target], params.classes, adapter.task)
     check_categories_seen(frame, params.categories)
     return len(frame)
 

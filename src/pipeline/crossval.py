@@ -1,4 +1,4 @@
-"""The validation estimate: seeded, stratified K-fold cross-validation on the training features.
+"""The validation estimate: seeded K-fold cross-validation on the training features (stratified for classes).
 
 Hyperparameters are chosen by this estimate (`make exps` ranks by it), never
 by the test set: a test figure that picked the winner is no longer an honest
@@ -11,22 +11,30 @@ import statistics
 
 import pandas as pd
 from sklearn.base import BaseEstimator, clone
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import KFold, StratifiedKFold
 from threadpoolctl import threadpool_limits
 
+from src.pipeline.adapter import REGRESSION
 from src.pipeline.model import normalise_threads, thread_limits
+from src.pipeline.predictions import model_outputs
 from src.pipeline.scoring import scores
 
 # Spread and mean rounded as the test metrics are: they read well and diff cleanly.
 DIGITS = 12
 
 
-def splitter(y: pd.Series, classes: list, folds: int, seed: int) -> StratifiedKFold:
+def splitter(y: pd.Series, classes: list, folds: int, seed: int, task: str | None = None) -> KFold | StratifiedKFold:
     """Shuffled folds, seeded by an integer (a RandomState would give other folds each call), stratified.
 
     Every class needs a row in every fold: StratifiedKFold only warns when one
-    has fewer rows than folds, and a fold without it has no score for it.
+    has fewer rows than folds, and a fold without it has no score for it. A
+    regression has no classes to stratify by: plain shuffled K-fold.
     """
+    if task == REGRESSION:
+        if len(y) < folds:
+            raise ValueError(f"train.cv_folds is {folds}, but there are only {len(y)} training rows: "
+                             "lower train.cv_folds or gather more rows")
+        return KFold(n_splits=folds, shuffle=True, random_state=seed)
     counts = pd.Series(y).value_counts()
     short = {label: int(counts.get(label, 0)) for label in classes if counts.get(label, 0) < folds}
     if short:
@@ -36,7 +44,7 @@ def splitter(y: pd.Series, classes: list, folds: int, seed: int) -> StratifiedKF
 
 
 def cross_validate(model: BaseEstimator, X: pd.DataFrame, y: pd.Series, classes: list, folds: int, seed: int,
-                   threshold: float, threads: int = 1) -> list[dict[str, float]]:
+                   threshold: float, threads: int = 1, task: str | None = None) -> list[dict[str, float]]:
     """The metrics of each fold: a clone of unfitted `model` fitted on the others, scored on it.
 
     Under the limits train fits with, and each fold's model is predicted as the
@@ -45,10 +53,10 @@ def cross_validate(model: BaseEstimator, X: pd.DataFrame, y: pd.Series, classes:
     """
     per_fold = []
     with threadpool_limits(limits=thread_limits(threads)):
-        for fit_rows, held_rows in splitter(y, classes, folds, seed).split(X, y):
+        for fit_rows, held_rows in splitter(y, classes, folds, seed, task).split(X, y):
             fold = normalise_threads(clone(model).fit(X.iloc[fit_rows], y.iloc[fit_rows]))
-            probabilities = fold.predict_proba(X.iloc[held_rows])
-            per_fold.append(scores(y.iloc[held_rows].to_numpy(), probabilities, classes, threshold))
+            outputs = model_outputs(fold, X.iloc[held_rows], task)
+            per_fold.append(scores(y.iloc[held_rows].to_numpy(), outputs, classes, threshold, task))
     return per_fold
 
 

@@ -6,12 +6,13 @@ source with.
 """
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 from pydantic import BaseModel, ValidationError
 
 from src.pipeline import adapter as adapter_module
-from src.pipeline.adapter import Adapter
+from src.pipeline.adapter import REGRESSION, Adapter
 from src.pipeline.params import Params, ParamsError, describe
 
 
@@ -37,6 +38,17 @@ def check_recorded(params: Params, adapter: Adapter) -> None:
     empty = [name for name, values in params.categories.items() if not values]
     if empty:
         raise ParamsError(f"categories: no values recorded for {empty}; {fix}")
+    if adapter.task == REGRESSION:
+        if params.classes:
+            raise ParamsError(f"classes: {params.classes} recorded, but the target {adapter.target!r} is "
+                              f"{adapter.target_type}, a regression, which has no classes: set `classes: []` "
+                              "(`make categories` records none for a regression), or declare an integer or "
+                              "string target_type in the adapter for a classification")
+        if params.train.feature_selection.method != "none":
+            raise ParamsError(f"train.feature_selection.method is {params.train.feature_selection.method!r}, "
+                              f"but feature selection ranks features for a classification only, and the target "
+                              f"{adapter.target!r} is a regression: set it to none")
+        return
     if not params.classes:
         raise ParamsError(f"classes: no classes recorded for the target {adapter.target!r}; {fix}")
     textual = isinstance(params.classes[0], str)
@@ -47,8 +59,29 @@ def check_recorded(params: Params, adapter: Adapter) -> None:
         params.train.feature_selection.count(len(adapter.features))  # keep no larger than the features
 
 
-def check_classes(target: pd.Series, classes: list) -> None:
-    """The training labels must be exactly the recorded classes: no surprise, none absent."""
+def check_target_values(target: pd.Series, where: str) -> None:
+    """A regression's target must be a finite number on every row: a gap or an infinity has no error to measure."""
+    values = pd.to_numeric(target, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    missing, infinite = int(np.isnan(values).sum()), int(np.isinf(values).sum())
+    if missing or infinite:
+        raise ValueError(f"the {where} target {target.name!r} has "
+                         + ", ".join(part for part in (f"{missing:,} missing (NaN) values" if missing else "",
+                                                       f"{infinite:,} infinite values" if infinite else "") if part)
+                         + f" of {len(values):,} rows: a regression needs a finite target on every row; exclude "
+                         "those rows in the adapter's derive_features")
+
+
+def check_classes(target: pd.Series, classes: list, task: str | None = None) -> None:
+    """The training labels must be exactly the recorded classes: no surprise, none absent.
+
+    A regression (`task`) records no classes, and its every target value must be finite.
+    """
+    if task == REGRESSION:
+        if classes:
+            raise ParamsError(f"classes: {classes} recorded for a regression target {target.name!r}, which has "
+                              "no classes: set `classes: []` (`make categories` records none for a regression)")
+        check_target_values(target, "training")
+        return
     seen = set(target.dropna().unique().tolist())
     unexpected, absent = sorted(seen - set(classes), key=str), sorted(set(classes) - seen, key=str)
     if unexpected or absent:

@@ -21,6 +21,11 @@ AUC or AP of the whole, unthinned curve; the PR curve's `baseline`, the
 prevalence), because DVC's templates can only draw what is in the data: the
 templates in .dvc/plots/ put them in the legend and draw the chance diagonal
 and the prevalence line.
+
+A regression (a float target, Adapter.task) gets RMSE, MAE, R² and the median
+absolute error, and three plots: predicted against actual (with the diagonal
+of a perfect model), residuals against predicted, and permutation importance
+(RMSE rise). Its predictions are [id, prediction].
 """
 from __future__ import annotations
 
@@ -42,10 +47,11 @@ from sklearn.inspection import permutation_importance
 from threadpoolctl import threadpool_limits
 
 from src.pipeline import artifact, config, files
-from src.pipeline.dataset import check_recorded, load_adapter
+from src.pipeline.adapter import CLASSIFICATION, REGRESSION
+from src.pipeline.dataset import check_recorded, check_target_values, load_adapter
 from src.pipeline.model import count_unknown, thread_limits
 from src.pipeline.params import ParamsError, load_params
-from src.pipeline.predictions import is_binary, predictions_frame, predictions_schema
+from src.pipeline.predictions import PREDICTION, is_binary, model_outputs, predictions_frame, predictions_schema
 from src.pipeline.scoring import scores
 
 
@@ -150,10 +156,26 @@ def confusion_counts(y_true: np.ndarray, y_pred: np.ndarray, classes: list) -> p
                          for i, actual in enumerate(classes) for j, predicted in enumerate(classes)])
 
 
+def fit_points(y_true: np.ndarray, predicted: np.ndarray) -> pd.DataFrame:
+    """A regression's test rows for its two plots: actual, predicted and residual (actual - predicted).
+
+    At most CURVE_POINTS rows, spaced evenly in the test set's id order (thin),
+    so the page stays small and the same rows are kept on every machine.
+    """
+    y_true, predicted = np.asarray(y_true, dtype=np.float64), np.asarray(predicted, dtype=np.float64)
+    keep = thin(len(y_true))
+    return pd.DataFrame({"actual": np.round(y_true[keep], CURVE_DIGITS),
+                         "predicted": np.round(predicted[keep], CURVE_DIGITS),
+                         "residual": np.round(y_true[keep] - predicted[keep], CURVE_DIGITS)})
+
+
 def importances(model, X: pd.DataFrame, y: pd.Series, classes: list, rows: int, repeats: int,
-                seed: int) -> tuple[pd.DataFrame, str]:
-    """Permutation importance (ROC AUC drop) of each input feature on a seeded sample."""
-    scoring, title = ("roc_auc", "ROC AUC") if is_binary(classes) else ("roc_auc_ovr", "one-vs-rest ROC AUC")
+                seed: int, task: str | None = None) -> tuple[pd.DataFrame, str]:
+    """Permutation importance (ROC AUC drop; a regression's RMSE rise) of each input feature on a seeded sample."""
+    if task == REGRESSION:
+        scoring, title = "neg_root_mean_squared_error", "RMSE"
+    else:
+        scoring, title = ("roc_auc", "ROC AUC") if is_binary(classes) else ("roc_auc_ovr", "one-vs-rest ROC AUC")
     sample = X.sample(n=min(rows, len(X)), random_state=seed).sort_index()
     result = permutation_importance(
         model, sample, y.loc[sample.index], scoring=scoring, n_repeats=repeats, random_state=seed, n_jobs=1
@@ -205,13 +227,20 @@ def staged(directory: Path) -> Iterator[Path]:
         shutil.rmtree(temporary, ignore_errors=True)
 
 
+# The files under eval/plots/custom/ that each task writes (dvc.yaml declares them all; a test checks).
+PLOTS = {
+    CLASSIFICATION: ("roc", "precision_recall", "calibration", "confusion_matrix", "importance", "scores"),
+    REGRESSION: ("predicted_actual", "residuals", "importance"),
+}
+
+
 def log_metrics(live: Live, y: np.ndarray, probabilities: np.ndarray, classes: list, threshold: float,
-                X: pd.DataFrame, categories: dict) -> None:
+                X: pd.DataFrame, categories: dict, task: str | None = None) -> None:
     """Everything eval/metrics.json holds, logged in its order (notebooks/explore.py logs the same)."""
-    for name, value in scores(y, probabilities, classes, threshold).items():
+    for name, value in scores(y, probabilities, classes, threshold, task).items():
         live.log_metric(name, value, plot=False)
     live.log_metric("rows/test", int(len(y)), plot=False)
-    if is_binary(classes):
+    if is_binary(classes):  # (a regression has no classes, and no per-class counts)
         live.log_metric("rows/positive", int((y == classes[1]).sum()), plot=False)
     else:
         for label in classes:
@@ -245,37 +274,57 @@ def log_plots(live: Live, y: np.ndarray, probabilities: np.ndarray, labels: np.n
                   x_label="Predicted probability", y_label="Share of the class's rows")
 
 
+def log_regression_plots(live: Live, y: np.ndarray, predicted: np.ndarray, importance: pd.DataFrame,
+                         importance_title: str) -> None:
+    """A regression's files under eval/plots/custom/, as dvc.yaml declares them (the classes' plots are absent)."""
+    points = fit_points(y, predicted)
+    live.log_plot("predicted_actual", points[["actual", "predicted"]], x="actual", y="predicted",
+                  template="predicted_actual", title="Predicted against actual", x_label="Actual",
+                  y_label="Predicted")
+    live.log_plot("residuals", points[["predicted", "residual"]], x="predicted", y="residual",
+                  template="residuals", title="Residuals against predicted", x_label="Predicted",
+                  y_label="Residual (actual - predicted)")
+    live.log_plot("importance", importance, x="importance", y="feature", template="importance",
+                  title=f"Permutation importance ({importance_title} rise)")
+
+
 def main() -> None:
     params = load_params()
     adapter, _ = load_adapter(params)
     check_recorded(params, adapter)
-    classes = params.classes
+    classes, task = params.classes, adapter.task
     started = time.perf_counter()
     # Unpickled only once dvc.lock vouches for the model and manifest: DVC
     # records the train stage's outputs before evaluate runs, so a model
     # swapped in (with a manifest edited to match) is refused, not executed.
     model, manifest = artifact.load_model(config.MODEL, config.MANIFEST, lock_path=config.DVC_LOCK)
-    if list(model.classes_) != classes:
+    if task != REGRESSION and list(model.classes_) != classes:
         raise ValueError(f"the model's classes {list(model.classes_)} are not params.yaml's {classes}: "
                          "run `dvc repro train`")
     test = files.read_frame(config.TEST_FEATURES)
     if test.empty:
         raise ValueError(f"{config.TEST_FEATURES} has no rows")
+    if task == REGRESSION:
+        check_target_values(test[adapter.target], "test")
     X, y = test[manifest["features"]], test[adapter.target].to_numpy()
     threshold = params.evaluate.threshold
     # The limits train used: predictions do not depend on the machine's thread count.
     with threadpool_limits(limits=thread_limits(config.threads())):
-        probabilities = model.predict_proba(X)
+        outputs = model_outputs(model, X, task)  # class probabilities, or a regression's values
         importance, title = importances(model, X, test[adapter.target], classes, params.evaluate.importance_rows,
-                                          params.evaluate.importance_repeats, params.seed)
-    predictions = predictions_frame(adapter.id, test[adapter.id], probabilities, classes, threshold)
+                                          params.evaluate.importance_repeats, params.seed, task)
+    predictions = predictions_frame(adapter.id, test[adapter.id], outputs, classes, threshold, task)
     files.write_frame(config.PREDICTIONS, predictions, predictions_schema(adapter.id, classes, adapter.target_type))
 
     with staged(config.EVAL_DIR) as live_dir, \
             Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None) as live:
-        log_metrics(live, y, probabilities, classes, threshold, X, params.categories)
-        log_plots(live, y, probabilities, predictions["label"].to_numpy(), classes, importance, title)
-    print(f"evaluate: {len(test)} test rows, {len(classes)} classes ({time.perf_counter() - started:.1f} s)")
+        log_metrics(live, y, outputs, classes, threshold, X, params.categories, task)
+        if task == REGRESSION:
+            log_regression_plots(live, y, predictions[PREDICTION].to_numpy(), importance, title)
+        else:
+            log_plots(live, y, outputs, predictions["label"].to_numpy(), classes, importance, title)
+    target = "a regression" if task == REGRESSION else f"{len(classes)} classes"
+    print(f"evaluate: {len(test)} test rows, {target} ({time.perf_counter() - started:.1f} s)")
 
 
 if __name__ == "__main__":

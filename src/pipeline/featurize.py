@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from src.pipeline import config, files
-from src.pipeline.adapter import Adapter
+from src.pipeline.adapter import REGRESSION, Adapter
 from src.pipeline.dataset import load_adapter
 from src.pipeline.ids import splitmix64
 from src.pipeline.params import ParamsError, load_params
@@ -44,11 +44,14 @@ def is_test(ids: pd.Series, test_percent: int, seed: int) -> np.ndarray:
 class Tally:
     """The stage's summary, counted chunk by chunk: totals, so any chunking gives the same numbers."""
 
-    def __init__(self) -> None:
+    def __init__(self, task: str | None = None) -> None:
         self.snapshot_rows = self.model_rows = self.train_rows = self.test_rows = 0
         self.excluded: dict[str, int] = {}
         self.train_labels: Counter = Counter()
         self.integer_target = True
+        # A regression's training target: its range (the same for any chunking), not one count per value.
+        self.task = task
+        self.train_range: tuple[float, float] | None = None
 
     def add(self, snapshot_rows: int, rows: pd.DataFrame, train: pd.DataFrame, test: pd.DataFrame,
             excluded: dict[str, int], target: str) -> None:
@@ -58,7 +61,14 @@ class Tally:
         self.test_rows += len(test)
         for key, count in excluded.items():
             self.excluded[key] = self.excluded.get(key, 0) + count
-        self.train_labels.update(label_counts(train[target]))
+        if self.task == REGRESSION:
+            values = train[target].dropna()
+            if len(values):
+                low, high = float(values.min()), float(values.max())
+                self.train_range = (low, high) if self.train_range is None else \
+                    (min(self.train_range[0], low), max(self.train_range[1], high))
+        else:
+            self.train_labels.update(label_counts(train[target]))
         if len(rows):
             self.integer_target = self.integer_target and pd.api.types.is_integer_dtype(rows[target].dtype)
 
@@ -75,7 +85,8 @@ class Tally:
             "model_rows": self.model_rows,
             "train_rows": self.train_rows,
             "test_rows": self.test_rows,
-            **summarize_target(self.train_labels, self.integer_target),
+            **(({"train_target_range": list(self.train_range) if self.train_range else None})
+               if self.task == REGRESSION else summarize_target(self.train_labels, self.integer_target)),
             **self.excluded,
         }
 
@@ -115,7 +126,7 @@ def split_chunks(chunks: Iterable[pd.DataFrame], adapter: Adapter, adapter_param
 
 def featurize(snapshot: pd.DataFrame, adapter: Adapter, adapter_params, test_percent: int, seed: int):
     """Return (train, test, summary) for a whole snapshot frame: the stage's steps on one chunk."""
-    tally = Tally()
+    tally = Tally(adapter.task)
     [(train, test)] = list(split_chunks([snapshot], adapter, adapter_params, test_percent, seed, tally))
     return train, test, tally.summary()
 
@@ -129,7 +140,7 @@ def featurize_file(snapshot: Path, train_path: Path, test_path: Path, adapter: A
     snapshot, found only at the end) leaves neither file behind.
     """
     schema = adapter.features_schema
-    tally = Tally()
+    tally = Tally(adapter.task)
     chunks = files.read_frames(snapshot, chunk_rows)
     with (files.parquet_stream(train_path, schema, row_group_rows) as train_out,
           files.parquet_stream(test_path, schema, row_group_rows) as test_out):
@@ -154,8 +165,11 @@ def summarize_target(counts: Counter, integer: bool) -> dict:
     return {"train_class_rows": {str(label): int(counts[label]) for label in sorted(counts)}}
 
 
-def target_summary(target: pd.Series) -> dict:
-    """summarize_target for one whole target column."""
+def target_summary(target: pd.Series, task: str | None = None) -> dict:
+    """summarize_target for one whole target column (a regression's: its range)."""
+    if task == REGRESSION:
+        values = target.dropna()
+        return {"train_target_range": [float(values.min()), float(values.max())] if len(values) else None}
     return summarize_target(label_counts(target), pd.api.types.is_integer_dtype(target.dtype))
 
 

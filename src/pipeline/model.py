@@ -17,16 +17,23 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier, StackingClassifier
+from sklearn.ensemble import (
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+    StackingClassifier,
+    StackingRegressor,
+)
 from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold
-from sklearn.neural_network import MLPClassifier
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, OrdinalEncoder
 
-from src.pipeline.adapter import UNKNOWN
-from src.pipeline.params import Train
+from src.pipeline.adapter import CLASSIFICATION, REGRESSION, UNKNOWN
+from src.pipeline.params import ParamsError, Train
 from src.pipeline.selection import SelectFeatures
 
 # HistGradientBoosting's native categorical support takes at most this many
@@ -106,9 +113,12 @@ def _preprocess(model: str, train: Train, categories: dict[str, list[str]], nume
 
 
 def _estimator(model: str, train: Train, seed: int, threads: int = 1,
-               categorical_mask: list[bool] | None = None) -> BaseEstimator:
+               categorical_mask: list[bool] | None = None, task: str = CLASSIFICATION) -> BaseEstimator:
     # Each params section's keys are the estimator's own argument names, so
-    # every hyperparameter in params.yaml reaches the estimator unrenamed.
+    # every hyperparameter in params.yaml reaches the estimator unrenamed
+    # (but the linear family's for a regression: see below).
+    if task == REGRESSION:
+        return _regressor(model, train, seed, threads, categorical_mask)
     if model == "hist_gradient_boosting":
         return HistGradientBoostingClassifier(
             **train.hist_gradient_boosting.model_dump(),
@@ -134,20 +144,56 @@ def _estimator(model: str, train: Train, seed: int, threads: int = 1,
     raise ValueError(f"unknown model {model!r}")
 
 
+def ridge_alpha(C: float) -> float:
+    """Ridge's penalty for the linear family's `C`: alpha = 1 / (2C), as scikit-learn's Ridge documents."""
+    return 1.0 / (2.0 * C)
+
+
+def _regressor(model: str, train: Train, seed: int, threads: int, categorical_mask: list[bool] | None) -> BaseEstimator:
+    """The regressor of each model family: the same hyperparameters, seed and thread policy as its classifier.
+
+    The linear family keeps its params name, `logistic_regression`, for a
+    regression too, and becomes a ridge regression (least squares with an L2
+    penalty): the same penalty, with `C` read as alpha = 1 / (2C), solved
+    directly (its `max_iter` bounds only the iterative solvers, which are not
+    used). docs/adapt.md says so.
+    """
+    if model == "hist_gradient_boosting":
+        return HistGradientBoostingRegressor(
+            **train.hist_gradient_boosting.model_dump(),
+            categorical_features=categorical_mask,
+            early_stopping=False,  # its validation split would be one more random step
+            random_state=seed,
+        )
+    if model == "logistic_regression":
+        # A direct solve: no random step (Ridge's random_state serves only sag/saga).
+        return Ridge(alpha=ridge_alpha(train.logistic_regression.C), solver="cholesky")
+    if model == "random_forest":
+        # As the classifier: seeded trees, n_jobs reset to 1 before pickling (normalise_threads).
+        return RandomForestRegressor(**train.random_forest.model_dump(), n_jobs=threads, random_state=seed)
+    if model == "mlp":
+        # As the classifier: one integer random_state for all three random steps, BLAS on one thread.
+        return MLPRegressor(**train.mlp.model_dump(), solver="adam", shuffle=True, random_state=seed)
+    raise ValueError(f"unknown model {model!r}")
+
+
 def _single(model: str, train: Train, categories: dict[str, list[str]], numeric: list[str],
-            seed: int, threads: int) -> list[tuple[str, Any]]:
+            seed: int, threads: int, task: str = CLASSIFICATION) -> list[tuple[str, Any]]:
     # The ColumnTransformer puts the categorical columns first.
     mask = [True] * len(categories) + [False] * len(numeric)
     return [("preprocess", _preprocess(model, train, categories, numeric)),
-            ("estimator", _estimator(model, train, seed, threads, mask))]
+            ("estimator", _estimator(model, train, seed, threads, mask, task))]
 
 
 def build_pipeline(train: Train, categories: dict[str, list[str]], numeric: list[str] | tuple[str, ...],
-                   seed: int, threads: int = 1) -> Pipeline:
+                   seed: int, threads: int = 1, task: str = CLASSIFICATION) -> Pipeline:
     """The unfitted pipeline that `train.model` selects: categorical columns are `categories`' keys.
 
     `threads` is for the random forest's n_jobs; fit under thread_limits(threads).
+    `task` is the adapter's (Adapter.task): classifiers, or the families' regressors.
     """
+    if task not in (CLASSIFICATION, REGRESSION):
+        raise ValueError(f"unknown task {task!r}: {CLASSIFICATION!r} or {REGRESSION!r}")
     numeric = list(numeric)
     empty = [name for name, values in categories.items() if not values]
     if empty:
@@ -157,12 +203,26 @@ def build_pipeline(train: Train, categories: dict[str, list[str]], numeric: list
     if "hist_gradient_boosting" in used and too_many:
         raise ValueError(f"hist_gradient_boosting takes at most {HGB_MAX_CATEGORIES} categories: {too_many}")
     if train.feature_selection.method != "none":
+        if task == REGRESSION:  # its ranking scores ROC AUC
+            raise ParamsError(f"train.feature_selection.method is {train.feature_selection.method!r}, but "
+                              "feature selection ranks features for a classification only, and this adapter's "
+                              "target is a regression: set it to none")
         # The whole pipeline below, rebuilt for the features it keeps (src/pipeline/selection.py).
         train.feature_selection.count(len(categories) + len(numeric))  # a bad keep stops here, not after a fit
         return SelectFeatures(train.model_dump(), categories, numeric, seed, threads)
     steps: list[tuple[str, Any]] = [("bucket", UnknownBucket(categories))]
     if train.model != "stacking":
-        return Pipeline(steps + _single(train.model, train, categories, numeric, seed, threads))
+        return Pipeline(steps + _single(train.model, train, categories, numeric, seed, threads, task))
+    if task == REGRESSION:
+        return Pipeline(steps + [("estimator", StackingRegressor(
+            # One job, one fold at a time, and integer-seeded shuffled folds, as the classifier below.
+            estimators=[(name, Pipeline(_single(name, train, categories, numeric, seed, threads=1, task=task)))
+                        for name in train.stacking.estimators],
+            # The linear family's regressor: a ridge on the base estimators' out-of-fold predictions.
+            final_estimator=_estimator(train.stacking.final_estimator, train, seed, task=task),
+            cv=KFold(n_splits=train.stacking.cv_folds, shuffle=True, random_state=seed),
+            n_jobs=1,
+        ))])
     stacking = StackingClassifier(
         # One job for the base estimators' joblib: stacking calls their
         # predict_proba inside fit (the out-of-fold probabilities), and a
@@ -211,9 +271,10 @@ def normalise_threads(model: BaseEstimator) -> BaseEstimator:
     thread-finishing order (15 calls gave 15 different byte-hashes).
     """
     for estimator in _estimators(model, set()):
-        if isinstance(estimator, HistGradientBoostingClassifier) and hasattr(estimator, "_bin_mapper"):
+        if isinstance(estimator, HistGradientBoostingClassifier | HistGradientBoostingRegressor) \
+                and hasattr(estimator, "_bin_mapper"):
             estimator._bin_mapper.n_threads = None
-        if isinstance(estimator, RandomForestClassifier):
+        if isinstance(estimator, RandomForestClassifier | RandomForestRegressor):
             estimator.n_jobs = 1
         if isinstance(estimator, SelectFeatures):
             estimator.threads = 1
@@ -244,7 +305,7 @@ def fitted_state(estimator: BaseEstimator, prefix: str = "") -> dict[str, Any]:
                             column: [float(low), float(high)]
                             for column, low, high in zip(columns, step.data_min_, step.data_max_, strict=False)
                         }
-    elif isinstance(estimator, StackingClassifier):
+    elif isinstance(estimator, StackingClassifier | StackingRegressor):
         for name, base in estimator.named_estimators_.items():
             state.update(fitted_state(base, f"{prefix}{name}/"))
         final = estimator.final_estimator_

@@ -9,7 +9,11 @@ from __future__ import annotations
 import numpy as np
 from sklearn import metrics
 
+from src.pipeline.adapter import REGRESSION
 from src.pipeline.predictions import is_binary
+
+# A regression's metrics, in eval/metrics.json's order; rmse ranks (`make exps`, lower is better).
+REGRESSION_METRICS = ("rmse", "mae", "r2", "median_absolute_error")
 
 
 def _rounded(values: dict) -> dict[str, float]:
@@ -17,8 +21,25 @@ def _rounded(values: dict) -> dict[str, float]:
     return {name: round(float(value), 12) for name, value in values.items()}
 
 
-def scores(y_true: np.ndarray, probabilities: np.ndarray, classes: list, threshold: float) -> dict[str, float]:
-    """The metrics. `probabilities` has one column per class, in the recorded order."""
+def regression_scores(y_true: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """RMSE, MAE, R² and the median absolute error of predicted values."""
+    y_true, predicted = np.asarray(y_true, dtype=np.float64), np.asarray(predicted, dtype=np.float64)
+    return _rounded(dict(zip(REGRESSION_METRICS, (
+        metrics.root_mean_squared_error(y_true, predicted),
+        metrics.mean_absolute_error(y_true, predicted),
+        metrics.r2_score(y_true, predicted),
+        metrics.median_absolute_error(y_true, predicted),
+    ), strict=True)))
+
+
+def scores(y_true: np.ndarray, probabilities: np.ndarray, classes: list, threshold: float,
+           task: str | None = None) -> dict[str, float]:
+    """The metrics. `probabilities` has one column per class, in the recorded order.
+
+    For a regression (`task`), the predicted values instead (model_outputs).
+    """
+    if task == REGRESSION:
+        return regression_scores(y_true, probabilities)
     if is_binary(classes):
         positive = (np.asarray(y_true) == classes[1]).astype(int)
         probability = probabilities[:, 1]

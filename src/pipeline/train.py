@@ -10,7 +10,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from src.pipeline import artifact, config, crossval, files, selection
-from src.pipeline.adapter import UNKNOWN, Adapter
+from src.pipeline.adapter import REGRESSION, UNKNOWN, Adapter
 from src.pipeline.dataset import check_classes, check_recorded, load_adapter
 from src.pipeline.model import (
     build_pipeline,
@@ -100,10 +100,10 @@ def build_manifest(params: Params, adapter: Adapter, model, model_sha256: str, t
     }
 
 
-def validate(model, X: pd.DataFrame, y: pd.Series, params: Params, threads: int) -> dict:
+def validate(model, X: pd.DataFrame, y: pd.Series, params: Params, threads: int, task: str | None = None) -> dict:
     """The validation estimate of unfitted `model` (separate clones) on the training rows only."""
     per_fold = crossval.cross_validate(model, X, y, params.classes, params.train.cv_folds, params.seed,
-                                       params.evaluate.threshold, threads)
+                                       params.evaluate.threshold, threads, task)
     return crossval.summarise(per_fold, len(X))
 
 
@@ -116,15 +116,15 @@ def main() -> None:
     if frame.empty:
         raise ValueError(f"{config.TRAIN_FEATURES} has no rows")
     X, y = frame[list(adapter.features)], frame[adapter.target]
-    check_classes(y, params.classes)
+    check_classes(y, params.classes, adapter.task)
     check_numeric(X, adapter.numeric)
     warning = unknown_warning(X, params.categories)
     if warning:
         print(warning, file=sys.stderr)
     threads = config.threads()
-    model = build_pipeline(params.train, params.categories, adapter.numeric, params.seed, threads)
+    model = build_pipeline(params.train, params.categories, adapter.numeric, params.seed, threads, adapter.task)
     # Before the fit below: clones of the unfitted pipeline, and a bad cv_folds stops here.
-    validation = validate(model, X, y, params, threads)
+    validation = validate(model, X, y, params, threads, adapter.task)
     validated = time.perf_counter()
     # The machine's threads where the result does not depend on them, one where
     # it does (thread_limits); the counts the fit leaves in the model are reset,
@@ -138,7 +138,8 @@ def main() -> None:
     )
     files.write_json(config.MANIFEST, manifest)
     files.write_json(config.VALIDATION_METRICS, validation)
-    print(f"train: {params.train.model} on {len(frame)} rows, {len(params.classes)} classes, "
+    target = "a regression" if adapter.task == REGRESSION else f"{len(params.classes)} classes"
+    print(f"train: {params.train.model} on {len(frame)} rows, {target}, "
           f"{threads} thread{'s' * (threads != 1)} ({params.train.cv_folds}-fold validation "
           f"{validated - started:.1f} s, fit {time.perf_counter() - validated:.1f} s)")
 

@@ -42,10 +42,11 @@ import pyarrow as pa
 from threadpoolctl import ThreadpoolController
 
 from src.pipeline import artifact, config, files, lockfile
+from src.pipeline.adapter import task_of
 from src.pipeline.artifact import VersionMismatchError
 from src.pipeline.model import thread_limits
 from src.pipeline.params import ParamsError, load_params
-from src.pipeline.predictions import predictions_frame, predictions_schema
+from src.pipeline.predictions import model_outputs, predictions_frame, predictions_schema
 from src.serving.contract import CSV_LINES, ROWS, Contract, ContractError, Numbering, RawContract
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ class Prediction:
     predictions: pd.DataFrame  # [id (when the input had it)], label and probabilities (src/pipeline/predictions.py)
     unknown_categories: dict[str, dict[str, int]]  # per column: {"unknown": n, "missing": n}
     ignored_columns: list[str]
-    probabilities: np.ndarray  # rows x classes, in the manifest's class order
+    probabilities: np.ndarray  # rows x classes, in the manifest's class order; a regression's values (rows)
 
 
 class Deployed:
@@ -76,6 +77,8 @@ class Deployed:
         self.threshold = threshold
         self.threads = threads
         self.classes = list(manifest["classes"])
+        # The task of the target the model was trained on: the pipeline's one rule (adapter.task_of).
+        self.task = task_of(pa.type_for_alias(manifest["target_type"]))
         self.schema = predictions_schema(self.contract.id, self.classes, pa.type_for_alias(manifest["target_type"]))
         # Created after unpickling, so it sees the BLAS/OpenMP libraries the
         # model loaded; limits them per call as the evaluate stage does
@@ -104,9 +107,9 @@ class Deployed:
     def predict(self, frame: pd.DataFrame, numbering: Numbering = ROWS) -> Prediction:
         checked = self.contract.check(frame, numbering)
         with self._lock, self._threadpools.limit(limits=thread_limits(self.threads)):
-            probabilities = self.model.predict_proba(checked.features)
+            probabilities = model_outputs(self.model, checked.features, self.task)
         ids = checked.ids if checked.ids is not None else np.zeros(len(probabilities), dtype=np.int64)
-        predictions = predictions_frame(self.contract.id, ids, probabilities, self.classes, self.threshold)
+        predictions = predictions_frame(self.contract.id, ids, probabilities, self.classes, self.threshold, self.task)
         if checked.ids is None:
             predictions = predictions.drop(columns=self.contract.id)
         return Prediction(predictions, checked.unknown_categories, checked.ignored_columns, probabilities)

@@ -1,6 +1,7 @@
 """HTTP service for the deployed model (FastAPI on uvicorn): `make serve`.
 
     POST /predict   {"rows": [{feature: value, ...}, ...]}  -> labels and class probabilities
+                    (a regression model: each row's predicted value, `prediction`)
     POST /predict/raw  {"rows": [{snapshot column: value, ...}, ...]}: entities as
                     gathered; the adapter's own row-local derivation (the code
                     featurize runs) makes their features, then as /predict
@@ -45,7 +46,9 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import Field, create_model
 
 from src.pipeline import artifact
+from src.pipeline.adapter import REGRESSION
 from src.pipeline.params import ParamsError
+from src.pipeline.predictions import PREDICTION
 from src.serving.contract import ContractError
 from src.serving.predict import Deployed, VersionMismatchError, load_model, override_hint
 
@@ -91,18 +94,24 @@ def create_app(deployed: Deployed, max_rows: int = MAX_ROWS, max_bytes: int = MA
 
     PredictRequest = request_model("PredictRequest", contract.row_model())
     classes = deployed.classes
+    regression = deployed.task == REGRESSION
     binary = len(classes) == 2
-    Label = str if isinstance(classes[0], str) else int
-    label_text = (f"{classes[1]!r} when probability >= {deployed.threshold}, else {classes[0]!r}" if binary
-                  else f"the most probable of {classes}")
-    RowPrediction = create_model(
-        "RowPrediction",
-        **{contract.id: (int | None, Field(default=None, description="The row's id, when the request gave one."))},
-        label=(Label, Field(description=label_text)),
-        probabilities=(dict[str, float], Field(description="Each class's probability, keyed by the class.")),
-        **({"probability": (float, Field(description=f"Probability of the class {classes[1]!r}."))}
-           if binary else {}),
-    )
+    row_id = {contract.id: (int | None, Field(default=None, description="The row's id, when the request gave one."))}
+    if regression:
+        RowPrediction = create_model(
+            "RowPrediction", **row_id,
+            prediction=(float, Field(description=f"The predicted {deployed.manifest.get('target')!r}.")))
+    else:
+        Label = str if isinstance(classes[0], str) else int
+        label_text = (f"{classes[1]!r} when probability >= {deployed.threshold}, else {classes[0]!r}" if binary
+                      else f"the most probable of {classes}")
+        RowPrediction = create_model(
+            "RowPrediction", **row_id,
+            label=(Label, Field(description=label_text)),
+            probabilities=(dict[str, float], Field(description="Each class's probability, keyed by the class.")),
+            **({"probability": (float, Field(description=f"Probability of the class {classes[1]!r}."))}
+               if binary else {}),
+        )
     PredictResponse = create_model(
         "PredictResponse",
         predictions=(list[RowPrediction], ...),
@@ -176,6 +185,14 @@ def create_app(deployed: Deployed, max_rows: int = MAX_ROWS, max_bytes: int = MA
     }
 
     def answer(rows: list, predict: Callable[[pd.DataFrame], Any], columns: tuple[str, ...]) -> dict[str, Any]:
+        def respond(predictions: list[dict[str, Any]]) -> dict[str, Any]:
+            return {
+                "predictions": predictions,
+                "unknown_categories": result.unknown_categories,
+                "ignored_columns": sorted({key for row in rows for key in (row.model_extra or {})}),
+                "model_sha256": identity["model_sha256"],
+            }
+
         if len(rows) > max_rows:
             raise HTTPException(413, f"{len(rows)} rows exceed the limit of {max_rows} rows per request")
         frame = pd.DataFrame({name: [getattr(row, name) for row in rows] for name in columns})
@@ -185,6 +202,9 @@ def create_app(deployed: Deployed, max_rows: int = MAX_ROWS, max_bytes: int = MA
             raise HTTPException(422, [problem(["body", "rows"], str(error), "contract")]) from None
         ids = [getattr(row, contract.id) for row in rows]
         table = result.predictions
+        if regression:
+            return respond([{contract.id: row_id, PREDICTION: value}
+                            for row_id, value in zip(ids, table[PREDICTION].tolist(), strict=True)])
         probabilities = [dict(zip(map(str, classes), row, strict=True)) for row in result.probabilities.tolist()]
         predictions = []
         for row_id, label, row_probabilities in zip(ids, table["label"].tolist(), probabilities, strict=True):
@@ -192,12 +212,7 @@ def create_app(deployed: Deployed, max_rows: int = MAX_ROWS, max_bytes: int = MA
             if binary:
                 prediction["probability"] = row_probabilities[str(classes[1])]
             predictions.append(prediction)
-        return {
-            "predictions": predictions,
-            "unknown_categories": result.unknown_categories,
-            "ignored_columns": sorted({key for row in rows for key in (row.model_extra or {})}),
-            "model_sha256": identity["model_sha256"],
-        }
+        return respond(predictions)
 
     @app.post("/predict", response_model=PredictResponse, dependencies=[Depends(require_json)],
               responses=responses, summary="Predict engineered rows (the model's features)")

@@ -4,7 +4,7 @@ Brings the training features up to date first (`dvc repro featurize`: gather
 and featurize need no recorded lists, so a fresh port never deadlocks), then
 writes the sorted distinct values of every categorical feature into
 params.yaml's `categories:` section, and the sorted target labels into
-`classes:`, keeping the file's comments and layout (ruamel.yaml round-trip).
+`classes:` (none for a regression: a float target), keeping the file's comments and layout (ruamel.yaml round-trip).
 Run it deliberately, review the diff and commit it: encoding then uses exactly
 these lists, any other value goes to the explicit unknown bucket, and a label
 outside `classes` stops training.
@@ -20,7 +20,7 @@ import pandas as pd
 from ruamel.yaml.comments import CommentedSeq
 
 from src.pipeline import config, files
-from src.pipeline.adapter import Adapter
+from src.pipeline.adapter import REGRESSION, Adapter
 from src.pipeline.dataset import load_adapter
 from src.pipeline.params import ParamsError, load_params, update_params
 
@@ -33,10 +33,12 @@ def distinct_categories(frame: pd.DataFrame, categorical: tuple[str, ...] | list
     return {column: sorted(str(value) for value in frame[column].dropna().unique()) for column in categorical}
 
 
-def distinct_classes(frame: pd.DataFrame, target: str) -> list:
-    """Sorted distinct target labels, as plain ints or strings."""
+def distinct_classes(frame: pd.DataFrame, target: str, task: str | None = None) -> list:
+    """Sorted distinct target labels, as plain ints or strings; none for a regression (`task`)."""
     if target not in frame.columns:
         raise ValueError(f"training features lack the target column {target!r}")
+    if task == REGRESSION:
+        return []
     values = frame[target].dropna().unique().tolist()
     if pd.api.types.is_integer_dtype(frame[target].dtype):
         return sorted(int(value) for value in values)
@@ -84,11 +86,11 @@ def main(argv: list[str] | None = None) -> None:
         refresh_features()
     frame = files.read_frame(config.TRAIN_FEATURES, columns=[*adapter.categorical, adapter.target])
     categories = distinct_categories(frame, adapter.categorical)
-    classes = distinct_classes(frame, adapter.target)
+    classes = distinct_classes(frame, adapter.target, adapter.task)
     changed = record(config.PARAMS_FILE, categories, classes)
     sizes = ", ".join(f"{key}: {len(values)}" for key, values in categories.items())
     print(f"categories: {'recorded' if changed else 'unchanged'} in params.yaml ({sizes}; "
-          f"classes: {len(classes)})")
+          + (f"classes: {len(classes)})" if adapter.task != REGRESSION else "no classes: a regression)"))
 
 
 if __name__ == "__main__":

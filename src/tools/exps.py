@@ -47,13 +47,15 @@ from src.pipeline.params import Params
 from src.tools.headline import scores
 
 # Headline metrics in order of preference, as evaluate writes them (binary:
-# roc_auc ... f1; more classes: roc_auc_ovr ... accuracy). The first
+# roc_auc ... f1; more classes: roc_auc_ovr ... accuracy; a regression: rmse,
+# mae, r2, median_absolute_error, ranked by rmse ascending). The first
 # MAX_METRICS that eval/metrics.json holds are shown; with none of these names
 # there (a changed evaluate), its first top-level numbers. Four fit in 120
 # columns beside the experiment's name and one swept hyperparameter
 # (`train.hist_gradient_boosting.max_iter` alone takes 40). For a binary target
 # f1 goes before accuracy: with few positives, accuracy rewards predicting none.
-PREFERRED = ("roc_auc", "roc_auc_ovr", "average_precision", "log_loss", "f1", "f1_macro", "accuracy")
+PREFERRED = ("roc_auc", "roc_auc_ovr", "average_precision", "log_loss", "f1", "f1_macro", "accuracy",
+             "rmse", "mae", "r2", "median_absolute_error")
 MAX_METRICS = 4
 # Beside the validation mean and spread, two test metrics: the table stays near
 # 120 columns with one long swept key (about 126 with

@@ -18,10 +18,10 @@ def _penguins_csv() -> Path:
     return Path(palmerpenguins.__file__).parent / "data" / "penguins.csv"
 
 
-def _port_params(text: str) -> str:
+def _port_params(text: str, adapter: str = "penguins") -> str:
     """Checklist steps 2 and 4 on params.yaml's text: the adapter, empty recorded lists, as_of."""
     edits = [
-        (r"^dataset:\n(?:  .*\n)+", "dataset:\n  adapter: penguins\n"),  # penguins has no params of its own
+        (r"^dataset:\n(?:  .*\n)+", f"dataset:\n  adapter: {adapter}\n"),  # no params of its own
         (r"^classes:\n(?:- .*\n)+", "classes: []\n"),
         (r"^categories:\n(?:  .*\n)+", "categories: {}\n"),
         (r"^  as_of: .*$", f"  as_of: '{RECORDED_AT}'"),

@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 
 from src.pipeline import artifact
-from src.pipeline.adapter import Adapter
+from src.pipeline.adapter import REGRESSION, Adapter
 from src.pipeline.dataset import load_adapter
 from src.pipeline.model import build_pipeline, count_unknown, normalise_threads
 from src.pipeline.params import Params, load_params
@@ -30,8 +30,15 @@ LEVELS = ["a", "b", "c"]
 UNSEEN = "zz_unseen"
 
 
+def regression(adapter: Adapter = ADAPTER) -> Adapter:
+    """The adapter with a float target: the same features, a regression (Adapter.task)."""
+    return dataclasses.replace(adapter, target_type=pa.float64())
+
+
 def classes(count: int, adapter: Adapter = ADAPTER) -> list:
-    """`count` sorted labels of the adapter's target type: 0, 1, ... or text."""
+    """`count` sorted labels of the adapter's target type: 0, 1, ... or text; none for a regression."""
+    if adapter.task == REGRESSION:
+        return []
     if pa.types.is_string(adapter.target_type):
         return [f"class_{chr(ord('a') + index)}" for index in range(count)]
     return list(range(count))
@@ -76,6 +83,9 @@ def features(rows: int = 120, n_classes: int = 2, seed: int = 0, adapter: Adapte
         frame.loc[frame.index % 11 == 5, adapter.categorical[-1]] = None
     if adapter.numeric:
         frame.loc[frame.index % 7 == 3, adapter.numeric[-1]] = np.nan
+    if adapter.task == REGRESSION:  # the score itself is the number to predict
+        frame[adapter.target] = pd.Series(score * 10.0 + 50.0).astype(adapter.target_type.to_pandas_dtype())
+        return frame[adapter.features_schema.names]
     bins = pd.qcut(score, n_classes, labels=False) if rows else np.zeros(0, dtype=int)
     labels = np.asarray(classes(n_classes, adapter), dtype=object)[bins]
     frame[adapter.target] = pd.Series(labels).astype(adapter.target_type.to_pandas_dtype())
@@ -152,7 +162,7 @@ def fit(model: str = "hist_gradient_boosting", n_classes: int = 2, rows: int = 1
     """(fitted pipeline, params, training frame) on tiny rows, as the train stage fits; `params` overrides."""
     params = params or small_params(model, n_classes, adapter)
     frame = features(rows, n_classes, seed, adapter)
-    pipeline = build_pipeline(params.train, params.categories, adapter.numeric, params.seed)
+    pipeline = build_pipeline(params.train, params.categories, adapter.numeric, params.seed, task=adapter.task)
     pipeline.fit(frame[list(adapter.features)], frame[adapter.target])
     return pipeline, params, frame
 

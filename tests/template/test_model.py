@@ -312,12 +312,21 @@ def test_train_and_evaluate_stages_write_what_dvc_yaml_declares(n_classes, tmp_p
     scores = json.loads(config.METRICS.read_text())
     expected = {"roc_auc", "f1"} if n_classes == 2 else {"roc_auc_ovr", "f1_macro"}
     assert expected <= set(scores) and scores["rows"]["test"] == int(held_out.sum())
-    # every plot that dvc.yaml declares, with the fields it draws
-    declared = yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]
+    assert_declared_plots_written(ROOT, tmp_path, ADAPTER.task)
+
+
+def assert_declared_plots_written(root: Path, written_root: Path, task: str) -> None:
+    """Every plot that dvc.yaml declares for `task` is written with the fields it draws; the other task's are not."""
+    declared = yaml.safe_load((root / "dvc.yaml").read_text())["plots"]
+    files_declared = {Path(path).stem for plot in declared for spec in plot.values() for path in spec["y"]}
+    assert files_declared == set().union(*evaluate.PLOTS.values())
     for plot in declared:
         (title, spec), = plot.items()
         for path, fields in spec["y"].items():
-            written = tmp_path / path
+            written = written_root / path
+            if Path(path).stem not in evaluate.PLOTS[task]:
+                assert not written.exists(), f"{title}: {path} is not a {task}'s plot"
+                continue
             assert written.is_file(), f"{title}: {path} was not written"
             for field in [spec["x"], *([fields] if isinstance(fields, str) else fields)]:
                 assert f'"{field}"' in written.read_text(), f"{title}: {path} lacks {field!r}"

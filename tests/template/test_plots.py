@@ -25,12 +25,15 @@ from ruamel.yaml import YAML
 from sklearn import metrics
 
 from src.pipeline import config
+from src.pipeline.adapter import CLASSIFICATION, REGRESSION
 from src.pipeline.evaluate import (
     CALIBRATION_BINS,
     HISTOGRAM_BINS,
+    PLOTS,
     curve_inputs,
     curves,
     log_plots,
+    log_regression_plots,
     score_histogram,
     scores,
 )
@@ -155,7 +158,10 @@ def overlapping_labels(texts: list[tuple]) -> list[tuple[str, str]]:
 
 
 def plots_project(path: Path, classes: list) -> tuple[Path, np.ndarray, np.ndarray]:
-    """A DVC project with this repository's plots, templates and page, and a made-up model's plot files."""
+    """A DVC project with this repository's plots, templates and page, and a made-up model's plot files.
+
+    No classes: a made-up regression's (y, predicted values).
+    """
     path.mkdir()
     run(["dvc", "init", "--no-scm", "-q"], cwd=path)
     shutil.copytree(ROOT / ".dvc" / "plots", path / ".dvc" / "plots")
@@ -164,16 +170,50 @@ def plots_project(path: Path, classes: list) -> tuple[Path, np.ndarray, np.ndarr
     run(["dvc", "config", "plots.html_template", f"../vendor/{PLOTS_PAGE.name}"], cwd=path)
     declared = YAML(typ="safe").load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))
     YAML().dump({"plots": declared["plots"]}, path / "dvc.yaml")
-    y, probabilities = made_up(classes)
-    labels = np.asarray(classes)[np.argmax(probabilities, axis=1)]
     # The example's spread (0 to 0.0999): DVC's stock bar template put eleven labels,
     # 0.00 to 0.10, in its 300 pixels, and the first two ran together.
     importance = pd.DataFrame({"feature": [f"feature_{i}" for i in range(12)],
                                "importance": [0.0999, 0.056, 0.031, 0.028, 0.026, 0.019, 0.014, 0.006, 0.004,
                                               0.002, 0.001, 0.0]})
+    if not classes:
+        generator = np.random.default_rng(0)
+        y = generator.normal(4000.0, 800.0, 3000)
+        predicted = y + generator.normal(0.0, 300.0, 3000)
+        with Live(dir=str(path / "eval"), dvcyaml=False, save_dvc_exp=False, report=None) as live:
+            log_regression_plots(live, y, predicted, importance, "RMSE")
+        return path, y, predicted
+    y, probabilities = made_up(classes)
+    labels = np.asarray(classes)[np.argmax(probabilities, axis=1)]
     with Live(dir=str(path / "eval"), dvcyaml=False, save_dvc_exp=False, report=None) as live:
         log_plots(live, y, probabilities, labels, classes, importance, "ROC AUC")
     return path, y, probabilities
+
+
+def drawn_texts(project: Path, output: Path, task: str) -> tuple[dict[str, list[str]], dict[str, list], str]:
+    """`dvc plots show` of `project`, drawn as SVG in Chromium: per plot id, its texts (and their positions).
+
+    Every declared plot gets a chart; those of the other task have no file, and
+    DVC (exiting 0) leaves them empty. Those of `task` must each hold text.
+    """
+    plots = YAML(typ="safe").load((project / "dvc.yaml").read_text(encoding="utf-8"))["plots"]
+    ids = [Renderer.remove_special_chars(next(iter(plot))) for plot in plots]
+    shown = run(["dvc", "plots", "show", "-o", str(output / "plots")], cwd=project)
+    page = (output / "plots" / "index.html").read_text(encoding="utf-8")
+    # The same page drawn as SVG rather than canvas, so its text is in the DOM.
+    page, embeds = re.subn(r"vegaEmbed\('(#[^']+)', spec\);", r"vegaEmbed('\1', spec, {renderer: 'svg'});", page)
+    assert embeds == len(ids)
+    (output / "svg.html").write_text(page, encoding="utf-8")
+    dom = rendered_dom((output / "svg.html").as_uri(), output / "profile")
+    parser = ChartTexts(ids)
+    parser.feed(dom)
+    own = [name for name, plot in zip(ids, plots, strict=True)
+           if all(Path(file).stem in PLOTS[task] for spec in plot.values() for file in spec["y"])]
+    texts = {name: [text for text, *_ in parser.texts[name]] for name in own}
+    assert all(texts.values()), {name: len(found) for name, found in texts.items()}
+    assert set(ids) - set(own) == {name for name, found in parser.texts.items() if not found}
+    if set(ids) - set(own):
+        assert "failed to load some plots" in shown.stdout + shown.stderr
+    return texts, {name: parser.texts[name] for name in own}, dom
 
 
 @pytest.mark.slow  # half a minute each: dvc and Chromium subprocesses
@@ -181,20 +221,8 @@ def plots_project(path: Path, classes: list) -> tuple[Path, np.ndarray, np.ndarr
 def test_every_plot_draws_with_its_reference_lines_and_readable_labels(classes, tmp_path):
     chromium()
     project, y, probabilities = plots_project(tmp_path / "project", classes)
-    plots = YAML(typ="safe").load((project / "dvc.yaml").read_text(encoding="utf-8"))["plots"]
-    ids = [Renderer.remove_special_chars(next(iter(plot))) for plot in plots]
-    assert "Score-Histogram" in ids
-    run(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], cwd=project)
-    page = (tmp_path / "plots" / "index.html").read_text(encoding="utf-8")
-    # The same page drawn as SVG rather than canvas, so its text is in the DOM.
-    page, embeds = re.subn(r"vegaEmbed\('(#[^']+)', spec\);", r"vegaEmbed('\1', spec, {renderer: 'svg'});", page)
-    assert embeds == len(ids)
-    (tmp_path / "svg.html").write_text(page, encoding="utf-8")
-    dom = rendered_dom((tmp_path / "svg.html").as_uri(), tmp_path / "profile")
-    parser = ChartTexts(ids)
-    parser.feed(dom)
-    texts = {name: [text for text, *_ in found] for name, found in parser.texts.items()}
-    assert all(texts.values()), {name: len(found) for name, found in texts.items()}
+    texts, found_texts, dom = drawn_texts(project, tmp_path, CLASSIFICATION)
+    assert "Score-Histogram" in texts
 
     truth, score = curve_inputs(y, probabilities, classes)
     prefix = "" if len(classes) == 2 else "micro-average "
@@ -213,5 +241,18 @@ def test_every_plot_draws_with_its_reference_lines_and_readable_labels(classes, 
     assert "<input" not in dom
     for label in classes:
         assert str(label) in texts["Score-Histogram"]
-    for name, found in parser.texts.items():
+    for name, found in found_texts.items():
+        assert overlapping_labels(found) == [], name
+
+
+@pytest.mark.slow  # half a minute: dvc and Chromium subprocesses
+def test_a_regressions_plots_draw_with_their_reference_lines(tmp_path):
+    chromium()
+    project, _, _ = plots_project(tmp_path / "project", [])
+    texts, found_texts, _ = drawn_texts(project, tmp_path, REGRESSION)
+    assert set(texts) == {"Predicted-Actual", "Residuals", "Feature-Importance"}
+    assert "perfect prediction" in texts["Predicted-Actual"]
+    assert "no error" in texts["Residuals"]
+    assert {"Actual", "Predicted"} <= set(texts["Predicted-Actual"])
+    for name, found in found_texts.items():
         assert overlapping_labels(found) == [], name
