@@ -110,12 +110,19 @@ def test_the_dvc_process_is_the_parent_or_the_parent_of_the_shell_it_runs_the_co
     fake.chmod(0o755)
     parent = subprocess.Popen([str(fake)])
     try:
-        for _ in range(200):  # both children started: the shell and the direct sleep
+        def is_shell(pid: int) -> bool:
+            with contextlib.suppress(FileNotFoundError):
+                return "-c" in Path(f"/proc/{pid}/cmdline").read_text().split("\0")
+            return False
+
+        # Both children started: the shell and the direct sleep. The background job is first a fork of
+        # the script, which then execs `sh -c`: wait for the exec, not only for two children.
+        for _ in range(400):
             children = _children(parent.pid)
-            if len(children) == 2:
+            if len(children) == 2 and any(is_shell(child) for child in children):
                 break
             time.sleep(0.05)
-        shell = next(child for child in children if "-c" in Path(f"/proc/{child}/cmdline").read_text().split("\0"))
+        shell = next(child for child in children if is_shell(child))
         direct = next(child for child in children if child != shell)
         for _ in range(200):  # the shell's own child (sleep) started too: under load it comes later
             if _children(shell):
