@@ -24,6 +24,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -94,11 +95,11 @@ async def load(port: int, requests: list[bytes], expected: list[float], clients:
             "errors": len(errors), "error_examples": sorted(set(errors))[:5]}
 
 
-def wait_for(port: int, process: subprocess.Popen, timeout: float = 180) -> None:
+def wait_for(port: int, process: subprocess.Popen, log: Path, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"the service exited ({process.returncode}): {process.stdout.read()[-2000:]}")
+            raise RuntimeError(f"the service exited ({process.returncode}): {log.read_text()[-2000:]}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
                 sock.sendall(f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
@@ -157,10 +158,14 @@ def serve(duration: float = DURATION_S) -> dict:
     port = free_port()
     requests = [request_bytes(port, row) for row in records]
     env = {**os.environ, "PYTHONPATH": str(config.ROOT)}
+    # The service's log (an access line per request) goes to a file: a pipe nobody
+    # reads fills after some thousand requests, and the service then blocks on it.
+    log_file = tempfile.NamedTemporaryFile("w+", prefix="bench-serve-", suffix=".log", delete=False)  # noqa: SIM115
+    log = Path(log_file.name)
     process = subprocess.Popen([sys.executable, "-m", "src.serving.serve", "--host", "127.0.0.1", "--port", str(port)],
-                               cwd=config.ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                               cwd=config.ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT, text=True)
     try:
-        wait_for(port, process)
+        wait_for(port, process, log)
         single, single_errors = asyncio.run(sequential(port, requests, expected))
         levels = [asyncio.run(load(port, requests, expected, clients, duration)) for clients in CLIENTS]
     finally:
@@ -169,6 +174,8 @@ def serve(duration: float = DURATION_S) -> dict:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
+        log_file.close()
+        log.unlink()
     return {
         "reference": "deployed.model.predict_proba(one-row DataFrame), in process",
         "reference_p50_ms": float(np.percentile(reference, 50) * 1000),
