@@ -28,7 +28,6 @@ import pyarrow as pa
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr, create_model
 
 from src.pipeline.adapter import Domain, Inputs, load_inputs
-from src.pipeline.model import count_unknown
 
 # How many offending rows an error message names per column.
 _EXAMPLES = 3
@@ -81,12 +80,26 @@ CSV_LINES = Numbering("CSV line", 2)
 
 @dataclass(frozen=True)
 class Checked:
-    """Rows that passed: features in the recorded order, plus what was noticed."""
+    """Rows that passed: their feature columns, plus what was noticed.
 
-    features: pd.DataFrame
+    `features` (the frame scikit-learn is given, in the recorded order) is
+    built on first use: a small batch served by the compiled pipeline reads
+    `columns` alone, and building a frame costs more than predicting one row.
+    """
+
+    columns: dict[str, pd.Series | np.ndarray]  # numeric ones as float64 arrays
+    order: tuple[str, ...]
     ids: pd.Series | None
     ignored_columns: list[str]
     unknown_categories: dict[str, dict[str, int]]
+
+    @functools.cached_property
+    def features(self) -> pd.DataFrame:
+        return pd.DataFrame(self.columns, columns=list(self.order))
+
+    @property
+    def rows(self) -> int:
+        return len(next(iter(self.columns.values())))
 
 
 @dataclass(frozen=True)
@@ -145,18 +158,83 @@ class Contract:
         columns = {}
         for name in self.categorical:
             columns[name] = _categorical(frame[name], problems, numbering)
-        for name in self.numeric:
-            columns[name] = _numeric(frame[name], self.ranges.get(name, (None, None)), problems, numbering)
+        plain = self._plain_numeric(frame)
+        if plain is not None:
+            columns.update(plain)
+        else:
+            for name in self.numeric:
+                columns[name] = _numeric(frame[name], self.ranges.get(name, (None, None)), problems, numbering)
         ids = _ids(frame[self.id], problems, numbering) if self.id in frame.columns else None
         if problems:
             raise ContractError("input does not meet the model's contract:\n  " + "\n  ".join(problems))
-        features = pd.DataFrame(columns, columns=list(self.features))
         return Checked(
-            features=features,
+            columns=columns,
+            order=self.features,
             ids=ids,
             ignored_columns=[str(name) for name in frame.columns if name not in self.features and name != self.id],
-            unknown_categories=count_unknown(features, self.categories),
+            unknown_categories=self.unknown_counts(columns),
         )
+
+    def validated(self, rows: Sequence[BaseModel]) -> Checked:
+        """Checked, for rows that row_model() validated (the service's): the columns only.
+
+        Such rows already meet every rule check() applies, since the row model
+        is built from the same lists, bounds and types (text or null, finite
+        numbers inside each range); the id is not a feature, and the service
+        echoes it itself. Building a frame to check them again would cost more
+        than predicting a row. tests/template/test_compiled.py holds both paths
+        to the same columns and predictions.
+        """
+        columns: dict[str, pd.Series | np.ndarray] = {
+            name: np.array([getattr(row, name) for row in rows], dtype=object) for name in self.categorical}
+        for name in self.numeric:  # None (null) is NaN, as the imputer expects
+            columns[name] = np.array([getattr(row, name) for row in rows], dtype=np.float64)
+        extra = sorted({key for row in rows for key in (row.model_extra or {})})
+        return Checked(columns=columns, order=self.features, ids=None, ignored_columns=extra,
+                       unknown_categories=self.unknown_counts(columns))
+
+    @functools.cached_property
+    def _bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per numeric column, in order: the lowest and highest value it may hold (range, then float32)."""
+        bounds = [self.ranges.get(name, (None, None)) for name in self.numeric]
+        lows = np.array([-LARGEST if low is None else max(low, -LARGEST) for low, _ in bounds], dtype=np.float64)
+        highs = np.array([LARGEST if high is None else min(high, LARGEST) for _, high in bounds], dtype=np.float64)
+        return lows, highs
+
+    def _plain_numeric(self, frame: pd.DataFrame) -> dict[str, np.ndarray] | None:
+        """Every numeric column as float64, checked in one step, when each holds numbers (or gaps)
+        inside its bounds: the usual case, where column-by-column checks cost more than a one-row
+        prediction. Else None, and _numeric checks each column to name its problems."""
+        if not self.numeric:
+            return {}
+        values = np.empty((len(frame), len(self.numeric)), dtype=np.float64)
+        for position, name in enumerate(self.numeric):
+            column = frame[name]
+            if not pd.api.types.is_numeric_dtype(column.dtype) or pd.api.types.is_bool_dtype(column.dtype):
+                return None
+            values[:, position] = column.to_numpy(dtype=np.float64, na_value=np.nan)
+        lows, highs = self._bounds
+        with np.errstate(invalid="ignore"):
+            inside = np.isnan(values) | ((values >= lows) & (values <= highs))
+        if not inside.all():
+            return None
+        return {name: values[:, position] for position, name in enumerate(self.numeric)}
+
+    @functools.cached_property
+    def _known(self) -> dict[str, frozenset[str]]:
+        return {name: frozenset(values) for name, values in self.categories.items()}
+
+    def unknown_counts(self, columns: dict[str, pd.Series | np.ndarray]) -> dict[str, dict[str, int]]:
+        """Per categorical column: values not on the recorded list, and missing values (model.count_unknown's
+        rule, by set lookups: pandas' isin on text rebuilds its value set on every call)."""
+        counts = {}
+        for name, known in self._known.items():
+            values = columns[name].tolist()
+            # Checked text columns hold text or gaps (None, NaN, pd.NA): anything but text is missing.
+            missing = sum(not isinstance(value, str) for value in values)
+            on_list = sum(value in known for value in values)
+            counts[name] = {"unknown": len(values) - missing - on_list, "missing": missing}
+        return counts
 
     def row_model(self) -> type[BaseModel]:
         """One input row as a pydantic model: the service's OpenAPI schema.
@@ -425,7 +503,7 @@ def _categorical(column: pd.Series, problems: list[str], numbering: Numbering) -
 
 
 def _numeric(column: pd.Series, bounds: tuple[float | None, float | None], problems: list[str],
-             numbering: Numbering) -> pd.Series:
+             numbering: Numbering) -> pd.Series | np.ndarray:
     name = column.name
     if pd.api.types.is_bool_dtype(column.dtype):
         problems.append(f"{name}: expected numbers, got booleans")
@@ -473,7 +551,7 @@ def _numeric(column: pd.Series, bounds: tuple[float | None, float | None], probl
         example = float(values[huge][0])
         problems.append(f"{name}: {example!r} is beyond {LARGEST:g} in magnitude, the most a model input may be, "
                         f"at {_rows(huge, numbering)}")
-    return pd.Series(values, name=name, copy=False)
+    return values  # float64; a Series per column would cost more than a one-row prediction
 
 
 def _plain(value: Any) -> Any:

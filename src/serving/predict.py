@@ -22,7 +22,9 @@ machine's (PIPELINE_THREADS), limited as in the evaluate stage, so they change
 no prediction; rows are checked against the manifest's contract (src/contract.py)
 and put in the recorded feature order; predictions are framed by the evaluate
 stage's own `predictions_frame` and written with its schema, as Parquet or
-CSV as the output's extension says.
+CSV as the output's extension says. Batches of up to SMALL_BATCH rows go
+through the compiled pipeline when it was verified to give scikit-learn's
+bytes (src/serving/compiled.py); that is what makes a single row fast.
 """
 from __future__ import annotations
 
@@ -47,7 +49,8 @@ from src.pipeline.artifact import VersionMismatchError
 from src.pipeline.model import thread_limits
 from src.pipeline.params import ParamsError, load_params
 from src.pipeline.predictions import model_outputs, predictions_frame, predictions_schema
-from src.serving.contract import CSV_LINES, ROWS, Contract, ContractError, Numbering, RawContract
+from src.serving.compiled import SMALL_BATCH, compile_pipeline, probe_rows
+from src.serving.contract import CSV_LINES, ROWS, Checked, Contract, ContractError, Numbering, RawContract
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +90,12 @@ class Deployed:
         # Thread limits are process-wide: one prediction at a time keeps a
         # concurrent call from restoring them mid-prediction.
         self._lock = threading.Lock()
+        # Small batches skip scikit-learn's per-call overhead, once checked to give its bytes (compiled.py).
+        contract = self.contract
+        probes = contract.check(probe_rows(contract.categories, contract.numeric, contract.ranges,
+                                           contract.example()))
+        self.compiled = compile_pipeline(model, contract.features, contract.categorical, contract.numeric,
+                                         probes, self.task)
 
     def identity(self) -> dict[str, Any]:
         """What a caller needs to tell which model answered."""
@@ -105,13 +114,19 @@ class Deployed:
         }
 
     def predict(self, frame: pd.DataFrame, numbering: Numbering = ROWS) -> Prediction:
-        checked = self.contract.check(frame, numbering)
-        with self._lock, self._threadpools.limit(limits=thread_limits(self.threads)):
-            probabilities = model_outputs(self.model, checked.features, self.task)
+        return self.predict_checked(self.contract.check(frame, numbering))
+
+    def predict_checked(self, checked: Checked) -> Prediction:
+        """Predictions for rows the contract passed (Contract.check, or Contract.validated for the service's rows)."""
+        if self.compiled is not None and checked.rows <= SMALL_BATCH:
+            probabilities = self.compiled.outputs(checked.columns)  # one thread, no BLAS: no limits to set
+        else:
+            with self._lock, self._threadpools.limit(limits=thread_limits(self.threads)):
+                probabilities = model_outputs(self.model, checked.features, self.task)
         ids = checked.ids if checked.ids is not None else np.zeros(len(probabilities), dtype=np.int64)
         predictions = predictions_frame(self.contract.id, ids, probabilities, self.classes, self.threshold, self.task)
         if checked.ids is None:
-            predictions = predictions.drop(columns=self.contract.id)
+            del predictions[self.contract.id]  # in place: drop() copies the frame
         return Prediction(predictions, checked.unknown_categories, checked.ignored_columns, probabilities)
 
     def predict_raw(self, frame: pd.DataFrame, numbering: Numbering = ROWS) -> Prediction:
