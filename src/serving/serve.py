@@ -23,7 +23,10 @@ schema, and a test fuzzes the service against it.
 
 SERVING_WORKERS (a machine setting, like PIPELINE_THREADS; 1 when unset) is
 the number of uvicorn processes: each answers with the same bytes. On two
-cores, SERVING_WORKERS=2 with PIPELINE_THREADS=1 uses both for single rows.
+cores one is the faster (docs/deployment.md). Batches of up to SMALL_BATCH rows
+that the compiled pipeline answers (src/serving/compiled.py) are predicted on
+the event loop, in about a millisecond; larger ones, and raw rows, in the
+thread pool.
 """
 # No `from __future__ import annotations`: FastAPI reads the endpoint's
 # annotations at run time, and the request model is built in create_app.
@@ -35,9 +38,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httptools  # noqa: F401  uvicorn's HTTP parser, named: "auto" falls back to h11 without a word
 import pandas as pd
 import uvicorn
+import uvloop  # noqa: F401  its event loop, likewise (bench/serving.py: twice asyncio's requests/s)
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -49,6 +55,7 @@ from src.pipeline import artifact
 from src.pipeline.adapter import REGRESSION
 from src.pipeline.params import ParamsError
 from src.pipeline.predictions import PREDICTION
+from src.serving.compiled import SMALL_BATCH
 from src.serving.contract import ContractError
 from src.serving.predict import Deployed, VersionMismatchError, load_model, override_hint
 
@@ -65,6 +72,8 @@ SWAGGER_UI_URL = "/static/swagger-ui"
 # PIPELINE_THREADS (src/pipeline/config.py), since every worker gives the same
 # bytes; never a param. Serving's alone, so no pipeline stage depends on it.
 WORKERS_ENV = "SERVING_WORKERS"
+# uvicorn's fast stack, by name (both in the serving lock).
+SERVER = {"loop": "uvloop", "http": "httptools"}
 
 
 def workers() -> int:
@@ -83,21 +92,84 @@ def workers() -> int:
 
 
 def create_app(deployed: Deployed, max_rows: int = MAX_ROWS, max_bytes: int = MAX_BYTES) -> FastAPI:
-    contract = deployed.contract
-    raw = deployed.raw
+    contract, raw = deployed.contract, deployed.raw
+    PredictResponse, Problem = response_models(deployed)
+    identity = deployed.identity()
+    app = FastAPI(
+        title=deployed.manifest.get("title") or "Model",
+        summary="Predictions of the pipeline's verified model; the same bytes as its evaluate stage.",
+        version=identity["model_sha256"][:12],
+        max_body_size=max_bytes,  # 413 before the body is read past the limit
+        docs_url=None,  # served below, from the vendored Swagger UI
+        redoc_url=None,  # ReDoc would load from a CDN: blank offline, and /docs covers it
+    )
+    app.router.route_class = StrictJSONRoute  # the routes below parse bodies with parse_json
+    app.mount(SWAGGER_UI_URL, StaticFiles(directory=SWAGGER_UI), name="swagger-ui")
+    app.get("/docs", include_in_schema=False)(docs_page(app))
+    app.exception_handler(RequestValidationError)(invalid_request)
+    description = info(deployed, max_rows, max_bytes)
 
-    def request_model(name: str, row: type) -> type:
-        return create_model(name, rows=(list[row], Field(
-            min_length=1, description=f"1 to {max_rows} rows.",
-            # Declared, not enforced by pydantic: more rows are a 413, which the handler names.
-            json_schema_extra={"maxItems": max_rows})))
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok", "model_sha256": identity["model_sha256"]}
 
-    PredictRequest = request_model("PredictRequest", contract.row_model())
+    @app.get("/info")
+    def model_info() -> dict[str, Any]:
+        return description
+    responses = {
+        413: {"model": Problem, "description": f"The body is over {max_bytes} bytes or has over {max_rows} rows."},
+        415: {"model": Problem, "description": "The body was not sent as application/json."},
+    }
+    route = {"response_model": PredictResponse, "dependencies": [Depends(require_json)], "responses": responses}
+    PredictRequest = request_model("PredictRequest", contract.row_model(), max_rows)
+
+    @app.post("/predict", summary="Predict engineered rows (the model's features)", **route)
+    async def predict(request: PredictRequest) -> dict[str, Any]:
+        rows = request.rows
+        inline = deployed.compiled is not None and len(rows) <= SMALL_BATCH
+        return await run(inline, deployed, rows, max_rows, lambda: deployed.predict_checked(contract.validated(rows)))
+
+    if raw is not None:
+        RawPredictRequest = request_model("RawPredictRequest", raw.row_model(), max_rows)
+
+        @app.post("/predict/raw", summary="Predict entities as gathered (snapshot rows)",
+                  description="Each row holds the snapshot columns the features are derived from; the "
+                  "adapter's own derivation (the code the featurize stage runs) makes the features, which "
+                  "then meet /predict's contract. Other snapshot columns are ignored and named back.", **route)
+        async def predict_raw(request: RawPredictRequest) -> dict[str, Any]:
+            rows = request.rows
+
+            def derived() -> Any:
+                return deployed.predict_raw(pd.DataFrame({name: [getattr(row, name) for row in rows]
+                                                          for name in raw.columns}))
+            return await run(False, deployed, rows, max_rows, derived)  # pandas' derivation: not on the loop
+
+    return app
+
+
+async def run(inline: bool, deployed: Deployed, rows: list, max_rows: int, predict: Callable[[], Any]) -> Any:
+    """answer(), `inline` on the event loop for a batch the compiled pipeline answers in about a
+    millisecond (a hop to a thread costs as much again); else in the thread pool, so that a larger
+    batch does not hold up the loop and every other connection."""
+    if inline:
+        return answer(deployed, rows, max_rows, predict)
+    return await run_in_threadpool(answer, deployed, rows, max_rows, predict)
+
+
+def request_model(name: str, row: type, max_rows: int) -> type:
+    return create_model(name, rows=(list[row], Field(
+        min_length=1, description=f"1 to {max_rows} rows.",
+        # Declared, not enforced by pydantic: more rows are a 413, which the handler names.
+        json_schema_extra={"maxItems": max_rows})))
+
+
+def response_models(deployed: Deployed) -> tuple[type, type]:
+    """The OpenAPI models of an answer and of a refusal."""
     classes = deployed.classes
-    regression = deployed.task == REGRESSION
     binary = len(classes) == 2
-    row_id = {contract.id: (int | None, Field(default=None, description="The row's id, when the request gave one."))}
-    if regression:
+    row_id = {deployed.contract.id: (int | None, Field(default=None,
+                                                       description="The row's id, when the request gave one."))}
+    if deployed.task == REGRESSION:
         RowPrediction = create_model(
             "RowPrediction", **row_id,
             prediction=(float, Field(description=f"The predicted {deployed.manifest.get('target')!r}.")))
@@ -122,19 +194,10 @@ def create_app(deployed: Deployed, max_rows: int = MAX_ROWS, max_bytes: int = MA
         model_sha256=(str, ...),
     )
     Problem = create_model("Problem", detail=(str, Field(description="What is wrong, and what is expected.")))
-    identity = deployed.identity()
-    app = FastAPI(
-        title=deployed.manifest.get("title") or "Model",
-        summary="Predictions of the pipeline's verified model; the same bytes as its evaluate stage.",
-        version=identity["model_sha256"][:12],
-        max_body_size=max_bytes,  # 413 before the body is read past the limit
-        docs_url=None,  # served below, from the vendored Swagger UI
-        redoc_url=None,  # ReDoc would load from a CDN: blank offline, and /docs covers it
-    )
-    app.router.route_class = StrictJSONRoute  # the routes below parse bodies with parse_json
-    app.mount(SWAGGER_UI_URL, StaticFiles(directory=SWAGGER_UI), name="swagger-ui")
+    return PredictResponse, Problem
 
-    @app.get("/docs", include_in_schema=False)
+
+def docs_page(app: FastAPI) -> Callable[[Request], HTMLResponse]:
     def docs(request: Request) -> HTMLResponse:
         # Behind a proxy that mounts the app under a prefix, as FastAPI's own page does.
         root = request.scope.get("root_path", "").rstrip("/")
@@ -145,92 +208,69 @@ def create_app(deployed: Deployed, max_rows: int = MAX_ROWS, max_bytes: int = MA
             swagger_css_url=f"{root}{SWAGGER_UI_URL}/swagger-ui.css",
             swagger_favicon_url=f"{root}{SWAGGER_UI_URL}/favicon-32x32.png",
         )
+    return docs
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
-        # FastAPI's default echoes each bad input, which fails to render (a 500)
-        # when the input is NaN or Infinity (Python's JSON parser accepts them).
-        # Where and what is enough to name the problem.
-        return JSONResponse(status_code=422, content={"detail": [
-            problem(item["loc"], item["msg"], item["type"]) for item in error.errors()]})
 
-    @app.get("/health")
-    def health() -> dict[str, str]:
-        return {"status": "ok", "model_sha256": identity["model_sha256"]}
+async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+    # FastAPI's default echoes each bad input, which fails to render (a 500)
+    # when the input is NaN or Infinity (Python's JSON parser accepts them).
+    # Where and what is enough to name the problem.
+    return JSONResponse(status_code=422, content={"detail": [
+        problem(item["loc"], item["msg"], item["type"]) for item in error.errors()]})
 
-    @app.get("/info")
-    def info() -> dict[str, Any]:
-        return {
-            **identity,
-            "contract": {
-                "id": contract.id,
-                "features": list(contract.features),
-                "categorical": {name: len(values) for name, values in contract.categories.items()},
-                "numeric_ranges": {name: list(bounds) for name, bounds in contract.ranges.items()},
-            },
-            # /predict/raw's rows: the snapshot columns the adapter's derivation reads (null: engineered only).
-            "raw_contract": None if raw is None else {
-                "endpoint": "/predict/raw",
-                "id": raw.id,
-                "columns": {column.name: str(column.type) for column in raw.inputs.schema},
-                "required": [name for name in raw.columns
-                             if name in raw.inputs.domains and raw.inputs.domains[name].required],
-            },
-            "limits": {"max_rows": max_rows, "max_bytes": max_bytes},
-        }
 
-    responses = {
-        413: {"model": Problem, "description": f"The body is over {max_bytes} bytes or has over {max_rows} rows."},
-        415: {"model": Problem, "description": "The body was not sent as application/json."},
+def info(deployed: Deployed, max_rows: int, max_bytes: int) -> dict[str, Any]:
+    """/info: the model's identity, both input contracts and the limits."""
+    contract, raw = deployed.contract, deployed.raw
+    return {
+        **deployed.identity(),
+        "task": deployed.task,
+        "contract": {
+            "id": contract.id,
+            "features": list(contract.features),
+            "categorical": {name: len(values) for name, values in contract.categories.items()},
+            "numeric_ranges": {name: list(bounds) for name, bounds in contract.ranges.items()},
+        },
+        # /predict/raw's rows: the snapshot columns the adapter's derivation reads (null: engineered only).
+        "raw_contract": None if raw is None else {
+            "endpoint": "/predict/raw",
+            "id": raw.id,
+            "columns": {column.name: str(column.type) for column in raw.inputs.schema},
+            "required": [name for name in raw.columns
+                         if name in raw.inputs.domains and raw.inputs.domains[name].required],
+        },
+        "limits": {"max_rows": max_rows, "max_bytes": max_bytes},
     }
 
-    def answer(rows: list, predict: Callable[[pd.DataFrame], Any], columns: tuple[str, ...]) -> dict[str, Any]:
-        def respond(predictions: list[dict[str, Any]]) -> dict[str, Any]:
-            return {
-                "predictions": predictions,
-                "unknown_categories": result.unknown_categories,
-                "ignored_columns": sorted({key for row in rows for key in (row.model_extra or {})}),
-                "model_sha256": identity["model_sha256"],
-            }
 
-        if len(rows) > max_rows:
-            raise HTTPException(413, f"{len(rows)} rows exceed the limit of {max_rows} rows per request")
-        frame = pd.DataFrame({name: [getattr(row, name) for row in rows] for name in columns})
-        try:
-            result = predict(frame)
-        except ContractError as error:
-            raise HTTPException(422, [problem(["body", "rows"], str(error), "contract")]) from None
-        ids = [getattr(row, contract.id) for row in rows]
-        table = result.predictions
-        if regression:
-            return respond([{contract.id: row_id, PREDICTION: value}
-                            for row_id, value in zip(ids, table[PREDICTION].tolist(), strict=True)])
-        probabilities = [dict(zip(map(str, classes), row, strict=True)) for row in result.probabilities.tolist()]
+def answer(deployed: Deployed, rows: list, max_rows: int, predict: Callable[[], Any]) -> dict[str, Any]:
+    """The response to `rows`: `predict()`'s predictions, keyed by each row's id (as sent, or null)."""
+    if len(rows) > max_rows:
+        raise HTTPException(413, f"{len(rows)} rows exceed the limit of {max_rows} rows per request")
+    try:
+        result = predict()
+    except ContractError as error:
+        raise HTTPException(422, [problem(["body", "rows"], str(error), "contract")]) from None
+    key, classes = deployed.contract.id, deployed.classes
+    ids = [getattr(row, key) for row in rows]
+    table = result.predictions
+    if deployed.task == REGRESSION:
+        predictions = [{key: row_id, PREDICTION: value}
+                       for row_id, value in zip(ids, table[PREDICTION].tolist(), strict=True)]
+    else:
         predictions = []
-        for row_id, label, row_probabilities in zip(ids, table["label"].tolist(), probabilities, strict=True):
-            prediction = {contract.id: row_id, "label": label, "probabilities": row_probabilities}
-            if binary:
-                prediction["probability"] = row_probabilities[str(classes[1])]
+        for row_id, label, values in zip(ids, table["label"].tolist(), result.probabilities.tolist(), strict=True):
+            probabilities = dict(zip(map(str, classes), values, strict=True))
+            prediction = {key: row_id, "label": label, "probabilities": probabilities}
+            if len(classes) == 2:
+                prediction["probability"] = probabilities[str(classes[1])]
             predictions.append(prediction)
-        return respond(predictions)
-
-    @app.post("/predict", response_model=PredictResponse, dependencies=[Depends(require_json)],
-              responses=responses, summary="Predict engineered rows (the model's features)")
-    def predict(request: PredictRequest) -> dict[str, Any]:  # sync: runs in the threadpool
-        return answer(request.rows, deployed.predict, contract.features)
-
-    if raw is not None:
-        RawPredictRequest = request_model("RawPredictRequest", raw.row_model())
-
-        @app.post("/predict/raw", response_model=PredictResponse, dependencies=[Depends(require_json)],
-                  responses=responses, summary="Predict entities as gathered (snapshot rows)",
-                  description="Each row holds the snapshot columns the features are derived from; the "
-                  "adapter's own derivation (the code the featurize stage runs) makes the features, which "
-                  "then meet /predict's contract. Other snapshot columns are ignored and named back.")
-        def predict_raw(request: RawPredictRequest) -> dict[str, Any]:  # sync: runs in the threadpool
-            return answer(request.rows, deployed.predict_raw, raw.columns)
-
-    return app
+    return {
+        "predictions": predictions,
+        "unknown_categories": result.unknown_categories,
+        "ignored_columns": sorted({key for row in rows for key in (row.model_extra or {})}),
+        "model_sha256": deployed.manifest["model_sha256"],
+    }
 
 
 def problem(loc: Any, msg: str, kind: str) -> dict[str, Any]:
@@ -339,7 +379,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"serve: refusing to start: {error}")
     if processes == 1:
         app = create_app(deployed, max_rows=args.max_rows, max_bytes=args.max_bytes)
-        uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+        uvicorn.run(app, host=args.host, port=args.port, log_level="info", **SERVER)
         return
     # Several processes (SERVING_WORKERS): uvicorn starts each from an import
     # string, and each loads and verifies the model itself, with these options.
@@ -349,7 +389,7 @@ def main(argv: list[str] | None = None) -> None:
     # health check: 5 s (uvicorn's default) is too short on a busy machine,
     # where the supervisor then kills and restarts workers without end.
     uvicorn.run("src.serving.serve:worker_app", factory=True, workers=processes, host=args.host, port=args.port,
-                log_level="info", timeout_worker_healthcheck=WORKER_START_S)
+                log_level="info", timeout_worker_healthcheck=WORKER_START_S, **SERVER)
 
 
 WORKER_START_S = 120

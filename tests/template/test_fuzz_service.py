@@ -64,8 +64,8 @@ def service(request, tmp_path_factory):
 
 
 def _request_names(body: object) -> set[str]:
-    """Every name a 422 may blame: the schema's fields, and any key the request itself sent."""
-    names = {"rows", ADAPTER.id, *ADAPTER.features}
+    """Every name a 422 may blame: the schema's fields (both contracts'), and any key the request itself sent."""
+    names = {"rows", ADAPTER.id, *ADAPTER.features, *(ADAPTER.inputs.schema.names if ADAPTER.inputs else [])}
     stack = [body]
     while stack:
         node = stack.pop()
