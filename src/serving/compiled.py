@@ -116,14 +116,16 @@ def compile_pipeline(model: Any, features: Sequence[str], categorical: Sequence[
     """
     try:
         compiled = _compile(model, list(features), list(categorical), list(numeric), task)
-    except (AttributeError, ImportError, KeyError, TypeError, ValueError) as error:
-        # A library version whose internals differ (the version-mismatch override): scikit-learn's path.
-        log.info("serving every batch through scikit-learn: the pipeline did not compile (%s)", error)
+        got = compiled.outputs(probes.columns) if compiled is not None else None
+    except Exception as error:  # any failure of a shortcut means the long way
+        # E.g. a library version whose internals differ (the version-mismatch override).
+        log.warning("serving every batch through scikit-learn: the pipeline did not compile (%s: %s)",
+                    type(error).__name__, error)
         return None
     if compiled is None:
         log.info("serving every batch through scikit-learn: the pipeline is not a HistGradientBoosting one")
         return None
-    expected, got = model_outputs(model, probes.features, task), compiled.outputs(probes.columns)
+    expected = model_outputs(model, probes.features, task)
     if expected.dtype != got.dtype or expected.shape != got.shape or expected.tobytes() != got.tobytes():
         log.warning("serving every batch through scikit-learn: the compiled pipeline differed from it on "
                     "%d of %d probe rows", _differing_rows(expected, got), probes.rows)

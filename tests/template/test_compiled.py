@@ -146,3 +146,16 @@ def assert_same_predictions(got: pd.DataFrame, saved: pd.DataFrame) -> None:
             assert same_bits(left, right), column
         else:
             assert left.tolist() == right.tolist(), column
+
+
+def test_a_pipeline_whose_internals_differ_is_served_by_scikit_learn(tmp_path, monkeypatch, caplog):
+    def other_internals(*args, **kwargs):
+        raise AttributeError("'HistGradientBoostingClassifier' object has no attribute '_predictors'")
+
+    monkeypatch.setattr(compiled, "_compile", other_internals)
+    with caplog.at_level(logging.WARNING, logger=compiled.__name__):
+        deployed = deployed_tiny(tmp_path, "hist_gradient_boosting")
+    assert deployed.compiled is None
+    assert "did not compile (AttributeError: " in caplog.text
+    rows = odd_rows()
+    assert deployed.predict(rows).predictions.shape[0] == len(rows)
