@@ -31,6 +31,8 @@ from src.pipeline.adapter import Domain, Inputs, load_inputs
 
 # How many offending rows an error message names per column.
 _EXAMPLES = 3
+# Up to this many rows, set lookups in Python beat pandas' per-call setup (unknown_counts).
+_FEW_ROWS = 256
 # The largest magnitude a numeric input may have: float32's. scikit-learn's
 # trees (a random forest, or a stack with one) convert their input to float32
 # and refuse anything larger deep inside predict_proba, after the checks.
@@ -229,11 +231,17 @@ class Contract:
         rule, by set lookups: pandas' isin on text rebuilds its value set on every call)."""
         counts = {}
         for name, known in self._known.items():
-            values = columns[name].tolist()
-            # Checked text columns hold text or gaps (None, NaN, pd.NA): anything but text is missing.
-            missing = sum(not isinstance(value, str) for value in values)
-            on_list = sum(value in known for value in values)
-            counts[name] = {"unknown": len(values) - missing - on_list, "missing": missing}
+            column = columns[name]
+            if len(column) > _FEW_ROWS:  # pandas' vectorised isin, once its per-call setup pays
+                series = pd.Series(column, copy=False)
+                missing = int(series.isna().sum())
+                on_list = int(series.isin(self.categories[name]).sum())
+            else:
+                values = column.tolist()
+                # Checked text columns hold text or gaps (None, NaN, pd.NA): anything but text is missing.
+                missing = sum(not isinstance(value, str) for value in values)
+                on_list = sum(value in known for value in values)
+            counts[name] = {"unknown": len(column) - missing - on_list, "missing": missing}
         return counts
 
     def row_model(self) -> type[BaseModel]:

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from src.pipeline import artifact
+from src.pipeline.model import count_unknown
 from src.pipeline.predictions import model_outputs
 from src.serving import compiled, predict
 from src.serving.compiled import SMALL_BATCH
@@ -159,3 +160,11 @@ def test_a_pipeline_whose_internals_differ_is_served_by_scikit_learn(tmp_path, m
     assert "did not compile (AttributeError: " in caplog.text
     rows = odd_rows()
     assert deployed.predict(rows).predictions.shape[0] == len(rows)
+
+
+@pytest.mark.parametrize("rows", [40, 400])
+def test_unknown_counts_follow_the_pipelines_rule_at_any_size(tmp_path, rows):
+    contract = deployed_tiny(tmp_path, "hist_gradient_boosting").contract
+    frame = odd_rows(rows=rows)
+    assert contract.check(frame).unknown_categories == count_unknown(frame, contract.categories)
+    assert any(counts["unknown"] and counts["missing"] for counts in count_unknown(frame, contract.categories).values())
