@@ -12,9 +12,13 @@ the imputer, `compile` reads the fitted steps once:
   of the columns are scikit-learn's own;
 - each numeric column is the caller's float64 value, or the imputer's learned
   value where it is missing, as SimpleImputer fills it;
-- the trees are scored by the Cython function scikit-learn's own predict
-  calls (`_predict_from_raw_data`), one tree after another, summed into the
-  baseline in scikit-learn's order; the loss's own link turns the sums into
+- every tree's nodes go into one set of arrays (`Forest`), walked for all
+  trees and rows at once with the rules of scikit-learn's own tree predictor
+  (`_predict_from_raw_data` in its _predictor.pyx: missing values, category
+  bitsets, unknown categories as missing); calling that function once per tree
+  costs 200 calls of its per-call setup, about 1 ms a row here, where the walk
+  takes a third of that. The leaves are summed into the baseline in
+  scikit-learn's order, and the loss's own link turns the sums into
   probabilities (or a regression's values).
 
 A compiled pipeline is used only once `compile` has checked it against the
@@ -64,10 +68,9 @@ class Compiled:
 
     codes: tuple[tuple[str, dict[str, float], float], ...]  # (column, value -> code, any other value's code)
     imputed: tuple[tuple[str, float], ...]  # (numeric column, its value where missing)
-    trees: tuple[tuple[tuple[np.ndarray, np.ndarray], ...], ...]  # per iteration, per output: (nodes, cat bitsets)
+    forest: Forest
+    iterations: int
     baseline: np.ndarray
-    known_categories: np.ndarray
-    feature_map: np.ndarray
     loss: Any
     task: str
 
@@ -88,22 +91,99 @@ class Compiled:
 
     def outputs(self, features: Mapping[str, pd.Series | np.ndarray]) -> np.ndarray:
         """model_outputs' bytes: predict_proba's (rows x classes), or a regression's values (rows)."""
-        from sklearn.ensemble._hist_gradient_boosting._predictor import _predict_from_raw_data
-
         matrix = self.matrix(features)
         rows, outputs = len(matrix), len(self.baseline)
+        leaves = self.forest.leaf_values(matrix).reshape(rows, self.iterations, outputs)
         # Per output, the baseline and then each iteration's tree: summed left to
         # right by cumsum, as scikit-learn's `raw += tree` does, one tree at a time.
-        terms = np.empty((outputs, len(self.trees) + 1, rows), dtype=np.float64)
+        terms = np.empty((outputs, self.iterations + 1, rows), dtype=np.float64)
         terms[:, 0, :] = (np.zeros((rows, outputs), dtype=self.baseline.dtype) + self.baseline).T
-        for step, iteration in enumerate(self.trees, start=1):
-            for output, (nodes, bitsets) in enumerate(iteration):
-                _predict_from_raw_data(nodes, matrix, bitsets, self.known_categories, self.feature_map, 1,
-                                       terms[output, step])
+        terms[:, 1:, :] = leaves.transpose(2, 1, 0)
         raw = np.asfortranarray(np.cumsum(terms, axis=1)[:, -1, :].T)
         if self.task == REGRESSION:
             return np.asarray(self.loss.link.inverse(raw.ravel()), dtype=np.float64)
         return self.loss.predict_proba(raw)
+
+
+@dataclass(frozen=True)
+class Forest:
+    """Every tree's nodes in one set of arrays (global node numbers), with each tree's root."""
+
+    roots: np.ndarray
+    feature: np.ndarray
+    threshold: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    missing_left: np.ndarray
+    leaf: np.ndarray
+    categorical: np.ndarray
+    bitset: np.ndarray  # a categorical node's row in left_bitsets
+    value: np.ndarray
+    left_bitsets: np.ndarray  # (rows, 8) uint32: the categories that go left
+    known_bitsets: np.ndarray  # per categorical feature: the categories seen in training
+    feature_map: np.ndarray  # feature -> its row in known_bitsets
+    depth: int
+
+    @classmethod
+    def of(cls, trees: Sequence[tuple[np.ndarray, np.ndarray]], known_bitsets: np.ndarray,
+           feature_map: np.ndarray) -> Forest:
+        """From (nodes, raw_left_cat_bitsets) per tree, in order, and the bin mapper's known bitsets."""
+        sizes = np.array([len(nodes) for nodes, _ in trees], dtype=np.int64)
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        bitset_starts = np.concatenate([[0], np.cumsum([len(bits) for _, bits in trees])[:-1]]).astype(np.int64)
+        nodes = np.concatenate([nodes for nodes, _ in trees])
+        offset = np.repeat(starts, sizes)
+        bitsets = [bits for _, bits in trees if len(bits)]
+        return cls(
+            roots=starts,
+            feature=nodes["feature_idx"].astype(np.int64),
+            threshold=nodes["num_threshold"].astype(np.float64),
+            left=nodes["left"].astype(np.int64) + offset,
+            right=nodes["right"].astype(np.int64) + offset,
+            missing_left=nodes["missing_go_to_left"].astype(bool),
+            leaf=nodes["is_leaf"].astype(bool),
+            categorical=nodes["is_categorical"].astype(bool),
+            bitset=nodes["bitset_idx"].astype(np.int64) + np.repeat(bitset_starts, sizes),
+            value=nodes["value"].astype(np.float64),
+            left_bitsets=np.concatenate(bitsets) if bitsets else np.zeros((0, 8), dtype=np.uint32),
+            known_bitsets=np.asarray(known_bitsets),
+            feature_map=np.asarray(feature_map, dtype=np.int64),
+            depth=int(nodes["depth"].max()),
+        )
+
+    def leaf_values(self, matrix: np.ndarray) -> np.ndarray:
+        """(rows, trees): the value of the leaf each row reaches in each tree."""
+        node = np.repeat(self.roots[None, :], len(matrix), axis=0)
+        rows = np.arange(len(matrix))[:, None]
+        for _ in range(self.depth + 1):
+            leaf = self.leaf[node]
+            if leaf.all():
+                return self.value[node]
+            value = matrix[rows, self.feature[node]]
+            missing = np.isnan(value)
+            missing_left = self.missing_left[node]
+            with np.errstate(invalid="ignore"):
+                go_left = value <= self.threshold[node]
+            categorical = self.categorical[node] & ~missing
+            if categorical.any():
+                go_left = np.where(categorical, self._categorical_left(node, value, categorical, missing_left),
+                                   go_left)
+            go_left = np.where(missing, missing_left, go_left)
+            node = np.where(leaf, node, np.where(go_left, self.left[node], self.right[node]))
+        raise ValueError(f"a walk through the trees did not reach a leaf in {self.depth + 1} steps")
+
+    def _categorical_left(self, node: np.ndarray, value: np.ndarray, categorical: np.ndarray,
+                          missing_left: np.ndarray) -> np.ndarray:
+        # As _predict_from_raw_data: a negative value is missing; a category in the
+        # split's bitset goes left; one seen in training but not in it goes right;
+        # one never seen goes where missing values go.
+        negative = value < 0
+        code = np.where(categorical & ~negative, value, 0).astype(np.int64)
+        word, bit = code >> 5, code & 31
+        in_split = (self.left_bitsets[np.where(categorical, self.bitset[node], 0), word] >> bit) & 1
+        known = (self.known_bitsets[np.where(categorical, self.feature_map[self.feature[node]], 0), word] >> bit) & 1
+        unseen_left = np.where(known == 1, False, missing_left)
+        return np.where(negative, missing_left, np.where(in_split == 1, True, unseen_left))
 
 
 def compile_pipeline(model: Any, features: Sequence[str], categorical: Sequence[str], numeric: Sequence[str],
@@ -173,15 +253,15 @@ def _compile(model: Any, features: list[str], categorical: list[str], numeric: l
     imputer = preprocess.named_transformers_["numeric"] if numeric else None
     imputed = tuple((name, float(value)) for name, value in
                     zip(numeric, imputer.statistics_ if imputer is not None else [], strict=True))
-    known_categories, feature_map = estimator._bin_mapper.make_known_categories_bitsets()
+    known_bitsets, feature_map = estimator._bin_mapper.make_known_categories_bitsets()
     return Compiled(
         codes=codes,
         imputed=imputed,
-        trees=tuple(tuple((predictor.nodes, predictor.raw_left_cat_bitsets) for predictor in iteration)
-                    for iteration in estimator._predictors),
+        forest=Forest.of([(predictor.nodes, predictor.raw_left_cat_bitsets)
+                          for iteration in estimator._predictors for predictor in iteration],
+                         known_bitsets, feature_map),
+        iterations=len(estimator._predictors),
         baseline=np.asarray(estimator._baseline_prediction).reshape(-1),
-        known_categories=known_categories,
-        feature_map=feature_map,
         loss=estimator._loss,
         task=task,
     )
