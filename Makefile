@@ -17,7 +17,7 @@ export VIRTUAL_ENV := $(CURDIR)/$(VENV)
 SOURCE_DB := data/source/source.sqlite
 STAMP := $(VENV)/.installed-from-lock
 
-.PHONY: help setup source repro test test-unit lint categories lock clean clean-venv
+.PHONY: help setup source repro test test-unit lint format categories lock clean clean-venv
 .DEFAULT_GOAL := help
 
 ## list every target with what it does (from the `## ` line above each target)
@@ -179,9 +179,16 @@ lock: $(STAMP)
 	$(BIN)/python -m src.tools.lock_summary "$$before" requirements.lock requirements-serving.lock
 	@echo "lock: commit requirements.in and both locks; any make target (make setup) then syncs .venv to them"
 
-## ruff check (rules in pyproject.toml)
+## ruff check and ruff format --check (settings in pyproject.toml)
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# The formatter is ruff's (black's style at 120 columns); the pre-commit hook runs it too.
+## format every Python file with ruff format, then fix what ruff check can fix
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 # Only git-ignored scratch that is rebuilt on demand: bytecode, test and lint
 # caches, `dvc plots show` pages, the benchmark's scaled sources. Kept: .venv

@@ -19,6 +19,7 @@ moves elsewhere: loading the segments into a queryable SQLite file, which
 gather (a SQL query through a URL) would pay on every fresh machine. Figures
 are medians of `repeats` runs; the result goes to bench/history_layout.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -75,14 +76,22 @@ def largest_table(database: Path) -> str:
 def append_versions(connection: sqlite3.Connection, table: str, fraction: float) -> int:
     """A later ingest: `fraction` of the table's rows again, as new versions recorded after every existing one."""
     top, last, rows = connection.execute(
-        f'SELECT MAX(version_id), MAX(recorded_at), COUNT(*) FROM "{table}"').fetchone()
+        f'SELECT MAX(version_id), MAX(recorded_at), COUNT(*) FROM "{table}"'
+    ).fetchone()
     columns = [row[1] for row in connection.execute(f'PRAGMA table_info("{table}")')]
     every = max(1, round(1 / fraction))
-    values = ", ".join(f"version_id + {top}" if name == "version_id" else
-                       "datetime(?, '+1 day')" if name == "recorded_at" else f'"{name}"' for name in columns)
+    values = ", ".join(
+        f"version_id + {top}"
+        if name == "version_id"
+        else "datetime(?, '+1 day')"
+        if name == "recorded_at"
+        else f'"{name}"'
+        for name in columns
+    )
     names = ", ".join(f'"{name}"' for name in columns)
-    cursor = connection.execute(f'INSERT INTO "{table}" ({names}) SELECT {values} FROM "{table}" '
-                                f"WHERE version_id % {every} = 0", (last,))
+    cursor = connection.execute(
+        f'INSERT INTO "{table}" ({names}) SELECT {values} FROM "{table}" WHERE version_id % {every} = 0', (last,)
+    )
     return cursor.rowcount
 
 
@@ -96,12 +105,16 @@ def sqlite_layout(source: Path, base: Path, fraction: float) -> dict:
     with sqlite3.connect(database) as connection:
         appended = append_versions(connection, largest_table(database), fraction)
     second = dvc_add(project, database.name)
-    return {"add_first_s": first, "add_after_ingest_s": second, "first_bytes": stored,
-            "ingest_bytes": tree_bytes(cache) - stored, "appended_rows": appended}
+    return {
+        "add_first_s": first,
+        "add_after_ingest_s": second,
+        "first_bytes": stored,
+        "ingest_bytes": tree_bytes(cache) - stored,
+        "appended_rows": appended,
+    }
 
 
-def export_segments(database: Path, folder: Path, suffix: str, names: list[str] | None = None,
-                    where: str = "") -> None:
+def export_segments(database: Path, folder: Path, suffix: str, names: list[str] | None = None, where: str = "") -> None:
     """Each table (or each of `names`) as one Parquet segment, in rowid order (some tables have no version_id)."""
     with adbc_sqlite.connect(str(database)) as connection, connection.cursor() as cursor:
         for name in names or tables(database):
@@ -138,9 +151,14 @@ def segments_layout(source: Path, base: Path, fraction: float) -> dict:
     second = dvc_add(project, folder.name)
     started = time.perf_counter()
     load_segments(folder, base / "loaded.sqlite")
-    return {"add_first_s": first, "add_after_ingest_s": second, "first_bytes": stored,
-            "ingest_bytes": tree_bytes(cache) - stored, "appended_rows": appended,
-            "load_for_gather_s": time.perf_counter() - started}
+    return {
+        "add_first_s": first,
+        "add_after_ingest_s": second,
+        "first_bytes": stored,
+        "ingest_bytes": tree_bytes(cache) - stored,
+        "appended_rows": appended,
+        "load_for_gather_s": time.perf_counter() - started,
+    }
 
 
 def median_of(runs: list[dict]) -> dict:
@@ -164,10 +182,18 @@ def main(argv: list[str] | None = None) -> None:
                 with tempfile.TemporaryDirectory(prefix="history-layout-", dir=CACHE_DIR) as folder:
                     runs.append(measure(source, Path(folder), args.increment))
             figures[layout] = median_of(runs)
-            print(f"x{scale} {layout}: " + ", ".join(
-                f"{key} {value / 2**20:.1f} MiB" if key.endswith("bytes") else
-                f"{key} {value:.2f}" if isinstance(value, float) else f"{key} {value}"
-                for key, value in figures[layout].items()), flush=True)
+            print(
+                f"x{scale} {layout}: "
+                + ", ".join(
+                    f"{key} {value / 2**20:.1f} MiB"
+                    if key.endswith("bytes")
+                    else f"{key} {value:.2f}"
+                    if isinstance(value, float)
+                    else f"{key} {value}"
+                    for key, value in figures[layout].items()
+                ),
+                flush=True,
+            )
         results["scales"][str(scale)] = figures
     RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     print(f"wrote {RESULTS}")

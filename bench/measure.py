@@ -3,6 +3,7 @@
 The constants every section shares (the measured stages, their references)
 live here too; bench/run.py is the command line.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,11 @@ STAGES = ("gather", "featurize", "train", "evaluate")
 REFERENCES = {"gather": "bare_scan", "featurize": "bare_parquet", "train": "bare_fit"}
 
 # Every probe run beside a stage, for the stage's row count.
-COMPANIONS = {"gather": ("bare_scan", "gather_rows", "query_scan"), "featurize": ("bare_parquet",),
-              "train": ("bare_fit",)}
+COMPANIONS = {
+    "gather": ("bare_scan", "gather_rows", "query_scan"),
+    "featurize": ("bare_parquet",),
+    "train": ("bare_fit",),
+}
 
 # The hyperparameter the incremental and sweep sections change.
 HGB = "train.hist_gradient_boosting"
@@ -64,8 +68,18 @@ class Bench:
         self.profiles: dict[str, str] = {}
         self.skipped: dict[str, str] = {}  # section -> why it did not run
 
-    def measure(self, section: str, name: str, command: list[str], cwd: Path, scale: int, repeat: int,
-                env: dict[str, str] | None = None, timeout: float = TIMEOUT_S, **extra: Any) -> dict[str, Any]:
+    def measure(
+        self,
+        section: str,
+        name: str,
+        command: list[str],
+        cwd: Path,
+        scale: int,
+        repeat: int,
+        env: dict[str, str] | None = None,
+        timeout: float = TIMEOUT_S,
+        **extra: Any,
+    ) -> dict[str, Any]:
         """Run `command` under bench/rusage.py; record and return the run (with its output).
 
         A command still running after `timeout` is killed with everything it
@@ -73,9 +87,15 @@ class Bench:
         """
         out = self.work / "rusage.json"
         out.unlink(missing_ok=True)
-        process = subprocess.Popen([sys.executable, str(BENCH_DIR / "rusage.py"), str(out), "--", *command], cwd=cwd,
-                                   env=env or clone_env(cwd), text=True, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, str(BENCH_DIR / "rusage.py"), str(out), "--", *command],
+            cwd=cwd,
+            env=env or clone_env(cwd),
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
         try:
             stdout, stderr = process.communicate(timeout=timeout)
             usage = json.loads(out.read_text())
@@ -92,13 +112,17 @@ class Bench:
         if probe:
             run["probe"] = json.loads(probe[-1].removeprefix(RESULT_PREFIX))
         self.runs.append(run)
-        print(f"  {section:<11} {name:<22} x{scale:<3} #{repeat}  wall {run['wall_s']:7.2f} s  "
-              f"cpu {stats.fmt(run['cpu_s']):>7} s  rss {mib(run['max_rss_bytes']):>7} MiB", flush=True)
+        print(
+            f"  {section:<11} {name:<22} x{scale:<3} #{repeat}  wall {run['wall_s']:7.2f} s  "
+            f"cpu {stats.fmt(run['cpu_s']):>7} s  rss {mib(run['max_rss_bytes']):>7} MiB",
+            flush=True,
+        )
         return {**run, "stdout": stdout}
 
     def probe(self, name: str, clone: Path, scale: int, repeat: int, env=None) -> dict[str, Any]:
-        return self.measure("stage", name, [sys.executable, str(BENCH_DIR / "probes.py"), name], clone, scale,
-                            repeat, env=env)
+        return self.measure(
+            "stage", name, [sys.executable, str(BENCH_DIR / "probes.py"), name], clone, scale, repeat, env=env
+        )
 
 
 def mib(value: float | None) -> str:

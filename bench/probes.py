@@ -31,6 +31,7 @@ so a stage's ratio to it is the stage's own overhead:
 The last line printed is RESULT_PREFIX followed by a JSON object of what the
 probe counted; bench/run.py reads it from there.
 """
+
 from __future__ import annotations
 
 import json
@@ -74,10 +75,13 @@ def bare_scan() -> dict:
     engine = open_source(config.source_url())
     with engine.connect() as connection:
         result = connection.execution_options(stream_results=True, yield_per=chunk_rows).execute(
-            sa.select(table).limit(_snapshot_rows()))
+            sa.select(table).limit(_snapshot_rows())
+        )
         names = list(result.keys())
-        batches = [pa.RecordBatch.from_arrays([pa.array(column) for column in zip(*rows, strict=True)], names=names)
-                   for rows in result.partitions(chunk_rows)]
+        batches = [
+            pa.RecordBatch.from_arrays([pa.array(column) for column in zip(*rows, strict=True)], names=names)
+            for rows in result.partitions(chunk_rows)
+        ]
     engine.dispose()
     arrow = pa.Table.from_batches(batches)
     return {"table": table.name, "rows": arrow.num_rows, "columns": arrow.num_columns, "arrow_bytes": arrow.nbytes}
@@ -91,7 +95,8 @@ def query_scan() -> dict:
     with engine.connect() as connection:
         started = time.perf_counter()
         result = connection.execution_options(stream_results=True, yield_per=SQL_CHUNK_ROWS).execute(
-            sa.text(adapter.snapshot_query), {"as_of": as_of})
+            sa.text(adapter.snapshot_query), {"as_of": as_of}
+        )
         first_row = None
         rows = 0
         for chunk in result.partitions(SQL_CHUNK_ROWS):
@@ -124,7 +129,8 @@ def gather_rows() -> dict:
     def chunks():
         with engine.connect() as connection:
             result = connection.execution_options(stream_results=True, yield_per=chunk_rows).execute(
-                sa.text(adapter.snapshot_query), {"as_of": params.gather.moment})
+                sa.text(adapter.snapshot_query), {"as_of": params.gather.moment}
+            )
             columns = list(result.keys())
             for rows in result.partitions(chunk_rows):
                 yield _rows_to_arrow(columns, rows, adapter.snapshot_schema)
@@ -136,8 +142,11 @@ def gather_rows() -> dict:
         finally:
             engine.dispose()
         same = config.SNAPSHOT.exists() and files.file_digest(output) == files.file_digest(config.SNAPSHOT)
-    return {"rows": rows, "same_bytes_as_stage": same,
-            "source": sa.engine.make_url(config.source_url()).get_backend_name()}
+    return {
+        "rows": rows,
+        "same_bytes_as_stage": same,
+        "source": sa.engine.make_url(config.source_url()).get_backend_name(),
+    }
 
 
 def bare_parquet() -> dict:
@@ -202,8 +211,12 @@ def predict(single_calls: int = 300, warmup: int = 20, batch_repeats: int = 3) -
         started = time.perf_counter()
         deployed.predict(frame)
         batches.append(time.perf_counter() - started)
-    return {"api": "src.serving.predict.load_model().predict(frame)", "single_latencies_s": latencies,
-            "batch_rows": len(frame), "batch_walls_s": batches}
+    return {
+        "api": "src.serving.predict.load_model().predict(frame)",
+        "single_latencies_s": latencies,
+        "batch_rows": len(frame),
+        "batch_walls_s": batches,
+    }
 
 
 def load_history() -> dict:
@@ -225,8 +238,16 @@ def serve() -> dict:
     return serving.serve()
 
 
-PROBES = {"bare_scan": bare_scan, "query_scan": query_scan, "gather_rows": gather_rows, "bare_parquet": bare_parquet,
-          "bare_fit": bare_fit, "predict": predict, "serve": serve, "load_history": load_history}
+PROBES = {
+    "bare_scan": bare_scan,
+    "query_scan": query_scan,
+    "gather_rows": gather_rows,
+    "bare_parquet": bare_parquet,
+    "bare_fit": bare_fit,
+    "predict": predict,
+    "serve": serve,
+    "load_history": load_history,
+}
 
 
 def main() -> None:

@@ -25,6 +25,7 @@ and records a command, bench/sources.py makes the clones and scaled sources,
 bench/figures.py, bench/targets.py and bench/report.py turn the raw runs into
 the figures, the targets and the table.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,9 +61,21 @@ RESULTS = BENCH_DIR / "results.json"
 QUICK_RESULTS = BENCH_DIR / "results-quick.json"
 SECTIONS = ("first_run", "pipeline", "stages", "postgres", "sweep", "predict", "serving")
 
-PACKAGES = ("dvc", "dvclive", "scikit-learn", "numpy", "scipy", "pandas", "pyarrow", "SQLAlchemy", "pydantic",
-            "psutil", "joblib", "threadpoolctl", "celery")
-
+PACKAGES = (
+    "dvc",
+    "dvclive",
+    "scikit-learn",
+    "numpy",
+    "scipy",
+    "pandas",
+    "pyarrow",
+    "SQLAlchemy",
+    "pydantic",
+    "psutil",
+    "joblib",
+    "threadpoolctl",
+    "celery",
+)
 
 
 def machine() -> dict[str, Any]:
@@ -72,8 +85,12 @@ def machine() -> dict[str, Any]:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    info = {"cpu": cpu or platform.machine(), "cores": os.cpu_count(), "platform": platform.platform(),
-            "python": platform.python_version()}
+    info = {
+        "cpu": cpu or platform.machine(),
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
     with contextlib.suppress(ImportError):
         import psutil
 
@@ -95,11 +112,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--scales", default=None, help='source scales, e.g. "1 10" (default; quick "1")')
     parser.add_argument("--sweep", type=int, default=None, help="queued experiments per sweep (default 8; quick 4)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 1 repeat, scale 1, 4 experiments")
-    parser.add_argument("--output", type=Path, default=None,
-                        help=f"results file (default {RESULTS.relative_to(config.ROOT)}; quick "
-                             f"{QUICK_RESULTS.relative_to(config.ROOT)})")
-    parser.add_argument("--sections", default=",".join(SECTIONS),
-                        help=f"comma-separated sections to run (default all: {','.join(SECTIONS)})")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help=f"results file (default {RESULTS.relative_to(config.ROOT)}; quick "
+        f"{QUICK_RESULTS.relative_to(config.ROOT)})",
+    )
+    parser.add_argument(
+        "--sections",
+        default=",".join(SECTIONS),
+        help=f"comma-separated sections to run (default all: {','.join(SECTIONS)})",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary clones")
     args = parser.parse_args(argv)
     args.repeats = args.repeats or (1 if args.quick else 3)
@@ -160,14 +184,29 @@ def run_sections(bench: Bench, args: argparse.Namespace) -> dict[str, str]:
 
 def make_command(args: argparse.Namespace) -> str:
     """The `make bench` line that reproduces this run's settings."""
-    return "make bench " + " ".join(f"{k}={v}" for k, v in (
-        ("BENCH_REPEATS", args.repeats), ("BENCH_SCALES", '"' + " ".join(map(str, args.scales)) + '"'),
-        ("BENCH_SWEEP", args.sweep))) + (" BENCH_QUICK=1" if args.quick else "") + (
-        "" if args.sections == list(SECTIONS) else f" --sections {','.join(args.sections)}")
+    return (
+        "make bench "
+        + " ".join(
+            f"{k}={v}"
+            for k, v in (
+                ("BENCH_REPEATS", args.repeats),
+                ("BENCH_SCALES", '"' + " ".join(map(str, args.scales)) + '"'),
+                ("BENCH_SWEEP", args.sweep),
+            )
+        )
+        + (" BENCH_QUICK=1" if args.quick else "")
+        + ("" if args.sections == list(SECTIONS) else f" --sections {','.join(args.sections)}")
+    )
 
 
-def results_of(bench: Bench, args: argparse.Namespace, commit: str, started: dt.datetime, clock: float,
-               scaled_as_of: dict[str, str]) -> dict[str, Any]:
+def results_of(
+    bench: Bench,
+    args: argparse.Namespace,
+    commit: str,
+    started: dt.datetime,
+    clock: float,
+    scaled_as_of: dict[str, str],
+) -> dict[str, Any]:
     """The results file's content: the settings, the machine, every raw run, the figures and targets, the table."""
     fig = figures(bench.runs, args.scales, bench.skipped)
     results = {
@@ -178,9 +217,14 @@ def results_of(bench: Bench, args: argparse.Namespace, commit: str, started: dt.
         "duration_s": time.perf_counter() - clock,
         "commit": commit,
         "quick": args.quick,
-        "config": {"repeats": args.repeats, "scales": args.scales, "sweep_experiments": args.sweep,
-                   "sections": args.sections,
-                   "scaled_as_of": scaled_as_of, "load_average_at_end": list(os.getloadavg())},
+        "config": {
+            "repeats": args.repeats,
+            "scales": args.scales,
+            "sweep_experiments": args.sweep,
+            "sections": args.sections,
+            "scaled_as_of": scaled_as_of,
+            "load_average_at_end": list(os.getloadavg()),
+        },
         "machine": machine(),
         "versions": versions(),
         "runs": bench.runs,

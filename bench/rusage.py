@@ -8,6 +8,7 @@ commands included), and `ru_maxrss` is the largest resident set of any one
 of them, as the kernel counted it (no polling to miss a short peak). The
 command's own output passes through.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,12 +27,15 @@ def main() -> int:
     wall = time.perf_counter() - started
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     with open(out, "w", encoding="utf-8") as handle:
-        json.dump({
-            "wall_s": wall,
-            "cpu_s": usage.ru_utime + usage.ru_stime,
-            "max_rss_bytes": usage.ru_maxrss * 1024,  # Linux reports KiB
-            "returncode": returncode,
-        }, handle)
+        json.dump(
+            {
+                "wall_s": wall,
+                "cpu_s": usage.ru_utime + usage.ru_stime,
+                "max_rss_bytes": usage.ru_maxrss * 1024,  # Linux reports KiB
+                "returncode": returncode,
+            },
+            handle,
+        )
     return returncode
 
 

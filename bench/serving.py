@@ -16,6 +16,7 @@ little of the two cores it shares with the service. Every answer's
 probability is checked against the in-process prediction of the same row: the
 service's bytes under load are the model's.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -44,8 +45,10 @@ def free_port() -> int:
 
 def request_bytes(port: int, row: dict) -> bytes:
     body = json.dumps({"rows": [row]}).encode()
-    return (f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    return (
+        f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
 
 
 async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> tuple[int, bytes]:
@@ -57,8 +60,15 @@ async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, r
     return status, await reader.readexactly(length)
 
 
-async def client(port: int, requests: list[bytes], expected: list[float], until: float, latencies: list[float],
-                 errors: list[str], offset: int) -> None:
+async def client(
+    port: int,
+    requests: list[bytes],
+    expected: list[float],
+    until: float,
+    latencies: list[float],
+    errors: list[str],
+    offset: int,
+) -> None:
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
     except OSError as error:
@@ -89,10 +99,16 @@ async def load(port: int, requests: list[bytes], expected: list[float], clients:
     until = started + duration
     await asyncio.gather(*(client(port, requests, expected, until, latencies, errors, i * 7) for i in range(clients)))
     wall = time.perf_counter() - started
-    return {"clients": clients, "requests": len(latencies), "wall_s": wall, "requests_per_s": len(latencies) / wall,
-            "p50_ms": float(np.percentile(latencies, 50) * 1000) if latencies else None,
-            "p99_ms": float(np.percentile(latencies, 99) * 1000) if latencies else None,
-            "errors": len(errors), "error_examples": sorted(set(errors))[:5]}
+    return {
+        "clients": clients,
+        "requests": len(latencies),
+        "wall_s": wall,
+        "requests_per_s": len(latencies) / wall,
+        "p50_ms": float(np.percentile(latencies, 50) * 1000) if latencies else None,
+        "p99_ms": float(np.percentile(latencies, 99) * 1000) if latencies else None,
+        "errors": len(errors),
+        "error_examples": sorted(set(errors))[:5],
+    }
 
 
 def wait_for(port: int, process: subprocess.Popen, log: Path, timeout: float = 180) -> None:
@@ -162,8 +178,14 @@ def serve(duration: float = DURATION_S) -> dict:
     # reads fills after some thousand requests, and the service then blocks on it.
     log_file = tempfile.NamedTemporaryFile("w+", prefix="bench-serve-", suffix=".log", delete=False)  # noqa: SIM115
     log = Path(log_file.name)
-    process = subprocess.Popen([sys.executable, "-m", "src.serving.serve", "--host", "127.0.0.1", "--port", str(port)],
-                               cwd=config.ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "src.serving.serve", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=config.ROOT,
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         wait_for(port, process, log)
         single, single_errors = asyncio.run(sequential(port, requests, expected))
@@ -182,8 +204,11 @@ def serve(duration: float = DURATION_S) -> dict:
         "reference_p99_ms": float(np.percentile(reference, 99) * 1000),
         "single_p50_ms": float(np.percentile(single, 50) * 1000),
         "single_p99_ms": float(np.percentile(single, 99) * 1000),
-        "single_calls": len(single), "single_errors": int(single_errors),
-        "levels": levels, "workers": serve.workers(), "threads": config.threads(),
+        "single_calls": len(single),
+        "single_errors": int(single_errors),
+        "levels": levels,
+        "workers": serve.workers(),
+        "threads": config.threads(),
         "duration_s": duration,
     }
 

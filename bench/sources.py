@@ -1,4 +1,5 @@
 """Clones and sources: a clone of HEAD per scale, the scaled demo sources (cached), params edits."""
+
 from __future__ import annotations
 
 import hashlib
@@ -43,8 +44,10 @@ def scaled_source(scale: int) -> Path:
         return config.SOURCE_DIR
     adapter, _ = load_adapter(load_params())
     if adapter.build_demo_source is None:  # a fork's ingested history has one size: its own
-        raise BenchError(f"scale {scale}: dataset adapter {adapter.name!r} has no demo builder to scale its source; "
-                         f"run `make bench BENCH_SCALES=1`")
+        raise BenchError(
+            f"scale {scale}: dataset adapter {adapter.name!r} has no demo builder to scale its source; "
+            f"run `make bench BENCH_SCALES=1`"
+        )
     package = config.ROOT.joinpath(*DATASETS_PACKAGE.split("."), adapter.name)
     prefix = f"source-{adapter.name}-x{scale}-"
     folder = CACHE_DIR / f"{prefix}{package_digest(package)[:12]}"
@@ -54,8 +57,10 @@ def scaled_source(scale: int) -> Path:
             shutil.rmtree(stale)
         print(f"building the x{scale} source in {folder} (cached for later runs)...", flush=True)
         folder.mkdir(parents=True, exist_ok=True)
-        sh([sys.executable, "-m", "src.tools.source", "--scale", str(scale), "--output", str(database)],
-           cwd=config.ROOT)
+        sh(
+            [sys.executable, "-m", "src.tools.source", "--scale", str(scale), "--output", str(database)],
+            cwd=config.ROOT,
+        )
     return folder
 
 
@@ -71,8 +76,9 @@ def last_recorded_day(database: Path) -> str:
     engine = sa.create_engine(f"sqlite:///{database}")
     try:
         with engine.connect() as connection:
-            latest = max(connection.execute(sa.select(sa.func.max(table.c[RECORDED_AT]))).scalar_one() or ""
-                         for table in tables)
+            latest = max(
+                connection.execute(sa.select(sa.func.max(table.c[RECORDED_AT]))).scalar_one() or "" for table in tables
+            )
     finally:
         engine.dispose()
     if not latest:
@@ -100,4 +106,3 @@ def get_param(clone: Path, dotted: str) -> Any:
     for key in dotted.split("."):
         node = node[key]
     return node
-

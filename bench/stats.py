@@ -2,6 +2,7 @@
 
 No timing happens here (bench/run.py measures); tests/template/test_bench.py tests this.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -10,8 +11,22 @@ from typing import Any
 
 # Bump when the layout of bench/results.json changes (2: n and failures per figure, target units).
 RESULTS_SCHEMA = 2
-RESULTS_KEYS = ("schema", "command", "started", "finished", "duration_s", "commit", "quick",
-                "config", "machine", "versions", "runs", "figures", "targets", "profiles")
+RESULTS_KEYS = (
+    "schema",
+    "command",
+    "started",
+    "finished",
+    "duration_s",
+    "commit",
+    "quick",
+    "config",
+    "machine",
+    "versions",
+    "runs",
+    "figures",
+    "targets",
+    "profiles",
+)
 RUN_KEYS = ("section", "name", "scale", "repeat", "wall_s", "cpu_s", "max_rss_bytes", "returncode")
 TARGET_KEYS = ("name", "value", "limit", "comparison", "met", "detail", "unit")
 # How a target's value and limit are shown: a ratio, seconds, GiB, or a plain count.
@@ -50,24 +65,31 @@ def ratio(value: float | None, reference: float | None) -> float | None:
     return value / reference
 
 
-def check(name: str, value: float | None, limit: float, comparison: str, detail: str = "",
-          unit: str = "x") -> dict[str, Any]:
+def check(
+    name: str, value: float | None, limit: float, comparison: str, detail: str = "", unit: str = "x"
+) -> dict[str, Any]:
     """A target: `value <= limit` ("<=") or `value >= limit` (">="); unmeasured is not met."""
     if comparison not in ("<=", ">="):
         raise ValueError(f"comparison must be '<=' or '>=', got {comparison!r}")
     if unit not in UNITS:
         raise ValueError(f"unit must be one of {sorted(UNITS)}, got {unit!r}")
     met = None if value is None else (value <= limit if comparison == "<=" else value >= limit)
-    return {"name": name, "value": value, "limit": limit, "comparison": comparison, "met": met, "detail": detail,
-            "unit": unit}
+    return {
+        "name": name,
+        "value": value,
+        "limit": limit,
+        "comparison": comparison,
+        "met": met,
+        "detail": detail,
+        "unit": unit,
+    }
 
 
 def verdict(name: str, value: float | None, met: bool | None, detail: str = "", unit: str = "x") -> dict[str, Any]:
     """A target that is a yes/no fact (e.g. which stages ran), with a figure to show beside it."""
     if unit not in UNITS:
         raise ValueError(f"unit must be one of {sorted(UNITS)}, got {unit!r}")
-    return {"name": name, "value": value, "limit": None, "comparison": "is", "met": met, "detail": detail,
-            "unit": unit}
+    return {"name": name, "value": value, "limit": None, "comparison": "is", "met": met, "detail": detail, "unit": unit}
 
 
 def select(runs: Iterable[dict], **match: Any) -> list[dict]:
@@ -109,10 +131,11 @@ def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     for row in rows:
         if len(row) != len(header):
             raise ValueError(f"row {row} has {len(row)} cells, the header {len(header)}")
-    widths = [max(len(str(h)), *(len(row[i]) for row in rows)) if rows else len(str(h))
-              for i, h in enumerate(header)]
-    lines = ["| " + " | ".join(str(h).ljust(w) for h, w in zip(header, widths, strict=True)) + " |",
-             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    widths = [max(len(str(h)), *(len(row[i]) for row in rows)) if rows else len(str(h)) for i, h in enumerate(header)]
+    lines = [
+        "| " + " | ".join(str(h).ljust(w) for h, w in zip(header, widths, strict=True)) + " |",
+        "|" + "|".join("-" * (w + 2) for w in widths) + "|",
+    ]
     lines += ["| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) + " |" for row in rows]
     return "\n".join(lines)
 
@@ -127,10 +150,19 @@ def target_table(targets: Sequence[dict]) -> str:
             return fmt(t["value"], unit)
         return fmt(t["value"]) + UNITS[unit]
 
-    return table(["target", "measured", "limit", "verdict", "detail"],
-                 [[t["name"], value(t),
-                   "–" if t["limit"] is None else f"{t['comparison']} {t['limit']:g}{UNITS[t.get('unit', 'x')]}",
-                   word(t["met"]), t["detail"]] for t in targets])
+    return table(
+        ["target", "measured", "limit", "verdict", "detail"],
+        [
+            [
+                t["name"],
+                value(t),
+                "–" if t["limit"] is None else f"{t['comparison']} {t['limit']:g}{UNITS[t.get('unit', 'x')]}",
+                word(t["met"]),
+                t["detail"],
+            ]
+            for t in targets
+        ],
+    )
 
 
 def validate_results(results: dict) -> list[str]:

@@ -93,8 +93,12 @@ snapshot.describe(include="all").transpose()
 # %%
 train = read_frame(config.TRAIN_FEATURES)
 test = read_frame(config.TEST_FEATURES)
-pd.DataFrame({"train": featurize.target_summary(train[adapter.target], adapter.task),
-              "test": featurize.target_summary(test[adapter.target], adapter.task)})
+pd.DataFrame(
+    {
+        "train": featurize.target_summary(train[adapter.target], adapter.task),
+        "test": featurize.target_summary(test[adapter.target], adapter.task),
+    }
+)
 
 # %% [markdown]
 # ## The model, checked against REV's dvc.lock before it is unpickled
@@ -107,8 +111,10 @@ with tempfile.TemporaryDirectory() as scratch:
         copy.parent.mkdir(parents=True, exist_ok=True)
         copy.write_bytes(read_bytes(path))
     fitted, manifest = artifact.load_model(
-        Path(scratch) / config.MODEL.relative_to(config.ROOT), Path(scratch) / config.MANIFEST.relative_to(config.ROOT),
-        lock_path=Path(scratch) / config.DVC_LOCK.relative_to(config.ROOT))
+        Path(scratch) / config.MODEL.relative_to(config.ROOT),
+        Path(scratch) / config.MANIFEST.relative_to(config.ROOT),
+        lock_path=Path(scratch) / config.DVC_LOCK.relative_to(config.ROOT),
+    )
 # A regression (a float target, adapter.task) has no classes.
 assert adapter.task == REGRESSION or list(fitted.classes_) == classes, (list(fitted.classes_), classes)
 print(manifest["title"], "| model:", json.dumps(manifest["model"]))
@@ -127,8 +133,11 @@ predictions = predictions_frame(adapter.id, test[adapter.id], probabilities, cla
 predictions.head()
 
 # %%
-(evaluate.fit_points(y, predictions[PREDICTION]).describe() if adapter.task == REGRESSION
- else evaluate.score_histogram(y, probabilities, classes).pivot(index="bin_start", columns="class", values="share"))
+(
+    evaluate.fit_points(y, predictions[PREDICTION]).describe()
+    if adapter.task == REGRESSION
+    else evaluate.score_histogram(y, probabilities, classes).pivot(index="bin_start", columns="class", values="share")
+)
 
 # %% [markdown]
 # ## The metrics, as the evaluate stage logs them

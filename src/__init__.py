@@ -6,6 +6,7 @@ OpenMP pools sharing two cores (parallel `dvc queue` workers, or any other load)
 were measured 30x slower; passive waiting costs nothing when a core is free.
 It changes speed only, never results.
 """
+
 import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

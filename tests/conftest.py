@@ -13,6 +13,7 @@ the worked example (`make drop-example` deletes them with it); tests/<name>/
 check a fork's own adapter (`make new-adapter NAME=<name>` starts them).
 Tests marked `slow` run the whole pipeline in a clone; `-m "not slow"` skips them.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -83,15 +84,19 @@ def require_source() -> None:
     whose data lives in a database server sets SOURCE_URL instead.
     """
     if not os.environ.get(config.SOURCE_URL_ENV) and not config.SOURCE_DB.exists():
-        pytest.fail(f"no source: {config.SOURCE_URL_ENV} is unset and {config.SOURCE_DB} is missing; "
-                    f"set {config.SOURCE_URL_ENV} or run the tests through `make test`")
+        pytest.fail(
+            f"no source: {config.SOURCE_URL_ENV} is unset and {config.SOURCE_DB} is missing; "
+            f"set {config.SOURCE_URL_ENV} or run the tests through `make test`"
+        )
 
 
 def require_embedded_source() -> None:
     """Fail, not skip, when a test that copies or reads the embedded SQLite file itself cannot find it."""
     if not config.SOURCE_DB.exists():
-        pytest.fail(f"{config.SOURCE_DB} missing: this test edits a copy of the embedded SQLite source "
-                    "(run the tests through `make test`, which builds it)")
+        pytest.fail(
+            f"{config.SOURCE_DB} missing: this test edits a copy of the embedded SQLite source "
+            "(run the tests through `make test`, which builds it)"
+        )
 
 
 def make_clone(destination: Path, repo: Path = ROOT) -> Path:

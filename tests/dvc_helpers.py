@@ -3,6 +3,7 @@
 They read what a clone's dvc.lock records and compare the bytes on disk, so a
 test can say "identical" in the strongest sense: every file of every output.
 """
+
 from __future__ import annotations
 
 import shutil

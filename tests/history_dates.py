@@ -26,6 +26,7 @@ moment's snapshot.
 
 Each fails the test (never skips it) with a message naming what the history lacks.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -57,8 +58,12 @@ def recorded_dates(url: str | None = None) -> list[str]:
     url = url or config.source_url()
     # recorded_at is UTC text 'YYYY-MM-DD HH:MM:SS': its first ten characters are the date.
     day = functools.partial(sa.func.substr, sa.literal_column(RECORDED_AT), 1, 10)
-    union = sa.union(*[sa.select(day().label("day")).select_from(sa.table(table.name))
-                       for table in adapter.source_tables.sorted_tables]).subquery()
+    union = sa.union(
+        *[
+            sa.select(day().label("day")).select_from(sa.table(table.name))
+            for table in adapter.source_tables.sorted_tables
+        ]
+    ).subquery()
     engine = readers.open_source(parse_url(url))
     try:
         with engine.connect() as connection:
@@ -104,8 +109,10 @@ def moments() -> tuple[str, ...]:
     """Every recorded date from the first with a learnable snapshot on, oldest first (cached per session)."""
     days = recorded_dates()
     if not days:
-        pytest.fail(f"the source history ({shown_url(config.source_url())}) records nothing "
-                    "up to today: ingest data first (python -m src.tools.ingest)")
+        pytest.fail(
+            f"the source history ({shown_url(config.source_url())}) records nothing "
+            "up to today: ingest data first (python -m src.tools.ingest)"
+        )
     # The first learnable date, by galloping then bisecting, so only small early snapshots are read
     # (a later snapshot holds every row an earlier one does).
     if _learnable(days[0]):
@@ -115,8 +122,10 @@ def moments() -> tuple[str, ...]:
         while high < len(days) and not _learnable(days[high]):
             low, high = high, min(2 * high + 1, len(days))
         if high >= len(days):
-            pytest.fail(f"no snapshot of the source history up to {days[-1]} has feature rows of two "
-                        "classes: the pipeline cannot train on any as_of")
+            pytest.fail(
+                f"no snapshot of the source history up to {days[-1]} has feature rows of two "
+                "classes: the pipeline cannot train on any as_of"
+            )
         while high - low > 1:
             middle = (low + high) // 2
             low, high = (low, middle) if _learnable(days[middle]) else (middle, high)
@@ -136,8 +145,10 @@ def early_moments(*ranks: int) -> list[str]:
         raise ValueError(f"ranks must be distinct, increasing and >= 0: {ranks}")
     found = moments()
     if len(found) < len(ranks):
-        pytest.fail(f"this test needs {len(ranks)} distinct recorded_at dates with a learnable snapshot; "
-                    f"the source history has {len(found)}: {list(found)}")
+        pytest.fail(
+            f"this test needs {len(ranks)} distinct recorded_at dates with a learnable snapshot; "
+            f"the source history has {len(found)}: {list(found)}"
+        )
     last = len(found) - len(ranks)
     return [found[min(rank, last + index)] for index, rank in enumerate(ranks)]
 
@@ -155,8 +166,10 @@ def spare_dates(count: int, after: str, avoid: Iterable[str] = ()) -> list[str]:
         day += dt.timedelta(days=1)
         text = day.isoformat()
         if text > last:
-            pytest.fail(f"this test needs {count} dates between {after} and the last recorded date {last} "
-                        f"other than {sorted(avoid)}; the source history spans too few days")
+            pytest.fail(
+                f"this test needs {count} dates between {after} and the last recorded date {last} "
+                f"other than {sorted(avoid)}; the source history spans too few days"
+            )
         if text not in avoid:
             found.append(text)
     return found

@@ -8,6 +8,7 @@ folders it owns. Start and stop times are kept on the cluster object, for the
 report. Under CI=true missing server binaries fail the test: .ci/run installs
 them, and a skip would hide that it did not.
 """
+
 from __future__ import annotations
 
 import glob
@@ -76,8 +77,10 @@ class Cluster:
         result = subprocess.run(command, capture_output=True, text=True, cwd=self.base)
         if result.returncode != 0:
             log = self.base / "server.log"
-            raise RuntimeError(f"{' '.join(args[:2])} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
-                               + (f"\n--- server.log\n{log.read_text()}" if log.exists() else ""))
+            raise RuntimeError(
+                f"{' '.join(args[:2])} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+                + (f"\n--- server.log\n{log.read_text()}" if log.exists() else "")
+            )
 
     def init(self) -> None:
         self.socket_dir.mkdir()
@@ -88,25 +91,57 @@ class Cluster:
         started = time.perf_counter()
         # Trust on the socket for the superuser only: the tests' other roles log
         # in with a password, as a real deployment's would.
-        self._run(["initdb", "-D", str(self.data), "-U", SUPERUSER, "--auth-local=trust", "--auth-host=reject",
-                   "-E", "UTF8", "--no-sync", "--no-instructions", *self.initdb_args])
+        self._run(
+            [
+                "initdb",
+                "-D",
+                str(self.data),
+                "-U",
+                SUPERUSER,
+                "--auth-local=trust",
+                "--auth-host=reject",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "--no-instructions",
+                *self.initdb_args,
+            ]
+        )
         hba = self.data / "pg_hba.conf"
         hba.write_text(f"local all {SUPERUSER} trust\nlocal all all scram-sha-256\n")
         self.timings["initdb"] = time.perf_counter() - started
 
     def start(self) -> None:
-        options = " ".join([
-            "-c listen_addresses=''",
-            f"-c unix_socket_directories='{self.socket_dir}'",
-            f"-p {PORT}",
-            "-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off",
-            # Tables created and filled in one transaction, and rewrites such as
-            # CLUSTER, then write no WAL: loads are faster and the folder smaller.
-            "-c wal_level=minimal", "-c max_wal_senders=0",
-        ])
+        options = " ".join(
+            [
+                "-c listen_addresses=''",
+                f"-c unix_socket_directories='{self.socket_dir}'",
+                f"-p {PORT}",
+                "-c fsync=off",
+                "-c synchronous_commit=off",
+                "-c full_page_writes=off",
+                # Tables created and filled in one transaction, and rewrites such as
+                # CLUSTER, then write no WAL: loads are faster and the folder smaller.
+                "-c wal_level=minimal",
+                "-c max_wal_senders=0",
+            ]
+        )
         started = time.perf_counter()
-        self._run(["pg_ctl", "-D", str(self.data), "-l", str(self.base / "server.log"), "-o", options,
-                   "-w", "-t", str(START_TIMEOUT_S), "start"])
+        self._run(
+            [
+                "pg_ctl",
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.base / "server.log"),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                str(START_TIMEOUT_S),
+                "start",
+            ]
+        )
         self.timings["start"] = time.perf_counter() - started
 
     def stop(self) -> None:

@@ -1,4 +1,5 @@
 """The first_run section: a fresh clone's first `make repro`, the README's promise for a newcomer."""
+
 from __future__ import annotations
 
 import os
@@ -15,8 +16,11 @@ FIRST_RUN_STEPS = (("install", ["make", "setup"]), ("source", ["make", "source"]
 
 def first_run_env(uv_cache: Path) -> dict[str, str]:
     """A newcomer's shell: no venv on PATH, no SOURCE_URL, and an empty uv cache (nothing downloaded yet)."""
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("VIRTUAL_ENV", "PYTHONHOME", "PYTHONPATH", config.SOURCE_URL_ENV)}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("VIRTUAL_ENV", "PYTHONHOME", "PYTHONPATH", config.SOURCE_URL_ENV)
+    }
     bin_dirs = {str(config.VENV / "bin"), str(Path(sys.prefix) / "bin")}
     env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p not in bin_dirs)
     env["UV_CACHE_DIR"] = str(uv_cache)

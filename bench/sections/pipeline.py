@@ -1,4 +1,5 @@
 """The pipeline section: DVC overhead, no-op repro vs status, an incremental train change vs the full run."""
+
 from __future__ import annotations
 
 import shlex
@@ -28,8 +29,15 @@ def pipeline_section(bench: Bench, clone: Path) -> None:
     for repeat in range(1, bench.repeats + 1):
         # A value not used before in this clone: the run-cache cannot answer it.
         set_param(clone, f"{HGB}.max_iter", original - repeat)
-        run = bench.measure("incremental", "dvc repro (train change)", [dvc, "repro"], clone, 1, repeat,
-                            change=f"{HGB}.max_iter={original - repeat}")
+        run = bench.measure(
+            "incremental",
+            "dvc repro (train change)",
+            [dvc, "repro"],
+            clone,
+            1,
+            repeat,
+            change=f"{HGB}.max_iter={original - repeat}",
+        )
         bench.runs[-1]["stages_ran"] = stages_ran(run["stdout"])
     set_param(clone, f"{HGB}.max_iter", original)
     sh([dvc, "repro"], cwd=clone, env=clone_env(clone))  # back to HEAD's outputs (from the run-cache)

@@ -1,4 +1,5 @@
 """The postgres section: gather from a throwaway PostgreSQL cluster, against its bare scan there."""
+
 from __future__ import annotations
 
 import sys
@@ -35,15 +36,30 @@ def postgres_section(bench: Bench, clone: Path) -> None:
     with postgres.running_cluster() as cluster:
         url = cluster.url()
         env = clone_env(clone, **{config.SOURCE_URL_ENV: url})
-        bench.measure("postgres", "load_history", [sys.executable, str(BENCH_DIR / "probes.py"), "load_history"],
-                      clone, 1, 1, env=env)
+        bench.measure(
+            "postgres",
+            "load_history",
+            [sys.executable, str(BENCH_DIR / "probes.py"), "load_history"],
+            clone,
+            1,
+            1,
+            env=env,
+        )
         command = stage_commands(clone)["gather"]
         for repeat in range(1, bench.repeats + 1):
             pair = [("gather", command), ("bare_scan", None)]
             for name, step in pair if repeat % 2 else pair[::-1]:
                 if step is None:
-                    bench.measure("postgres", name, [sys.executable, str(BENCH_DIR / "probes.py"), name], clone, 1,
-                                  repeat, env=env, timeout=POSTGRES_TIMEOUT_S)
+                    bench.measure(
+                        "postgres",
+                        name,
+                        [sys.executable, str(BENCH_DIR / "probes.py"), name],
+                        clone,
+                        1,
+                        repeat,
+                        env=env,
+                        timeout=POSTGRES_TIMEOUT_S,
+                    )
                 else:
                     bench.measure("postgres", name, step, clone, 1, repeat, env=env, timeout=POSTGRES_TIMEOUT_S)
                     same = snapshot.exists() and files.file_digest(snapshot, "md5") == sqlite_md5

@@ -1,4 +1,5 @@
 """The predict and serving sections: bench/probes.py's `predict` and `serve` probes, once per repeat."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """The stages section: each stage run directly against its physical reference (bench/probes.py)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -63,4 +64,4 @@ def profile_text(path: Path, lines: int = 14) -> str:
     buffer = io.StringIO()
     pstats.Stats(str(path), stream=buffer).sort_stats("tottime").print_stats(lines)
     text = buffer.getvalue()
-    return text[text.index("ncalls"):] if "ncalls" in text else text
+    return text[text.index("ncalls") :] if "ncalls" in text else text

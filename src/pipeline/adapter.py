@@ -5,6 +5,7 @@ params.yaml's `dataset.adapter` names the one in use. The stages, the model,
 serving and the tools read names, schemas and functions from it and never
 mention a data set themselves.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -38,8 +39,9 @@ def task_of(target_type: pa.DataType) -> str:
         return REGRESSION
     if pa.types.is_integer(target_type) or pa.types.is_string(target_type):
         return CLASSIFICATION
-    raise ValueError(f"target_type must be a float (regression), integer or string (classification) type, "
-                     f"got {target_type}")
+    raise ValueError(
+        f"target_type must be a float (regression), integer or string (classification) type, got {target_type}"
+    )
 
 
 class NoParams(BaseModel):
@@ -193,12 +195,16 @@ class Adapter:
             if column.name not in self.snapshot_schema.names:
                 problems.append(f"inputs column {column.name!r} is not in the snapshot schema")
             elif self.snapshot_schema.field(column.name).type != column.type:
-                problems.append(f"inputs column {column.name!r} is {column.type}, the snapshot's is "
-                                f"{self.snapshot_schema.field(column.name).type}")
-            elif not any(check(column.type) for check in (pa.types.is_integer, pa.types.is_floating,
-                                                          pa.types.is_string)):
-                problems.append(f"inputs column {column.name!r} is {column.type}: raw rows take integer, "
-                                "float and text columns")
+                problems.append(
+                    f"inputs column {column.name!r} is {column.type}, the snapshot's is "
+                    f"{self.snapshot_schema.field(column.name).type}"
+                )
+            elif not any(
+                check(column.type) for check in (pa.types.is_integer, pa.types.is_floating, pa.types.is_string)
+            ):
+                problems.append(
+                    f"inputs column {column.name!r} is {column.type}: raw rows take integer, float and text columns"
+                )
             elif self.inputs.domains.get(column.name, Domain()) != self.snapshot_domains.get(column.name, Domain()):
                 problems.append(f"inputs domain of {column.name!r} differs from snapshot_domains")
         if self.target in self.inputs.schema.names:

@@ -12,6 +12,7 @@ is the pair that the locked pipeline run produced (a manifest edited to match
 a swapped model is refused too). It also compares the running Python and
 library versions with those recorded at training time.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -136,7 +137,6 @@ def loads(payload: bytes, source: object = "the model") -> Any:
         raise
     except Exception as error:  # a truncated or malformed pickle: name the file, not pickle's internals
         raise ArtifactError(f"cannot unpickle {source}: {type(error).__name__}: {error}") from None
-
 
 
 def runtime_versions() -> dict[str, str]:

@@ -21,6 +21,7 @@ With `--sweep` (make repro's first step too) it removes the temporaries that a
 killed stage left in the output folders: a later `dvc repro` that restores that
 stage from the run-cache runs none of its code, so would leave them for good.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,9 +35,11 @@ from src.pipeline.dataset import check_recorded, load_adapter
 from src.pipeline.params import ParamsError, load_params
 
 MARKER = config.PARAMS_CHECKED_MARKER
-MARKER_TEXT = ("params.yaml passed the schema check of src/pipeline/check_params.py. The pipeline's first stage\n"
-               "writes this file and gather depends on it, so DVC runs the check before any stage that\n"
-               "deletes outputs. Its text never changes.\n")
+MARKER_TEXT = (
+    "params.yaml passed the schema check of src/pipeline/check_params.py. The pipeline's first stage\n"
+    "writes this file and gather depends on it, so DVC runs the check before any stage that\n"
+    "deletes outputs. Its text never changes.\n"
+)
 
 
 def check(recorded: bool = False) -> str:
@@ -54,8 +57,9 @@ def check(recorded: bool = False) -> str:
 def output_folders(root: Path = config.ROOT) -> list[Path]:
     """The folders that hold dvc.yaml's outputs: where the stages write their temporaries."""
     stages = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
-    entries = [entry for stage in stages.values() for key in ("outs", "metrics", "plots")
-               for entry in stage.get(key, [])]
+    entries = [
+        entry for stage in stages.values() for key in ("outs", "metrics", "plots") for entry in stage.get(key, [])
+    ]
     return sorted({(root / (entry if isinstance(entry, str) else next(iter(entry)))).parent for entry in entries})
 
 
@@ -76,23 +80,37 @@ def sweep_temporaries(root: Path = config.ROOT) -> list[Path]:
     tmp_dir = root / ".dvc" / "tmp"
     tmp_dir.mkdir(parents=True, exist_ok=True)
     try:
-        with rwlock(str(tmp_dir), localfs, "python -m src.pipeline.check_params --sweep", [],
-                    [str(folder) for folder in folders], False):
+        with rwlock(
+            str(tmp_dir),
+            localfs,
+            "python -m src.pipeline.check_params --sweep",
+            [],
+            [str(folder) for folder in folders],
+            False,
+        ):
             return [entry for folder in folders for entry in files.remove_temporaries(folder)]
     except LockError:
-        print("check_params: a DVC command is writing outputs now; stale temporaries are left for later",
-              file=sys.stderr)
+        print(
+            "check_params: a DVC command is writing outputs now; stale temporaries are left for later", file=sys.stderr
+        )
         return []
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m src.pipeline.check_params", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true",
-                        help="only check, write no marker (make repro runs this before DVC reads params.yaml)")
-    parser.add_argument("--recorded", action="store_true",
-                        help="also check the recorded categories and classes (make categories writes them)")
-    parser.add_argument("--sweep", action="store_true",
-                        help="also remove the temporaries a killed stage left in the output folders")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="only check, write no marker (make repro runs this before DVC reads params.yaml)",
+    )
+    parser.add_argument(
+        "--recorded",
+        action="store_true",
+        help="also check the recorded categories and classes (make categories writes them)",
+    )
+    parser.add_argument(
+        "--sweep", action="store_true", help="also remove the temporaries a killed stage left in the output folders"
+    )
     args = parser.parse_args(argv)
     name = check(recorded=args.recorded)
     if args.sweep:

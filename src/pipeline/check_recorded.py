@@ -15,6 +15,7 @@ changes, so a passing check reruns nothing through it, and a failing one stops
 only the target and the categorical columns. train still runs the same checks
 itself (for `dvc repro --single-item train`, which skips this stage).
 """
+
 from __future__ import annotations
 
 import sys
@@ -24,9 +25,11 @@ from src.pipeline.dataset import check_categories_seen, check_classes, check_rec
 from src.pipeline.params import load_params
 
 MARKER = config.RECORDED_CHECKED_MARKER
-MARKER_TEXT = ("The recorded classes and categories in params.yaml passed src/pipeline/check_recorded.py's check\n"
-               "against the training features. train depends on this file, so DVC runs the check before it\n"
-               "deletes the model. Its text never changes.\n")
+MARKER_TEXT = (
+    "The recorded classes and categories in params.yaml passed src/pipeline/check_recorded.py's check\n"
+    "against the training features. train depends on this file, so DVC runs the check before it\n"
+    "deletes the model. Its text never changes.\n"
+)
 
 
 def check() -> int:
@@ -56,5 +59,4 @@ if __name__ == "__main__":
     try:
         main()
     except (ValueError, FileNotFoundError) as error:  # ParamsError is a ValueError
-        sys.exit(f"check_recorded: error: {error}\nStopped before train: the model and its manifest are as they "
-                 "were.")
+        sys.exit(f"check_recorded: error: {error}\nStopped before train: the model and its manifest are as they were.")

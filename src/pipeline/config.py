@@ -5,6 +5,7 @@ names; dvc.yaml repeats the paths as literals only because DVC needs them
 there (tests/template/test_config.py checks that the two agree). The names are
 neutral: what the data is about lives in the dataset adapter (src/datasets/).
 """
+
 from __future__ import annotations
 
 import os
@@ -64,7 +65,7 @@ EXPERIMENT_COPIES = (".dvc", "tmp", "exps")
 def experiment_origin(root: Path = ROOT) -> Path | None:
     """The project that `root` is a DVC experiment copy of, or None if it is no such copy."""
     for parent in root.parents:
-        if parent.parts[-len(EXPERIMENT_COPIES):] == EXPERIMENT_COPIES:
+        if parent.parts[-len(EXPERIMENT_COPIES) :] == EXPERIMENT_COPIES:
             return parent.parents[len(EXPERIMENT_COPIES) - 1]
     return None
 
@@ -105,6 +106,7 @@ def threads() -> int:
     except ValueError:
         count = 0
     if count < 1:
-        raise ValueError(f"{THREADS_ENV}={value!r}: give a whole number of threads, 1 or more "
-                         "(unset, every usable core)")
+        raise ValueError(
+            f"{THREADS_ENV}={value!r}: give a whole number of threads, 1 or more (unset, every usable core)"
+        )
     return count

@@ -5,6 +5,7 @@ by the test set: a test figure that picked the winner is no longer an honest
 estimate of the winner's quality. Each fold fits a clone of the unfitted
 pipeline, so the deployed model (fitted on every training row) is untouched.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -32,19 +33,32 @@ def splitter(y: pd.Series, classes: list, folds: int, seed: int, task: str | Non
     """
     if task == REGRESSION:
         if len(y) < folds:
-            raise ValueError(f"train.cv_folds is {folds}, but there are only {len(y)} training rows: "
-                             "lower train.cv_folds or gather more rows")
+            raise ValueError(
+                f"train.cv_folds is {folds}, but there are only {len(y)} training rows: "
+                "lower train.cv_folds or gather more rows"
+            )
         return KFold(n_splits=folds, shuffle=True, random_state=seed)
     counts = pd.Series(y).value_counts()
     short = {label: int(counts.get(label, 0)) for label in classes if counts.get(label, 0) < folds}
     if short:
-        raise ValueError(f"train.cv_folds is {folds}, but classes {short} have fewer training rows than folds: "
-                         "lower train.cv_folds or gather more rows")
+        raise ValueError(
+            f"train.cv_folds is {folds}, but classes {short} have fewer training rows than folds: "
+            "lower train.cv_folds or gather more rows"
+        )
     return StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
 
 
-def cross_validate(model: BaseEstimator, X: pd.DataFrame, y: pd.Series, classes: list, folds: int, seed: int,
-                   threshold: float, threads: int = 1, task: str | None = None) -> list[dict[str, float]]:
+def cross_validate(
+    model: BaseEstimator,
+    X: pd.DataFrame,
+    y: pd.Series,
+    classes: list,
+    folds: int,
+    seed: int,
+    threshold: float,
+    threads: int = 1,
+    task: str | None = None,
+) -> list[dict[str, float]]:
     """The metrics of each fold: a clone of unfitted `model` fitted on the others, scored on it.
 
     Under the limits train fits with, and each fold's model is predicted as the
@@ -70,9 +84,10 @@ def summarise(per_fold: list[dict[str, float]], rows: int) -> dict:
     summary: dict = {}
     for name in names:
         values = [fold[name] for fold in per_fold]
-        summary[name] = {"mean": round(statistics.fmean(values), DIGITS),
-                         "std": round(statistics.stdev(values), DIGITS) if len(values) > 1 else 0.0}
+        summary[name] = {
+            "mean": round(statistics.fmean(values), DIGITS),
+            "std": round(statistics.stdev(values), DIGITS) if len(values) > 1 else 0.0,
+        }
     summary["folds"] = len(per_fold)
     summary["rows"] = {"train": int(rows)}
     return summary
-

@@ -4,6 +4,7 @@ Apart from the params schema (params.py), which serving imports: loading an
 adapter imports its package, and with it whatever the package declares its
 source with.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,28 +34,36 @@ def check_recorded(params: Params, adapter: Adapter) -> None:
     fix = "run `make categories` (it builds the training features first), review and commit params.yaml"
     expected = list(adapter.categorical)
     if list(params.categories) != expected:
-        raise ParamsError(f"categories: recorded for {list(params.categories)}, but the adapter's categorical "
-                          f"features are {expected}; {fix}")
+        raise ParamsError(
+            f"categories: recorded for {list(params.categories)}, but the adapter's categorical "
+            f"features are {expected}; {fix}"
+        )
     empty = [name for name, values in params.categories.items() if not values]
     if empty:
         raise ParamsError(f"categories: no values recorded for {empty}; {fix}")
     if adapter.task == REGRESSION:
         if params.classes:
-            raise ParamsError(f"classes: {params.classes} recorded, but the target {adapter.target!r} is "
-                              f"{adapter.target_type}, a regression, which has no classes: set `classes: []` "
-                              "(`make categories` records none for a regression), or declare an integer or "
-                              "string target_type in the adapter for a classification")
+            raise ParamsError(
+                f"classes: {params.classes} recorded, but the target {adapter.target!r} is "
+                f"{adapter.target_type}, a regression, which has no classes: set `classes: []` "
+                "(`make categories` records none for a regression), or declare an integer or "
+                "string target_type in the adapter for a classification"
+            )
         if params.train.feature_selection.method != "none":
-            raise ParamsError(f"train.feature_selection.method is {params.train.feature_selection.method!r}, "
-                              f"but feature selection ranks features for a classification only, and the target "
-                              f"{adapter.target!r} is a regression: set it to none")
+            raise ParamsError(
+                f"train.feature_selection.method is {params.train.feature_selection.method!r}, "
+                f"but feature selection ranks features for a classification only, and the target "
+                f"{adapter.target!r} is a regression: set it to none"
+            )
         return
     if not params.classes:
         raise ParamsError(f"classes: no classes recorded for the target {adapter.target!r}; {fix}")
     textual = isinstance(params.classes[0], str)
     if textual != pa.types.is_string(adapter.target_type):
-        raise ParamsError(f"classes: {params.classes} are {'text' if textual else 'integers'}, but the target "
-                          f"{adapter.target!r} is {adapter.target_type}; {fix}")
+        raise ParamsError(
+            f"classes: {params.classes} are {'text' if textual else 'integers'}, but the target "
+            f"{adapter.target!r} is {adapter.target_type}; {fix}"
+        )
     if params.train.feature_selection.method != "none":
         params.train.feature_selection.count(len(adapter.features))  # keep no larger than the features
 
@@ -64,11 +73,19 @@ def check_target_values(target: pd.Series, where: str) -> None:
     values = pd.to_numeric(target, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     missing, infinite = int(np.isnan(values).sum()), int(np.isinf(values).sum())
     if missing or infinite:
-        raise ValueError(f"the {where} target {target.name!r} has "
-                         + ", ".join(part for part in (f"{missing:,} missing (NaN) values" if missing else "",
-                                                       f"{infinite:,} infinite values" if infinite else "") if part)
-                         + f" of {len(values):,} rows: a regression needs a finite target on every row; exclude "
-                         "those rows in the adapter's derive_features")
+        raise ValueError(
+            f"the {where} target {target.name!r} has "
+            + ", ".join(
+                part
+                for part in (
+                    f"{missing:,} missing (NaN) values" if missing else "",
+                    f"{infinite:,} infinite values" if infinite else "",
+                )
+                if part
+            )
+            + f" of {len(values):,} rows: a regression needs a finite target on every row; exclude "
+            "those rows in the adapter's derive_features"
+        )
 
 
 def check_classes(target: pd.Series, classes: list, task: str | None = None) -> None:
@@ -78,8 +95,10 @@ def check_classes(target: pd.Series, classes: list, task: str | None = None) -> 
     """
     if task == REGRESSION:
         if classes:
-            raise ParamsError(f"classes: {classes} recorded for a regression target {target.name!r}, which has "
-                              "no classes: set `classes: []` (`make categories` records none for a regression)")
+            raise ParamsError(
+                f"classes: {classes} recorded for a regression target {target.name!r}, which has "
+                "no classes: set `classes: []` (`make categories` records none for a regression)"
+            )
         check_target_values(target, "training")
         return
     seen = set(target.dropna().unique().tolist())
@@ -87,9 +106,14 @@ def check_classes(target: pd.Series, classes: list, task: str | None = None) -> 
     if unexpected or absent:
         raise ParamsError(
             f"classes: the training target does not match params.yaml's classes {classes}: "
-            + "; ".join(part for part in (f"labels not recorded {unexpected}" if unexpected else "",
-                                          f"recorded classes with no training row {absent}" if absent else "")
-                        if part)
+            + "; ".join(
+                part
+                for part in (
+                    f"labels not recorded {unexpected}" if unexpected else "",
+                    f"recorded classes with no training row {absent}" if absent else "",
+                )
+                if part
+            )
             + "; run `make categories`, review and commit params.yaml"
         )
 
@@ -101,10 +125,14 @@ def check_categories_seen(frame: pd.DataFrame, categories: dict[str, list[str]])
     bucket, and train warns with the counts); one that misses every value is a
     list recorded for other data.
     """
-    unmatched = {name: sorted(map(str, frame[name].dropna().unique()))[:3] for name, values in categories.items()
-                 if frame[name].notna().any() and not frame[name].isin(values).any()}
+    unmatched = {
+        name: sorted(map(str, frame[name].dropna().unique()))[:3]
+        for name, values in categories.items()
+        if frame[name].notna().any() and not frame[name].isin(values).any()
+    }
     if unmatched:
         raise ParamsError(
             "categories: no training value is on the recorded list of "
             + "; ".join(f"{name} (the data has {examples}...)" for name, examples in unmatched.items())
-            + ": every row would be unknown; run `make categories`, review and commit params.yaml")
+            + ": every row would be unknown; run `make categories`, review and commit params.yaml"
+        )

@@ -27,6 +27,7 @@ absolute error, and three plots: predicted against actual (with the diagonal
 of a perfect model), residuals against predicted, and permutation importance
 (RMSE rise). Its predictions are [id, prediction].
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -103,11 +104,14 @@ def curves(truth: np.ndarray, score: np.ndarray, averaged: bool = False) -> dict
     prevalence = float(np.mean(truth))
     tables = {
         "roc": ({"fpr": fpr, "tpr": tpr}, {"curve": f"{prefix}AUC {auc:.4f}"}),
-        "precision_recall": ({"recall": recall, "precision": precision},
-                             {"curve": f"{prefix}AP {average_precision:.4f}",
-                              "baseline": round(prevalence, CURVE_DIGITS)}),
-        "calibration": ({"prob_pred": prob_pred, "prob_true": prob_true},
-                        {"curve": f"{prefix}{CALIBRATION_BINS} quantile bins"}),
+        "precision_recall": (
+            {"recall": recall, "precision": precision},
+            {"curve": f"{prefix}AP {average_precision:.4f}", "baseline": round(prevalence, CURVE_DIGITS)},
+        ),
+        "calibration": (
+            {"prob_pred": prob_pred, "prob_true": prob_true},
+            {"curve": f"{prefix}{CALIBRATION_BINS} quantile bins"},
+        ),
     }
     frames = {}
     for name, (columns, constants) in tables.items():
@@ -137,10 +141,16 @@ def score_histogram(y_true: np.ndarray, probabilities: np.ndarray, classes: list
         score = probabilities[own, 1 if is_binary(classes) else index]
         counts, _ = np.histogram(score, bins=edges)
         total = max(int(own.sum()), 1)
-        rows += [{"class": str(label), "bin_start": round(float(edges[i]), CURVE_DIGITS),
-                  "bin_end": round(float(edges[i + 1]), CURVE_DIGITS),
-                  "share": round(int(count) / total, CURVE_DIGITS), "count": int(count)}
-                 for i, count in enumerate(counts)]
+        rows += [
+            {
+                "class": str(label),
+                "bin_start": round(float(edges[i]), CURVE_DIGITS),
+                "bin_end": round(float(edges[i + 1]), CURVE_DIGITS),
+                "share": round(int(count) / total, CURVE_DIGITS),
+                "count": int(count),
+            }
+            for i, count in enumerate(counts)
+        ]
     return pd.DataFrame(rows)
 
 
@@ -152,8 +162,13 @@ def confusion_counts(y_true: np.ndarray, y_pred: np.ndarray, classes: list) -> p
     counts instead of counting rows.
     """
     matrix = metrics.confusion_matrix(y_true, y_pred, labels=classes)
-    return pd.DataFrame([{"actual": str(actual), "predicted": str(predicted), "count": int(matrix[i, j])}
-                         for i, actual in enumerate(classes) for j, predicted in enumerate(classes)])
+    return pd.DataFrame(
+        [
+            {"actual": str(actual), "predicted": str(predicted), "count": int(matrix[i, j])}
+            for i, actual in enumerate(classes)
+            for j, predicted in enumerate(classes)
+        ]
+    )
 
 
 def fit_points(y_true: np.ndarray, predicted: np.ndarray) -> pd.DataFrame:
@@ -164,13 +179,18 @@ def fit_points(y_true: np.ndarray, predicted: np.ndarray) -> pd.DataFrame:
     """
     y_true, predicted = np.asarray(y_true, dtype=np.float64), np.asarray(predicted, dtype=np.float64)
     keep = thin(len(y_true))
-    return pd.DataFrame({"actual": np.round(y_true[keep], CURVE_DIGITS),
-                         "predicted": np.round(predicted[keep], CURVE_DIGITS),
-                         "residual": np.round(y_true[keep] - predicted[keep], CURVE_DIGITS)})
+    return pd.DataFrame(
+        {
+            "actual": np.round(y_true[keep], CURVE_DIGITS),
+            "predicted": np.round(predicted[keep], CURVE_DIGITS),
+            "residual": np.round(y_true[keep] - predicted[keep], CURVE_DIGITS),
+        }
+    )
 
 
-def importances(model, X: pd.DataFrame, y: pd.Series, classes: list, rows: int, repeats: int,
-                seed: int, task: str | None = None) -> tuple[pd.DataFrame, str]:
+def importances(
+    model, X: pd.DataFrame, y: pd.Series, classes: list, rows: int, repeats: int, seed: int, task: str | None = None
+) -> tuple[pd.DataFrame, str]:
     """Permutation importance (ROC AUC drop; a regression's RMSE rise) of each input feature on a seeded sample."""
     if task == REGRESSION:
         scoring, title = "neg_root_mean_squared_error", "RMSE"
@@ -180,8 +200,9 @@ def importances(model, X: pd.DataFrame, y: pd.Series, classes: list, rows: int, 
     result = permutation_importance(
         model, sample, y.loc[sample.index], scoring=scoring, n_repeats=repeats, random_state=seed, n_jobs=1
     )
-    frame = pd.DataFrame({"feature": list(X.columns), "importance": np.round(result.importances_mean, 12)}) \
-        .sort_values(["importance", "feature"], ascending=[False, True], kind="stable")
+    frame = pd.DataFrame({"feature": list(X.columns), "importance": np.round(result.importances_mean, 12)}).sort_values(
+        ["importance", "feature"], ascending=[False, True], kind="stable"
+    )
     return frame, title
 
 
@@ -192,8 +213,11 @@ STAGING_PREFIX, STAGING_SUFFIX = ".live.", ".tmp"
 
 def remove_stale_staging(directory: Path) -> list[Path]:
     """Delete the temporary directories that a killed run left in `directory`; return them."""
-    stale = [path for path in Path(directory).glob(f"{STAGING_PREFIX}*{STAGING_SUFFIX}")
-             if path.is_dir() and not path.is_symlink()]
+    stale = [
+        path
+        for path in Path(directory).glob(f"{STAGING_PREFIX}*{STAGING_SUFFIX}")
+        if path.is_dir() and not path.is_symlink()
+    ]
     for path in stale:
         shutil.rmtree(path, ignore_errors=True)
     return stale
@@ -234,8 +258,16 @@ PLOTS = {
 }
 
 
-def log_metrics(live: Live, y: np.ndarray, probabilities: np.ndarray, classes: list, threshold: float,
-                X: pd.DataFrame, categories: dict, task: str | None = None) -> None:
+def log_metrics(
+    live: Live,
+    y: np.ndarray,
+    probabilities: np.ndarray,
+    classes: list,
+    threshold: float,
+    X: pd.DataFrame,
+    categories: dict,
+    task: str | None = None,
+) -> None:
     """Everything eval/metrics.json holds, logged in its order (notebooks/explore.py logs the same)."""
     for name, value in scores(y, probabilities, classes, threshold, task).items():
         live.log_metric(name, value, plot=False)
@@ -250,42 +282,114 @@ def log_metrics(live: Live, y: np.ndarray, probabilities: np.ndarray, classes: l
             live.log_metric(f"{kind}_categories/{column}", count, plot=False)
 
 
-def log_plots(live: Live, y: np.ndarray, probabilities: np.ndarray, labels: np.ndarray, classes: list,
-              importance: pd.DataFrame, importance_title: str) -> None:
+def log_plots(
+    live: Live,
+    y: np.ndarray,
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    classes: list,
+    importance: pd.DataFrame,
+    importance_title: str,
+) -> None:
     """Every file under eval/plots/custom/, one per plot that dvc.yaml declares.
 
     `dvc plots show` takes titles, axis labels and templates from dvc.yaml's
     `plots:` (dvclive does not write that file); these say the same for dvclive's API.
     """
     curve = curves(*curve_inputs(y, probabilities, classes), averaged=not is_binary(classes))
-    live.log_plot("roc", curve["roc"], x="fpr", y="tpr", template="roc", title="ROC",
-                  x_label="False positive rate", y_label="True positive rate")
-    live.log_plot("precision_recall", curve["precision_recall"], x="recall", y="precision",
-                  template="precision_recall", title="Precision-Recall", x_label="Recall", y_label="Precision")
-    live.log_plot("calibration", curve["calibration"], x="prob_pred", y="prob_true", template="calibration",
-                  title="Calibration", x_label="Mean predicted probability", y_label="Fraction of positives")
-    live.log_plot("confusion_matrix", confusion_counts(y, labels, classes), x="actual", y="predicted",
-                  template="confusion_counts", title="Confusion matrix", x_label="True label",
-                  y_label="Predicted label")
-    live.log_plot("importance", importance, x="importance", y="feature", template="importance",
-                  title=f"Permutation importance ({importance_title} drop)")
-    live.log_plot("scores", score_histogram(y, probabilities, classes), x="bin_start", y="share",
-                  template="score_histogram", title="Score histogram per class",
-                  x_label="Predicted probability", y_label="Share of the class's rows")
+    live.log_plot(
+        "roc",
+        curve["roc"],
+        x="fpr",
+        y="tpr",
+        template="roc",
+        title="ROC",
+        x_label="False positive rate",
+        y_label="True positive rate",
+    )
+    live.log_plot(
+        "precision_recall",
+        curve["precision_recall"],
+        x="recall",
+        y="precision",
+        template="precision_recall",
+        title="Precision-Recall",
+        x_label="Recall",
+        y_label="Precision",
+    )
+    live.log_plot(
+        "calibration",
+        curve["calibration"],
+        x="prob_pred",
+        y="prob_true",
+        template="calibration",
+        title="Calibration",
+        x_label="Mean predicted probability",
+        y_label="Fraction of positives",
+    )
+    live.log_plot(
+        "confusion_matrix",
+        confusion_counts(y, labels, classes),
+        x="actual",
+        y="predicted",
+        template="confusion_counts",
+        title="Confusion matrix",
+        x_label="True label",
+        y_label="Predicted label",
+    )
+    live.log_plot(
+        "importance",
+        importance,
+        x="importance",
+        y="feature",
+        template="importance",
+        title=f"Permutation importance ({importance_title} drop)",
+    )
+    live.log_plot(
+        "scores",
+        score_histogram(y, probabilities, classes),
+        x="bin_start",
+        y="share",
+        template="score_histogram",
+        title="Score histogram per class",
+        x_label="Predicted probability",
+        y_label="Share of the class's rows",
+    )
 
 
-def log_regression_plots(live: Live, y: np.ndarray, predicted: np.ndarray, importance: pd.DataFrame,
-                         importance_title: str) -> None:
+def log_regression_plots(
+    live: Live, y: np.ndarray, predicted: np.ndarray, importance: pd.DataFrame, importance_title: str
+) -> None:
     """A regression's files under eval/plots/custom/, as dvc.yaml declares them (the classes' plots are absent)."""
     points = fit_points(y, predicted)
-    live.log_plot("predicted_actual", points[["actual", "predicted"]], x="actual", y="predicted",
-                  template="predicted_actual", title="Predicted against actual", x_label="Actual",
-                  y_label="Predicted")
-    live.log_plot("residuals", points[["predicted", "residual"]], x="predicted", y="residual",
-                  template="residuals", title="Residuals against predicted", x_label="Predicted",
-                  y_label="Residual (actual - predicted)")
-    live.log_plot("importance", importance, x="importance", y="feature", template="importance",
-                  title=f"Permutation importance ({importance_title} rise)")
+    live.log_plot(
+        "predicted_actual",
+        points[["actual", "predicted"]],
+        x="actual",
+        y="predicted",
+        template="predicted_actual",
+        title="Predicted against actual",
+        x_label="Actual",
+        y_label="Predicted",
+    )
+    live.log_plot(
+        "residuals",
+        points[["predicted", "residual"]],
+        x="predicted",
+        y="residual",
+        template="residuals",
+        title="Residuals against predicted",
+        x_label="Predicted",
+        y_label="Residual (actual - predicted)",
+    )
+    live.log_plot(
+        "importance",
+        importance,
+        x="importance",
+        y="feature",
+        template="importance",
+        title=f"Permutation importance ({importance_title} rise)",
+    )
 
 
 def main() -> None:
@@ -299,8 +403,9 @@ def main() -> None:
     # swapped in (with a manifest edited to match) is refused, not executed.
     model, manifest = artifact.load_model(config.MODEL, config.MANIFEST, lock_path=config.DVC_LOCK)
     if task != REGRESSION and list(model.classes_) != classes:
-        raise ValueError(f"the model's classes {list(model.classes_)} are not params.yaml's {classes}: "
-                         "run `dvc repro train`")
+        raise ValueError(
+            f"the model's classes {list(model.classes_)} are not params.yaml's {classes}: run `dvc repro train`"
+        )
     test = files.read_frame(config.TEST_FEATURES)
     if test.empty:
         raise ValueError(f"{config.TEST_FEATURES} has no rows")
@@ -311,13 +416,23 @@ def main() -> None:
     # The limits train used: predictions do not depend on the machine's thread count.
     with threadpool_limits(limits=thread_limits(config.threads())):
         outputs = model_outputs(model, X, task)  # class probabilities, or a regression's values
-        importance, title = importances(model, X, test[adapter.target], classes, params.evaluate.importance_rows,
-                                          params.evaluate.importance_repeats, params.seed, task)
+        importance, title = importances(
+            model,
+            X,
+            test[adapter.target],
+            classes,
+            params.evaluate.importance_rows,
+            params.evaluate.importance_repeats,
+            params.seed,
+            task,
+        )
     predictions = predictions_frame(adapter.id, test[adapter.id], outputs, classes, threshold, task)
     files.write_frame(config.PREDICTIONS, predictions, predictions_schema(adapter.id, classes, adapter.target_type))
 
-    with staged(config.EVAL_DIR) as live_dir, \
-            Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None) as live:
+    with (
+        staged(config.EVAL_DIR) as live_dir,
+        Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None) as live,
+    ):
         log_metrics(live, y, outputs, classes, threshold, X, params.categories, task)
         if task == REGRESSION:
             log_regression_plots(live, y, predictions[PREDICTION].to_numpy(), importance, title)

@@ -10,6 +10,7 @@ outputs. Memory holds one chunk and at most one row group per output, however
 large the snapshot. The files and the summary are byte-identical to deriving
 and writing the whole snapshot at once: chunk size changes no byte.
 """
+
 from __future__ import annotations
 
 import sys
@@ -53,8 +54,15 @@ class Tally:
         self.task = task
         self.train_range: tuple[float, float] | None = None
 
-    def add(self, snapshot_rows: int, rows: pd.DataFrame, train: pd.DataFrame, test: pd.DataFrame,
-            excluded: dict[str, int], target: str) -> None:
+    def add(
+        self,
+        snapshot_rows: int,
+        rows: pd.DataFrame,
+        train: pd.DataFrame,
+        test: pd.DataFrame,
+        excluded: dict[str, int],
+        target: str,
+    ) -> None:
         self.snapshot_rows += snapshot_rows
         self.model_rows += len(rows)
         self.train_rows += len(train)
@@ -65,8 +73,11 @@ class Tally:
             values = train[target].dropna()
             if len(values):
                 low, high = float(values.min()), float(values.max())
-                self.train_range = (low, high) if self.train_range is None else \
-                    (min(self.train_range[0], low), max(self.train_range[1], high))
+                self.train_range = (
+                    (low, high)
+                    if self.train_range is None
+                    else (min(self.train_range[0], low), max(self.train_range[1], high))
+                )
         else:
             self.train_labels.update(label_counts(train[target]))
         if len(rows):
@@ -85,14 +96,18 @@ class Tally:
             "model_rows": self.model_rows,
             "train_rows": self.train_rows,
             "test_rows": self.test_rows,
-            **(({"train_target_range": list(self.train_range) if self.train_range else None})
-               if self.task == REGRESSION else summarize_target(self.train_labels, self.integer_target)),
+            **(
+                ({"train_target_range": list(self.train_range) if self.train_range else None})
+                if self.task == REGRESSION
+                else summarize_target(self.train_labels, self.integer_target)
+            ),
             **self.excluded,
         }
 
 
-def split_chunks(chunks: Iterable[pd.DataFrame], adapter: Adapter, adapter_params, test_percent: int, seed: int,
-                 tally: Tally) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+def split_chunks(
+    chunks: Iterable[pd.DataFrame], adapter: Adapter, adapter_params, test_percent: int, seed: int, tally: Tally
+) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
     """(train, test) rows of each snapshot chunk, in order, counted into `tally`.
 
     Chunks must follow each other in id order (gather's ORDER BY): each one's
@@ -113,8 +128,10 @@ def split_chunks(chunks: Iterable[pd.DataFrame], adapter: Adapter, adapter_param
         if last_id is not None and first_id <= last_id:
             if first_id == last_id:
                 raise ValueError(f"the snapshot has duplicate {adapter.id} values ({first_id})")
-            raise ValueError(f"the snapshot is not in {adapter.id} order ({first_id} after {last_id}): featurize "
-                             f"streams it in chunks and needs the ORDER BY {adapter.id} that gather writes")
+            raise ValueError(
+                f"the snapshot is not in {adapter.id} order ({first_id} after {last_id}): featurize "
+                f"streams it in chunks and needs the ORDER BY {adapter.id} that gather writes"
+            )
         last_id = ids.max()
         rows, excluded = adapter.derive_features(chunk, adapter_params)
         test_mask = is_test(rows[adapter.id], test_percent, seed)
@@ -131,9 +148,17 @@ def featurize(snapshot: pd.DataFrame, adapter: Adapter, adapter_params, test_per
     return train, test, tally.summary()
 
 
-def featurize_file(snapshot: Path, train_path: Path, test_path: Path, adapter: Adapter, adapter_params,
-                   test_percent: int, seed: int, chunk_rows: int = CHUNK_ROWS,
-                   row_group_rows: int = files.ROW_GROUP_ROWS) -> dict:
+def featurize_file(
+    snapshot: Path,
+    train_path: Path,
+    test_path: Path,
+    adapter: Adapter,
+    adapter_params,
+    test_percent: int,
+    seed: int,
+    chunk_rows: int = CHUNK_ROWS,
+    row_group_rows: int = files.ROW_GROUP_ROWS,
+) -> dict:
     """Stream the snapshot file into the train and test files; return the summary.
 
     Both outputs are written atomically: an error in any chunk (or an empty
@@ -142,8 +167,10 @@ def featurize_file(snapshot: Path, train_path: Path, test_path: Path, adapter: A
     schema = adapter.features_schema
     tally = Tally(adapter.task)
     chunks = files.read_frames(snapshot, chunk_rows)
-    with (files.parquet_stream(train_path, schema, row_group_rows) as train_out,
-          files.parquet_stream(test_path, schema, row_group_rows) as test_out):
+    with (
+        files.parquet_stream(train_path, schema, row_group_rows) as train_out,
+        files.parquet_stream(test_path, schema, row_group_rows) as test_out,
+    ):
         for train, test in split_chunks(chunks, adapter, adapter_params, test_percent, seed, tally):
             train_out.write(files.to_arrow(train, schema))
             test_out.write(files.to_arrow(test, schema))
@@ -176,8 +203,15 @@ def target_summary(target: pd.Series, task: str | None = None) -> dict:
 def main() -> None:
     params = load_params()
     adapter, adapter_params = load_adapter(params)
-    summary = featurize_file(config.SNAPSHOT, config.TRAIN_FEATURES, config.TEST_FEATURES, adapter, adapter_params,
-                             params.featurize.test_percent, params.seed)
+    summary = featurize_file(
+        config.SNAPSHOT,
+        config.TRAIN_FEATURES,
+        config.TEST_FEATURES,
+        adapter,
+        adapter_params,
+        params.featurize.test_percent,
+        params.seed,
+    )
     files.write_json(config.FEATURIZE_SUMMARY, summary)
     print("featurize: " + ", ".join(f"{key}={value}" for key, value in summary.items()))
 

@@ -4,6 +4,7 @@ Outputs are written to a temporary file next to the target and renamed into
 place only when complete, so a failing stage never leaves a half-written
 output for DVC (or a user) to mistake for a result.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -116,8 +117,9 @@ def _raise_if_disk_full(error: OSError, path: Path) -> None:
         return
     # pyarrow reports a failed write as an OSError whose errno may be unset: read its text too.
     if error.errno == errno.ENOSPC or "no space left on device" in str(error).lower():
-        raise DiskFullError(errno.ENOSPC,
-                            f"cannot write {path}: no space left on device; free some space and rerun") from None
+        raise DiskFullError(
+            errno.ENOSPC, f"cannot write {path}: no space left on device; free some space and rerun"
+        ) from None
 
 
 @contextlib.contextmanager

@@ -10,6 +10,7 @@ and SQLAlchemy readers, the history contract check and the check of every
 value against the adapter's declared types and domains. This stage reads the
 params, picks the reader and writes the snapshot.
 """
+
 from __future__ import annotations
 
 import sys
@@ -39,16 +40,25 @@ def _ordered(tables: Iterator[pa.Table], adapter: Adapter, as_of: str) -> Iterat
         if len(ids):
             empty = False
             if (last is not None and ids[0] <= last) or (ids[1:] <= ids[:-1]).any():
-                raise SourceError(f"the snapshot query's {adapter.id} values are not unique and ascending: "
-                                  f"it must end with ORDER BY {adapter.id}, and {adapter.id} must be unique")
+                raise SourceError(
+                    f"the snapshot query's {adapter.id} values are not unique and ascending: "
+                    f"it must end with ORDER BY {adapter.id}, and {adapter.id} must be unique"
+                )
             last = ids[-1]
         yield table
     if empty:
         raise SourceError(f"the snapshot at as_of={as_of} is empty: nothing was recorded by then")
 
 
-def gather(adapter: Adapter, url: str, as_of: str, chunk_rows: int, output: Path, scramble: bool = False,
-           arrow_native: bool | None = None) -> int:
+def gather(
+    adapter: Adapter,
+    url: str,
+    as_of: str,
+    chunk_rows: int,
+    output: Path,
+    scramble: bool = False,
+    arrow_native: bool | None = None,
+) -> int:
     """Write the snapshot at `as_of` (the source's timestamp text) to `output`; return its row count.
 
     `arrow_native`: read through ADBC (True) or SQLAlchemy rows (False);
@@ -62,15 +72,16 @@ def gather(adapter: Adapter, url: str, as_of: str, chunk_rows: int, output: Path
         print(f"gather: {config.SCRAMBLE_ENV}=1: {scrambler.effect(source.backend)}")
     if arrow_native:
         try:
-            return write_snapshot(read_arrow(source, adapter, as_of, chunk_rows, scramble), adapter, as_of,
-                                  chunk_rows, output)
+            return write_snapshot(
+                read_arrow(source, adapter, as_of, chunk_rows, scramble), adapter, as_of, chunk_rows, output
+            )
         except TypedFromFirstBatch as error:
             # The same values, read row by row, give the same bytes (or name the bad
             # value). On stdout: stderr is for the one line that says why a run failed.
-            print(f"gather: the SQLite driver typed a column from its first batch ({error}); "
-                  "reading row by row instead")
-    return write_snapshot(read_rows(source, adapter, as_of, chunk_rows, scramble), adapter, as_of, chunk_rows,
-                          output)
+            print(
+                f"gather: the SQLite driver typed a column from its first batch ({error}); reading row by row instead"
+            )
+    return write_snapshot(read_rows(source, adapter, as_of, chunk_rows, scramble), adapter, as_of, chunk_rows, output)
 
 
 def write_snapshot(tables: Iterator[pa.Table], adapter: Adapter, as_of: str, chunk_rows: int, output: Path) -> int:
@@ -95,8 +106,10 @@ def main() -> None:
         config.SNAPSHOT,
         scramble=scrambler.requested(),
     )
-    print(f"gather: {rows} {adapter.entity} as of {params.gather.as_of} -> {config.SNAPSHOT.relative_to(config.ROOT)} "
-          f"({time.perf_counter() - started:.1f} s)")
+    print(
+        f"gather: {rows} {adapter.entity} as of {params.gather.as_of} -> {config.SNAPSHOT.relative_to(config.ROOT)} "
+        f"({time.perf_counter() - started:.1f} s)"
+    )
 
 
 if __name__ == "__main__":

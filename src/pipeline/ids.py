@@ -3,6 +3,7 @@
 Python's hash() is salted per process for strings and numpy's RNG depends on
 call order; SplitMix64 depends only on the value. The split uses it.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,4 +18,3 @@ def splitmix64(values: np.ndarray) -> np.ndarray:
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     return (z ^ (z >> np.uint64(31))) & _MASK64
-

@@ -26,6 +26,7 @@ What is left is the killed writer's temporary (`.<name>.<random>.tmp`), which
 the stage's next run or `make repro` removes (docs/faults.md). Elsewhere than
 Linux nothing is done: PR_SET_PDEATHSIG and /proc are Linux's.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -47,7 +48,7 @@ def _stat(pid: int) -> tuple[int, int] | None:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = text[text.rindex(")") + 2:].split()  # the name, in parentheses, may hold spaces
+    fields = text[text.rindex(")") + 2 :].split()  # the name, in parentheses, may hold spaces
     return int(fields[1]), int(fields[19])
 
 

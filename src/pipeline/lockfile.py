@@ -4,6 +4,7 @@ Serving checks a model against it, tools compare two of them, tests list the
 outputs it hashes. All of them parse it here, so a malformed lock gets one
 message everywhere.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -8,6 +8,7 @@ leave the fitted result and the predictions unchanged (thread_limits), and the
 count the fitted estimators keep is reset before pickling (normalise_threads),
 so 1, 2 or N threads write the same model bytes.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -112,8 +113,14 @@ def _preprocess(model: str, train: Train, categories: dict[str, list[str]], nume
     )
 
 
-def _estimator(model: str, train: Train, seed: int, threads: int = 1,
-               categorical_mask: list[bool] | None = None, task: str = CLASSIFICATION) -> BaseEstimator:
+def _estimator(
+    model: str,
+    train: Train,
+    seed: int,
+    threads: int = 1,
+    categorical_mask: list[bool] | None = None,
+    task: str = CLASSIFICATION,
+) -> BaseEstimator:
     # Each params section's keys are the estimator's own argument names, so
     # every hyperparameter in params.yaml reaches the estimator unrenamed
     # (but the linear family's for a regression: see below).
@@ -177,16 +184,31 @@ def _regressor(model: str, train: Train, seed: int, threads: int, categorical_ma
     raise ValueError(f"unknown model {model!r}")
 
 
-def _single(model: str, train: Train, categories: dict[str, list[str]], numeric: list[str],
-            seed: int, threads: int, task: str = CLASSIFICATION) -> list[tuple[str, Any]]:
+def _single(
+    model: str,
+    train: Train,
+    categories: dict[str, list[str]],
+    numeric: list[str],
+    seed: int,
+    threads: int,
+    task: str = CLASSIFICATION,
+) -> list[tuple[str, Any]]:
     # The ColumnTransformer puts the categorical columns first.
     mask = [True] * len(categories) + [False] * len(numeric)
-    return [("preprocess", _preprocess(model, train, categories, numeric)),
-            ("estimator", _estimator(model, train, seed, threads, mask, task))]
+    return [
+        ("preprocess", _preprocess(model, train, categories, numeric)),
+        ("estimator", _estimator(model, train, seed, threads, mask, task)),
+    ]
 
 
-def build_pipeline(train: Train, categories: dict[str, list[str]], numeric: list[str] | tuple[str, ...],
-                   seed: int, threads: int = 1, task: str = CLASSIFICATION) -> Pipeline:
+def build_pipeline(
+    train: Train,
+    categories: dict[str, list[str]],
+    numeric: list[str] | tuple[str, ...],
+    seed: int,
+    threads: int = 1,
+    task: str = CLASSIFICATION,
+) -> Pipeline:
     """The unfitted pipeline that `train.model` selects: categorical columns are `categories`' keys.
 
     `threads` is for the random forest's n_jobs; fit under thread_limits(threads).
@@ -204,9 +226,11 @@ def build_pipeline(train: Train, categories: dict[str, list[str]], numeric: list
         raise ValueError(f"hist_gradient_boosting takes at most {HGB_MAX_CATEGORIES} categories: {too_many}")
     if train.feature_selection.method != "none":
         if task == REGRESSION:  # its ranking scores ROC AUC
-            raise ParamsError(f"train.feature_selection.method is {train.feature_selection.method!r}, but "
-                              "feature selection ranks features for a classification only, and this adapter's "
-                              "target is a regression: set it to none")
+            raise ParamsError(
+                f"train.feature_selection.method is {train.feature_selection.method!r}, but "
+                "feature selection ranks features for a classification only, and this adapter's "
+                "target is a regression: set it to none"
+            )
         # The whole pipeline below, rebuilt for the features it keeps (src/pipeline/selection.py).
         train.feature_selection.count(len(categories) + len(numeric))  # a bad keep stops here, not after a fit
         return SelectFeatures(train.model_dump(), categories, numeric, seed, threads)
@@ -214,15 +238,25 @@ def build_pipeline(train: Train, categories: dict[str, list[str]], numeric: list
     if train.model != "stacking":
         return Pipeline(steps + _single(train.model, train, categories, numeric, seed, threads, task))
     if task == REGRESSION:
-        return Pipeline(steps + [("estimator", StackingRegressor(
-            # One job, one fold at a time, and integer-seeded shuffled folds, as the classifier below.
-            estimators=[(name, Pipeline(_single(name, train, categories, numeric, seed, threads=1, task=task)))
-                        for name in train.stacking.estimators],
-            # The linear family's regressor: a ridge on the base estimators' out-of-fold predictions.
-            final_estimator=_estimator(train.stacking.final_estimator, train, seed, task=task),
-            cv=KFold(n_splits=train.stacking.cv_folds, shuffle=True, random_state=seed),
-            n_jobs=1,
-        ))])
+        return Pipeline(
+            steps
+            + [
+                (
+                    "estimator",
+                    StackingRegressor(
+                        # One job, one fold at a time, and integer-seeded shuffled folds, as the classifier below.
+                        estimators=[
+                            (name, Pipeline(_single(name, train, categories, numeric, seed, threads=1, task=task)))
+                            for name in train.stacking.estimators
+                        ],
+                        # The linear family's regressor: a ridge on the base estimators' out-of-fold predictions.
+                        final_estimator=_estimator(train.stacking.final_estimator, train, seed, task=task),
+                        cv=KFold(n_splits=train.stacking.cv_folds, shuffle=True, random_state=seed),
+                        n_jobs=1,
+                    ),
+                )
+            ]
+        )
     stacking = StackingClassifier(
         # One job for the base estimators' joblib: stacking calls their
         # predict_proba inside fit (the out-of-fold probabilities), and a
@@ -231,8 +265,10 @@ def build_pipeline(train: Train, categories: dict[str, list[str]], numeric: list
         # from `dvc repro --force` at the same params with n_jobs=threads.
         # (HistGradientBoosting's OpenMP threads come from thread_limits, not
         # from this argument, and stay invariant.)
-        estimators=[(name, Pipeline(_single(name, train, categories, numeric, seed, threads=1)))
-                    for name in train.stacking.estimators],
+        estimators=[
+            (name, Pipeline(_single(name, train, categories, numeric, seed, threads=1)))
+            for name in train.stacking.estimators
+        ],
         final_estimator=_estimator(train.stacking.final_estimator, train, seed),
         # An integer-seeded, shuffled splitter: a RandomState instance would
         # give other folds on every fit.
@@ -271,8 +307,9 @@ def normalise_threads(model: BaseEstimator) -> BaseEstimator:
     thread-finishing order (15 calls gave 15 different byte-hashes).
     """
     for estimator in _estimators(model, set()):
-        if isinstance(estimator, HistGradientBoostingClassifier | HistGradientBoostingRegressor) \
-                and hasattr(estimator, "_bin_mapper"):
+        if isinstance(estimator, HistGradientBoostingClassifier | HistGradientBoostingRegressor) and hasattr(
+            estimator, "_bin_mapper"
+        ):
             estimator._bin_mapper.n_threads = None
         if isinstance(estimator, RandomForestClassifier | RandomForestRegressor):
             estimator.n_jobs = 1
@@ -319,6 +356,7 @@ def _by_column(columns, values) -> dict[str, float | None]:
 
 def structure(train: Train) -> dict[str, Any]:
     """The declared model: estimator(s) and their hyperparameters from params."""
+
     def one(name: str) -> dict[str, Any]:
         return {"estimator": name, "hyperparameters": getattr(train, name).model_dump()}
 

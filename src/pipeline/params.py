@@ -6,6 +6,7 @@ key and the expected type, instead of a traceback deep inside a stage.
 pydantic's strict mode refuses silent coercions ("1" for 1, 1.5 for an int):
 DVC compares params by value, so a type that drifts would rewrite dvc.lock.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -61,12 +62,16 @@ class Gather(_Section):
     @classmethod
     def _quoted(cls, value: object) -> object:
         if isinstance(value, dt.datetime):
-            raise ValueError(f"quote the timestamp ({quoted_moment(value)!r}): YAML reads an unquoted timestamp "
-                             "as a datetime object, which DVC cannot record"
-                             + ("; it had no time zone, and as_of is in UTC (Z)" if value.tzinfo is None else ""))
+            raise ValueError(
+                f"quote the timestamp ({quoted_moment(value)!r}): YAML reads an unquoted timestamp "
+                "as a datetime object, which DVC cannot record"
+                + ("; it had no time zone, and as_of is in UTC (Z)" if value.tzinfo is None else "")
+            )
         if isinstance(value, dt.date):
-            raise ValueError(f"quote the date ('{value.isoformat()}'): YAML reads an unquoted date as a date "
-                             "object, which DVC cannot record")
+            raise ValueError(
+                f"quote the date ('{value.isoformat()}'): YAML reads an unquoted date as a date "
+                "object, which DVC cannot record"
+            )
         return value
 
     @field_validator("as_of")
@@ -171,8 +176,10 @@ class FeatureSelection(_Section):
             # Rounded first: 0.3 * 10 is 3.0000000000000004, which is 3 features, not 4.
             return max(1, math.ceil(round(self.keep * features, 9)))
         if self.keep > features:
-            raise ParamsError(f"train.feature_selection.keep is {self.keep}, but there are only {features} "
-                              "features: lower it, or give a fraction in (0, 1]")
+            raise ParamsError(
+                f"train.feature_selection.keep is {self.keep}, but there are only {features} "
+                "features: lower it, or give a fraction in (0, 1]"
+            )
         return self.keep
 
 
@@ -212,7 +219,8 @@ class Params(_Section):
         for name, values in value.items():
             if values != sorted(values) or len(values) != len(dict.fromkeys(values)):
                 raise ValueError(
-                    f"categories.{name} must be sorted and without duplicates (`make categories` writes it so)")
+                    f"categories.{name} must be sorted and without duplicates (`make categories` writes it so)"
+                )
             if UNKNOWN in values:
                 raise ValueError(f"categories.{name} must not contain the reserved {UNKNOWN!r}")
         return value
@@ -263,8 +271,10 @@ def describe(error: ValidationError, prefix: str = "") -> str:
             continue
         groups[group] = len(lines)
         # A key that is not a plain name (control characters, spaces) is quoted, so the line stays readable.
-        key = ".".join(str(part) if isinstance(part, int) or str(part).isidentifier() else repr(part)
-                       for part in parts) or "(top level)"
+        key = (
+            ".".join(str(part) if isinstance(part, int) or str(part).isidentifier() else repr(part) for part in parts)
+            or "(top level)"
+        )
         if item["type"] == "missing":
             lines.append(f"  {key}: missing; add it (the template's params.yaml shows every key)")
         elif item["type"] == "extra_forbidden":
@@ -340,9 +350,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 except TypeError:  # an unhashable key: PyYAML's own error follows
                     continue
                 if line != key_node.start_mark.line + 1:
-                    raise DuplicateKeyError(f"the key {key!r} appears twice in one section, on lines {line} and "
-                                            f"{key_node.start_mark.line + 1}: YAML would keep only the last, and "
-                                            "DVC refuses the file; keep one")
+                    raise DuplicateKeyError(
+                        f"the key {key!r} appears twice in one section, on lines {line} and "
+                        f"{key_node.start_mark.line + 1}: YAML would keep only the last, and "
+                        "DVC refuses the file; keep one"
+                    )
         return super().construct_mapping(node, deep=deep)
 
 
@@ -352,8 +364,9 @@ def load_params(path: Path = config.PARAMS_FILE) -> Params:
     except FileNotFoundError:
         raise ParamsError(f"{path} not found") from None
     except UnicodeDecodeError as error:
-        raise ParamsError(f"{path} is not UTF-8 text: byte 0x{error.object[error.start]:02x} "
-                          f"at position {error.start}") from None
+        raise ParamsError(
+            f"{path} is not UTF-8 text: byte 0x{error.object[error.start]:02x} at position {error.start}"
+        ) from None
     except RecursionError:  # PyYAML recurses per nesting level
         raise ParamsError(f"{path} nests too deeply to read") from None
     except DuplicateKeyError as error:

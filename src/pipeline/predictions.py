@@ -7,6 +7,7 @@ for each class in the recorded order], the label being the most probable
 class (ties to the first in that order, as numpy's argmax). A regression
 (a float target, adapter.task_of): [id, prediction], the predicted value.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -38,12 +39,14 @@ def predictions_schema(id_column: str, classes: list, label: pa.DataType) -> pa.
         return pa.schema([(id_column, pa.int64()), (PREDICTION, pa.float64())])
     if is_binary(classes):
         return pa.schema([(id_column, pa.int64()), ("probability", pa.float64()), ("label", label)])
-    return pa.schema([(id_column, pa.int64()), ("label", label)]
-                     + [(probability_column(c), pa.float64()) for c in classes])
+    return pa.schema(
+        [(id_column, pa.int64()), ("label", label)] + [(probability_column(c), pa.float64()) for c in classes]
+    )
 
 
-def predictions_frame(id_column: str, ids, probabilities: np.ndarray, classes: list, threshold: float,
-                      task: str | None = None) -> pd.DataFrame:
+def predictions_frame(
+    id_column: str, ids, probabilities: np.ndarray, classes: list, threshold: float, task: str | None = None
+) -> pd.DataFrame:
     """One row per input: `probabilities` is predict_proba's (rows x classes, classes in the recorded order).
 
     For a regression (`task`), the predicted values (model_outputs) instead.

@@ -15,6 +15,7 @@ itself, so the serving contract does not change. The ranker is not kept.
 Inside train's cross-validation each fold runs its own selection on its own
 training part: the estimate includes the selection step.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -48,8 +49,9 @@ class SelectFeatures(ClassifierMixin, BaseEstimator):
     reset to 1 before pickling (model.normalise_threads), as the forest's n_jobs is.
     """
 
-    def __init__(self, train: dict, categories: dict[str, list[str]], numeric: list[str],
-                 random_state: int, threads: int = 1):
+    def __init__(
+        self, train: dict, categories: dict[str, list[str]], numeric: list[str], random_state: int, threads: int = 1
+    ):
         self.train = train
         self.categories = categories
         self.numeric = numeric
@@ -59,8 +61,9 @@ class SelectFeatures(ClassifierMixin, BaseEstimator):
     def _plain(self) -> Train:
         # The same train section with selection off: what the ranker and the final fit are.
         train = Train.model_validate(self.train)
-        return train.model_copy(update={"feature_selection": train.feature_selection.model_copy(
-            update={"method": "none"})})
+        return train.model_copy(
+            update={"feature_selection": train.feature_selection.model_copy(update={"method": "none"})}
+        )
 
     def fit(self, X: pd.DataFrame, y: pd.Series):
         # Imported here: model.py builds this step, so it imports this module first.
@@ -76,25 +79,39 @@ class SelectFeatures(ClassifierMixin, BaseEstimator):
         keep = selection.count(len(columns))
         y = pd.Series(y)
         try:
-            fit_rows, held_rows = train_test_split(np.arange(len(X)), test_size=selection.holdout, stratify=y,
-                                                   random_state=self.random_state)
+            fit_rows, held_rows = train_test_split(
+                np.arange(len(X)), test_size=selection.holdout, stratify=y, random_state=self.random_state
+            )
         except ValueError as error:
-            raise ParamsError(f"train.feature_selection.holdout is {selection.holdout}, but the stratified "
-                              f"holdout of {len(X)} rows cannot be drawn ({error}): raise it, or gather more "
-                              "rows") from None
+            raise ParamsError(
+                f"train.feature_selection.holdout is {selection.holdout}, but the stratified "
+                f"holdout of {len(X)} rows cannot be drawn ({error}): raise it, or gather more "
+                "rows"
+            ) from None
         ranker = build_pipeline(plain, self.categories, self.numeric, self.random_state, self.threads)
         # One job for the forest's predictions, as the saved model predicts (normalise_threads).
         ranker = normalise_threads(ranker.fit(X.iloc[fit_rows][columns], y.iloc[fit_rows]))
         scoring = "roc_auc" if is_binary(list(ranker.classes_)) else "roc_auc_ovr"
-        result = permutation_importance(ranker, X.iloc[held_rows][columns], y.iloc[held_rows], scoring=scoring,
-                                        n_repeats=selection.repeats, random_state=self.random_state, n_jobs=1)
+        result = permutation_importance(
+            ranker,
+            X.iloc[held_rows][columns],
+            y.iloc[held_rows],
+            scoring=scoring,
+            n_repeats=selection.repeats,
+            random_state=self.random_state,
+            n_jobs=1,
+        )
         kept = [columns[index] for index in ranking(result.importances_mean, keep)]
-        self.importances_ = {name: float(value)
-                             for name, value in zip(columns, np.round(result.importances_mean, DIGITS), strict=True)}
+        self.importances_ = {
+            name: float(value) for name, value in zip(columns, np.round(result.importances_mean, DIGITS), strict=True)
+        }
         self.selected_features_ = kept
         self.pipeline_ = build_pipeline(
-            plain, {name: values for name, values in self.categories.items() if name in kept},
-            [name for name in self.numeric if name in kept], self.random_state, self.threads,
+            plain,
+            {name: values for name, values in self.categories.items() if name in kept},
+            [name for name in self.numeric if name in kept],
+            self.random_state,
+            self.threads,
         ).fit(X[kept], y)
         self.classes_ = self.pipeline_.classes_
         return self
@@ -115,5 +132,8 @@ def record(model: Any) -> dict | None:
     if not isinstance(model, SelectFeatures):
         return None
     selection = Train.model_validate(model.train).feature_selection
-    return {**selection.model_dump(), "selected_features": list(model.selected_features_),
-            "importances": dict(model.importances_)}
+    return {
+        **selection.model_dump(),
+        "selected_features": list(model.selected_features_),
+        "importances": dict(model.importances_),
+    }

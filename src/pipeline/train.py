@@ -1,4 +1,5 @@
 """Stage `train`: fit the pipeline that params.yaml declares; write model and manifest."""
+
 from __future__ import annotations
 
 import hashlib
@@ -29,8 +30,12 @@ def params_digest(params: Params) -> str:
     # Not cv_folds: the validation estimate is fitted apart, and the model does not depend on it.
     # Nor feature_selection when it is off: its other keys then change nothing.
     unused = {"cv_folds"} | ({"feature_selection"} if params.train.feature_selection.method == "none" else set())
-    used = {"seed": params.seed, "train": params.train.model_dump(exclude=unused),
-            "categories": params.categories, "classes": params.classes}
+    used = {
+        "seed": params.seed,
+        "train": params.train.model_dump(exclude=unused),
+        "categories": params.categories,
+        "classes": params.classes,
+    }
     return hashlib.sha256(json.dumps(used, sort_keys=True).encode()).hexdigest()
 
 
@@ -38,8 +43,10 @@ def check_numeric(frame: pd.DataFrame, numeric: tuple[str, ...]) -> None:
     """Refuse a numeric feature with no value at all: imputation would drop it and shift every later column."""
     empty = [name for name in numeric if frame[name].isna().all()]
     if empty:
-        raise ValueError(f"numeric features {empty} have no value in the training data: fix the source or "
-                         "derive_features, or drop them from the adapter's numeric features")
+        raise ValueError(
+            f"numeric features {empty} have no value in the training data: fix the source or "
+            "derive_features, or drop them from the adapter's numeric features"
+        )
 
 
 def unknown_warning(X: pd.DataFrame, categories: dict[str, list[str]]) -> str | None:
@@ -58,18 +65,26 @@ def unknown_warning(X: pd.DataFrame, categories: dict[str, list[str]]) -> str | 
             parts.append(f"{name}: {len(off):,} of {len(X):,} rows ({shown}{', ...' if len(common) > 3 else ''})")
     if not parts:
         return None
-    return ("train: warning: training values not on params.yaml's recorded categories go to the unknown bucket: "
-            + "; ".join(parts) + ". If a value was dropped by mistake, `make categories` records the lists again.")
+    return (
+        "train: warning: training values not on params.yaml's recorded categories go to the unknown bucket: "
+        + "; ".join(parts)
+        + ". If a value was dropped by mistake, `make categories` records the lists again."
+    )
 
 
-def build_manifest(params: Params, adapter: Adapter, model, model_sha256: str, train_sha256: str,
-                   train_rows: int, unknown) -> dict:
+def build_manifest(
+    params: Params, adapter: Adapter, model, model_sha256: str, train_sha256: str, train_rows: int, unknown
+) -> dict:
     return {
         "model_file": config.MODEL.name,
         "model_sha256": model_sha256,
         "pickle_protocol": artifact.PICKLE_PROTOCOL,
-        "training_data": {"file": str(config.TRAIN_FEATURES.relative_to(config.ROOT)),
-                          "sha256": train_sha256, "rows": train_rows, "unknown_categories": unknown},
+        "training_data": {
+            "file": str(config.TRAIN_FEATURES.relative_to(config.ROOT)),
+            "sha256": train_sha256,
+            "rows": train_rows,
+            "unknown_categories": unknown,
+        },
         "params_sha256": params_digest(params),
         "dataset": adapter.name,
         "title": adapter.title,
@@ -82,8 +97,9 @@ def build_manifest(params: Params, adapter: Adapter, model, model_sha256: str, t
         "categorical": list(adapter.categorical),
         "numeric": list(adapter.numeric),
         # What serving accepts for each numeric feature (the adapter's meanings).
-        "ranges": {name: list(adapter.feature_ranges[name]) for name in adapter.numeric
-                   if name in adapter.feature_ranges},
+        "ranges": {
+            name: list(adapter.feature_ranges[name]) for name in adapter.numeric if name in adapter.feature_ranges
+        },
         "categories": params.categories,
         "unknown_category": UNKNOWN,
         "impute_strategy": params.train.impute_strategy,
@@ -92,8 +108,11 @@ def build_manifest(params: Params, adapter: Adapter, model, model_sha256: str, t
         "seed": params.seed,
         # Where the seed goes, read from the fitted estimators (docs/reproducibility.md).
         "seeds": seeds(model),
-        "validation": {"file": str(config.VALIDATION_METRICS.relative_to(config.ROOT)),
-                       "folds": params.train.cv_folds, "seed": params.seed},
+        "validation": {
+            "file": str(config.VALIDATION_METRICS.relative_to(config.ROOT)),
+            "folds": params.train.cv_folds,
+            "seed": params.seed,
+        },
         "versions": artifact.runtime_versions(),
         # Only with a selection step: the default's manifest has no such key.
         **({"feature_selection": selected} if (selected := selection.record(model)) else {}),
@@ -102,8 +121,9 @@ def build_manifest(params: Params, adapter: Adapter, model, model_sha256: str, t
 
 def validate(model, X: pd.DataFrame, y: pd.Series, params: Params, threads: int, task: str | None = None) -> dict:
     """The validation estimate of unfitted `model` (separate clones) on the training rows only."""
-    per_fold = crossval.cross_validate(model, X, y, params.classes, params.train.cv_folds, params.seed,
-                                       params.evaluate.threshold, threads, task)
+    per_fold = crossval.cross_validate(
+        model, X, y, params.classes, params.train.cv_folds, params.seed, params.evaluate.threshold, threads, task
+    )
     return crossval.summarise(per_fold, len(X))
 
 
@@ -133,15 +153,22 @@ def main() -> None:
         model.fit(X, y)
     model_sha256 = artifact.save_model(normalise_threads(model), config.MODEL)
     manifest = build_manifest(
-        params, adapter, model, model_sha256, files.file_digest(config.TRAIN_FEATURES), len(frame),
+        params,
+        adapter,
+        model,
+        model_sha256,
+        files.file_digest(config.TRAIN_FEATURES),
+        len(frame),
         count_unknown(X, params.categories),
     )
     files.write_json(config.MANIFEST, manifest)
     files.write_json(config.VALIDATION_METRICS, validation)
     target = "a regression" if adapter.task == REGRESSION else f"{len(params.classes)} classes"
-    print(f"train: {params.train.model} on {len(frame)} rows, {target}, "
-          f"{threads} thread{'s' * (threads != 1)} ({params.train.cv_folds}-fold validation "
-          f"{validated - started:.1f} s, fit {time.perf_counter() - validated:.1f} s)")
+    print(
+        f"train: {params.train.model} on {len(frame)} rows, {target}, "
+        f"{threads} thread{'s' * (threads != 1)} ({params.train.cv_folds}-fold validation "
+        f"{validated - started:.1f} s, fit {time.perf_counter() - validated:.1f} s)"
+    )
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ SMALL_BATCH rows take scikit-learn's path too, where its vectorised code is
 as fast. tests/template/test_compiled.py proves the evaluate stage's bytes on
 every test row.
 """
+
 from __future__ import annotations
 
 import logging
@@ -82,8 +83,9 @@ class Compiled:
         rows = len(features[self.codes[0][0] if self.codes else self.imputed[0][0]])
         matrix = np.empty((rows, len(self.codes) + len(self.imputed)), dtype=np.float64)
         for position, (name, lookup, other) in enumerate(self.codes):
-            matrix[:, position] = [lookup.get(value, other) if isinstance(value, str) else other
-                                   for value in features[name].tolist()]
+            matrix[:, position] = [
+                lookup.get(value, other) if isinstance(value, str) else other for value in features[name].tolist()
+            ]
         for position, (name, value) in enumerate(self.imputed, start=len(self.codes)):
             column = np.asarray(features[name], dtype=np.float64)
             matrix[:, position] = np.where(np.isnan(column), value, column)
@@ -125,8 +127,9 @@ class Forest:
     depth: int
 
     @classmethod
-    def of(cls, trees: Sequence[tuple[np.ndarray, np.ndarray]], known_bitsets: np.ndarray,
-           feature_map: np.ndarray) -> Forest:
+    def of(
+        cls, trees: Sequence[tuple[np.ndarray, np.ndarray]], known_bitsets: np.ndarray, feature_map: np.ndarray
+    ) -> Forest:
         """From (nodes, raw_left_cat_bitsets) per tree, in order, and the bin mapper's known bitsets."""
         sizes = np.array([len(nodes) for nodes, _ in trees], dtype=np.int64)
         starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
@@ -166,14 +169,14 @@ class Forest:
                 go_left = value <= self.threshold[node]
             categorical = self.categorical[node] & ~missing
             if categorical.any():
-                go_left = np.where(categorical, self._categorical_left(node, value, categorical, missing_left),
-                                   go_left)
+                go_left = np.where(categorical, self._categorical_left(node, value, categorical, missing_left), go_left)
             go_left = np.where(missing, missing_left, go_left)
             node = np.where(leaf, node, np.where(go_left, self.left[node], self.right[node]))
         raise ValueError(f"a walk through the trees did not reach a leaf in {self.depth + 1} steps")
 
-    def _categorical_left(self, node: np.ndarray, value: np.ndarray, categorical: np.ndarray,
-                          missing_left: np.ndarray) -> np.ndarray:
+    def _categorical_left(
+        self, node: np.ndarray, value: np.ndarray, categorical: np.ndarray, missing_left: np.ndarray
+    ) -> np.ndarray:
         # As _predict_from_raw_data: a negative value is missing; a category in the
         # split's bitset goes left; one seen in training but not in it goes right;
         # one never seen goes where missing values go.
@@ -186,8 +189,9 @@ class Forest:
         return np.where(negative, missing_left, np.where(in_split == 1, True, unseen_left))
 
 
-def compile_pipeline(model: Any, features: Sequence[str], categorical: Sequence[str], numeric: Sequence[str],
-                     probes: Any, task: str) -> Compiled | None:
+def compile_pipeline(
+    model: Any, features: Sequence[str], categorical: Sequence[str], numeric: Sequence[str], probes: Any, task: str
+) -> Compiled | None:
     """`model` compiled, if it is the one family served this way and gives its bytes on `probes`; else None.
 
     `probes` are checked rows (Contract.check's Checked); `features`,
@@ -199,19 +203,28 @@ def compile_pipeline(model: Any, features: Sequence[str], categorical: Sequence[
         got = compiled.outputs(probes.columns) if compiled is not None else None
     except Exception as error:  # any failure of a shortcut means the long way
         # E.g. a library version whose internals differ (the version-mismatch override).
-        log.warning("serving every batch through scikit-learn: the pipeline did not compile (%s: %s)",
-                    type(error).__name__, error)
+        log.warning(
+            "serving every batch through scikit-learn: the pipeline did not compile (%s: %s)",
+            type(error).__name__,
+            error,
+        )
         return None
     if compiled is None:
         log.info("serving every batch through scikit-learn: the pipeline is not a HistGradientBoosting one")
         return None
     expected = model_outputs(model, probes.features, task)
     if expected.dtype != got.dtype or expected.shape != got.shape or expected.tobytes() != got.tobytes():
-        log.warning("serving every batch through scikit-learn: the compiled pipeline differed from it on "
-                    "%d of %d probe rows", _differing_rows(expected, got), probes.rows)
+        log.warning(
+            "serving every batch through scikit-learn: the compiled pipeline differed from it on %d of %d probe rows",
+            _differing_rows(expected, got),
+            probes.rows,
+        )
         return None
-    log.info("small batches (up to %d rows) are served by the compiled pipeline, verified on %d probe rows",
-             SMALL_BATCH, probes.rows)
+    log.info(
+        "small batches (up to %d rows) are served by the compiled pipeline, verified on %d probe rows",
+        SMALL_BATCH,
+        probes.rows,
+    )
     return compiled
 
 
@@ -222,8 +235,7 @@ def _differing_rows(expected: np.ndarray, got: np.ndarray) -> int:
     return int(differs.any(axis=1).sum())
 
 
-def _compile(model: Any, features: list[str], categorical: list[str], numeric: list[str],
-             task: str) -> Compiled | None:
+def _compile(model: Any, features: list[str], categorical: list[str], numeric: list[str], task: str) -> Compiled | None:
     if not isinstance(model, Pipeline):
         return None
     steps = [step for _, step in model.steps]
@@ -245,21 +257,32 @@ def _compile(model: Any, features: list[str], categorical: list[str], numeric: l
     # columns first, in their order, or a column's code is not its position.
     if inner is not None and not np.array_equal(estimator._is_categorical_remapped, estimator.is_categorical_):
         return None
-    if (estimator.is_categorical_ is not None and
-            list(np.flatnonzero(estimator.is_categorical_)) != list(range(len(categorical)))):
+    if estimator.is_categorical_ is not None and list(np.flatnonzero(estimator.is_categorical_)) != list(
+        range(len(categorical))
+    ):
         return None
-    codes = tuple((name, *_codes_of(model, inner, features, categorical, numeric, position))
-                  for position, name in enumerate(categorical))
+    codes = tuple(
+        (name, *_codes_of(model, inner, features, categorical, numeric, position))
+        for position, name in enumerate(categorical)
+    )
     imputer = preprocess.named_transformers_["numeric"] if numeric else None
-    imputed = tuple((name, float(value)) for name, value in
-                    zip(numeric, imputer.statistics_ if imputer is not None else [], strict=True))
+    imputed = tuple(
+        (name, float(value))
+        for name, value in zip(numeric, imputer.statistics_ if imputer is not None else [], strict=True)
+    )
     known_bitsets, feature_map = estimator._bin_mapper.make_known_categories_bitsets()
     return Compiled(
         codes=codes,
         imputed=imputed,
-        forest=Forest.of([(predictor.nodes, predictor.raw_left_cat_bitsets)
-                          for iteration in estimator._predictors for predictor in iteration],
-                         known_bitsets, feature_map),
+        forest=Forest.of(
+            [
+                (predictor.nodes, predictor.raw_left_cat_bitsets)
+                for iteration in estimator._predictors
+                for predictor in iteration
+            ],
+            known_bitsets,
+            feature_map,
+        ),
         iterations=len(estimator._predictors),
         baseline=np.asarray(estimator._baseline_prediction).reshape(-1),
         loss=estimator._loss,
@@ -271,10 +294,14 @@ def _plain_columns(preprocess: Any, categorical: list[str], numeric: list[str]) 
     """The train stage's HistGradientBoosting preprocessing: ordinal codes, then the imputer; nothing dropped."""
     if not isinstance(preprocess, ColumnTransformer):
         return False
-    fitted = [(name, step, list(columns)) for name, step, columns in preprocess.transformers_
-              if not (name == "remainder" and (step == "drop" or len(columns) == 0))]
+    fitted = [
+        (name, step, list(columns))
+        for name, step, columns in preprocess.transformers_
+        if not (name == "remainder" and (step == "drop" or len(columns) == 0))
+    ]
     expected = ([("categorical", OrdinalEncoder, categorical)] if categorical else []) + (
-        [("numeric", SimpleImputer, numeric)] if numeric else [])
+        [("numeric", SimpleImputer, numeric)] if numeric else []
+    )
     if [(name, type(step), columns) for name, step, columns in fitted] != expected:
         return False
     if numeric:
@@ -285,13 +312,16 @@ def _plain_columns(preprocess: Any, categorical: list[str], numeric: list[str]) 
     return True
 
 
-def _codes_of(model: Pipeline, inner: Any, features: list[str], categorical: list[str], numeric: list[str],
-              position: int) -> tuple[dict[str, float], float]:
+def _codes_of(
+    model: Pipeline, inner: Any, features: list[str], categorical: list[str], numeric: list[str], position: int
+) -> tuple[dict[str, float], float]:
     """What the fitted steps make of each recorded value of one column, and of any other value."""
     name = categorical[position]
     values = list(model.steps[0][1].categories[name])
-    frame = pd.DataFrame({column: [UNSEEN] * (len(values) + 1) for column in categorical}
-                         | {column: [0.0] * (len(values) + 1) for column in numeric})
+    frame = pd.DataFrame(
+        {column: [UNSEEN] * (len(values) + 1) for column in categorical}
+        | {column: [0.0] * (len(values) + 1) for column in numeric}
+    )
     frame[name] = [*values, UNSEEN]
     matrix = model[:-1].transform(frame[features])
     if inner is not None:
@@ -300,8 +330,12 @@ def _codes_of(model: Pipeline, inner: Any, features: list[str], categorical: lis
     return dict(zip(values, column[:-1].tolist(), strict=True)), float(column[-1])
 
 
-def probe_rows(categories: dict[str, list[str]], numeric: Sequence[str],
-               ranges: dict[str, tuple[float | None, float | None]], example: dict[str, Any]) -> pd.DataFrame:
+def probe_rows(
+    categories: dict[str, list[str]],
+    numeric: Sequence[str],
+    ranges: dict[str, tuple[float | None, float | None]],
+    example: dict[str, Any],
+) -> pd.DataFrame:
     """Rows that exercise every lookup and the imputer: one per recorded category, an unknown and a
     missing one, each numeric feature missing and at its range's ends, and random rows."""
     rows: list[dict[str, Any]] = [dict(example)]

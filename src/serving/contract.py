@@ -14,6 +14,7 @@ missing (missing ones are imputed with the values learned in training), finite,
 no larger in magnitude than float32 holds, and inside the manifest's `ranges`
 where the column has one.
 """
+
 from __future__ import annotations
 
 import functools
@@ -188,12 +189,18 @@ class Contract:
         to the same columns and predictions.
         """
         columns: dict[str, pd.Series | np.ndarray] = {
-            name: np.array([getattr(row, name) for row in rows], dtype=object) for name in self.categorical}
+            name: np.array([getattr(row, name) for row in rows], dtype=object) for name in self.categorical
+        }
         for name in self.numeric:  # None (null) is NaN, as the imputer expects
             columns[name] = np.array([getattr(row, name) for row in rows], dtype=np.float64)
         extra = sorted({key for row in rows for key in (row.model_extra or {})})
-        return Checked(columns=columns, order=self.features, ids=None, ignored_columns=extra,
-                       unknown_categories=self.unknown_counts(columns))
+        return Checked(
+            columns=columns,
+            order=self.features,
+            ids=None,
+            ignored_columns=extra,
+            unknown_categories=self.unknown_counts(columns),
+        )
 
     @functools.cached_property
     def _bounds(self) -> tuple[np.ndarray, np.ndarray]:
@@ -256,8 +263,10 @@ class Contract:
         example = self.example()
         fields: dict[str, Any] = {
             # int64, as the batch command's ids and the predictions files hold them.
-            self.id: (Annotated[StrictInt, BeforeValidator(_whole), Field(ge=-_ID_LIMIT, le=_ID_LIMIT)] | None,
-                      Field(default=None, description="Optional; echoed in the prediction.")),
+            self.id: (
+                Annotated[StrictInt, BeforeValidator(_whole), Field(ge=-_ID_LIMIT, le=_ID_LIMIT)] | None,
+                Field(default=None, description="Optional; echoed in the prediction."),
+            ),
         }
         for name in self.categorical:
             values = self.categories[name]
@@ -275,9 +284,13 @@ class Contract:
             le = LARGEST if high is None else min(high, LARGEST)
             fields[name] = (
                 Annotated[float | None, Field(strict=True, ge=ge, le=le, allow_inf_nan=False)],
-                Field(description="A number" + _range_text(low, high) + "; null is imputed as in training"
-                      + (f" ({self.typical[name]:g})." if name in self.typical else "."),
-                      examples=[example[name]]),
+                Field(
+                    description="A number"
+                    + _range_text(low, high)
+                    + "; null is imputed as in training"
+                    + (f" ({self.typical[name]:g})." if name in self.typical else "."),
+                    examples=[example[name]],
+                ),
             )
         # An extra key that is a lone surrogate is only named back, in
         # ignored_columns, where the response's JSON escapes it.
@@ -315,8 +328,11 @@ class RawContract:
         except ModuleNotFoundError as error:
             if error.name not in ("src.datasets", f"src.datasets.{name}"):
                 raise
-            logging.getLogger(__name__).warning("the adapter package src/datasets/%s/ is not here: raw rows "
-                                                "(/predict/raw, predict --raw) are not served", name)
+            logging.getLogger(__name__).warning(
+                "the adapter package src/datasets/%s/ is not here: raw rows "
+                "(/predict/raw, predict --raw) are not served",
+                name,
+            )
             return None
         return cls(id=manifest["id"], inputs=inputs) if inputs is not None else None
 
@@ -330,11 +346,18 @@ class RawContract:
         Raises ContractError naming every column that is missing, of a wrong
         type, or outside its domain.
         """
-        frame = _rows_with(frame, self.columns, "raw input lacks required columns {missing} (the snapshot's "
-                           "columns that the features are derived from)")
+        frame = _rows_with(
+            frame,
+            self.columns,
+            "raw input lacks required columns {missing} (the snapshot's columns that the features are derived from)",
+        )
         problems: list[str] = []
-        arrays = [_raw_column(frame[column.name], column.type, self.inputs.domains.get(column.name, Domain()),
-                              problems, numbering) for column in self.inputs.schema]
+        arrays = [
+            _raw_column(
+                frame[column.name], column.type, self.inputs.domains.get(column.name, Domain()), problems, numbering
+            )
+            for column in self.inputs.schema
+        ]
         ids = _ids(frame[self.id], problems, numbering) if self.id in frame.columns else None
         if problems:
             raise ContractError("raw input does not meet the contract:\n  " + "\n  ".join(problems))
@@ -356,15 +379,18 @@ class RawContract:
         requires a value); other keys are allowed, ignored and reported.
         """
         fields: dict[str, Any] = {
-            self.id: (Annotated[StrictInt, BeforeValidator(_whole), Field(ge=-_ID_LIMIT, le=_ID_LIMIT)] | None,
-                      Field(default=None, description="Optional; echoed in the prediction.")),
+            self.id: (
+                Annotated[StrictInt, BeforeValidator(_whole), Field(ge=-_ID_LIMIT, le=_ID_LIMIT)] | None,
+                Field(default=None, description="Optional; echoed in the prediction."),
+            ),
         }
         for column in self.inputs.schema:
             domain = self.inputs.domains.get(column.name, Domain())
             described = f"Snapshot column ({column.type}){_domain_text(domain)}."
             if pa.types.is_string(column.type):
-                kind: Any = Annotated[StrictStr, AfterValidator(_encodable),
-                                      AfterValidator(functools.partial(_one_of, domain.values))]
+                kind: Any = Annotated[
+                    StrictStr, AfterValidator(_encodable), AfterValidator(functools.partial(_one_of, domain.values))
+                ]
             elif pa.types.is_integer(column.type):
                 info = np.iinfo(column.type.to_pandas_dtype())
                 low = info.min if domain.low is None else max(info.min, int(np.ceil(domain.low)))
@@ -393,8 +419,9 @@ def _one_of(values: tuple[str, ...] | None, text: str) -> str:
     return text
 
 
-def _raw_column(column: pd.Series, kind: pa.DataType, domain: Domain, problems: list[str],
-                numbering: Numbering) -> pa.Array:
+def _raw_column(
+    column: pd.Series, kind: pa.DataType, domain: Domain, problems: list[str], numbering: Numbering
+) -> pa.Array:
     """One raw column as Arrow of the snapshot's type, with its domain checked; problems are appended."""
     name = column.name
     empty = pa.nulls(len(column), kind)
@@ -410,12 +437,16 @@ def _raw_column(column: pd.Series, kind: pa.DataType, domain: Domain, problems: 
         wrong = present & ~column.map(_is_number).to_numpy()
     if wrong.any():
         example = _plain(column[wrong].iloc[0])
-        problems.append(f"{name}: expected {'text' if pa.types.is_string(kind) else kind} or missing, got "
-                        f"{type(example).__name__} {example!r} at {_rows(wrong, numbering)}")
+        problems.append(
+            f"{name}: expected {'text' if pa.types.is_string(kind) else kind} or missing, got "
+            f"{type(example).__name__} {example!r} at {_rows(wrong, numbering)}"
+        )
         return empty
     try:
-        array = pa.array(column.astype(object).where(column.notna(), None).tolist(),
-                         type=pa.string() if pa.types.is_string(kind) else None).cast(kind)
+        array = pa.array(
+            column.astype(object).where(column.notna(), None).tolist(),
+            type=pa.string() if pa.types.is_string(kind) else None,
+        ).cast(kind)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as error:
         problems.append(f"{name}: not {kind}: {error}")
         return empty
@@ -424,16 +455,20 @@ def _raw_column(column: pd.Series, kind: pa.DataType, domain: Domain, problems: 
     if domain.low is not None or domain.high is not None:
         values = array.to_numpy(zero_copy_only=False).astype(np.float64)
         outside = (values < domain.low if domain.low is not None else False) | (
-            values > domain.high if domain.high is not None else False)
+            values > domain.high if domain.high is not None else False
+        )
         outside = np.asarray(outside) & present
         if outside.any():
-            problems.append(f"{name}: {_plain(column[outside].iloc[0])!r} outside the allowed range"
-                            f"{_range_text(domain.low, domain.high)} at {_rows(outside, numbering)}")
+            problems.append(
+                f"{name}: {_plain(column[outside].iloc[0])!r} outside the allowed range"
+                f"{_range_text(domain.low, domain.high)} at {_rows(outside, numbering)}"
+            )
     if domain.values is not None:
         off = present & ~column.isin(domain.values).to_numpy()
         if off.any():
-            problems.append(f"{name}: {column[off].iloc[0]!r} is not one of {list(domain.values)} "
-                            f"at {_rows(off, numbering)}")
+            problems.append(
+                f"{name}: {column[off].iloc[0]!r} is not one of {list(domain.values)} at {_rows(off, numbering)}"
+            )
     return array
 
 
@@ -454,7 +489,9 @@ def _row_schema(example: dict[str, Any] | None) -> Any:
             schema["examples"] = [example]
         # Allowed, ignored and named back: a key of any value, not an object to fill in.
         schema["additionalProperties"] = {
-            "description": "Any other key is accepted, not used, and named in the response's ignored_columns."}
+            "description": "Any other key is accepted, not used, and named in the response's ignored_columns."
+        }
+
     return extra
 
 
@@ -470,8 +507,10 @@ def _encodable(text: str) -> str:
         text.encode("utf-8")
     except UnicodeEncodeError as error:
         # ascii(): the message itself must be encodable to be sent.
-        raise ValueError(f"not valid Unicode text: {ascii(text[error.start:error.end])} at character "
-                         f"{error.start} is a lone surrogate") from None
+        raise ValueError(
+            f"not valid Unicode text: {ascii(text[error.start : error.end])} at character "
+            f"{error.start} is a lone surrogate"
+        ) from None
     return text
 
 
@@ -501,8 +540,10 @@ def _categorical(column: pd.Series, problems: list[str], numbering: Numbering) -
     wrong = present & ~column.map(lambda value: isinstance(value, str))
     if wrong.any():
         example = _plain(column[wrong].iloc[0])
-        problems.append(f"{column.name}: expected text or missing, got {type(example).__name__} "
-                        f"{example!r} at {_rows(wrong, numbering)}")
+        problems.append(
+            f"{column.name}: expected text or missing, got {type(example).__name__} "
+            f"{example!r} at {_rows(wrong, numbering)}"
+        )
         return column
     if not present.any():
         # All missing, whatever the reader made of it: unknown bucket throughout.
@@ -510,8 +551,9 @@ def _categorical(column: pd.Series, problems: list[str], numbering: Numbering) -
     return column
 
 
-def _numeric(column: pd.Series, bounds: tuple[float | None, float | None], problems: list[str],
-             numbering: Numbering) -> pd.Series | np.ndarray:
+def _numeric(
+    column: pd.Series, bounds: tuple[float | None, float | None], problems: list[str], numbering: Numbering
+) -> pd.Series | np.ndarray:
     name = column.name
     if pd.api.types.is_bool_dtype(column.dtype):
         problems.append(f"{name}: expected numbers, got booleans")
@@ -526,14 +568,18 @@ def _numeric(column: pd.Series, bounds: tuple[float | None, float | None], probl
             wrong = unparsable if unparsable.any() else wrong
         if wrong.any():
             example = _plain(column[wrong].iloc[0])
-            problems.append(f"{name}: expected a number or missing, got {type(example).__name__} "
-                            f"{example!r} at {_rows(wrong, numbering)}")
+            problems.append(
+                f"{name}: expected a number or missing, got {type(example).__name__} "
+                f"{example!r} at {_rows(wrong, numbering)}"
+            )
             return column
         # Python's integers have no bound; float() would raise OverflowError past float64.
         huge = present & column.map(lambda value: isinstance(value, (int, np.integer)) and abs(value) > LARGEST)
         if huge.any():
-            problems.append(f"{name}: an integer beyond {LARGEST:g} in magnitude, the most a model input may be, "
-                            f"at {_rows(huge, numbering)}")
+            problems.append(
+                f"{name}: an integer beyond {LARGEST:g} in magnitude, the most a model input may be, "
+                f"at {_rows(huge, numbering)}"
+            )
             return column
         column = pd.Series([float(v) if pd.notna(v) else np.nan for v in column], dtype=np.float64, name=name)
     # A no-op for float64 columns: the model sees the caller's exact values.
@@ -552,13 +598,16 @@ def _numeric(column: pd.Series, bounds: tuple[float | None, float | None], probl
     outside &= ~infinite
     if outside.any():
         example = float(values[outside][0])
-        problems.append(f"{name}: {example!r} outside the allowed range{_range_text(low, high)} "
-                        f"at {_rows(outside, numbering)}")
+        problems.append(
+            f"{name}: {example!r} outside the allowed range{_range_text(low, high)} at {_rows(outside, numbering)}"
+        )
     huge = (np.abs(values) > LARGEST) & ~infinite & ~outside
     if huge.any():
         example = float(values[huge][0])
-        problems.append(f"{name}: {example!r} is beyond {LARGEST:g} in magnitude, the most a model input may be, "
-                        f"at {_rows(huge, numbering)}")
+        problems.append(
+            f"{name}: {example!r} is beyond {LARGEST:g} in magnitude, the most a model input may be, "
+            f"at {_rows(huge, numbering)}"
+        )
     return values  # float64; a Series per column would cost more than a one-row prediction
 
 

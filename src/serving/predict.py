@@ -26,6 +26,7 @@ CSV as the output's extension says. Batches of up to SMALL_BATCH rows go
 through the compiled pipeline when it was verified to give scikit-learn's
 bytes (src/serving/compiled.py); that is what makes a single row fast.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -92,10 +93,10 @@ class Deployed:
         self._lock = threading.Lock()
         # Small batches skip scikit-learn's per-call overhead, once checked to give its bytes (compiled.py).
         contract = self.contract
-        probes = contract.check(probe_rows(contract.categories, contract.numeric, contract.ranges,
-                                           contract.example()))
-        self.compiled = compile_pipeline(model, contract.features, contract.categorical, contract.numeric,
-                                         probes, self.task)
+        probes = contract.check(probe_rows(contract.categories, contract.numeric, contract.ranges, contract.example()))
+        self.compiled = compile_pipeline(
+            model, contract.features, contract.categorical, contract.numeric, probes, self.task
+        )
 
     def identity(self) -> dict[str, Any]:
         """What a caller needs to tell which model answered."""
@@ -132,8 +133,9 @@ class Deployed:
     def predict_raw(self, frame: pd.DataFrame, numbering: Numbering = ROWS) -> Prediction:
         """Predictions for snapshot rows: derived by the adapter's INPUTS, then as predict()."""
         if self.raw is None:
-            raise ContractError(f"the {self.manifest.get('dataset')!r} adapter declares no INPUTS: "
-                                "send engineered rows")
+            raise ContractError(
+                f"the {self.manifest.get('dataset')!r} adapter declares no INPUTS: send engineered rows"
+            )
         derived, ignored = self.raw.check(frame, numbering)
         result = self.predict(derived, numbering)
         return Prediction(result.predictions, result.unknown_categories, ignored, result.probabilities)
@@ -170,8 +172,9 @@ def load_model(
 def override_hint(command: str) -> str:
     """How to load despite a version mismatch, for `command` (serve or predict)."""
     make = "make serve" if command == "serve" else "make predict INPUT=.. OUTPUT=.."
-    return (f"To {command} anyway (predictions may differ): --allow-version-mismatch, "
-            f"or `{make} ALLOW_VERSION_MISMATCH=1`")
+    return (
+        f"To {command} anyway (predictions may differ): --allow-version-mismatch, or `{make} ALLOW_VERSION_MISMATCH=1`"
+    )
 
 
 @functools.cache
@@ -192,8 +195,11 @@ def read_rows(path: Path, contract: Contract, raw: RawContract | None = None) ->
     path = check_input(path)
     if path.suffix.lower() == ".csv":
         try:
-            text = [*contract.categorical] if raw is None else [
-                column.name for column in raw.inputs.schema if pa.types.is_string(column.type)]
+            text = (
+                [*contract.categorical]
+                if raw is None
+                else [column.name for column in raw.inputs.schema if pa.types.is_string(column.type)]
+            )
             return pd.read_csv(path, dtype={name: "str" for name in text})
         except pd.errors.EmptyDataError:  # whitespace only: pandas' "No columns to parse from file"
             raise ValueError(f"input file {path} is empty: no header, no rows") from None
@@ -229,11 +235,16 @@ def check_output(path: Path, input_path: Path) -> Path:
     read-only output is refused too, rather than silently replaced.
     """
     path, input_path = Path(path), Path(input_path)
-    same = (os.path.samefile(path, input_path) if path.exists() and input_path.exists()
-            else path.resolve() == input_path.resolve())
+    same = (
+        os.path.samefile(path, input_path)
+        if path.exists() and input_path.exists()
+        else path.resolve() == input_path.resolve()
+    )
     if same:
-        raise ValueError(f"--output {path} is the input file {input_path}: writing the predictions would "
-                         "replace the rows they come from; name another output")
+        raise ValueError(
+            f"--output {path} is the input file {input_path}: writing the predictions would "
+            "replace the rows they come from; name another output"
+        )
     if path.exists() and _read_only(path):
         raise ValueError(f"--output {path} is read-only; make it writable or name another output")
     folder = path.parent
@@ -274,12 +285,19 @@ def write_predictions(path: Path, predictions: pd.DataFrame, schema: pa.Schema) 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m src.serving.predict", description=__doc__.split("\n\n")[0])
     parser.add_argument("--input", required=True, type=Path, help="rows as .csv or .parquet")
-    parser.add_argument("--output", required=True, type=Path,
-                        help="predictions as .csv, or as Parquet with .parquet or .pq")
-    parser.add_argument("--allow-version-mismatch", action="store_true",
-                        help="load on other Python/library versions than the manifest's (predictions may differ)")
-    parser.add_argument("--raw", action="store_true",
-                        help="the rows are entities as gathered (snapshot rows): derive their features first")
+    parser.add_argument(
+        "--output", required=True, type=Path, help="predictions as .csv, or as Parquet with .parquet or .pq"
+    )
+    parser.add_argument(
+        "--allow-version-mismatch",
+        action="store_true",
+        help="load on other Python/library versions than the manifest's (predictions may differ)",
+    )
+    parser.add_argument(
+        "--raw",
+        action="store_true",
+        help="the rows are entities as gathered (snapshot rows): derive their features first",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
@@ -310,8 +328,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"predict: {len(result.predictions)} rows -> {args.output}", file=sys.stderr)
     for column, counts in result.unknown_categories.items():
         if counts["unknown"] or counts["missing"]:
-            print(f"predict: {column}: {counts['unknown']} unknown, {counts['missing']} missing "
-                  "(unknown bucket)", file=sys.stderr)
+            print(
+                f"predict: {column}: {counts['unknown']} unknown, {counts['missing']} missing (unknown bucket)",
+                file=sys.stderr,
+            )
     if result.ignored_columns:
         print(f"predict: ignored columns {result.ignored_columns}", file=sys.stderr)
 

@@ -28,6 +28,7 @@ that the compiled pipeline answers (src/serving/compiled.py) are predicted on
 the event loop, in about a millisecond; larger ones, and raw rows, in the
 thread pool.
 """
+
 # No `from __future__ import annotations`: FastAPI reads the endpoint's
 # annotations at run time, and the request model is built in create_app.
 import argparse
@@ -86,8 +87,7 @@ def workers() -> int:
     except ValueError:
         count = 0
     if count < 1:
-        raise ValueError(f"{WORKERS_ENV}={value!r}: give a whole number of service processes, 1 or more "
-                         "(unset, 1)")
+        raise ValueError(f"{WORKERS_ENV}={value!r}: give a whole number of service processes, 1 or more (unset, 1)")
     return count
 
 
@@ -116,6 +116,7 @@ def create_app(deployed: Deployed, max_rows: int = MAX_ROWS, max_bytes: int = MA
     @app.get("/info")
     def model_info() -> dict[str, Any]:
         return description
+
     responses = {
         413: {"model": Problem, "description": f"The body is over {max_bytes} bytes or has over {max_rows} rows."},
         415: {"model": Problem, "description": "The body was not sent as application/json."},
@@ -132,16 +133,22 @@ def create_app(deployed: Deployed, max_rows: int = MAX_ROWS, max_bytes: int = MA
     if raw is not None:
         RawPredictRequest = request_model("RawPredictRequest", raw.row_model(), max_rows)
 
-        @app.post("/predict/raw", summary="Predict entities as gathered (snapshot rows)",
-                  description="Each row holds the snapshot columns the features are derived from; the "
-                  "adapter's own derivation (the code the featurize stage runs) makes the features, which "
-                  "then meet /predict's contract. Other snapshot columns are ignored and named back.", **route)
+        @app.post(
+            "/predict/raw",
+            summary="Predict entities as gathered (snapshot rows)",
+            description="Each row holds the snapshot columns the features are derived from; the "
+            "adapter's own derivation (the code the featurize stage runs) makes the features, which "
+            "then meet /predict's contract. Other snapshot columns are ignored and named back.",
+            **route,
+        )
         async def predict_raw(request: RawPredictRequest) -> dict[str, Any]:
             rows = request.rows
 
             def derived() -> Any:
-                return deployed.predict_raw(pd.DataFrame({name: [getattr(row, name) for row in rows]
-                                                          for name in raw.columns}))
+                return deployed.predict_raw(
+                    pd.DataFrame({name: [getattr(row, name) for row in rows] for name in raw.columns})
+                )
+
             return await run(False, deployed, rows, max_rows, derived)  # pandas' derivation: not on the loop
 
     return app
@@ -157,39 +164,61 @@ async def run(inline: bool, deployed: Deployed, rows: list, max_rows: int, predi
 
 
 def request_model(name: str, row: type, max_rows: int) -> type:
-    return create_model(name, rows=(list[row], Field(
-        min_length=1, description=f"1 to {max_rows} rows.",
-        # Declared, not enforced by pydantic: more rows are a 413, which the handler names.
-        json_schema_extra={"maxItems": max_rows})))
+    return create_model(
+        name,
+        rows=(
+            list[row],
+            Field(
+                min_length=1,
+                description=f"1 to {max_rows} rows.",
+                # Declared, not enforced by pydantic: more rows are a 413, which the handler names.
+                json_schema_extra={"maxItems": max_rows},
+            ),
+        ),
+    )
 
 
 def response_models(deployed: Deployed) -> tuple[type, type]:
     """The OpenAPI models of an answer and of a refusal."""
     classes = deployed.classes
     binary = len(classes) == 2
-    row_id = {deployed.contract.id: (int | None, Field(default=None,
-                                                       description="The row's id, when the request gave one."))}
+    row_id = {
+        deployed.contract.id: (int | None, Field(default=None, description="The row's id, when the request gave one."))
+    }
     if deployed.task == REGRESSION:
         RowPrediction = create_model(
-            "RowPrediction", **row_id,
-            prediction=(float, Field(description=f"The predicted {deployed.manifest.get('target')!r}.")))
+            "RowPrediction",
+            **row_id,
+            prediction=(float, Field(description=f"The predicted {deployed.manifest.get('target')!r}.")),
+        )
     else:
         Label = str if isinstance(classes[0], str) else int
-        label_text = (f"{classes[1]!r} when probability >= {deployed.threshold}, else {classes[0]!r}" if binary
-                      else f"the most probable of {classes}")
+        label_text = (
+            f"{classes[1]!r} when probability >= {deployed.threshold}, else {classes[0]!r}"
+            if binary
+            else f"the most probable of {classes}"
+        )
         RowPrediction = create_model(
-            "RowPrediction", **row_id,
+            "RowPrediction",
+            **row_id,
             label=(Label, Field(description=label_text)),
             probabilities=(dict[str, float], Field(description="Each class's probability, keyed by the class.")),
-            **({"probability": (float, Field(description=f"Probability of the class {classes[1]!r}."))}
-               if binary else {}),
+            **(
+                {"probability": (float, Field(description=f"Probability of the class {classes[1]!r}."))}
+                if binary
+                else {}
+            ),
         )
     PredictResponse = create_model(
         "PredictResponse",
         predictions=(list[RowPrediction], ...),
-        unknown_categories=(dict[str, dict[str, int]], Field(
-            description="Per categorical column: values not on the recorded list, and missing values; "
-            "both went to the unknown bucket.")),
+        unknown_categories=(
+            dict[str, dict[str, int]],
+            Field(
+                description="Per categorical column: values not on the recorded list, and missing values; "
+                "both went to the unknown bucket."
+            ),
+        ),
         ignored_columns=(list[str], Field(description="Keys in the rows that are not model inputs.")),
         model_sha256=(str, ...),
     )
@@ -208,6 +237,7 @@ def docs_page(app: FastAPI) -> Callable[[Request], HTMLResponse]:
             swagger_css_url=f"{root}{SWAGGER_UI_URL}/swagger-ui.css",
             swagger_favicon_url=f"{root}{SWAGGER_UI_URL}/favicon-32x32.png",
         )
+
     return docs
 
 
@@ -215,8 +245,10 @@ async def invalid_request(request: Request, error: RequestValidationError) -> JS
     # FastAPI's default echoes each bad input, which fails to render (a 500)
     # when the input is NaN or Infinity (Python's JSON parser accepts them).
     # Where and what is enough to name the problem.
-    return JSONResponse(status_code=422, content={"detail": [
-        problem(item["loc"], item["msg"], item["type"]) for item in error.errors()]})
+    return JSONResponse(
+        status_code=422,
+        content={"detail": [problem(item["loc"], item["msg"], item["type"]) for item in error.errors()]},
+    )
 
 
 def info(deployed: Deployed, max_rows: int, max_bytes: int) -> dict[str, Any]:
@@ -232,12 +264,15 @@ def info(deployed: Deployed, max_rows: int, max_bytes: int) -> dict[str, Any]:
             "numeric_ranges": {name: list(bounds) for name, bounds in contract.ranges.items()},
         },
         # /predict/raw's rows: the snapshot columns the adapter's derivation reads (null: engineered only).
-        "raw_contract": None if raw is None else {
+        "raw_contract": None
+        if raw is None
+        else {
             "endpoint": "/predict/raw",
             "id": raw.id,
             "columns": {column.name: str(column.type) for column in raw.inputs.schema},
-            "required": [name for name in raw.columns
-                         if name in raw.inputs.domains and raw.inputs.domains[name].required],
+            "required": [
+                name for name in raw.columns if name in raw.inputs.domains and raw.inputs.domains[name].required
+            ],
         },
         "limits": {"max_rows": max_rows, "max_bytes": max_bytes},
     }
@@ -255,8 +290,9 @@ def answer(deployed: Deployed, rows: list, max_rows: int, predict: Callable[[], 
     ids = [getattr(row, key) for row in rows]
     table = result.predictions
     if deployed.task == REGRESSION:
-        predictions = [{key: row_id, PREDICTION: value}
-                       for row_id, value in zip(ids, table[PREDICTION].tolist(), strict=True)]
+        predictions = [
+            {key: row_id, PREDICTION: value} for row_id, value in zip(ids, table[PREDICTION].tolist(), strict=True)
+        ]
     else:
         predictions = []
         for row_id, label, values in zip(ids, table["label"].tolist(), result.probabilities.tolist(), strict=True):
@@ -279,8 +315,10 @@ def problem(loc: Any, msg: str, kind: str) -> dict[str, Any]:
     Text that UTF-8 cannot hold (a lone surrogate, which JSON's escapes allow)
     is escaped: the response must encode, or the error itself becomes a 500.
     """
+
     def sendable(value: Any) -> Any:
         return value.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(value, str) else value
+
     return {"loc": [sendable(part) for part in loc], "msg": sendable(msg), "type": kind}
 
 
@@ -311,9 +349,16 @@ def parse_json(body: bytes) -> Any:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise HTTPException(422, [problem(["body", error.start], f"the body is not UTF-8: byte "
-                                          f"0x{body[error.start]:02x} at position {error.start}",
-                                          "json_invalid")]) from None
+        raise HTTPException(
+            422,
+            [
+                problem(
+                    ["body", error.start],
+                    f"the body is not UTF-8: byte 0x{body[error.start]:02x} at position {error.start}",
+                    "json_invalid",
+                )
+            ],
+        ) from None
     where: list[Any] = ["body"]
     try:
         return json.loads(text, object_pairs_hook=_unique_keys)
@@ -367,8 +412,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--max-rows", type=int, default=MAX_ROWS, help="rows per request (else 413)")
     parser.add_argument("--max-bytes", type=int, default=MAX_BYTES, help="request body bytes (else 413)")
-    parser.add_argument("--allow-version-mismatch", action="store_true",
-                        help="serve on other Python/library versions than the manifest's (predictions may differ)")
+    parser.add_argument(
+        "--allow-version-mismatch",
+        action="store_true",
+        help="serve on other Python/library versions than the manifest's (predictions may differ)",
+    )
     args = parser.parse_args(argv)
     try:
         processes = workers()
@@ -383,13 +431,22 @@ def main(argv: list[str] | None = None) -> None:
         return
     # Several processes (SERVING_WORKERS): uvicorn starts each from an import
     # string, and each loads and verifies the model itself, with these options.
-    os.environ[_WORKER_OPTIONS_ENV] = json.dumps({"allow_version_mismatch": args.allow_version_mismatch,
-                                                  "max_rows": args.max_rows, "max_bytes": args.max_bytes})
+    os.environ[_WORKER_OPTIONS_ENV] = json.dumps(
+        {"allow_version_mismatch": args.allow_version_mismatch, "max_rows": args.max_rows, "max_bytes": args.max_bytes}
+    )
     # A worker verifies and unpickles the model before it answers uvicorn's
     # health check: 5 s (uvicorn's default) is too short on a busy machine,
     # where the supervisor then kills and restarts workers without end.
-    uvicorn.run("src.serving.serve:worker_app", factory=True, workers=processes, host=args.host, port=args.port,
-                log_level="info", timeout_worker_healthcheck=WORKER_START_S, **SERVER)
+    uvicorn.run(
+        "src.serving.serve:worker_app",
+        factory=True,
+        workers=processes,
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        timeout_worker_healthcheck=WORKER_START_S,
+        **SERVER,
+    )
 
 
 WORKER_START_S = 120

@@ -9,6 +9,7 @@ Run it deliberately, review the diff and commit it: encoding then uses exactly
 these lists, any other value goes to the explicit unknown bucket, and a label
 outside `classes` stops training.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,6 +52,7 @@ def record(params_path: Path, categories: dict[str, list[str]], classes: list | 
     Block lists, one value per line: each added or removed value is one line
     in a diff, and it is the layout DVC itself writes back.
     """
+
     def replace(document) -> None:
         section = document.get("categories")
         if section is None:
@@ -78,8 +80,11 @@ def refresh_features(root: Path = config.ROOT) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m src.tools.categories", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--no-repro", action="store_true",
-                        help="read the training features as they are, without `dvc repro featurize` first")
+    parser.add_argument(
+        "--no-repro",
+        action="store_true",
+        help="read the training features as they are, without `dvc repro featurize` first",
+    )
     args = parser.parse_args(argv)
     adapter: Adapter = load_adapter(load_params())[0]
     if not args.no_repro:
@@ -89,8 +94,10 @@ def main(argv: list[str] | None = None) -> None:
     classes = distinct_classes(frame, adapter.target, adapter.task)
     changed = record(config.PARAMS_FILE, categories, classes)
     sizes = ", ".join(f"{key}: {len(values)}" for key, values in categories.items())
-    print(f"categories: {'recorded' if changed else 'unchanged'} in params.yaml ({sizes}; "
-          + (f"classes: {len(classes)})" if adapter.task != REGRESSION else "no classes: a regression)"))
+    print(
+        f"categories: {'recorded' if changed else 'unchanged'} in params.yaml ({sizes}; "
+        + (f"classes: {len(classes)})" if adapter.task != REGRESSION else "no classes: a regression)")
+    )
 
 
 if __name__ == "__main__":

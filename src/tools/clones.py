@@ -4,6 +4,7 @@ A clone gets by symlink what git cannot give it: the git-ignored demo source
 database and, where asked, a locked .venv. So a clone costs a `git clone`,
 not a reinstall or a rebuild of the source.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -17,8 +18,13 @@ from src.tools.git import git
 SOURCE_SUBDIR = config.SOURCE_DIR.relative_to(config.ROOT)
 
 
-def working_clone(destination: Path, rev: str | None = None, repo: Path = config.ROOT,
-                  source_dir: Path | None = config.SOURCE_DIR, venv: Path | None = None) -> Path:
+def working_clone(
+    destination: Path,
+    rev: str | None = None,
+    repo: Path = config.ROOT,
+    source_dir: Path | None = config.SOURCE_DIR,
+    venv: Path | None = None,
+) -> Path:
     """Clone `repo` to `destination`, on its current branch or detached at `rev`.
 
     `source_dir` (a folder holding the source database) and `venv` are linked

@@ -20,6 +20,7 @@ to rebuild them, instead of leaving DVC's checkout error to decode.
 It never pushes to a git remote: publishing a tag (`git push origin <tag>`) is
 the user's decision.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,6 +61,7 @@ def tag_name(as_of: str) -> str:
 
 def set_as_of(params_path: Path, as_of: str) -> bool:
     """Set `gather.as_of` in params_path in place, keeping comments; return True if it changed."""
+
     def change(document) -> None:
         gather = document.get("gather") if document else None
         if gather is None or "as_of" not in gather:
@@ -73,8 +75,14 @@ def set_as_of(params_path: Path, as_of: str) -> bool:
 
 def _dvc(root: Path, *args: str, capture: bool = False) -> subprocess.CompletedProcess:
     # Stage commands run `python`: make it this interpreter's (the venv's), as `make` does.
-    return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, env=venv_env(Path(sys.prefix)), text=True,
-                          stdout=subprocess.PIPE if capture else None, stderr=subprocess.PIPE if capture else None)
+    return subprocess.run(
+        [sys.executable, "-m", "dvc", *args],
+        cwd=root,
+        env=venv_env(Path(sys.prefix)),
+        text=True,
+        stdout=subprocess.PIPE if capture else None,
+        stderr=subprocess.PIPE if capture else None,
+    )
 
 
 def _require_clean(root: Path) -> None:
@@ -138,8 +146,10 @@ def missing_remote_folder(root: Path, remote: str | None) -> str | None:
         store = repo.cloud.get_remote(name)
         if store.fs.protocol != "local" or Path(store.path).is_dir():
             return None
-    return (f"the DVC remote {name!r} is the folder {store.path}, which does not exist: check its URL "
-            f"(`dvc remote list`; fix it with `dvc remote modify {name} url <folder>`) or mount the drive")
+    return (
+        f"the DVC remote {name!r} is the folder {store.path}, which does not exist: check its URL "
+        f"(`dvc remote list`; fix it with `dvc remote modify {name} url <folder>`) or mount the drive"
+    )
 
 
 def _remote_args(remote: str | None) -> list[str]:
@@ -211,34 +221,61 @@ def cut(as_of: str, root: Path = config.ROOT, remote: str | None = None, push: b
     tag = tag_name(as_of)
     if _tag_exists(root, tag):
         commit = git(["rev-parse", "--short", tag + "^{commit}"], root)
-        raise DataVersionError(f"tag {tag} already exists (commit {commit}); "
-                               f"restore it with `make data-restore REF={tag}`, or delete it with `git tag -d {tag}`")
+        raise DataVersionError(
+            f"tag {tag} already exists (commit {commit}); "
+            f"restore it with `make data-restore REF={tag}`, or delete it with `git tag -d {tag}`"
+        )
     # The worktree starts from HEAD's commit: uncommitted edits would not be in the version.
     _require_clean(root)
     base = _head_description(root)
     with _worktree(root) as tree:
         set_as_of(tree / PARAMS_SUBPATH, as_of)
         if _dvc(tree, "repro").returncode != 0:
-            raise DataVersionError(f"`dvc repro` failed at gather.as_of={as_of} (see above); nothing was committed "
-                                   f"or tagged, and {base} is as it was")
+            raise DataVersionError(
+                f"`dvc repro` failed at gather.as_of={as_of} (see above); nothing was committed "
+                f"or tagged, and {base} is as it was"
+            )
         paths = [str(PARAMS_SUBPATH), "dvc.lock", *git_tracked_outputs(tree)]
         git(["add", "--all", "--", *paths], tree)
         if not git_succeeds(["diff", "--cached", "--quiet"], tree):  # exit 1: something is staged
-            git(["commit", "--quiet", "-m", f"Data version {tag}: snapshot as of {as_of}\n\n"
-                 f"Built beside {base}; the tag, not a branch, holds this commit.", "--", *paths], tree)
+            git(
+                [
+                    "commit",
+                    "--quiet",
+                    "-m",
+                    f"Data version {tag}: snapshot as of {as_of}\n\n"
+                    f"Built beside {base}; the tag, not a branch, holds this commit.",
+                    "--",
+                    *paths,
+                ],
+                tree,
+            )
         commit = git(["rev-parse", "HEAD"], tree)
         where = _remote_description(tree, remote)
         # Push before tagging: a tag should never name data that exists on this machine only.
         if push and _dvc(tree, "push", *_remote_args(remote)).returncode != 0:
-            raise DataVersionError(f"`dvc push` to {where} failed, so {tag} was not created; fix the remote and "
-                                   f"run `make data-version AS_OF={as_of}` again (the run-cache makes it quick)")
-    git(["tag", "-a", tag, "-m",
-         f"Data version: snapshot as of {as_of} (gather.as_of)\n\n"
-         f"Restore: make data-restore REF={tag} (or: git checkout {tag} && dvc pull)\n"
-         f"Rebuild from the source: git checkout {tag} && dvc repro --force", commit], root)
+            raise DataVersionError(
+                f"`dvc push` to {where} failed, so {tag} was not created; fix the remote and "
+                f"run `make data-version AS_OF={as_of}` again (the run-cache makes it quick)"
+            )
+    git(
+        [
+            "tag",
+            "-a",
+            tag,
+            "-m",
+            f"Data version: snapshot as of {as_of} (gather.as_of)\n\n"
+            f"Restore: make data-restore REF={tag} (or: git checkout {tag} && dvc pull)\n"
+            f"Rebuild from the source: git checkout {tag} && dvc repro --force",
+            commit,
+        ],
+        root,
+    )
     pushed = f"data pushed to {where}" if push else "data NOT pushed (--no-push)"
-    print(f"data-version: tagged {tag} at {commit[:7]}; {pushed}; {base} is unchanged.\n"
-          f"Work on it with `make data-restore REF={tag}`; publish it with `git push origin {tag}`.")
+    print(
+        f"data-version: tagged {tag} at {commit[:7]}; {pushed}; {base} is unchanged.\n"
+        f"Work on it with `make data-restore REF={tag}`; publish it with `git push origin {tag}`."
+    )
     return tag
 
 
@@ -251,8 +288,10 @@ def restore(ref: str, root: Path = config.ROOT, remote: str | None = None) -> No
     """Check out `ref` (a data-version tag, a branch, any commit) and bring in exactly the data its dvc.lock records."""
     if ref.startswith("-") or not git_succeeds(["rev-parse", "--verify", "--quiet", ref + "^{commit}"], root):
         known = ", ".join(data_tags(root)) or "none"
-        raise DataVersionError(f"no tag, branch or commit {ref!r} in this repository (data versions: {known}); "
-                               f"fetch tags with `git fetch --tags`")
+        raise DataVersionError(
+            f"no tag, branch or commit {ref!r} in this repository (data versions: {known}); "
+            f"fetch tags with `git fetch --tags`"
+        )
     _require_clean(root)
     previous = _branch(root)
     on_branch = git_succeeds(["show-ref", "--verify", "--quiet", f"refs/heads/{ref}"], root)
@@ -269,27 +308,33 @@ def restore(ref: str, root: Path = config.ROOT, remote: str | None = None) -> No
     if not pulled or missing:
         folder = missing_remote_folder(root, remote)
         if folder:
-            raise DataVersionError(f"{ref} is checked out, but some of its data is not in the local cache, and "
-                                   f"{folder}; then run `make data-restore REF={ref}` again")
+            raise DataVersionError(
+                f"{ref} is checked out, but some of its data is not in the local cache, and "
+                f"{folder}; then run `make data-restore REF={ref}` again"
+            )
         listing = "\n".join(f"  {path}" for path in missing) or "  (see dvc's message above)"
         raise DataVersionError(
             f"{ref} is checked out, but some of its data is neither in the local cache nor on "
             f"{_remote_description(root, remote)}:\n{listing}\n"
             f"Rebuild it from the source (the point-in-time gather makes the same bytes): `dvc repro --force`; "
-            f"or push it from a machine that has it.")
+            f"or push it from a machine that has it."
+        )
     if on_branch:
         print(f"data-version: on branch {ref}: every output matches its dvc.lock.")
     else:
         back = f"`make data-restore REF={previous}`" if previous else "`make data-restore REF=<branch>`"
-        print(f"data-version: restored {ref} (detached HEAD): every output matches its dvc.lock; "
-              f"back to a branch: {back}.")
+        print(
+            f"data-version: restored {ref} (detached HEAD): every output matches its dvc.lock; "
+            f"back to a branch: {back}."
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m src.tools.data_version", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     cut_parser = commands.add_parser(
-        "cut", help="reproduce at AS_OF in a temporary worktree, commit there, push the data, tag data/AS_OF")
+        "cut", help="reproduce at AS_OF in a temporary worktree, commit there, push the data, tag data/AS_OF"
+    )
     cut_parser.add_argument("as_of", help="gather.as_of: YYYY-MM-DD (end of that day, UTC) or YYYY-MM-DDTHH:MM:SSZ")
     cut_parser.add_argument("--no-push", action="store_true", help="tag without pushing the data")
     cut_parser.add_argument("-r", "--remote", help="DVC remote to push to (default: the configured default)")

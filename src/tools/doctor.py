@@ -18,6 +18,7 @@ compares
 It names every mismatch and exits 1 if there is any. `make verify` runs it
 first, in the environment it rebuilds with.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,10 @@ STAMP_NAME = ".installed-from-lock"
 # `python -m venv` installs these itself; they are not part of the lock.
 VENV_TOOLS = frozenset({"pip", "setuptools", "wheel"})
 # What to do with a package installed by hand that the pipeline should keep.
-ADD_TO_LOCK = ("to keep it, add it to requirements.in, run `make lock`, and commit requirements.in and "
-               "requirements.lock (and requirements-serving.lock if `make lock` changed it)")
+ADD_TO_LOCK = (
+    "to keep it, add it to requirements.in, run `make lock`, and commit requirements.in and "
+    "requirements.lock (and requirements-serving.lock if `make lock` changed it)"
+)
 
 
 @dataclass
@@ -83,8 +86,12 @@ def python_mismatches(locked_python: str | None, running: str) -> list[str]:
     return [f"python: requirements.lock was compiled for {locked_python}, running {running}"]
 
 
-def check(lock_path: Path = LOCK, manifest_path: Path | None = config.MANIFEST,
-          installed: dict[str, str] | None = None, running_python: str | None = None) -> Report:
+def check(
+    lock_path: Path = LOCK,
+    manifest_path: Path | None = config.MANIFEST,
+    installed: dict[str, str] | None = None,
+    running_python: str | None = None,
+) -> Report:
     """Compare the running environment with the lock and the manifest."""
     running_python = running_python or platform.python_version()
     installed = installed_versions() if installed is None else installed
@@ -106,8 +113,9 @@ def check(lock_path: Path = LOCK, manifest_path: Path | None = config.MANIFEST,
     elif not stamp.is_file():
         report.notes.append(f"{stamp} missing: this venv was not installed by `make setup`")
     elif stamp.read_text(encoding="utf-8") != lock_text:
-        report.mismatches.append(f"venv: {sys.prefix} was installed from another requirements.lock "
-                                 f"than {lock_path} (run `make setup`)")
+        report.mismatches.append(
+            f"venv: {sys.prefix} was installed from another requirements.lock than {lock_path} (run `make setup`)"
+        )
 
     if manifest_path is not None:
         try:

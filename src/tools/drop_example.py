@@ -23,6 +23,7 @@ new-adapter NAME=..` first) or while code outside the example imports it. Then:
   whole removal, to review and commit.
 Run it again and it says there is nothing left to drop.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,8 +66,10 @@ def example_name(root: Path = config.ROOT) -> str | None:
     """The example adapter's package name (params.yaml's dataset.adapter for it), or None once it is gone."""
     marked = sorted(marker.parent.name for marker in (root / DATASETS).glob(f"*/{EXAMPLE_MARKER}"))
     if len(marked) > 1:
-        raise DropError(f"more than one adapter is marked as the example ({', '.join(marked)}): "
-                        f"keep {EXAMPLE_MARKER} in the template's example only")
+        raise DropError(
+            f"more than one adapter is marked as the example ({', '.join(marked)}): "
+            f"keep {EXAMPLE_MARKER} in the template's example only"
+        )
     return marked[0] if marked else None
 
 
@@ -123,16 +126,23 @@ def relock(root: Path) -> tuple[list[str], str]:
         failed, where = _compile(root, before, online), "the package index"
     if failed:
         _restore(root, before)
-        raise DropError(f"re-locking failed from uv's cache and from the package index ({failed}); "
-                        f"requirements.in and the locks are as they were")
+        raise DropError(
+            f"re-locking failed from uv's cache and from the package index ({failed}); "
+            f"requirements.in and the locks are as they were"
+        )
     for name in LOCKS:
         old, new = read_pins(before[name]).packages, read_pins((root / name).read_text(encoding="utf-8")).packages
-        moved = sorted(f"{package} {old.get(package, '-')} -> {new.get(package, '-')}" for package in new
-                       if old.get(package) != new[package])
+        moved = sorted(
+            f"{package} {old.get(package, '-')} -> {new.get(package, '-')}"
+            for package in new
+            if old.get(package) != new[package]
+        )
         if moved:
             _restore(root, before)
-            raise DropError(f"re-locking {name} changed other pins ({', '.join(moved)}); the locks are as they were: "
-                            f"re-lock by hand with `make lock` and review the diff")
+            raise DropError(
+                f"re-locking {name} changed other pins ({', '.join(moved)}); the locks are as they were: "
+                f"re-lock by hand with `make lock` and review the diff"
+            )
     gone = sorted(set(read_pins(before[LOCKS[0]]).packages) - set(read_pins((root / LOCKS[0]).read_text()).packages))
     return gone, where
 
@@ -179,8 +189,12 @@ def example_outputs(root: Path, example: str) -> list[str]:
 def _importers(root: Path, example: str, paths: tuple[str, ...]) -> list[str]:
     """Tracked Python files outside the example (`paths`) that import it."""
     pattern = rf"src\.(datasets|demos)\.{example}\b|from src\.(datasets|demos) import {example}\b"
-    result = subprocess.run(["git", "grep", "-l", "-E", pattern, "--", "*.py",
-                             *(f":!{path}" for path in paths)], cwd=root, capture_output=True, text=True)
+    result = subprocess.run(
+        ["git", "grep", "-l", "-E", pattern, "--", "*.py", *(f":!{path}" for path in paths)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
     return result.stdout.split()
 
 
@@ -192,15 +206,19 @@ def drop(root: Path = config.ROOT) -> list[str]:
     example, paths = example_name(root), example_paths(root)
     present = [path for path in paths if git(["ls-files", "--", path], root)]
     if not present and not example_requirements(requirements):
-        return [f"drop-example: nothing to drop: the example adapter, {', '.join(EXAMPLE_TESTS)} and "
-                f"requirements.in's {EXAMPLE_MARK} lines are gone already"]
+        return [
+            f"drop-example: nothing to drop: the example adapter, {', '.join(EXAMPLE_TESTS)} and "
+            f"requirements.in's {EXAMPLE_MARK} lines are gone already"
+        ]
     raw = yaml.safe_load(params_path.read_text(encoding="utf-8")) or {}
     active = (raw.get("dataset") or {}).get("adapter")
     if not isinstance(active, str):
         raise DropError("params.yaml names no dataset.adapter: run `make new-adapter NAME=<your data set>` first")
     if active == example:
-        raise DropError(f"params.yaml's dataset.adapter is still the example ({example!r}): run "
-                        f"`make new-adapter NAME=<your data set>` first, then drop-example")
+        raise DropError(
+            f"params.yaml's dataset.adapter is still the example ({example!r}): run "
+            f"`make new-adapter NAME=<your data set>` first, then drop-example"
+        )
     importers = _importers(root, example, paths) if example else []
     if importers:
         raise DropError(f"these files import the example, so they would break without it: {', '.join(importers)}")
@@ -219,11 +237,15 @@ def drop(root: Path = config.ROOT) -> list[str]:
         except BaseException:
             requirements_path.write_text(requirements, encoding="utf-8")
             raise
-        done.append(f"requirements.in: dropped {', '.join(line.split()[0] for line in marked)}; re-locked from "
-                    f"{where}: {', '.join(gone) or 'no package'} left {LOCKS[0]}, every other pin unchanged")
+        done.append(
+            f"requirements.in: dropped {', '.join(line.split()[0] for line in marked)}; re-locked from "
+            f"{where}: {', '.join(gone) or 'no package'} left {LOCKS[0]}, every other pin unchanged"
+        )
     if clear_foreign_lists(params_path, adapter.categorical):
-        done.append("params.yaml: cleared categories and classes recorded for the example (make categories records "
-                    f"{adapter.name}'s)")
+        done.append(
+            "params.yaml: cleared categories and classes recorded for the example (make categories records "
+            f"{adapter.name}'s)"
+        )
     outputs = example_outputs(root, example) if example else []
     if outputs:
         git(["rm", "-q", "--", *outputs], root)
@@ -238,9 +260,11 @@ def drop(root: Path = config.ROOT) -> list[str]:
                 done.append(f"kept untracked files in {path}: {', '.join(str(i.relative_to(root)) for i in leftovers)}")
         done.append(f"git rm: {', '.join(present)}")
     git(["add", "--", REQUIREMENTS_IN, *LOCKS, str(params_path.relative_to(root))], root)
-    done.append("drop-example: staged; review `git diff --cached --stat`, then `make repro` (it reinstalls .venv "
-                "from the new lock), `make test`, and commit. Rename the remote's folder in .dvc/config after "
-                "your project.")
+    done.append(
+        "drop-example: staged; review `git diff --cached --stat`, then `make repro` (it reinstalls .venv "
+        "from the new lock), `make test`, and commit. Rename the remote's folder in .dvc/config after "
+        "your project."
+    )
     return done
 
 

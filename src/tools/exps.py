@@ -29,6 +29,7 @@ Experiments that differ in a param upstream of the test features (`gather.as_of`
 rows: neither figure compares across them. The table then says so and lists
 the groups that do compare; `--best` picks within the workspace's group.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,8 +55,19 @@ from src.tools.headline import scores
 # columns beside the experiment's name and one swept hyperparameter
 # (`train.hist_gradient_boosting.max_iter` alone takes 40). For a binary target
 # f1 goes before accuracy: with few positives, accuracy rewards predicting none.
-PREFERRED = ("roc_auc", "roc_auc_ovr", "average_precision", "log_loss", "f1", "f1_macro", "accuracy",
-             "rmse", "mae", "r2", "median_absolute_error")
+PREFERRED = (
+    "roc_auc",
+    "roc_auc_ovr",
+    "average_precision",
+    "log_loss",
+    "f1",
+    "f1_macro",
+    "accuracy",
+    "rmse",
+    "mae",
+    "r2",
+    "median_absolute_error",
+)
 MAX_METRICS = 4
 # Beside the validation mean and spread, two test metrics: the table stays near
 # 120 columns with one long swept key (about 126 with
@@ -84,8 +96,9 @@ def param_sections() -> list[str]:
 
 def validation_metric(headline: list[str], validation: dict) -> str | None:
     """The first headline metric that metrics/validation.json estimates (has a mean for): the ranking key."""
-    return next((name for name in headline
-                 if isinstance(validation.get(name), dict) and "mean" in validation[name]), None)
+    return next(
+        (name for name in headline if isinstance(validation.get(name), dict) and "mean" in validation[name]), None
+    )
 
 
 def sort_order(metric: str) -> str:
@@ -110,21 +123,34 @@ def show_command(metrics: list[str], sections: list[str], ranked_by: str | None 
     names = "|".join(re.escape(name) for name in metrics)
     validation = f"|{re.escape(ranked_by)}\\.(mean|std)$" if ranked_by else ""
     test_path = config.METRICS.relative_to(config.ROOT).as_posix()
-    sort = (f"{config.VALIDATION_METRICS.relative_to(config.ROOT).as_posix()}:{ranked_by}.mean" if ranked_by
-            else f"{test_path}:{metrics[0]}")
+    sort = (
+        f"{config.VALIDATION_METRICS.relative_to(config.ROOT).as_posix()}:{ranked_by}.mean"
+        if ranked_by
+        else f"{test_path}:{metrics[0]}"
+    )
     return [
-        "dvc", "exp", "show", "--only-changed",
-        "--keep", f"Experiment$|({names})${validation}",
-        "--drop", f"(?!({'|'.join(map(re.escape, sections))})(\\.|$))",
-        "--sort-by", sort, "--sort-order", sort_order(ranked_by or metrics[0]),
+        "dvc",
+        "exp",
+        "show",
+        "--only-changed",
+        "--keep",
+        f"Experiment$|({names})${validation}",
+        "--drop",
+        f"(?!({'|'.join(map(re.escape, sections))})(\\.|$))",
+        "--sort-by",
+        sort,
+        "--sort-order",
+        sort_order(ranked_by or metrics[0]),
     ]
 
 
 # --- the ranking, from `dvc exp show --json` ---------------------------------
 
+
 @dataclass(frozen=True)
 class Row:
     """One row of `dvc exp show`: its name, flattened params and metrics files."""
+
     name: str
     experiment: bool  # False for the baseline commit
     params: dict
@@ -133,8 +159,9 @@ class Row:
 
 def _flatten(node: object, prefix: str = "") -> dict:
     if isinstance(node, dict):
-        return {key: value for name, child in node.items()
-                for key, value in _flatten(child, f"{prefix}{name}.").items()}
+        return {
+            key: value for name, child in node.items() for key, value in _flatten(child, f"{prefix}{name}.").items()
+        }
     return {prefix[:-1]: node}
 
 
@@ -158,8 +185,9 @@ def rows(shown: list) -> list[Row]:
             found.append(row)
         for experiment in baseline.get("experiments") or []:
             for revision in experiment.get("revs") or []:
-                if (row := _row({**revision, "name": experiment.get("name") or revision.get("name")},
-                                experiment=True)) is not None:
+                if (
+                    row := _row({**revision, "name": experiment.get("name") or revision.get("name")}, experiment=True)
+                ) is not None:
                     found.append(row)
     return found
 
@@ -184,8 +212,13 @@ def upstream_params(stages: dict, features: str) -> list[str]:
 
 def upstream_of(row: Row, keys: list[str]) -> tuple:
     """The row's values of the upstream params: rows with equal values share training and test sets."""
-    return tuple(sorted((key, json.dumps(value, sort_keys=True)) for key, value in row.params.items()
-                        if any(key == up or key.startswith(f"{up}.") for up in keys)))
+    return tuple(
+        sorted(
+            (key, json.dumps(value, sort_keys=True))
+            for key, value in row.params.items()
+            if any(key == up or key.startswith(f"{up}.") for up in keys)
+        )
+    )
 
 
 def rank(found: list[Row], metric: str, keys: list[str]) -> list[list[Row]]:
@@ -212,12 +245,16 @@ def describe(groups: list[list[Row]], metric: str, keys: list[str]) -> str:
     """What the table is ranked by, and the groups when the upstream params differ."""
     validation = config.VALIDATION_METRICS.relative_to(config.ROOT).as_posix()
     test = config.METRICS.relative_to(config.ROOT).as_posix()
-    lines = [f"Ranked by {validation}:{metric}.mean, the cross-validation estimate on the training features "
-             f"({'lower' if sort_order(metric) == 'asc' else 'higher'} is better). {test} is the test set's "
-             "figure: report it for the chosen experiment, do not choose by it."]
+    lines = [
+        f"Ranked by {validation}:{metric}.mean, the cross-validation estimate on the training features "
+        f"({'lower' if sort_order(metric) == 'asc' else 'higher'} is better). {test} is the test set's "
+        "figure: report it for the chosen experiment, do not choose by it."
+    ]
     if len(groups) > 1:
-        lines.append("These rows differ in params upstream of the features, so their training and test sets "
-                     "differ: compare only within a group.")
+        lines.append(
+            "These rows differ in params upstream of the features, so their training and test sets "
+            "differ: compare only within a group."
+        )
         for number, members in enumerate(groups, 1):
             values = ", ".join(f"{key}={value}" for key, value in upstream_of(members[0], _differing(groups, keys)))
             lines.append(f"  group {number} ({values}): {', '.join(row.name for row in members)}")
@@ -237,8 +274,10 @@ def best(groups: list[list[Row]], workspace: dict, keys: list[str]) -> Row:
     here = upstream_of(Row("workspace", False, _flatten(workspace), {}), keys)
     group = next((members for members in groups if upstream_of(members[0], keys) == here), None)
     if not group or not any(row.experiment for row in group):
-        raise ValueError("no experiment with a validation estimate shares the workspace's upstream params "
-                         "(gather, featurize, seed): run a sweep first (docs/sweeps.md)")
+        raise ValueError(
+            "no experiment with a validation estimate shares the workspace's upstream params "
+            "(gather, featurize, seed): run a sweep first (docs/sweeps.md)"
+        )
     if not group[0].experiment:
         raise ValueError(f"the baseline {group[0].name} ranks first by validation: nothing to promote")
     return group[0]
@@ -271,11 +310,17 @@ def shell_text(command: list[str]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m src.tools.exps", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m src.tools.exps",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--print-only", action="store_true", help="print the command, do not run it")
-    parser.add_argument("--best", action="store_true",
-                        help="print the name of the best experiment by validation (what `make promote` applies)")
+    parser.add_argument(
+        "--best",
+        action="store_true",
+        help="print the name of the best experiment by validation (what `make promote` applies)",
+    )
     args, extra = parser.parse_known_args()
     metrics = _read(config.METRICS)
     if not metrics:

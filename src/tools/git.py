@@ -3,6 +3,7 @@
 Clones, data versions, verify and the end-to-end tests all call git; a
 failure then always names the command, the folder and what git said.
 """
+
 from __future__ import annotations
 
 import subprocess

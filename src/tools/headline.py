@@ -4,6 +4,7 @@ The top-level numbers of eval/metrics.json are the scores (dvclive nests the
 bookkeeping counts under rows/, unknown_categories/ and missing_categories/),
 printed in the order the evaluate stage logs them.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,14 +16,18 @@ from src.pipeline import config
 
 def scores(metrics: dict) -> dict[str, float]:
     """The top-level numbers: the scores (the nested groups are bookkeeping counts)."""
-    return {name: value for name, value in metrics.items()
-            if isinstance(value, (int, float)) and not isinstance(value, bool)}
+    return {
+        name: value
+        for name, value in metrics.items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+    }
 
 
 def headline(metrics: dict) -> str:
     rows = metrics.get("rows", {}).get("test")
     return ", ".join(f"{name} {value:.4f}" for name, value in scores(metrics).items()) + (
-        f" (on {rows:,} test rows)" if isinstance(rows, int) else "")
+        f" (on {rows:,} test rows)" if isinstance(rows, int) else ""
+    )
 
 
 def main(path: Path = config.METRICS) -> None:

@@ -22,6 +22,7 @@ The steps, and why each is there:
 - **Run.** `buildah run --isolation chroot` (podman run needs a runtime that
   can set rlimits, which such a sandbox refuses).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,8 +53,21 @@ STORAGE = ["--storage-driver", "vfs"]
 SUITE = "bookworm"
 # What the copied interpreter's C extensions link to (ldd of lib-dynload),
 # beyond minbase, and the CA list for TLS clients in the service.
-BASE_PACKAGES = ("ca-certificates", "libssl3", "libffi8", "libsqlite3-0", "libuuid1", "libncursesw6",
-                 "libreadline8", "libexpat1", "libbz2-1.0", "liblzma5", "zlib1g", "libnsl2", "libtirpc3")
+BASE_PACKAGES = (
+    "ca-certificates",
+    "libssl3",
+    "libffi8",
+    "libsqlite3-0",
+    "libuuid1",
+    "libncursesw6",
+    "libreadline8",
+    "libexpat1",
+    "libbz2-1.0",
+    "liblzma5",
+    "zlib1g",
+    "libnsl2",
+    "libtirpc3",
+)
 # Not copied from the interpreter's prefix: its installed packages (the image
 # installs its own), the standard library's tests and GUI modules.
 STDLIB_SKIP = ("site-packages", "test", "idlelib", "tkinter", "turtledemo", "lib2to3/tests")
@@ -67,8 +81,11 @@ class ImageError(RuntimeError):
 
 def missing_tools() -> list[str]:
     """The apt packages whose commands are not on PATH."""
-    return [package for package, command in TOOLS.items()
-            if shutil.which(command) is None and shutil.which(command, path="/usr/sbin:/sbin") is None]
+    return [
+        package
+        for package, command in TOOLS.items()
+        if shutil.which(command) is None and shutil.which(command, path="/usr/sbin:/sbin") is None
+    ]
 
 
 def cache_dir() -> Path:
@@ -108,6 +125,7 @@ def timed(timings: dict[str, float], step: str) -> Iterator[None]:
 
 # --- wheelhouse ---------------------------------------------------------------
 
+
 def wheels(lock: Path = SERVING_LOCK, target: Path = WHEELS) -> list[Path]:
     """The lock's wheels in `target` (emptied first, so no stale wheel enters the build context).
 
@@ -119,8 +137,23 @@ def wheels(lock: Path = SERVING_LOCK, target: Path = WHEELS) -> list[Path]:
         partial = cached.with_name(cached.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
-        _run([sys.executable, "-m", "pip", "download", "--quiet", "--require-hashes", "--only-binary=:all:",
-              "--no-deps", "--dest", str(partial), "-r", str(lock)], "pip download of the serving lock")
+        _run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--require-hashes",
+                "--only-binary=:all:",
+                "--no-deps",
+                "--dest",
+                str(partial),
+                "-r",
+                str(lock),
+            ],
+            "pip download of the serving lock",
+        )
         partial.rename(cached)
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(cached, target)
@@ -131,6 +164,7 @@ def wheels(lock: Path = SERVING_LOCK, target: Path = WHEELS) -> list[Path]:
 
 
 # --- base ---------------------------------------------------------------------
+
 
 def python_prefix() -> Path:
     """The prefix of the interpreter running this (a venv's base), which trained the model."""
@@ -170,32 +204,53 @@ def build_base(tarball: Path) -> None:
     """debootstrap a bookworm minbase, add the Python, and tar it (sorted, numeric owners)."""
     with tempfile.TemporaryDirectory(prefix="model-service-base-") as scratch:
         rootfs = Path(scratch) / "rootfs"
-        _run([_sbin("debootstrap"), "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}", SUITE, str(rootfs),
-              "http://deb.debian.org/debian"], "debootstrap of the base")
+        _run(
+            [
+                _sbin("debootstrap"),
+                "--variant=minbase",
+                f"--include={','.join(BASE_PACKAGES)}",
+                SUITE,
+                str(rootfs),
+                "http://deb.debian.org/debian",
+            ],
+            "debootstrap of the base",
+        )
         _copy_python(rootfs)
         _run([_sbin("chroot"), str(rootfs), "/sbin/ldconfig"], "ldconfig in the base")
         # pip for the install stage, from the standard library's bundled wheel (offline).
-        _run([_sbin("chroot"), str(rootfs), "/usr/local/bin/python3", "-m", "ensurepip", "--default-pip"],
-             "ensurepip in the base", env={"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/root"})
+        _run(
+            [_sbin("chroot"), str(rootfs), "/usr/local/bin/python3", "-m", "ensurepip", "--default-pip"],
+            "ensurepip in the base",
+            env={"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/root"},
+        )
         for junk in ("var/cache/apt/archives", "var/lib/apt/lists", "var/log", "tmp"):
             for path in (rootfs / junk).glob("*"):
                 if path.is_file() or path.is_symlink():
                     path.unlink()
                 elif path.is_dir():
                     shutil.rmtree(path)
-        check = _run([_sbin("chroot"), str(rootfs), "/usr/local/bin/python3", "-c",
-                      "import platform, ssl, sqlite3, ctypes, lzma, bz2; print(platform.python_version())"],
-                     "the base's Python")
+        check = _run(
+            [
+                _sbin("chroot"),
+                str(rootfs),
+                "/usr/local/bin/python3",
+                "-c",
+                "import platform, ssl, sqlite3, ctypes, lzma, bz2; print(platform.python_version())",
+            ],
+            "the base's Python",
+        )
         if check.stdout.strip() != sys.version.split()[0]:
             raise ImageError(f"the base's Python is {check.stdout.strip()}, not {sys.version.split()[0]}")
         tarball.parent.mkdir(parents=True, exist_ok=True)
         partial = tarball.with_suffix(".partial")
         with tarfile.open(partial, "w") as archive:
+
             def add(path: Path) -> None:
                 archive.add(path, arcname=str(path.relative_to(rootfs)) or ".", recursive=False)
                 if path.is_dir() and not path.is_symlink():
                     for child in sorted(path.iterdir()):
                         add(child)
+
             add(rootfs)
         partial.replace(tarball)
 
@@ -216,16 +271,34 @@ def base(timings: dict[str, float] | None = None) -> str:
         with timed(timings, "base: debootstrap"):
             build_base(tarball)
     with timed(timings, "base: podman import"):
-        _run(["podman", *STORAGE, "import", "--change", "CMD [\"python3\"]", "--change",
-              "ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin", str(tarball), reference],
-             "podman import of the base")
+        _run(
+            [
+                "podman",
+                *STORAGE,
+                "import",
+                "--change",
+                'CMD ["python3"]',
+                "--change",
+                "ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin",
+                str(tarball),
+                reference,
+            ],
+            "podman import of the base",
+        )
     return reference
 
 
 # --- build ----------------------------------------------------------------------
 
-def build(tag: str = TAG, base_image: str | None = None, timestamp: int | None = None,
-          timings: dict[str, float] | None = None, no_cache: bool = False, root: Path = ROOT) -> str:
+
+def build(
+    tag: str = TAG,
+    base_image: str | None = None,
+    timestamp: int | None = None,
+    timings: dict[str, float] | None = None,
+    no_cache: bool = False,
+    root: Path = ROOT,
+) -> str:
     """Build the Dockerfile of the checkout `root`; return the image's ID (the sha256 digest of its config)."""
     timings = {} if timings is None else timings
     if not (root / "models" / "model.pkl").exists():
@@ -240,11 +313,33 @@ def build(tag: str = TAG, base_image: str | None = None, timestamp: int | None =
     # the base plus one layer (with vfs every committed step copies the whole
     # file tree: 14 min for the per-step layers against a few for one).
     with timed(timings, "podman build"):
-        _run(["podman", *STORAGE, "build", "--isolation", "chroot", "--pull=never", "--layers=false",
-              "--timestamp", str(stamp),
-              "--build-arg", f"BASE={reference}", "--build-arg", f"SOURCE_DATE_EPOCH={stamp}",
-              *(["--no-cache"] if no_cache else []), "--format", "oci",
-              "-t", tag, "-f", str(root / DOCKERFILE.name), str(root)], "podman build", cwd=root)
+        _run(
+            [
+                "podman",
+                *STORAGE,
+                "build",
+                "--isolation",
+                "chroot",
+                "--pull=never",
+                "--layers=false",
+                "--timestamp",
+                str(stamp),
+                "--build-arg",
+                f"BASE={reference}",
+                "--build-arg",
+                f"SOURCE_DATE_EPOCH={stamp}",
+                *(["--no-cache"] if no_cache else []),
+                "--format",
+                "oci",
+                "-t",
+                tag,
+                "-f",
+                str(root / DOCKERFILE.name),
+                str(root),
+            ],
+            "podman build",
+            cwd=root,
+        )
     return image_id(tag)
 
 
@@ -260,15 +355,19 @@ def image_size(reference: str) -> int:
 
 def layers(reference: str) -> list[str]:
     """The image's layer digests (diff IDs), base first."""
-    out = _run(["podman", *STORAGE, "image", "inspect", "--format", "{{json .RootFS.Layers}}", reference],
-               "podman image inspect")
+    out = _run(
+        ["podman", *STORAGE, "image", "inspect", "--format", "{{json .RootFS.Layers}}", reference],
+        "podman image inspect",
+    )
     return json.loads(out.stdout)
 
 
 def save(reference: str, folder: Path) -> Path:
     """The image as an OCI layout directory (uncompressed layers), to compare builds file by file."""
-    _run(["podman", *STORAGE, "save", "--format", "oci-dir", "--uncompressed", "-o", str(folder), reference],
-         "podman save")
+    _run(
+        ["podman", *STORAGE, "save", "--format", "oci-dir", "--uncompressed", "-o", str(folder), reference],
+        "podman save",
+    )
     return folder
 
 
@@ -283,8 +382,11 @@ def layer_files(layout: Path) -> dict[str, dict[str, str]]:
         members: dict[str, str] = {}
         with tarfile.open(blob) as archive:
             for member in archive:
-                digest = hashlib.sha256(repr((member.mode, member.uid, member.gid, member.mtime, member.type,
-                                              member.linkname, member.size)).encode())
+                digest = hashlib.sha256(
+                    repr(
+                        (member.mode, member.uid, member.gid, member.mtime, member.type, member.linkname, member.size)
+                    ).encode()
+                )
                 if member.isfile():
                     digest.update(archive.extractfile(member).read())
                 members[member.name] = digest.hexdigest()
@@ -307,6 +409,7 @@ def differing_files(first: Path, second: Path) -> list[str]:
 
 # --- run ------------------------------------------------------------------------
 
+
 def container(reference: str) -> str:
     """A working container of the image (buildah), for `buildah run`."""
     return _run(["buildah", *STORAGE, "from", "--pull-never", reference], "buildah from").stdout.strip()
@@ -314,8 +417,17 @@ def container(reference: str) -> str:
 
 def run_command(name: str, command: list[str], user: str | None = None) -> list[str]:
     """The argv that runs `command` in the container `name`, with the image's user unless `user`."""
-    return ["buildah", *STORAGE, "run", "--isolation", "chroot", *(["--user", user] if user else []),
-            name, "--", *command]
+    return [
+        "buildah",
+        *STORAGE,
+        "run",
+        "--isolation",
+        "chroot",
+        *(["--user", user] if user else []),
+        name,
+        "--",
+        *command,
+    ]
 
 
 def remove(name: str) -> None:
@@ -326,8 +438,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m src.tools.image", description=__doc__.split("\n\n")[0])
     parser.add_argument("step", choices=("wheels", "base", "build"))
     parser.add_argument("--tag", default=TAG)
-    parser.add_argument("--base", help="a base image reference instead of the local Debian one "
-                        "(e.g. python:3.11.7-slim-bookworm where a registry is reachable)")
+    parser.add_argument(
+        "--base",
+        help="a base image reference instead of the local Debian one "
+        "(e.g. python:3.11.7-slim-bookworm where a registry is reachable)",
+    )
     parser.add_argument("--no-cache", action="store_true", help="rebuild every layer")
     args = parser.parse_args(argv)
     missing = missing_tools()
@@ -344,9 +459,11 @@ def main(argv: list[str] | None = None) -> None:
         else:
             digest = build(args.tag, args.base, timings=timings, no_cache=args.no_cache)
             print(f"image: {args.tag} {digest} ({image_size(args.tag) / 1e6:.0f} MB)")
-            print(f"image: run it with `buildah {' '.join(STORAGE)} from {args.tag}` then "
-                  f"`buildah {' '.join(STORAGE)} run --isolation chroot <container> -- python -m src.serving.serve`,"
-                  f" or `podman run -p 8000:8000 {args.tag}` where podman can run containers")
+            print(
+                f"image: run it with `buildah {' '.join(STORAGE)} from {args.tag}` then "
+                f"`buildah {' '.join(STORAGE)} run --isolation chroot <container> -- python -m src.serving.serve`,"
+                f" or `podman run -p 8000:8000 {args.tag}` where podman can run containers"
+            )
     except ImageError as error:
         sys.exit(f"image: {error}")
     for step, seconds in timings.items():

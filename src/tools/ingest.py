@@ -21,6 +21,7 @@ A server's password belongs in the environment (PGPASSWORD, ~/.pgpass), not in
 the URL: docs/postgres.md. No error repeats it.
 From Python: `src.pipeline.source.ingest.ingest(frame, url, table, id_column, ...)`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,8 +58,11 @@ def read_table(path: Path, parse_dates: tuple[str, ...] = ()) -> pd.DataFrame:
         except (pd.errors.ParserError, UnicodeDecodeError, csv.Error) as error:
             raise HistoryError(f"{path} is not a well-formed CSV: {error}") from None
         # One start line per row, unless pandas and csv saw the rows differently (then count rows).
-        where = [f"line {line}" for line in lines] if len(lines) == len(frame) else \
-            [f"row {row}" for row in range(1, len(frame) + 1)]
+        where = (
+            [f"line {line}" for line in lines]
+            if len(lines) == len(frame)
+            else [f"row {row}" for row in range(1, len(frame) + 1)]
+        )
     elif suffix in (".parquet", ".pq"):
         try:
             frame = pd.read_parquet(path)
@@ -70,8 +74,12 @@ def read_table(path: Path, parse_dates: tuple[str, ...] = ()) -> pd.DataFrame:
     for column in parse_dates:
         if column not in frame.columns:
             raise HistoryError(f"{path}: --parse-dates names no column {column!r} (columns: {list(frame.columns)})")
-        frame[column] = parse_times(frame[column], lambda index, value, problem, column=column: HistoryError(
-            f"{path}, column {column!r}, {where[index]}: {value!r} {problem}"))
+        frame[column] = parse_times(
+            frame[column],
+            lambda index, value, problem, column=column: HistoryError(
+                f"{path}, column {column!r}, {where[index]}: {value!r} {problem}"
+            ),
+        )
     return frame
 
 
@@ -94,14 +102,18 @@ def parse_times(values: pd.Series, fail) -> pd.Series:
         try:
             moment = dt.datetime.fromisoformat(str(value))
         except ValueError:
-            raise fail(index, value, "is not an ISO 8601 date or time "
-                                     "(YYYY-MM-DD, YYYY-MM-DD HH:MM:SS or YYYY-MM-DDTHH:MM:SSZ)") from None
+            raise fail(
+                index,
+                value,
+                "is not an ISO 8601 date or time (YYYY-MM-DD, YYYY-MM-DD HH:MM:SS or YYYY-MM-DDTHH:MM:SSZ)",
+            ) from None
         if moment.microsecond:
             raise fail(index, value, "has fractions of a second; the source keeps whole seconds")
         moment = moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
         parsed.append(pd.Timestamp(moment))
     return pd.Series(pd.to_datetime(parsed, utc=True), index=values.index, name=values.name).astype(
-        "datetime64[us, UTC]")
+        "datetime64[us, UTC]"
+    )
 
 
 def _check_field_counts(path: Path) -> list[int]:
@@ -118,8 +130,10 @@ def _check_field_counts(path: Path) -> list[int]:
         lines, previous = [], reader.line_num
         for row in reader:
             if row and len(row) != len(header):
-                raise HistoryError(f"{path} is not a well-formed CSV: line {reader.line_num} has {len(row)} "
-                                   f"fields, the header {len(header)}")
+                raise HistoryError(
+                    f"{path} is not a well-formed CSV: line {reader.line_num} has {len(row)} "
+                    f"fields, the header {len(header)}"
+                )
             if row:  # pandas skips blank lines too
                 lines.append(previous + 1)
             previous = reader.line_num
@@ -143,8 +157,10 @@ def track_history(root: Path = config.ROOT) -> Path:
         with Repo(str(root)) as repo:
             repo.add([str(database)])
     except DvcException as error:
-        raise HistoryError(f"the history was ingested, but DVC could not track {database}: {error}; "
-                           f"run `dvc add {database.relative_to(root)}` once it is fixed") from None
+        raise HistoryError(
+            f"the history was ingested, but DVC could not track {database}: {error}; "
+            f"run `dvc add {database.relative_to(root)}` once it is fixed"
+        ) from None
     return database.with_name(database.name + ".dvc")
 
 
@@ -168,23 +184,39 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("file", type=Path, help="the table: .csv or .parquet")
     parser.add_argument("--table", required=True, help="the history table to append to (created on first use)")
     parser.add_argument("--id", required=True, dest="id_column", help="the integer id column, unique in the file")
-    parser.add_argument("--recorded-at", default=None,
-                        help="a column holding each row's moment, or one moment for all rows "
-                             "(YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ); default: now, in UTC")
-    parser.add_argument("--parse-dates", default="", metavar="COLUMN[,COLUMN...]",
-                        help="columns of ISO 8601 dates or times (UTC unless an offset is given) to store as the "
-                             "source's timestamps; needed in CSV for every column the adapter declares as "
-                             "pa.timestamp (not the --recorded-at column)")
-    parser.add_argument("--url", default=None, help=f"SQLAlchemy URL, e.g. postgresql://user@host/db "
-                                                    f"(default: ${config.SOURCE_URL_ENV} or "
-                                                    f"{config.SOURCE_DB.relative_to(config.ROOT)})")
-    parser.add_argument("--no-track", action="store_true",
-                        help="leave the embedded history untracked by DVC (default: `dvc add` it after the ingest)")
+    parser.add_argument(
+        "--recorded-at",
+        default=None,
+        help="a column holding each row's moment, or one moment for all rows "
+        "(YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ); default: now, in UTC",
+    )
+    parser.add_argument(
+        "--parse-dates",
+        default="",
+        metavar="COLUMN[,COLUMN...]",
+        help="columns of ISO 8601 dates or times (UTC unless an offset is given) to store as the "
+        "source's timestamps; needed in CSV for every column the adapter declares as "
+        "pa.timestamp (not the --recorded-at column)",
+    )
+    parser.add_argument(
+        "--url",
+        default=None,
+        help=f"SQLAlchemy URL, e.g. postgresql://user@host/db "
+        f"(default: ${config.SOURCE_URL_ENV} or "
+        f"{config.SOURCE_DB.relative_to(config.ROOT)})",
+    )
+    parser.add_argument(
+        "--no-track",
+        action="store_true",
+        help="leave the embedded history untracked by DVC (default: `dvc add` it after the ingest)",
+    )
     args = parser.parse_args(argv)
     parse_dates = tuple(name.strip() for name in args.parse_dates.split(",") if name.strip())
     if args.recorded_at in parse_dates:
-        raise HistoryError(f"--recorded-at {args.recorded_at} is read as a moment already (a bare date is the end "
-                           "of that day); leave it out of --parse-dates")
+        raise HistoryError(
+            f"--recorded-at {args.recorded_at} is read as a moment already (a bare date is the end "
+            "of that day); leave it out of --parse-dates"
+        )
     frame = read_table(args.file, parse_dates)
     moment = column = None
     if args.recorded_at is not None:
@@ -200,14 +232,22 @@ def main(argv: list[str] | None = None) -> None:
     if embedded:
         config.SOURCE_DB.parent.mkdir(parents=True, exist_ok=True)
         unprotect_history()
-    result = ingest(frame, url, args.table, args.id_column, recorded_at=args.recorded_at if moment else None,
-                    recorded_at_column=column)
+    result = ingest(
+        frame,
+        url,
+        args.table,
+        args.id_column,
+        recorded_at=args.recorded_at if moment else None,
+        recorded_at_column=column,
+    )
     when = f" recorded at {result.recorded_at}" if result.recorded_at else ""
     print(f"ingest: {result.appended} new versions{when}, {result.unchanged} unchanged rows -> table {args.table!r}")
     if embedded and not args.no_track:
         pointer = track_history().relative_to(config.ROOT)
-        print(f"ingest: the history is tracked by DVC; commit its pointer and share it: "
-              f"git add {pointer} && git commit && dvc push")
+        print(
+            f"ingest: the history is tracked by DVC; commit its pointer and share it: "
+            f"git add {pointer} && git commit && dvc push"
+        )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ This module is also the one reader of pip/uv requirement locks (`name==version`
 pins with `--hash` options): `make doctor` compares the environment with
 the pins it reads.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -95,8 +96,9 @@ def summary(name: str, new_text: str, old_text: str | None = None) -> list[str]:
         return [f"{name}: {_packages(len(new))}"]
     lines = changes(read_pins(old_text).packages, new)
     counts = {sign: sum(line.startswith(sign) for line in lines) for sign in "+-~"}
-    head = (f"{name}: {_packages(len(new))} (+{counts['+']} added, -{counts['-']} removed, "
-            f"~{counts['~']} changed versions)")
+    head = (
+        f"{name}: {_packages(len(new))} (+{counts['+']} added, -{counts['-']} removed, ~{counts['~']} changed versions)"
+    )
     return [head, *(f"  {line}" for line in lines)]
 
 

@@ -17,6 +17,7 @@ Writes, and never overwrites:
   lists are where a port starts; `make categories` records them from the data.
 The next steps are docs/adapt.md's checklist, from step 3.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,7 +48,7 @@ class ScaffoldError(ValueError):
     """A NAME the scaffold refuses, or a file it would overwrite; the message is one line."""
 
 
-PACKAGE_TEMPLATE = string.Template('''\
+PACKAGE_TEMPLATE = string.Template("""\
 \"\"\"The $name data set's adapter, from `make new-adapter NAME=$name`.
 
 Everything the template knows about $name lives in this package: the generic
@@ -64,6 +65,7 @@ on /predict/raw), and imports no database library; source.py holds the source
 tables and the point-in-time query (SQLAlchemy), and builds ADAPTER, which this
 module hands out on first use.
 \"\"\"
+
 from __future__ import annotations
 
 import pandas as pd
@@ -85,14 +87,16 @@ NUMERIC = ("amount",)
 # The snapshot's exact types: the Parquet file must not depend on what a driver inferred,
 # and a value that does not fit its type stops gather. Its columns after the id and
 # recorded_at are the ones the point-in-time query (source.py) reads.
-SNAPSHOT_SCHEMA = pa.schema([
-    (ID, pa.int64()),
-    ("recorded_at", pa.timestamp("us", tz="UTC")),
-    # REPLACE: one (column, type) per column that derive_features reads.
-    (TARGET, pa.string()),
-    ("category", pa.string()),
-    ("amount", pa.float64()),
-])
+SNAPSHOT_SCHEMA = pa.schema(
+    [
+        (ID, pa.int64()),
+        ("recorded_at", pa.timestamp("us", tz="UTC")),
+        # REPLACE: one (column, type) per column that derive_features reads.
+        (TARGET, pa.string()),
+        ("category", pa.string()),
+        ("amount", pa.float64()),
+    ]
+)
 
 # REPLACE: the values each numeric feature may take by its meaning (inclusive; None = open).
 # Serving refuses values outside. Meanings, not the observed extremes.
@@ -113,11 +117,13 @@ def derive_inputs(rows: pd.DataFrame) -> pd.DataFrame:
     across rows, and no outcome.
     \"\"\"
     # REPLACE: how each feature comes from its row.
-    return pd.DataFrame({
-        ID: rows[ID].astype("int64"),
-        **{name: rows[name] for name in CATEGORICAL},
-        **{name: rows[name].astype("float64") for name in NUMERIC},
-    })
+    return pd.DataFrame(
+        {
+            ID: rows[ID].astype("int64"),
+            **{name: rows[name] for name in CATEGORICAL},
+            **{name: rows[name].astype("float64") for name in NUMERIC},
+        }
+    )
 
 
 INPUTS = Inputs(
@@ -147,16 +153,18 @@ def __getattr__(name: str):
     \"\"\"ADAPTER and the source side, from source.py on first use (PEP 562): serving never loads SQLAlchemy.\"\"\"
     if name in ("ADAPTER", "TABLES", "SNAPSHOT_QUERY"):
         from src.datasets.$name import source
+
         return getattr(source, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-''')
+""")
 
-SOURCE_TEMPLATE = string.Template('''\
+SOURCE_TEMPLATE = string.Template("""\
 \"\"\"The $name adapter's source side: the history table, the point-in-time query, and ADAPTER.
 
 gather and ingest import this module (through the package's ADAPTER); the
 service does not, so SQLAlchemy stays out of serving.
 \"\"\"
+
 from __future__ import annotations
 
 import sqlalchemy as sa
@@ -184,7 +192,9 @@ TABLE = "$name"
 # numbers, sa.Float for decimals or whole numbers with gaps. gather checks them before it queries.
 TABLES = sa.MetaData()
 history.history_table(
-    TABLES, TABLE, ID,
+    TABLES,
+    TABLE,
+    ID,
     # REPLACE: one sa.Column per column of your table besides the id.
     sa.Column(TARGET, sa.Text),
     sa.Column("category", sa.Text),
@@ -193,8 +203,9 @@ history.history_table(
 
 # The point-in-time read: per entity, the latest version recorded at or before :as_of, in id
 # order, of the snapshot schema's columns.
-SNAPSHOT_QUERY = history.latest_query(TABLE, ID, [name for name in SNAPSHOT_SCHEMA.names
-                                                  if name not in (ID, "recorded_at")])
+SNAPSHOT_QUERY = history.latest_query(
+    TABLE, ID, [name for name in SNAPSHOT_SCHEMA.names if name not in (ID, "recorded_at")]
+)
 
 ADAPTER = Adapter(
     name="$name",  # the package name: params.yaml's dataset.adapter
@@ -221,7 +232,7 @@ ADAPTER = Adapter(
     # The data arrives through ingest (or SOURCE_URL), so there is no demo database to build.
     build_demo_source=None,
 )
-''')
+""")
 
 TESTS_TEMPLATE = string.Template('''\
 """The $name adapter's own tests, from `make new-adapter NAME=$name`.
@@ -230,6 +241,7 @@ tests/template/ checks the generic pipeline for any adapter; these check what on
 $name adapter knows. The first two hold for any adapter built from its declarations;
 the last one is yours: replace its rows (`# REPLACE:`) with rows of your data.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -268,13 +280,16 @@ def test_known_rows_give_the_expected_features():
     # REPLACE: a few rows as your source holds them (out of id order, one without an outcome),
     # and the feature rows you expect from them.
     recorded = dt.datetime(2020, 6, 1, 23, 59, 59, tzinfo=dt.UTC)
-    snapshot = pa.Table.from_pydict({
-        ID: [3, 1, 2],
-        "recorded_at": [recorded] * 3,
-        TARGET: ["yes", None, "no"],
-        "category": ["a", "b", None],
-        "amount": [2.5, 1.0, 0.0],
-    }, schema=SNAPSHOT_SCHEMA).to_pandas()
+    snapshot = pa.Table.from_pydict(
+        {
+            ID: [3, 1, 2],
+            "recorded_at": [recorded] * 3,
+            TARGET: ["yes", None, "no"],
+            "category": ["a", "b", None],
+            "amount": [2.5, 1.0, 0.0],
+        },
+        schema=SNAPSHOT_SCHEMA,
+    ).to_pandas()
     rows, excluded = ADAPTER.derive_features(snapshot, adapter_params())
     assert rows[ID].tolist() == [2, 3]
     assert rows[TARGET].tolist() == ["no", "yes"]
@@ -286,18 +301,23 @@ def test_known_rows_give_the_expected_features():
 def check_name(name: str, datasets_dir: Path = DATASETS_DIR, tests_dir: Path = TESTS_DIR) -> None:
     """Refuse a NAME that is no lower-case package name, is reserved, or is taken; one line each."""
     if not NAME_PATTERN.match(name) or keyword.iskeyword(name):
-        raise ScaffoldError(f"NAME={name!r} is not a lower-case Python package name (letters, digits, _; "
-                            f"a letter first), e.g. NAME=churn")
+        raise ScaffoldError(
+            f"NAME={name!r} is not a lower-case Python package name (letters, digits, _; "
+            f"a letter first), e.g. NAME=churn"
+        )
     if name in RESERVED or (datasets_dir / name / EXAMPLE_MARKER).is_file():
         raise ScaffoldError(f"NAME={name!r} is reserved by the template; choose your data set's own name")
     for path in (datasets_dir / name, tests_dir / name):
         if path.exists():
-            raise ScaffoldError(f"{path.relative_to(datasets_dir.parent.parent)} already exists; "
-                                f"new-adapter never overwrites: choose another NAME or remove it first")
+            raise ScaffoldError(
+                f"{path.relative_to(datasets_dir.parent.parent)} already exists; "
+                f"new-adapter never overwrites: choose another NAME or remove it first"
+            )
 
 
 def point_params_at(params_path: Path, name: str) -> bool:
     """`dataset: {adapter: name}`, `categories: {}`, `classes: []` in params_path, keeping its comments."""
+
     def change(document) -> None:
         for key in ("dataset", "categories", "classes"):
             if key not in document:
@@ -343,11 +363,13 @@ def main(argv: list[str] | None = None) -> None:
     written = scaffold(args.name)
     example = example_name()
     drop = f" Then `make drop-example` removes the {example} example." if example else ""
-    print(f"new-adapter: wrote {', '.join(map(str, written))}; params.yaml's dataset.adapter is now "
-          f"{args.name!r}, its recorded lists empty.\n"
-          f"Next (docs/adapt.md, from step 3): replace each `# REPLACE:` in {', '.join(map(str, written[:3]))}; "
-          f"bring the data in (make ingest FILE=.. TABLE={args.name} ID=..); set gather.as_of; make categories; "
-          f"make repro; commit.{drop}")
+    print(
+        f"new-adapter: wrote {', '.join(map(str, written))}; params.yaml's dataset.adapter is now "
+        f"{args.name!r}, its recorded lists empty.\n"
+        f"Next (docs/adapt.md, from step 3): replace each `# REPLACE:` in {', '.join(map(str, written[:3]))}; "
+        f"bring the data in (make ingest FILE=.. TABLE={args.name} ID=..); set gather.as_of; make categories; "
+        f"make repro; commit.{drop}"
+    )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ source tables, version ids and recorded_at unchanged), e.g. to try gather
 against PostgreSQL: docs/postgres.md. The password belongs in the environment
 (PGPASSWORD, PGPASSFILE), not in the URL.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,19 +41,25 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m src.tools.source", description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", type=_scale, default=1, help="copies of the demo data, for benchmarks (default 1)")
     target = parser.add_mutually_exclusive_group()
-    target.add_argument("--output", type=Path, default=config.SOURCE_DB,
-                        help=f"database file (default {config.SOURCE_DB})")
-    target.add_argument("--url", default=None,
-                        help="load the demo into this database instead (a SQLAlchemy URL, e.g. "
-                             "postgresql://user@host/db); its source tables must not exist there yet")
+    target.add_argument(
+        "--output", type=Path, default=config.SOURCE_DB, help=f"database file (default {config.SOURCE_DB})"
+    )
+    target.add_argument(
+        "--url",
+        default=None,
+        help="load the demo into this database instead (a SQLAlchemy URL, e.g. "
+        "postgresql://user@host/db); its source tables must not exist there yet",
+    )
     args = parser.parse_args(argv)
     adapter, _ = load_adapter(load_params())
     if adapter.build_demo_source is None:
         pointer = config.SOURCE_DB.relative_to(config.ROOT)
-        sys.exit(f"source: dataset adapter {adapter.name!r} has no demo source, and no history is tracked "
-                 f"({pointer}.dvc is missing); bring your table in with "
-                 f"`python -m src.tools.ingest FILE --table NAME --id COLUMN` (it tracks the history with DVC), "
-                 f"`dvc pull` a history a colleague pushed, or set {config.SOURCE_URL_ENV}")
+        sys.exit(
+            f"source: dataset adapter {adapter.name!r} has no demo source, and no history is tracked "
+            f"({pointer}.dvc is missing); bring your table in with "
+            f"`python -m src.tools.ingest FILE --table NAME --id COLUMN` (it tracks the history with DVC), "
+            f"`dvc pull` a history a colleague pushed, or set {config.SOURCE_URL_ENV}"
+        )
     started = time.perf_counter()
     if args.url is None:
         counts = adapter.build_demo_source(args.output, scale=args.scale)
@@ -67,8 +74,10 @@ def main(argv: list[str] | None = None) -> None:
         loading = time.perf_counter()
         counts = copy_tables(f"sqlite:///{built}", args.url, adapter.source_tables)
     summary = " ".join(f"{table}={n:,}" for table, n in counts.items())
-    print(f"loaded {shown_url(args.url)}: {summary} in {time.perf_counter() - started:.1f} s "
-          f"(build {loading - started:.1f} s, load {time.perf_counter() - loading:.1f} s)")
+    print(
+        f"loaded {shown_url(args.url)}: {summary} in {time.perf_counter() - started:.1f} s "
+        f"(build {loading - started:.1f} s, load {time.perf_counter() - loading:.1f} s)"
+    )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ Not merged: the fork's own sections (`dataset`, the adapter's; `categories`
 and `classes`, recorded from the fork's data). A key that the template renames
 or removes needs a versioned migration of its own (docs/updating.md).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,8 +60,9 @@ def _end(lines: list[str], row: int, column: int) -> int:
     return last + 1
 
 
-def _first_missing(fork: CommentedMap, template: CommentedMap, skip: tuple[str, ...] = (),
-                   prefix: str = "") -> tuple[str, CommentedMap, CommentedMap, object] | None:
+def _first_missing(
+    fork: CommentedMap, template: CommentedMap, skip: tuple[str, ...] = (), prefix: str = ""
+) -> tuple[str, CommentedMap, CommentedMap, object] | None:
     """The first template key (depth first, in the template's order) that the fork lacks."""
     for key, value in template.items():
         if key in skip:
@@ -88,9 +90,9 @@ def add_missing(fork_text: str, template_text: str, skip: tuple[str, ...] = FORK
             return fork_text, added
         name, fork_map, template_map, key = found
         row, column = template_map.lc.key(key)
-        block = template_lines[_start(template_lines, row):_end(template_lines, row, column)]
+        block = template_lines[_start(template_lines, row) : _end(template_lines, row, column)]
         keys = list(template_map)
-        following = [other for other in keys[keys.index(key) + 1:] if other in fork_map]
+        following = [other for other in keys[keys.index(key) + 1 :] if other in fork_map]
         if following:  # before the fork's block of the next key the template has
             at = _start(fork_lines, fork_map.lc.key(following[0])[0])
             block = block + (["\n"] if column == 0 else [])

@@ -5,6 +5,7 @@ runs the stages. verify, the benchmark and the tests start dvc from other
 processes; they all build its environment here, so the stages run with the
 locked venv and never with whatever `python` the caller's shell found first.
 """
+
 from __future__ import annotations
 
 import os

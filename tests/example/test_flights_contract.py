@@ -1,4 +1,5 @@
 """The flights model's committed manifest and recorded lists, and its input contract on hand-written rows."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,9 @@ from src.pipeline import config
 from src.pipeline.params import load_params
 from src.serving.contract import Contract, ContractError
 
-pytestmark = pytest.mark.skipif(load_params().dataset.adapter != "flights",
-                                reason="the committed model is not the flights example's")
+pytestmark = pytest.mark.skipif(
+    load_params().dataset.adapter != "flights", reason="the committed model is not the flights example's"
+)
 
 
 @pytest.fixture(scope="module")
@@ -21,10 +23,31 @@ def manifest() -> dict:
 
 
 def a_flight(**changes) -> dict:
-    row = dict(flight_id=1, carrier="AA", origin="JFK", dest="LAX", manufacturer="BOEING", sched_dep_hour=17.0,
-               sched_dep_minute=45.0, weekday=0.0, month=3.0, day_of_year=63.0, distance=2475.0, plane_age=10.0,
-               seats=180.0, engines=2.0, temp=50.0, dewp=30.0, humid=45.0, wind_dir=270.0, wind_speed=10.0,
-               wind_gust=None, precip=0.0, pressure=1015.0, visib=10.0)
+    row = dict(
+        flight_id=1,
+        carrier="AA",
+        origin="JFK",
+        dest="LAX",
+        manufacturer="BOEING",
+        sched_dep_hour=17.0,
+        sched_dep_minute=45.0,
+        weekday=0.0,
+        month=3.0,
+        day_of_year=63.0,
+        distance=2475.0,
+        plane_age=10.0,
+        seats=180.0,
+        engines=2.0,
+        temp=50.0,
+        dewp=30.0,
+        humid=45.0,
+        wind_dir=270.0,
+        wind_speed=10.0,
+        wind_gust=None,
+        precip=0.0,
+        pressure=1015.0,
+        visib=10.0,
+    )
     row.update(changes)
     return row
 
@@ -42,10 +65,14 @@ def test_every_numeric_feature_has_a_finite_range_by_meaning_that_the_data_lies_
     for name, (low, high) in flights.FEATURE_RANGES.items():
         assert low is not None and high is not None and low < high, name
     # The training features of a fresh build (a fresh clone has none of its own until `dvc repro`).
-    features = pd.read_parquet(reproduced / config.TRAIN_FEATURES.relative_to(config.ROOT),
-                               columns=list(flights.NUMERIC))
-    outside = {name: (features[name].min(), features[name].max()) for name, (low, high) in
-               flights.FEATURE_RANGES.items() if not features[name].dropna().between(low, high).all()}
+    features = pd.read_parquet(
+        reproduced / config.TRAIN_FEATURES.relative_to(config.ROOT), columns=list(flights.NUMERIC)
+    )
+    outside = {
+        name: (features[name].min(), features[name].max())
+        for name, (low, high) in flights.FEATURE_RANGES.items()
+        if not features[name].dropna().between(low, high).all()
+    }
     assert not outside, f"training values beyond their meaning: {outside}"
 
 
@@ -62,19 +89,22 @@ def test_a_plausible_flight_passes(manifest):
     assert checked.ids.tolist() == [1, 2] and list(checked.features.columns) == list(flights.FEATURES)
 
 
-@pytest.mark.parametrize("changes, expected", [
-    (dict(sched_dep_hour=24.0), "sched_dep_hour: 24.0 outside the allowed range from 0 to 23 at row 0"),
-    (dict(weekday=7.0), "weekday: 7.0 outside the allowed range from 0 to 6"),  # Monday = 0, as pandas
-    (dict(humid=101.0), "humid: 101.0 outside the allowed range from 0 to 100"),
-    (dict(distance=-1.0), "distance: -1.0 outside the allowed range from 0 to 12500"),
-    # Finite bounds by meaning: a float32 maximum is no distance, age, temperature or pressure.
-    (dict(distance=3.4e38), "distance: 3.4e+38 outside the allowed range from 0 to 12500"),
-    (dict(plane_age=-1.0), "plane_age: -1.0 outside the allowed range from 0 to 150"),
-    (dict(temp=3.4e38), "temp: 3.4e+38 outside the allowed range from -130 to 135"),
-    (dict(dewp=-200.0), "dewp: -200.0 outside the allowed range from -130 to 135"),
-    (dict(pressure=0.0), "pressure: 0.0 outside the allowed range from 850 to 1100"),
-    (dict(month="June"), "month: expected a number or missing, got str 'June' at row 0"),
-])
+@pytest.mark.parametrize(
+    "changes, expected",
+    [
+        (dict(sched_dep_hour=24.0), "sched_dep_hour: 24.0 outside the allowed range from 0 to 23 at row 0"),
+        (dict(weekday=7.0), "weekday: 7.0 outside the allowed range from 0 to 6"),  # Monday = 0, as pandas
+        (dict(humid=101.0), "humid: 101.0 outside the allowed range from 0 to 100"),
+        (dict(distance=-1.0), "distance: -1.0 outside the allowed range from 0 to 12500"),
+        # Finite bounds by meaning: a float32 maximum is no distance, age, temperature or pressure.
+        (dict(distance=3.4e38), "distance: 3.4e+38 outside the allowed range from 0 to 12500"),
+        (dict(plane_age=-1.0), "plane_age: -1.0 outside the allowed range from 0 to 150"),
+        (dict(temp=3.4e38), "temp: 3.4e+38 outside the allowed range from -130 to 135"),
+        (dict(dewp=-200.0), "dewp: -200.0 outside the allowed range from -130 to 135"),
+        (dict(pressure=0.0), "pressure: 0.0 outside the allowed range from 850 to 1100"),
+        (dict(month="June"), "month: expected a number or missing, got str 'June' at row 0"),
+    ],
+)
 def test_values_outside_their_meaning_are_refused(manifest, changes, expected):
     with pytest.raises(ContractError) as error:
         Contract.from_manifest(manifest).check(pd.DataFrame([a_flight(**changes)]))

@@ -1,4 +1,5 @@
 """The flights adapter's feature derivation and outcome exclusion, through featurize, on tiny frames."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,9 +19,21 @@ def tiny_snapshot(n: int = 6) -> pd.DataFrame:
     for i in range(n):
         rows.append({name: np.nan for name in flights.SNAPSHOT_SCHEMA.names})
         rows[-1].update(
-            flight_id=100 - i, status=statuses[i % len(statuses)], year=2013, month=3, day=4,
-            sched_dep_time=1745, carrier="AA", origin="JFK", dest="LAX", manufacturer="BOEING",
-            distance=2475.0, plane_year=2003.0, seats=180.0, engines=2.0, temp=50.0,
+            flight_id=100 - i,
+            status=statuses[i % len(statuses)],
+            year=2013,
+            month=3,
+            day=4,
+            sched_dep_time=1745,
+            carrier="AA",
+            origin="JFK",
+            dest="LAX",
+            manufacturer="BOEING",
+            distance=2475.0,
+            plane_year=2003.0,
+            seats=180.0,
+            engines=2.0,
+            temp=50.0,
             arr_delay=[30.0, 15.0, np.nan, np.nan, np.nan, 16.0][i % 6],
         )
     return pd.DataFrame(rows)
@@ -68,8 +81,11 @@ def test_broken_snapshots_are_named():
         featurize(only_cancelled, flights.ADAPTER, PARAMS, 20, 1)
     impossible = tiny_snapshot()
     impossible.loc[1, ["month", "day"]] = [2, 29]  # 2013 was no leap year
-    with pytest.raises(ValueError, match=r"flight_id=99: the scheduled date year=2013 month=2 day=29 "
-                                         r"is not a calendar date"):
+    with pytest.raises(
+        ValueError,
+        match=r"flight_id=99: the scheduled date year=2013 month=2 day=29 "
+        r"is not a calendar date",
+    ):
         featurize(impossible, flights.ADAPTER, PARAMS, 20, 1)
     strange = tiny_snapshot().assign(status="teleported")
     with pytest.raises(ValueError, match="unknown flight statuses"):

@@ -1,4 +1,5 @@
 """The flights point-in-time query on a tiny hand-made source with corrections and late rows."""
+
 from __future__ import annotations
 
 import hashlib
@@ -19,12 +20,28 @@ AS_OF_LATE = "2013-02-01 00:00:00"
 
 def _flight(version_id, flight_id, recorded_at, status, arr_delay=None, tailnum="N1", hour=10):
     return dict(
-        version_id=version_id, flight_id=flight_id, recorded_at=recorded_at, status=status,
-        year=2013, month=1, day=2, sched_dep_time=hour * 100 + 5, sched_arr_time=1300, hour=hour, minute=5,
-        time_hour=f"2013-01-02 {hour:02d}:00:00", carrier="AA", flight=100 + flight_id, tailnum=tailnum,
-        origin="JFK", dest="LAX", distance=2475.0,
-        dep_time=None if status == "scheduled" else 1010, dep_delay=None if status == "scheduled" else 5.0,
-        arr_time=None if status == "scheduled" else 1320, arr_delay=arr_delay,
+        version_id=version_id,
+        flight_id=flight_id,
+        recorded_at=recorded_at,
+        status=status,
+        year=2013,
+        month=1,
+        day=2,
+        sched_dep_time=hour * 100 + 5,
+        sched_arr_time=1300,
+        hour=hour,
+        minute=5,
+        time_hour=f"2013-01-02 {hour:02d}:00:00",
+        carrier="AA",
+        flight=100 + flight_id,
+        tailnum=tailnum,
+        origin="JFK",
+        dest="LAX",
+        distance=2475.0,
+        dep_time=None if status == "scheduled" else 1010,
+        dep_delay=None if status == "scheduled" else 5.0,
+        arr_time=None if status == "scheduled" else 1320,
+        arr_delay=arr_delay,
         air_time=None if status == "scheduled" else 330.0,
     )
 
@@ -51,19 +68,65 @@ def make_source(path: Path, extra_flights=()) -> Path:
         *extra_flights,
     ]
     weather = [
-        dict(weather_id=1, origin="JFK", time_hour="2013-01-02 10:00:00", recorded_at="2013-01-02 11:00:00",
-             temp=30.0, dewp=20.0, humid=50.0, wind_dir=180.0, wind_speed=10.0, wind_gust=None,
-             precip=0.0, pressure=1010.0, visib=10.0),
+        dict(
+            weather_id=1,
+            origin="JFK",
+            time_hour="2013-01-02 10:00:00",
+            recorded_at="2013-01-02 11:00:00",
+            temp=30.0,
+            dewp=20.0,
+            humid=50.0,
+            wind_dir=180.0,
+            wind_speed=10.0,
+            wind_gust=None,
+            precip=0.0,
+            pressure=1010.0,
+            visib=10.0,
+        ),
         # a re-recorded observation of the same hour: the later one wins
-        dict(weather_id=2, origin="JFK", time_hour="2013-01-02 10:00:00", recorded_at="2013-01-20 00:00:00",
-             temp=31.0, dewp=20.0, humid=50.0, wind_dir=180.0, wind_speed=10.0, wind_gust=None,
-             precip=0.0, pressure=1010.0, visib=10.0),
+        dict(
+            weather_id=2,
+            origin="JFK",
+            time_hour="2013-01-02 10:00:00",
+            recorded_at="2013-01-20 00:00:00",
+            temp=31.0,
+            dewp=20.0,
+            humid=50.0,
+            wind_dir=180.0,
+            wind_speed=10.0,
+            wind_gust=None,
+            precip=0.0,
+            pressure=1010.0,
+            visib=10.0,
+        ),
     ]
     planes = [
-        dict(plane_version_id=1, tailnum="N1", recorded_at="2012-12-01 00:00:00", year=2000, type="t",
-             manufacturer="BOEING", model="737", engines=2, seats=None, speed=None, engine="Turbo-fan"),
-        dict(plane_version_id=2, tailnum="N1", recorded_at="2013-01-15 00:00:00", year=2000, type="t",
-             manufacturer="BOEING", model="737", engines=2, seats=150, speed=None, engine="Turbo-fan"),
+        dict(
+            plane_version_id=1,
+            tailnum="N1",
+            recorded_at="2012-12-01 00:00:00",
+            year=2000,
+            type="t",
+            manufacturer="BOEING",
+            model="737",
+            engines=2,
+            seats=None,
+            speed=None,
+            engine="Turbo-fan",
+        ),
+        dict(
+            plane_version_id=2,
+            tailnum="N1",
+            recorded_at="2013-01-15 00:00:00",
+            year=2000,
+            type="t",
+            manufacturer="BOEING",
+            model="737",
+            engines=2,
+            seats=150,
+            speed=None,
+            engine="Turbo-fan",
+        ),
     ]
     engine = sa.create_engine(f"sqlite:///{path}")
     dataset.TABLES.create_all(engine)  # the tables as the adapter declares them
@@ -106,10 +169,13 @@ def test_snapshot_schema_is_explicit(tmp_path):
 def test_snapshot_unchanged_by_later_history_and_row_order(tmp_path):
     db = make_source(tmp_path / "src.sqlite")
     first, _ = snapshot(tmp_path, db, AS_OF_EARLY)
-    grown = make_source(tmp_path / "grown.sqlite", extra_flights=[
-        _flight(8, 3, "2013-01-20 00:00:00", "cancelled"),
-        _flight(9, 5, "2013-01-25 00:00:00", "scheduled"),
-    ])
+    grown = make_source(
+        tmp_path / "grown.sqlite",
+        extra_flights=[
+            _flight(8, 3, "2013-01-20 00:00:00", "cancelled"),
+            _flight(9, 5, "2013-01-25 00:00:00", "scheduled"),
+        ],
+    )
     again, _ = snapshot(tmp_path, grown, AS_OF_EARLY, name="again.parquet", scramble=True)
     digest = lambda p: hashlib.sha256(Path(p).read_bytes()).hexdigest()  # noqa: E731
     assert digest(first) == digest(again)

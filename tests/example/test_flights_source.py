@@ -1,4 +1,5 @@
 """The flights demo source builder: the version logic on tiny frames, then one real build."""
+
 from __future__ import annotations
 
 import contextlib
@@ -13,16 +14,56 @@ from src.demos import flights as source
 
 TIMESTAMP = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
 FLIGHT_CSV_COLUMNS = [
-    "year", "month", "day", "dep_time", "sched_dep_time", "dep_delay", "arr_time",
-    "sched_arr_time", "arr_delay", "carrier", "flight", "tailnum", "origin", "dest",
-    "air_time", "distance", "hour", "minute", "time_hour",
+    "year",
+    "month",
+    "day",
+    "dep_time",
+    "sched_dep_time",
+    "dep_delay",
+    "arr_time",
+    "sched_arr_time",
+    "arr_delay",
+    "carrier",
+    "flight",
+    "tailnum",
+    "origin",
+    "dest",
+    "air_time",
+    "distance",
+    "hour",
+    "minute",
+    "time_hour",
 ]
-LANDED = dict(year=2013, month=1, day=1, dep_time=517.0, sched_dep_time=515, dep_delay=2.0,
-              arr_time=830.0, sched_arr_time=819, arr_delay=11.0, carrier="UA", flight=1545,
-              tailnum="N14228", origin="EWR", dest="IAH", air_time=227.0, distance=1400,
-              hour=5, minute=15, time_hour="2013-01-01T10:00:00Z")
-CANCELLED = {**LANDED, "dep_time": np.nan, "dep_delay": np.nan, "arr_time": np.nan,
-             "arr_delay": np.nan, "air_time": np.nan, "tailnum": np.nan}
+LANDED = dict(
+    year=2013,
+    month=1,
+    day=1,
+    dep_time=517.0,
+    sched_dep_time=515,
+    dep_delay=2.0,
+    arr_time=830.0,
+    sched_arr_time=819,
+    arr_delay=11.0,
+    carrier="UA",
+    flight=1545,
+    tailnum="N14228",
+    origin="EWR",
+    dest="IAH",
+    air_time=227.0,
+    distance=1400,
+    hour=5,
+    minute=15,
+    time_hour="2013-01-01T10:00:00Z",
+)
+CANCELLED = {
+    **LANDED,
+    "dep_time": np.nan,
+    "dep_delay": np.nan,
+    "arr_time": np.nan,
+    "arr_delay": np.nan,
+    "air_time": np.nan,
+    "tailnum": np.nan,
+}
 DIVERTED = {**LANDED, "arr_time": np.nan, "arr_delay": np.nan, "air_time": np.nan}
 
 
@@ -32,16 +73,23 @@ def flights_csv(*rows: dict) -> pd.DataFrame:
 
 
 def latest(versions: pd.DataFrame) -> pd.DataFrame:
-    return (versions.sort_values(["flight_id", "recorded_at"])
-            .groupby("flight_id").tail(1).set_index("flight_id").sort_index())
+    return (
+        versions.sort_values(["flight_id", "recorded_at"])
+        .groupby("flight_id")
+        .tail(1)
+        .set_index("flight_id")
+        .sort_index()
+    )
 
 
 def test_versions_per_flight_and_status():
-    versions = source.flight_versions(flights_csv(LANDED, CANCELLED, DIVERTED),
-                                      correction_percent=0)
+    versions = source.flight_versions(flights_csv(LANDED, CANCELLED, DIVERTED), correction_percent=0)
     assert list(versions.columns) == source.FLIGHT_COLUMNS
     assert versions.groupby("flight_id")["status"].apply(list).to_dict() == {
-        1: ["scheduled", "landed"], 2: ["scheduled", "cancelled"], 3: ["scheduled", "diverted"]}
+        1: ["scheduled", "landed"],
+        2: ["scheduled", "cancelled"],
+        3: ["scheduled", "diverted"],
+    }
     scheduled = versions[versions["status"] == "scheduled"]
     assert scheduled[source.OUTCOME_COLUMNS].isna().all().all()
     assert scheduled[["carrier", "origin", "dest", "sched_dep_time", "time_hour"]].notna().all().all()
@@ -53,16 +101,30 @@ def test_versions_per_flight_and_status():
 def test_recorded_at_and_time_hour_format():
     versions = source.flight_versions(flights_csv(LANDED), correction_percent=100)
     assert versions["time_hour"].eq("2013-01-01 10:00:00").all()
-    assert list(versions["recorded_at"]) == [
-        "2012-12-02 10:00:00", "2013-01-02 10:00:00", "2013-01-09 10:00:00"]
-    weather = source.weather_versions(pd.DataFrame(
-        {"origin": ["JFK"], "year": [2013], "month": [1], "day": [1], "hour": [23],
-         "temp": [1.0], "dewp": [2.0], "humid": [3.0], "wind_dir": [4.0], "wind_speed": [5.0],
-         "wind_gust": [np.nan], "precip": [0.0], "pressure": [1012.0], "visib": [10.0],
-         "time_hour": ["2013-01-02T04:00:00Z"]}))
+    assert list(versions["recorded_at"]) == ["2012-12-02 10:00:00", "2013-01-02 10:00:00", "2013-01-09 10:00:00"]
+    weather = source.weather_versions(
+        pd.DataFrame(
+            {
+                "origin": ["JFK"],
+                "year": [2013],
+                "month": [1],
+                "day": [1],
+                "hour": [23],
+                "temp": [1.0],
+                "dewp": [2.0],
+                "humid": [3.0],
+                "wind_dir": [4.0],
+                "wind_speed": [5.0],
+                "wind_gust": [np.nan],
+                "precip": [0.0],
+                "pressure": [1012.0],
+                "visib": [10.0],
+                "time_hour": ["2013-01-02T04:00:00Z"],
+            }
+        )
+    )
     assert list(weather.columns) == source.WEATHER_COLUMNS
-    assert weather.loc[0, ["time_hour", "recorded_at"]].tolist() == [
-        "2013-01-02 04:00:00", "2013-01-02 05:00:00"]
+    assert weather.loc[0, ["time_hour", "recorded_at"]].tolist() == ["2013-01-02 04:00:00", "2013-01-02 05:00:00"]
     for column in [versions["recorded_at"], versions["time_hour"], weather["recorded_at"]]:
         assert column.str.fullmatch(TIMESTAMP).all()
 
@@ -77,8 +139,8 @@ def test_corrections_latest_version_is_the_truth():
     assert ((error != 0) & (np.abs(error) <= 30)).all()
     truth = frame.assign(flight_id=range(1, 5), time_hour=latest(versions)["time_hour"].to_numpy())
     pd.testing.assert_frame_equal(
-        latest(versions)[FLIGHT_CSV_COLUMNS].reset_index(drop=True),
-        truth[FLIGHT_CSV_COLUMNS], check_dtype=False)
+        latest(versions)[FLIGHT_CSV_COLUMNS].reset_index(drop=True), truth[FLIGHT_CSV_COLUMNS], check_dtype=False
+    )
 
 
 def test_corrected_flights_are_a_pure_function_of_id():
@@ -108,8 +170,7 @@ def test_replicate_shifts_ids_and_dates_keeping_weekdays():
     new = dt.date(*copy.loc[0, ["year", "month", "day"]].astype(int))
     assert (new - old).days == 2 * source.DAY_SHIFT and new.weekday() == old.weekday()
     for column in ["time_hour", "recorded_at"]:
-        shift = (source.parse_timestamp_text(copy[column])
-                 - source.parse_timestamp_text(versions[column]))
+        shift = source.parse_timestamp_text(copy[column]) - source.parse_timestamp_text(versions[column])
         assert shift.eq(pd.Timedelta(days=728)).all()
         assert copy[column].str.fullmatch(TIMESTAMP).all()
     unshifted = ["status", "carrier", "arr_delay", "dep_time", "hour", "minute"]
@@ -117,14 +178,22 @@ def test_replicate_shifts_ids_and_dates_keeping_weekdays():
 
 
 def test_plane_versions():
-    planes = pd.DataFrame({"tailnum": ["N1", "N2"], "year": [2004.0, np.nan],
-                           "type": ["Fixed wing"] * 2, "manufacturer": ["EMBRAER"] * 2,
-                           "model": ["EMB-145XR"] * 2, "engines": [2, 2], "seats": [55, 182],
-                           "speed": [np.nan, np.nan], "engine": ["Turbo-fan"] * 2})
+    planes = pd.DataFrame(
+        {
+            "tailnum": ["N1", "N2"],
+            "year": [2004.0, np.nan],
+            "type": ["Fixed wing"] * 2,
+            "manufacturer": ["EMBRAER"] * 2,
+            "model": ["EMB-145XR"] * 2,
+            "engines": [2, 2],
+            "seats": [55, 182],
+            "speed": [np.nan, np.nan],
+            "engine": ["Turbo-fan"] * 2,
+        }
+    )
     everyone = source.plane_versions(planes, correction_percent=100)
     assert list(everyone.columns) == source.PLANE_COLUMNS
-    assert list(everyone["recorded_at"]) == [source.PLANES_FIRST_RECORDED,
-                                             source.PLANES_CORRECTED_AT] * 2
+    assert list(everyone["recorded_at"]) == [source.PLANES_FIRST_RECORDED, source.PLANES_CORRECTED_AT] * 2
     assert everyone["seats"].isna().tolist() == [True, False, True, False]
     assert everyone.groupby("tailnum")["seats"].last().tolist() == [55, 182]
     nobody = source.plane_versions(planes, correction_percent=0)
@@ -189,8 +258,8 @@ def test_real_build_latest_versions_equal_the_csv(built):
         latest_rows = pd.read_sql(LATEST, connection)
         meta = dict(connection.execute("SELECT key, value FROM source_meta").fetchall())
         three = connection.execute(
-            "SELECT count(*) FROM (SELECT flight_id FROM flights GROUP BY flight_id"
-            " HAVING count(*) = 3)").fetchone()[0]
+            "SELECT count(*) FROM (SELECT flight_id FROM flights GROUP BY flight_id HAVING count(*) = 3)"
+        ).fetchone()[0]
     assert len(latest_rows) == len(csv) == 336_776
     assert latest_rows["flight_id"].tolist() == list(range(1, len(csv) + 1))
     for column in ["arr_delay", "dep_time", "dep_delay", "arr_time", "air_time", "tailnum"]:
@@ -207,10 +276,8 @@ def test_real_build_latest_versions_equal_the_csv(built):
 def test_real_build_physical_order_is_shuffled(built):
     path, _ = built
     with contextlib.closing(sqlite3.connect(path)) as connection:
-        in_rowid_order = [r[0] for r in connection.execute(
-            "SELECT flight_id FROM flights ORDER BY rowid")]
-        version_ids = [r[0] for r in connection.execute(
-            "SELECT version_id FROM flights ORDER BY rowid")]
+        in_rowid_order = [r[0] for r in connection.execute("SELECT flight_id FROM flights ORDER BY rowid")]
+        version_ids = [r[0] for r in connection.execute("SELECT version_id FROM flights ORDER BY rowid")]
     assert in_rowid_order != sorted(in_rowid_order)
     assert version_ids == list(range(1, len(version_ids) + 1))
 
@@ -220,8 +287,12 @@ def test_real_build_is_deterministic(built, tmp_path):
     first, _ = built
     second = tmp_path / "again.sqlite"
     source.build(second)
-    for table, key in [("flights", "version_id"), ("weather", "weather_id"),
-                       ("planes", "plane_version_id"), ("airports", "faa")]:
+    for table, key in [
+        ("flights", "version_id"),
+        ("weather", "weather_id"),
+        ("planes", "plane_version_id"),
+        ("airports", "faa"),
+    ]:
         query = f"SELECT * FROM {table} ORDER BY {key}"
         with contextlib.closing(sqlite3.connect(first)) as a, contextlib.closing(sqlite3.connect(second)) as b:
             assert a.execute(query).fetchall() == b.execute(query).fetchall(), table

@@ -3,6 +3,7 @@
 tests/port/ is the template's self-test of becoming a fork: `make drop-example`
 removes it with the example, because inside a fork it has nothing to test.
 """
+
 from __future__ import annotations
 
 import re

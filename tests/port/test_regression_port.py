@@ -8,6 +8,7 @@ ingested, `make categories` (it records no classes), `dvc repro`, a commit, and
 a regression promises: its metrics on the test set and the folds, predictions
 [id, prediction] that the batch command repeats, and a plots page that draws.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,21 @@ def port(tmp_path_factory: pytest.TempPathFactory) -> Path:
     params = clone / "params.yaml"
     params.write_text(_port_params(params.read_text(encoding="utf-8"), NAME), encoding="utf-8")
     csv = _with_id_column(_penguins_csv(), base / "penguins.csv")
-    run([sys.executable, "-m", "src.tools.ingest", str(csv), "--table", "penguins", "--id", "penguin_id",
-         "--recorded-at", RECORDED_AT], cwd=clone)
+    run(
+        [
+            sys.executable,
+            "-m",
+            "src.tools.ingest",
+            str(csv),
+            "--table",
+            "penguins",
+            "--id",
+            "penguin_id",
+            "--recorded-at",
+            RECORDED_AT,
+        ],
+        cwd=clone,
+    )
     recorded = run([sys.executable, "-m", "src.tools.categories"], cwd=clone)
     assert "no classes: a regression" in recorded.stdout, recorded.stdout
     run(["dvc", "repro"], cwd=clone)
@@ -53,8 +67,11 @@ def port(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_make_categories_records_the_categoricals_and_no_classes(port):
     params = yaml.safe_load((port / "params.yaml").read_text(encoding="utf-8"))
     assert params["classes"] == []
-    assert params["categories"] == {"species": ["Adelie", "Chinstrap", "Gentoo"],
-                                    "island": ["Biscoe", "Dream", "Torgersen"], "sex": ["female", "male"]}
+    assert params["categories"] == {
+        "species": ["Adelie", "Chinstrap", "Gentoo"],
+        "island": ["Biscoe", "Dream", "Torgersen"],
+        "sex": ["female", "male"],
+    }
 
 
 def test_a_forced_rerun_leaves_dvc_lock_byte_for_byte(port):
@@ -67,9 +84,12 @@ def test_a_forced_rerun_leaves_dvc_lock_byte_for_byte(port):
 def test_the_regressions_metrics_predictions_and_service_output(port):
     scores = json.loads((port / "eval" / "metrics.json").read_text(encoding="utf-8"))
     validation = json.loads((port / "metrics" / "validation.json").read_text(encoding="utf-8"))
-    print("\npenguin body mass (g), test: " + ", ".join(f"{name} {scores[name]:.4f}" for name in REGRESSION_METRICS)
-          + f" on {scores['rows']['test']} rows; validation rmse {validation['rmse']['mean']:.2f} "
-          f"+- {validation['rmse']['std']:.2f}")
+    print(
+        "\npenguin body mass (g), test: "
+        + ", ".join(f"{name} {scores[name]:.4f}" for name in REGRESSION_METRICS)
+        + f" on {scores['rows']['test']} rows; validation rmse {validation['rmse']['mean']:.2f} "
+        f"+- {validation['rmse']['std']:.2f}"
+    )
     assert [name for name in scores if name in REGRESSION_METRICS] == REGRESSION_METRICS
     assert all(set(validation[name]) == {"mean", "std"} for name in REGRESSION_METRICS)
     # The species and sex explain most of a penguin's mass: far better than its mean.
@@ -83,8 +103,18 @@ def test_the_regressions_metrics_predictions_and_service_output(port):
     assert scores["rmse"] == round(metrics.root_mean_squared_error(test["body_mass_g"], predicted["prediction"]), 12)
 
     # The batch command gives the evaluate stage's values, byte for byte.
-    run([sys.executable, "-m", "src.serving.predict", "--input", "data/features/test.parquet",
-         "--output", str(port / "batch.parquet")], cwd=port)
+    run(
+        [
+            sys.executable,
+            "-m",
+            "src.serving.predict",
+            "--input",
+            "data/features/test.parquet",
+            "--output",
+            str(port / "batch.parquet"),
+        ],
+        cwd=port,
+    )
     pd.testing.assert_frame_equal(pd.read_parquet(port / "batch.parquet"), predicted, check_exact=True)
 
     # The plots page draws the regression's plots; the classes' plots are absent, and DVC still exits 0.

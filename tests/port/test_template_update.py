@@ -11,6 +11,7 @@ files stay; the new key is in the fork's params.yaml and, after `dvc repro`,
 in its dvc.lock; a few template tests pass in the fork; and DVC reruns only
 the stages whose dependencies the update changed.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,30 +33,50 @@ pytestmark = pytest.mark.slow
 
 STAGES = {"check_params", "gather", "featurize", "check_recorded", "train", "evaluate"}
 # The fork's own files: an update must leave every byte of them (copier.yml's _skip_if_exists).
-FORK_OWNED = ["params.yaml", "dvc.lock", "data/params_checked.txt", "data/recorded_checked.txt", "models/manifest.json",
-              "eval/metrics.json", "metrics/featurize.json", "README.md", "src/datasets/penguins/__init__.py",
-              "src/datasets/penguins/source.py"]
+FORK_OWNED = [
+    "params.yaml",
+    "dvc.lock",
+    "data/params_checked.txt",
+    "data/recorded_checked.txt",
+    "models/manifest.json",
+    "eval/metrics.json",
+    "metrics/featurize.json",
+    "README.md",
+    "src/datasets/penguins/__init__.py",
+    "src/datasets/penguins/source.py",
+]
 # The fork's own value, on the line before the one where v-C adds its key.
 FORK_IMPORTANCE_ROWS = "  importance_rows: 300\n"
 NEW_KEY = "  # Bins of the calibration curve (added by the template at v-C).\n  calibration_bins: 10\n"
 # Fast template tests that read the fork's own params.yaml and dvc.yaml.
-FORK_TESTS = ["tests/template/test_template_params.py", "tests/template/test_params_layout.py",
-              "tests/template/test_config.py"]
+FORK_TESTS = [
+    "tests/template/test_template_params.py",
+    "tests/template/test_params_layout.py",
+    "tests/template/test_config.py",
+]
 
 
 def _run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
     """A command with this checkout's venv first on PATH (the fork has no venv of its own here)."""
-    env = dict(os.environ, PATH=f"{config.VENV / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
-               VIRTUAL_ENV=str(config.VENV), GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com",
-               GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.com")
+    env = dict(
+        os.environ,
+        PATH=f"{config.VENV / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+        VIRTUAL_ENV=str(config.VENV),
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@example.com",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@example.com",
+    )
     env.pop(config.SOURCE_URL_ENV, None)
     started = time.perf_counter()
     result = subprocess.run(args, cwd=cwd, env=env, text=True, capture_output=True)
     if args[0] != "git":
         print(f"  {' '.join(args[:3])}: {time.perf_counter() - started:.1f} s")
     if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} exited {result.returncode}\n--- stdout\n{result.stdout[-6000:]}"
-                             f"\n--- stderr\n{result.stderr[-6000:]}")
+        raise AssertionError(
+            f"{' '.join(args)} exited {result.returncode}\n--- stdout\n{result.stdout[-6000:]}"
+            f"\n--- stderr\n{result.stderr[-6000:]}"
+        )
     return result
 
 
@@ -92,12 +113,19 @@ def _update(fork: Path, tag: str) -> dict:
     seen["conflicts"] = sorted(
         {line[3:] for line in status if line[:2] in ("UU", "AA", "DU", "UD")}
         | {path for path in seen["touched"] if path.endswith(".rej")}
-        | {path for path in seen["touched"] if (fork / path).is_file()
-           and "<<<<<<< before updating" in (fork / path).read_text(encoding="utf-8", errors="replace")})
+        | {
+            path
+            for path in seen["touched"]
+            if (fork / path).is_file()
+            and "<<<<<<< before updating" in (fork / path).read_text(encoding="utf-8", errors="replace")
+        }
+    )
     seen["after"] = _snapshot(fork)
     seen["status"] = json.loads(_run(["dvc", "status", "--json"], fork).stdout or "{}")
-    print(f"\ncopier update to {tag} ({seen['seconds']:.1f} s) touched: {seen['touched']}\n"
-          f"  conflicts: {seen['conflicts'] or 'none'}\n  dvc status names: {sorted(seen['status'])}")
+    print(
+        f"\ncopier update to {tag} ({seen['seconds']:.1f} s) touched: {seen['touched']}\n"
+        f"  conflicts: {seen['conflicts'] or 'none'}\n  dvc status names: {sorted(seen['status'])}"
+    )
     return seen
 
 
@@ -125,32 +153,62 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
     # The fork: copied at v-A without the example (an absolute source path:
     # copier's update needs one), then ported as docs/adapt.md says.
-    _run(["copier", "copy", "--vcs-ref", "v-A", "--defaults", "--data", "keep_example=false",
-          str(template.resolve()), str(fork)], base)
-    seen: dict = {"answers": yaml.safe_load((fork / ".copier-answers.yml").read_text(encoding="utf-8")),
-                  "copied_example": (fork / "src" / "datasets" / "flights").exists()
-                  or (fork / "tests" / "example").exists()}
+    _run(
+        [
+            "copier",
+            "copy",
+            "--vcs-ref",
+            "v-A",
+            "--defaults",
+            "--data",
+            "keep_example=false",
+            str(template.resolve()),
+            str(fork),
+        ],
+        base,
+    )
+    seen: dict = {
+        "answers": yaml.safe_load((fork / ".copier-answers.yml").read_text(encoding="utf-8")),
+        "copied_example": (fork / "src" / "datasets" / "flights").exists() or (fork / "tests" / "example").exists(),
+    }
     _run(["git", "init", "-q"], fork)
     _run(["git", "add", "-A"], fork)
     _run(["git", "commit", "-q", "-m", "Fork of the template at v-A"], fork)
-    shutil.copytree(PORT / "penguins", fork / "src" / "datasets" / "penguins",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        PORT / "penguins", fork / "src" / "datasets" / "penguins", ignore=shutil.ignore_patterns("__pycache__")
+    )
     params = fork / "params.yaml"
     params.write_text(_port_params(params.read_text(encoding="utf-8")), encoding="utf-8")
     _edit(params, "  importance_rows: 5000\n", FORK_IMPORTANCE_ROWS)  # the fork's own tuning
     csv = _with_id_column(_penguins_csv(), base / "penguins.csv")
-    _run(["python", "-m", "src.tools.ingest", str(csv), "--table", "penguins", "--id", "penguin_id",
-          "--recorded-at", RECORDED_AT], fork)
+    _run(
+        [
+            "python",
+            "-m",
+            "src.tools.ingest",
+            str(csv),
+            "--table",
+            "penguins",
+            "--id",
+            "penguin_id",
+            "--recorded-at",
+            RECORDED_AT,
+        ],
+        fork,
+    )
     _run(["python", "-m", "src.tools.categories"], fork)
     seen["port"] = _repro_and_commit(fork, "Port to the penguins data set")
 
     # v-B: generic code, the Makefile, a doc and the example change; params do not.
     # In evaluate's own code (the metrics themselves are in scoring.py, which train's folds share).
-    _edit(template / "src/pipeline/evaluate.py", '    live.log_metric("rows/test", int(len(y)), plot=False)\n',
-          '    from sklearn.metrics import balanced_accuracy_score  # v-B\n'
-          '    predicted = np.asarray(classes)[np.argmax(probabilities, axis=1)]\n'
-          '    live.log_metric("balanced_accuracy", float(balanced_accuracy_score(y, predicted)), plot=False)\n'
-          '    live.log_metric("rows/test", int(len(y)), plot=False)\n')
+    _edit(
+        template / "src/pipeline/evaluate.py",
+        '    live.log_metric("rows/test", int(len(y)), plot=False)\n',
+        "    from sklearn.metrics import balanced_accuracy_score  # v-B\n"
+        "    predicted = np.asarray(classes)[np.argmax(probabilities, axis=1)]\n"
+        '    live.log_metric("balanced_accuracy", float(balanced_accuracy_score(y, predicted)), plot=False)\n'
+        '    live.log_metric("rows/test", int(len(y)), plot=False)\n',
+    )
     _edit(template / "Makefile", "# The front door.", "# The front door (v-B).")
     _append(template / "docs/adapt.md", "\nTemplate v-B was here.\n")
     _append(template / "src/datasets/flights/__init__.py", "# The example at v-B.\n")
@@ -159,8 +217,11 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> dict:
     seen["B"].update(_repro_and_commit(fork, "Update from the template to v-B"))
 
     # v-C: a params key with its schema entry, on the line after one the fork changed.
-    _edit(template / "src/pipeline/params.py", "    importance_rows: int = Field(gt=0)\n",
-          "    importance_rows: int = Field(gt=0)\n    calibration_bins: int = Field(ge=2)\n")
+    _edit(
+        template / "src/pipeline/params.py",
+        "    importance_rows: int = Field(gt=0)\n",
+        "    importance_rows: int = Field(gt=0)\n    calibration_bins: int = Field(ge=2)\n",
+    )
     _edit(template / "params.yaml", "  importance_rows: 5000\n", "  importance_rows: 5000\n" + NEW_KEY)
     _template_commit(template, "v-C: evaluate.calibration_bins", "v-C")
     seen["C"] = _update(fork, "v-C")
@@ -189,8 +250,12 @@ def test_an_update_has_no_conflict(history, version):
 
 def test_generic_changes_arrive_and_the_example_stays_out(history):
     fork = history["fork"]
-    assert set(history["B"]["touched"]) == {".copier-answers.yml", "Makefile", "docs/adapt.md",
-                                            "src/pipeline/evaluate.py"}, history["B"]["touched"]
+    assert set(history["B"]["touched"]) == {
+        ".copier-answers.yml",
+        "Makefile",
+        "docs/adapt.md",
+        "src/pipeline/evaluate.py",
+    }, history["B"]["touched"]
     assert "balanced_accuracy" in (fork / "src/pipeline/evaluate.py").read_text(encoding="utf-8")
     assert not (fork / "src" / "datasets" / "flights").exists()
 
@@ -205,8 +270,9 @@ def test_the_forks_own_files_are_untouched(history, version):
 
 def test_the_new_key_reaches_params_yaml_as_added_lines_only(history):
     fork = history["fork"]
-    assert set(history["C"]["touched"]) == {".copier-answers.yml", "params.yaml", "src/pipeline/params.py"}, \
-        history["C"]["touched"]
+    assert set(history["C"]["touched"]) == {".copier-answers.yml", "params.yaml", "src/pipeline/params.py"}, history[
+        "C"
+    ]["touched"]
     assert history["C"]["params_diff"].split()[:2] == ["2", "0"], history["C"]["params_diff"]  # 2 added, 0 removed
     text = (fork / "params.yaml").read_text(encoding="utf-8")
     assert FORK_IMPORTANCE_ROWS + NEW_KEY in text

@@ -5,6 +5,7 @@ params.yaml names and build rows from what it declares (`features_schema`,
 `categorical`, `numeric`, `feature_ranges`, `snapshot_schema`, `target_type`).
 So they pass for any adapter, and a fork keeps them. Every value is seeded.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -126,6 +127,7 @@ def stub_derive(excluded_every: int = 4, n_classes: int = 2, adapter: Adapter = 
     business): its rows are `features()` carrying the kept snapshot ids, in id
     order as the adapter contract asks, and it counts the others as excluded.
     """
+
     def derive(snapshot: pd.DataFrame, _params) -> tuple[pd.DataFrame, dict[str, int]]:
         ids = snapshot[adapter.id].to_numpy()
         kept = np.sort(ids[ids % excluded_every != 0])
@@ -140,25 +142,42 @@ def with_derive(derive, adapter: Adapter = ADAPTER) -> Adapter:
     return dataclasses.replace(adapter, derive_features=derive)
 
 
-def small_params(model: str = "hist_gradient_boosting", n_classes: int = 2, adapter: Adapter = ADAPTER,
-                 params: Params = PARAMS) -> Params:
+def small_params(
+    model: str = "hist_gradient_boosting", n_classes: int = 2, adapter: Adapter = ADAPTER, params: Params = PARAMS
+) -> Params:
     """The committed params with `model` chosen, tiny lists and classes, and fast estimators."""
     train = params.train
-    train = train.model_copy(update={
-        "model": model,
-        "hist_gradient_boosting": train.hist_gradient_boosting.model_copy(update={"max_iter": 5}),
-        "random_forest": train.random_forest.model_copy(update={"n_estimators": 5}),
-        "mlp": train.mlp.model_copy(update={"hidden_layer_sizes": [8], "batch_size": 16, "max_iter": 60,
-                                            "learning_rate_init": 0.01, "early_stopping": False}),
-        "stacking": train.stacking.model_copy(update={"cv_folds": 2}),
-        "cv_folds": 2,
-    })
-    return params.model_copy(update={"train": train, "categories": categories(adapter),
-                                     "classes": classes(n_classes, adapter)})
+    train = train.model_copy(
+        update={
+            "model": model,
+            "hist_gradient_boosting": train.hist_gradient_boosting.model_copy(update={"max_iter": 5}),
+            "random_forest": train.random_forest.model_copy(update={"n_estimators": 5}),
+            "mlp": train.mlp.model_copy(
+                update={
+                    "hidden_layer_sizes": [8],
+                    "batch_size": 16,
+                    "max_iter": 60,
+                    "learning_rate_init": 0.01,
+                    "early_stopping": False,
+                }
+            ),
+            "stacking": train.stacking.model_copy(update={"cv_folds": 2}),
+            "cv_folds": 2,
+        }
+    )
+    return params.model_copy(
+        update={"train": train, "categories": categories(adapter), "classes": classes(n_classes, adapter)}
+    )
 
 
-def fit(model: str = "hist_gradient_boosting", n_classes: int = 2, rows: int = 120, seed: int = 0,
-        adapter: Adapter = ADAPTER, params: Params | None = None):
+def fit(
+    model: str = "hist_gradient_boosting",
+    n_classes: int = 2,
+    rows: int = 120,
+    seed: int = 0,
+    adapter: Adapter = ADAPTER,
+    params: Params | None = None,
+):
     """(fitted pipeline, params, training frame) on tiny rows, as the train stage fits; `params` overrides."""
     params = params or small_params(model, n_classes, adapter)
     frame = features(rows, n_classes, seed, adapter)
@@ -167,16 +186,27 @@ def fit(model: str = "hist_gradient_boosting", n_classes: int = 2, rows: int = 1
     return pipeline, params, frame
 
 
-def save(directory, model: str = "hist_gradient_boosting", n_classes: int = 2, adapter: Adapter = ADAPTER,
-         params: Params | None = None):
+def save(
+    directory,
+    model: str = "hist_gradient_boosting",
+    n_classes: int = 2,
+    adapter: Adapter = ADAPTER,
+    params: Params | None = None,
+):
     """A tiny model saved as the train stage saves it, with its manifest: (model path, manifest path, manifest)."""
     import json
 
     pipeline, params, frame = fit(model, n_classes, adapter=adapter, params=params)
     model_path, manifest_path = directory / "model.pkl", directory / "manifest.json"
     sha256 = artifact.save_model(normalise_threads(pipeline), model_path)
-    manifest = build_manifest(params, adapter, pipeline, sha256,
-                              hashlib.sha256(frame.to_csv().encode()).hexdigest(), len(frame),
-                              count_unknown(frame[list(adapter.features)], params.categories))
+    manifest = build_manifest(
+        params,
+        adapter,
+        pipeline,
+        sha256,
+        hashlib.sha256(frame.to_csv().encode()).hexdigest(),
+        len(frame),
+        count_unknown(frame[list(adapter.features)], params.categories),
+    )
     manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return model_path, manifest_path, manifest

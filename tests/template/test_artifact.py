@@ -1,4 +1,5 @@
 """The model is unpickled only when its bytes, the lock and the environment match the manifest."""
+
 from __future__ import annotations
 
 import hashlib
@@ -23,9 +24,15 @@ def artifacts(tmp_path):
 
 def write_lock(root: Path, **outs: Path) -> Path:
     """A dvc.lock at `root` recording the current MD5 of each output, as a DVC 3 run would."""
-    entries = [{"path": path.relative_to(root).as_posix(), "hash": "md5",
-                "md5": hashlib.md5(path.read_bytes()).hexdigest(), "size": path.stat().st_size}
-               for path in outs.values()]
+    entries = [
+        {
+            "path": path.relative_to(root).as_posix(),
+            "hash": "md5",
+            "md5": hashlib.md5(path.read_bytes()).hexdigest(),
+            "size": path.stat().st_size,
+        }
+        for path in outs.values()
+    ]
     lock = root / "dvc.lock"
     lock.write_text(yaml.safe_dump({"schema": "2.0", "stages": {"train": {"cmd": "train", "outs": entries}}}))
     return lock

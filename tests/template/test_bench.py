@@ -2,6 +2,7 @@
 
 Timings are measured by `make bench`, never asserted here.
 """
+
 from __future__ import annotations
 
 import json
@@ -79,8 +80,9 @@ def test_fmt_units():
 
 
 def test_target_table_shows_verdicts():
-    text = stats.target_table([stats.check("dvc overhead", 1.3, 1.10, "<="),
-                               stats.verdict("only train, evaluate ran", 0.5, True)])
+    text = stats.target_table(
+        [stats.check("dvc overhead", 1.3, 1.10, "<="), stats.verdict("only train, evaluate ran", 0.5, True)]
+    )
     assert "MISSED" in text and "<= 1.1×" in text and "| met " in text
 
 
@@ -92,8 +94,10 @@ def test_target_units():
 
 
 def test_stages_ran_reads_dvc_output():
-    output = ("Stage 'gather' didn't change, skipping\nRunning stage 'train':\n> python -m src.pipeline.train\n"
-              "Running stage 'evaluate':\n> python -m src.pipeline.evaluate\n")
+    output = (
+        "Stage 'gather' didn't change, skipping\nRunning stage 'train':\n> python -m src.pipeline.train\n"
+        "Running stage 'evaluate':\n> python -m src.pipeline.evaluate\n"
+    )
     assert measure.stages_ran(output) == ["train", "evaluate"]
     assert measure.stages_ran("Data and pipelines are up to date.\n") == []
 
@@ -131,26 +135,38 @@ def test_the_entity_table_bare_scan_reads_holds_the_adapters_id():
 
 def _runs() -> list[dict]:
     def r(section, name, wall, scale=1, repeat=1, **extra):
-        return {"section": section, "name": name, "scale": scale, "repeat": repeat, "wall_s": wall,
-                "cpu_s": wall, "max_rss_bytes": 100 * 2**20, "returncode": 0, **extra}
+        return {
+            "section": section,
+            "name": name,
+            "scale": scale,
+            "repeat": repeat,
+            "wall_s": wall,
+            "cpu_s": wall,
+            "max_rss_bytes": 100 * 2**20,
+            "returncode": 0,
+            **extra,
+        }
 
     runs = []
     for repeat, (full, direct) in enumerate([(40.0, 36.0), (44.0, 40.0), (42.0, 38.0)], start=1):
-        runs += [r("overhead", "dvc repro --force", full, repeat=repeat),
-                 r("overhead", "stages direct", direct, repeat=repeat),
-                 r("noop", "dvc repro (no-op)", 1.1, repeat=repeat, stages_ran=[]),
-                 r("noop", "dvc status", 1.0, repeat=repeat),
-                 r("incremental", "dvc repro (train change)", 21.0, repeat=repeat, stages_ran=["train", "evaluate"]),
-                 r("sweep", "queue -j 1", 80.0, repeat=repeat, experiments=8, worker_restarts=0),
-                 r("sweep", "queue -j 2", 50.0, repeat=repeat, experiments=8, worker_restarts=0)]
+        runs += [
+            r("overhead", "dvc repro --force", full, repeat=repeat),
+            r("overhead", "stages direct", direct, repeat=repeat),
+            r("noop", "dvc repro (no-op)", 1.1, repeat=repeat, stages_ran=[]),
+            r("noop", "dvc status", 1.0, repeat=repeat),
+            r("incremental", "dvc repro (train change)", 21.0, repeat=repeat, stages_ran=["train", "evaluate"]),
+            r("sweep", "queue -j 1", 80.0, repeat=repeat, experiments=8, worker_restarts=0),
+            r("sweep", "queue -j 2", 50.0, repeat=repeat, experiments=8, worker_restarts=0),
+        ]
         for scale, rows in ((1, 1000), (10, 10000)):
-            runs += [r("stage", "gather", 8.0 * scale, scale, repeat, rows=rows),
-                     r("stage", "bare_scan", 2.0 * scale, scale, repeat, rows=rows),
-                     r("stage", "gather_rows", 16.0 * scale, scale, repeat, rows=rows,
-                       probe={"same_bytes_as_stage": True}),
-                     r("stage", "query_scan", 5.0 * scale, scale, repeat, probe={"sql_s": 5.0 * scale}),
-                     r("stage", "bare_parquet", 1.0, scale, repeat, probe={"snapshot_arrow_bytes": 2**20 * scale}),
-                     r("stage", "featurize", 2.0 * scale, scale, repeat, rows=rows)]
+            runs += [
+                r("stage", "gather", 8.0 * scale, scale, repeat, rows=rows),
+                r("stage", "bare_scan", 2.0 * scale, scale, repeat, rows=rows),
+                r("stage", "gather_rows", 16.0 * scale, scale, repeat, rows=rows, probe={"same_bytes_as_stage": True}),
+                r("stage", "query_scan", 5.0 * scale, scale, repeat, probe={"sql_s": 5.0 * scale}),
+                r("stage", "bare_parquet", 1.0, scale, repeat, probe={"snapshot_arrow_bytes": 2**20 * scale}),
+                r("stage", "featurize", 2.0 * scale, scale, repeat, rows=rows),
+            ]
     return runs
 
 
@@ -187,9 +203,20 @@ def test_figures_and_targets_from_raw_runs():
 def test_incremental_verdict_allows_a_params_check_not_the_data_stages():
     def verdict(*ran):
         runs = [r for r in _runs() if r["section"] != "incremental"]
-        runs += [{"section": "incremental", "name": "dvc repro (train change)", "scale": 1, "repeat": i,
-                  "wall_s": 20.0, "cpu_s": 20.0, "max_rss_bytes": 1, "returncode": 0, "stages_ran": stages}
-                 for i, stages in enumerate(ran, 1)]
+        runs += [
+            {
+                "section": "incremental",
+                "name": "dvc repro (train change)",
+                "scale": 1,
+                "repeat": i,
+                "wall_s": 20.0,
+                "cpu_s": 20.0,
+                "max_rss_bytes": 1,
+                "returncode": 0,
+                "stages_ran": stages,
+            }
+            for i, stages in enumerate(ran, 1)
+        ]
         found = {t["name"]: t for t in targets.targets(figures.figures(runs, [1, 10]), [1, 10])}
         return found["incremental train change reruns train, evaluate, not gather, featurize"]["met"]
 
@@ -222,9 +249,20 @@ def test_sweep_speedup_uses_clean_pairs_only():
     # Repeat 1: a restart on -j 1 only (not clean). 2: neither. 3: both sides.
     for repeat, (j1, r1, j2, r2) in enumerate([(100.0, 1, 50.0, 0), (80.0, 0, 50.0, 0), (90.0, 1, 50.0, 2)], 1):
         for jobs, wall, restarts in ((1, j1, r1), (2, j2, r2)):
-            runs.append({"section": "sweep", "name": f"queue -j {jobs}", "scale": 1, "repeat": repeat,
-                         "wall_s": wall, "cpu_s": None, "max_rss_bytes": None, "returncode": 0, "experiments": 8,
-                         "worker_restarts": restarts})
+            runs.append(
+                {
+                    "section": "sweep",
+                    "name": f"queue -j {jobs}",
+                    "scale": 1,
+                    "repeat": repeat,
+                    "wall_s": wall,
+                    "cpu_s": None,
+                    "max_rss_bytes": None,
+                    "returncode": 0,
+                    "experiments": 8,
+                    "worker_restarts": restarts,
+                }
+            )
     found = figures.figures(runs, [1])["sweep"]
     assert found["clean_pairs"] == 2
     assert found["speedup"] == pytest.approx(stats.median([80 / 50, 90 / 50]))
@@ -257,10 +295,29 @@ def test_skipped_postgres_is_reported_not_hidden():
 def test_postgres_figures_from_raw_runs():
     runs = _runs()
     for repeat in (1, 2, 3):
-        runs += [{"section": "postgres", "name": "gather", "scale": 1, "repeat": repeat, "wall_s": 12.0,
-                  "cpu_s": 6.0, "max_rss_bytes": 1, "returncode": 0, "same_bytes_as_sqlite": repeat != 2},
-                 {"section": "postgres", "name": "bare_scan", "scale": 1, "repeat": repeat, "wall_s": 4.0,
-                  "cpu_s": 3.0, "max_rss_bytes": 1, "returncode": 0}]
+        runs += [
+            {
+                "section": "postgres",
+                "name": "gather",
+                "scale": 1,
+                "repeat": repeat,
+                "wall_s": 12.0,
+                "cpu_s": 6.0,
+                "max_rss_bytes": 1,
+                "returncode": 0,
+                "same_bytes_as_sqlite": repeat != 2,
+            },
+            {
+                "section": "postgres",
+                "name": "bare_scan",
+                "scale": 1,
+                "repeat": repeat,
+                "wall_s": 4.0,
+                "cpu_s": 3.0,
+                "max_rss_bytes": 1,
+                "returncode": 0,
+            },
+        ]
     fig = figures.figures(runs, [1, 10])
     assert fig["postgres"]["ratio"] == pytest.approx(3.0)
     assert fig["postgres"]["vs_sqlite_gather"] == pytest.approx(1.5)
@@ -284,10 +341,22 @@ def test_sections_option():
 
 def _results(runs: list[dict], skipped: dict | None = None) -> dict:
     fig = figures.figures(runs, [1, 10], skipped)
-    return {"schema": stats.RESULTS_SCHEMA, "command": "make bench", "started": "t0", "finished": "t1",
-            "duration_s": 1.0, "commit": "0" * 40, "quick": False, "config": {"repeats": 3}, "profiles": {},
-            "machine": run.machine(), "versions": run.versions(), "runs": runs, "figures": fig,
-            "targets": targets.targets(fig, [1, 10])}
+    return {
+        "schema": stats.RESULTS_SCHEMA,
+        "command": "make bench",
+        "started": "t0",
+        "finished": "t1",
+        "duration_s": 1.0,
+        "commit": "0" * 40,
+        "quick": False,
+        "config": {"repeats": 3},
+        "profiles": {},
+        "machine": run.machine(),
+        "versions": run.versions(),
+        "runs": runs,
+        "figures": fig,
+        "targets": targets.targets(fig, [1, 10]),
+    }
 
 
 def test_results_structure_is_validated_and_json_serialisable():
@@ -312,13 +381,15 @@ def test_a_command_past_its_timeout_is_killed_and_counted_as_failed(tmp_path):
     import time
 
     started = time.monotonic()
-    measured = bench.measure("postgres", "gather", ["sh", "-c", script], tmp_path, 1, 1, env=dict(os.environ),
-                             timeout=1.0)
+    measured = bench.measure(
+        "postgres", "gather", ["sh", "-c", script], tmp_path, 1, 1, env=dict(os.environ), timeout=1.0
+    )
     # Killing only the direct child would leave the sleep holding the output pipe for 30 s.
     assert time.monotonic() - started < 25, "measure waited for the command's child to finish by itself"
     assert measured["returncode"] is None and "killed after 1 s" in measured["error"]
     assert figures.figures(bench.runs, [1])["failed"] == [
-        {"section": "postgres", "name": "gather", "scale": 1, "repeat": 1, "returncode": None}]
+        {"section": "postgres", "name": "gather", "scale": 1, "repeat": 1, "returncode": None}
+    ]
     # Gone, or a zombie waiting for its new parent to reap it: not running either way.
     # SIGKILL is sent, not yet handled, when killpg returns: a loaded machine can still
     # show the sleep running ("R") for a moment, so wait a bounded while for it to die.

@@ -1,4 +1,5 @@
 """`make categories`: recorded lists and classes, written into params.yaml with its comments kept."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -55,8 +56,9 @@ def test_record_keeps_comments_and_layout(tmp_path):
     for name in ADAPTER.categorical:
         assert f"  {name}:\n  - a\n  - zz\n" in text  # block lists: one value per line in a diff
     # every comment line survives, and everything before `categories:` (last) is untouched
-    assert [line for line in text.splitlines() if line.lstrip().startswith("#")] == \
-        [line for line in original.splitlines() if line.lstrip().startswith("#")]
+    assert [line for line in text.splitlines() if line.lstrip().startswith("#")] == [
+        line for line in original.splitlines() if line.lstrip().startswith("#")
+    ]
     head = lambda t: t.split("\ncategories:")[0]  # noqa: E731
     assert head(text) == head(original)
     assert load_params(path).categories == categories
@@ -81,9 +83,11 @@ def test_record_writes_classes_and_drops_stale_lists(tmp_path):
 def test_record_refuses_lists_the_stages_would_refuse(tmp_path):
     path = _params_copy(tmp_path)
     before = path.read_text()
-    for categories, classes in [({name: [UNKNOWN] for name in ADAPTER.categorical} or {"x": [UNKNOWN]}, None),
-                                ({name: ["b", "a"] for name in ADAPTER.categorical} or {"x": ["b", "a"]}, None),
-                                (PARAMS.categories, [1, 0])]:
+    for categories, classes in [
+        ({name: [UNKNOWN] for name in ADAPTER.categorical} or {"x": [UNKNOWN]}, None),
+        ({name: ["b", "a"] for name in ADAPTER.categorical} or {"x": ["b", "a"]}, None),
+        (PARAMS.categories, [1, 0]),
+    ]:
         with pytest.raises(ParamsError):
             record(path, categories, classes)
         assert path.read_text() == before

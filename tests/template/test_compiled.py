@@ -6,6 +6,7 @@ pipeline that differs (refused), and the service's validated rows against
 the contract's own check. The `slow` test runs every test row of the model the
 real pipeline built through the compiled path, against the evaluate stage's file.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -58,13 +59,13 @@ def test_the_compiled_pipeline_gives_scikit_learns_bytes_row_by_row_and_batched(
     assert same_bits(deployed.compiled.outputs(checked.columns), expected)
     for index in range(len(rows)):
         one = deployed.contract.check(rows.iloc[[index]])
-        assert same_bits(deployed.compiled.outputs(one.columns), expected[index:index + 1]), index
+        assert same_bits(deployed.compiled.outputs(one.columns), expected[index : index + 1]), index
     # Through Deployed.predict, a small batch (compiled) and a large one (scikit-learn) agree row for row.
     large = pd.concat([rows] * (SMALL_BATCH // len(rows) + 1), ignore_index=True)
     assert len(large) > SMALL_BATCH
     small_result = deployed.predict(rows)
     large_result = deployed.predict(large)
-    assert same_bits(large_result.probabilities[:len(rows)], small_result.probabilities)
+    assert same_bits(large_result.probabilities[: len(rows)], small_result.probabilities)
 
 
 @pytest.mark.parametrize("model", ["logistic_regression", "random_forest", "mlp"])
@@ -93,8 +94,9 @@ def test_a_compiled_pipeline_that_differs_is_refused_and_scikit_learn_answers(tm
     assert "differed from it on" in caplog.text and "probe rows" in caplog.text
     rows = odd_rows()
     checked = deployed.contract.check(rows)
-    assert same_bits(deployed.predict(rows).probabilities,
-                     model_outputs(deployed.model, checked.features, deployed.task))
+    assert same_bits(
+        deployed.predict(rows).probabilities, model_outputs(deployed.model, checked.features, deployed.task)
+    )
 
 
 def test_the_probes_reach_every_recorded_category_an_unknown_and_a_gap(tmp_path):
@@ -118,10 +120,10 @@ def test_the_services_validated_rows_are_the_contracts_checked_rows(tmp_path):
     checked = contract.check(pd.DataFrame(records))
     assert validated.unknown_categories == checked.unknown_categories
     assert validated.ignored_columns == checked.ignored_columns == ["not_a_feature"]
-    pd.testing.assert_frame_equal(validated.features.astype(checked.features.dtypes), checked.features,
-                                  check_exact=True)
-    assert same_bits(deployed.predict_checked(validated).probabilities,
-                     deployed.predict_checked(checked).probabilities)
+    pd.testing.assert_frame_equal(
+        validated.features.astype(checked.features.dtypes), checked.features, check_exact=True
+    )
+    assert same_bits(deployed.predict_checked(validated).probabilities, deployed.predict_checked(checked).probabilities)
 
 
 @pytest.mark.slow
@@ -130,8 +132,10 @@ def test_every_test_row_through_the_compiled_path_is_the_evaluate_stages_bytes(r
     assert deployed.compiled is not None, "the example's model is a HistGradientBoosting one"
     rows = pd.read_parquet(reproduced / TEST_FEATURES)
     saved = pd.read_parquet(reproduced / SAVED_PREDICTIONS)
-    parts = [deployed.predict(rows.iloc[start:start + SMALL_BATCH]).predictions
-             for start in range(0, len(rows), SMALL_BATCH)]
+    parts = [
+        deployed.predict(rows.iloc[start : start + SMALL_BATCH]).predictions
+        for start in range(0, len(rows), SMALL_BATCH)
+    ]
     assert_same_predictions(pd.concat(parts, ignore_index=True), saved)
     # One row at a time, as the service gets most requests: a spread of 300 rows.
     picks = np.unique(np.linspace(0, len(rows) - 1, 300).astype(int))

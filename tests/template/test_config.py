@@ -1,4 +1,5 @@
 """dvc.yaml repeats src/pipeline/config.py's paths as literals and lists each stage's code: both must hold."""
+
 from __future__ import annotations
 
 import ast
@@ -88,8 +89,10 @@ def imported_src_files(module: str) -> set[str]:
 def _adapter_modules() -> list[str]:
     """Every module of the active adapter's package: the stages load it by name (importlib), which no parse sees."""
     root = config.ROOT / DATASETS_DIR / load_params().dataset.adapter
-    return sorted(".".join(path.relative_to(config.ROOT).with_suffix("").parts).removesuffix(".__init__")
-                  for path in root.rglob("*.py"))
+    return sorted(
+        ".".join(path.relative_to(config.ROOT).with_suffix("").parts).removesuffix(".__init__")
+        for path in root.rglob("*.py")
+    )
 
 
 def _covered(path: str, deps: set[str]) -> bool:
@@ -112,8 +115,9 @@ def test_stage_deps_list_no_module_the_stage_does_not_import():
         needed = imported_src_files(f"src.pipeline.{name}")
         for module in _adapter_modules():
             needed |= imported_src_files(module)
-        extra = sorted(dep for dep in stage["deps"] if dep.startswith("src/") and dep != DATASETS_DIR
-                       and dep not in needed)
+        extra = sorted(
+            dep for dep in stage["deps"] if dep.startswith("src/") and dep != DATASETS_DIR and dep not in needed
+        )
         assert not extra, f"stage {name} depends on {extra} but imports none of them"
 
 
@@ -131,8 +135,14 @@ def test_no_stage_depends_on_a_demo_builder():
 def test_the_walk_sees_what_a_stage_imports():
     # The check above is only as good as the walk: it must find the obvious.
     found = imported_src_files("src.pipeline.train")
-    assert {"src/__init__.py", "src/pipeline/__init__.py", "src/pipeline/train.py", "src/pipeline/model.py",
-            "src/pipeline/params.py", "src/pipeline/adapter.py"} <= found
+    assert {
+        "src/__init__.py",
+        "src/pipeline/__init__.py",
+        "src/pipeline/train.py",
+        "src/pipeline/model.py",
+        "src/pipeline/params.py",
+        "src/pipeline/adapter.py",
+    } <= found
     assert not any(path.startswith(DATASETS_DIR) for path in found)  # adapters are found by name, not import
 
 
@@ -169,8 +179,11 @@ def test_an_experiment_copy_reads_its_origins_source(tmp_path):
     # DVC project in a subfolder of its git repository, whose copy holds the whole repository.
     source = config.SOURCE_DB.relative_to(config.ROOT)
     origin = tmp_path / "project"
-    copies = [origin / ".dvc/tmp/exps/tmp8x2k", origin / ".dvc/tmp/exps/standalone/tmp8x2k",
-              origin / ".dvc/tmp/exps/tmp8x2k/project"]
+    copies = [
+        origin / ".dvc/tmp/exps/tmp8x2k",
+        origin / ".dvc/tmp/exps/standalone/tmp8x2k",
+        origin / ".dvc/tmp/exps/tmp8x2k/project",
+    ]
     for copy in copies:
         copy.mkdir(parents=True, exist_ok=True)
         assert config.experiment_origin(copy) == origin

@@ -1,4 +1,5 @@
 """Project conventions: tool settings in pyproject.toml, lint clean, CI entry point, license."""
+
 from __future__ import annotations
 
 import re
@@ -38,6 +39,12 @@ def test_ruff_check_passes():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_ruff_format_leaves_every_file_as_it_is():
+    """`make format` (and the pre-commit hook) has run on every Python file: the tree has one layout."""
+    result = run([str(ROOT / ".venv" / "bin" / "ruff"), "format", "--check", "--no-cache", "."], cwd=ROOT, check=False)
+    assert result.returncode == 0, f"files `make format` would change:\n{result.stdout}{result.stderr}"
+
+
 def test_workflow_runs_the_ci_entry_point():
     workflow = yaml.safe_load(WORKFLOW.read_text(encoding="utf-8"))
     triggers = workflow.get("on", workflow.get(True))  # YAML 1.1 reads a bare `on` as true
@@ -48,9 +55,12 @@ def test_workflow_runs_the_ci_entry_point():
 
 
 def test_pre_commit_hooks_pin_the_locked_versions():
-    hooks = {repo["repo"].rsplit("/", 1)[-1]: repo for repo in
-             yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text(encoding="utf-8"))["repos"]}
+    hooks = {
+        repo["repo"].rsplit("/", 1)[-1]: repo
+        for repo in yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text(encoding="utf-8"))["repos"]
+    }
     assert hooks["ruff-pre-commit"]["rev"] == f"v{locked_version('ruff')}"
+    assert [hook["id"] for hook in hooks["ruff-pre-commit"]["hooks"]] == ["ruff-check", "ruff-format"]
     assert hooks["dvc"]["rev"] == locked_version("dvc")
     # The hook that pairs notebooks with their scripts writes what the locked jupytext reads.
     assert hooks["jupytext"]["rev"] == f"v{locked_version('jupytext')}"

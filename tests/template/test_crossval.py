@@ -3,6 +3,7 @@
 The ranking test is the point of the estimate: the test set cannot change
 which experiment wins, because nothing the ranking reads is computed from it.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,6 +29,7 @@ def _xy(rows: int = 120, n_classes: int = 2):
 
 
 # --- the folds ----------------------------------------------------------------
+
 
 @pytest.mark.parametrize("n_classes", [2, 3])
 def test_folds_are_seeded_shuffled_and_stratified(n_classes):
@@ -61,8 +63,11 @@ def test_each_fold_is_scored_with_the_test_metrics_names_and_summarised(n_classe
     model = build_pipeline(params.train, params.categories, ADAPTER.numeric, params.seed)
     per_fold = crossval.cross_validate(model, X, y, params.classes, 3, params.seed, params.evaluate.threshold)
     # The names evaluate writes, computed by the same function on each held-out fold.
-    test_names = list(evaluate.scores(y.to_numpy(), np.full((len(y), n_classes), 1 / n_classes), params.classes,
-                                      params.evaluate.threshold))
+    test_names = list(
+        evaluate.scores(
+            y.to_numpy(), np.full((len(y), n_classes), 1 / n_classes), params.classes, params.evaluate.threshold
+        )
+    )
     assert len(per_fold) == 3 and all(list(fold) == test_names for fold in per_fold)
     assert len({fold[test_names[0]] for fold in per_fold}) > 1  # three different held-out folds
     summary = crossval.summarise(per_fold, len(X))
@@ -76,6 +81,7 @@ def test_each_fold_is_scored_with_the_test_metrics_names_and_summarised(n_classe
 
 
 # --- the stage ---------------------------------------------------------------
+
 
 def _train_bytes(tmp_path, monkeypatch, params, threads: str = "1") -> dict[str, bytes]:
     stage_in_tmp(tmp_path, monkeypatch, params)
@@ -116,16 +122,22 @@ def test_train_never_reads_the_test_features():
     # set, so DVC gives it no test rows to read (and never reruns it for them).
     stages = yaml.safe_load((config.ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
     relative = lambda path: path.relative_to(config.ROOT).as_posix()  # noqa: E731
-    writer = next(name for name, stage in stages.items()
-                  if relative(config.VALIDATION_METRICS) in [next(iter(entry)) for entry in stage.get("metrics", [])])
+    writer = next(
+        name
+        for name, stage in stages.items()
+        if relative(config.VALIDATION_METRICS) in [next(iter(entry)) for entry in stage.get("metrics", [])]
+    )
     assert relative(config.TEST_FEATURES) not in stages[writer]["deps"]
 
 
 # --- the ranking -------------------------------------------------------------
 
 # Three experiments of different quality on the same rows.
-EXPERIMENTS = {"lr-weak": ("logistic_regression", {"C": 0.001}), "lr": ("logistic_regression", {"C": 1.0}),
-               "hgb": ("hist_gradient_boosting", {"max_iter": 20})}
+EXPERIMENTS = {
+    "lr-weak": ("logistic_regression", {"C": 0.001}),
+    "lr": ("logistic_regression", {"C": 1.0}),
+    "hgb": ("hist_gradient_boosting", {"max_iter": 20}),
+}
 
 
 def _experiment(base, model: str, change: dict):
@@ -142,13 +154,21 @@ def _run_all(tmp_path, monkeypatch, base) -> list[dict]:
         train.main()
         record_train_outputs(tmp_path)
         evaluate.main()
-        metrics = {path.relative_to(tmp_path).as_posix(): {"data": json.loads(path.read_text())}
-                   for path in (config.VALIDATION_METRICS, config.METRICS)}
+        metrics = {
+            path.relative_to(tmp_path).as_posix(): {"data": json.loads(path.read_text())}
+            for path in (config.VALIDATION_METRICS, config.METRICS)
+        }
         data = {"params": {"params.yaml": {"data": params.model_dump(mode="json")}}, "metrics": metrics}
-        experiments.append({"name": name, "revs": [{"rev": f"rev-{name}", "name": name, "data": data,
-                                                    "error": None, "experiments": None}]})
-    return [{"rev": "workspace", "name": None, "data": {}, "error": None, "experiments": None},
-            {"rev": "0" * 40, "name": "main", "data": {}, "error": None, "experiments": experiments}]
+        experiments.append(
+            {
+                "name": name,
+                "revs": [{"rev": f"rev-{name}", "name": name, "data": data, "error": None, "experiments": None}],
+            }
+        )
+    return [
+        {"rev": "workspace", "name": None, "data": {}, "error": None, "experiments": None},
+        {"rev": "0" * 40, "name": "main", "data": {}, "error": None, "experiments": experiments},
+    ]
 
 
 def _order(shown: list, path: str, metric: str) -> list[str]:
@@ -159,8 +179,10 @@ def _order(shown: list, path: str, metric: str) -> list[str]:
 
 def test_the_test_set_cannot_change_which_experiment_wins(tmp_path, monkeypatch):
     # The project's own upstream params (read before the stages are pointed at tmp_path).
-    keys = exps.upstream_params(yaml.safe_load((config.ROOT / "dvc.yaml").read_text())["stages"],
-                                config.TEST_FEATURES.relative_to(config.ROOT).as_posix())
+    keys = exps.upstream_params(
+        yaml.safe_load((config.ROOT / "dvc.yaml").read_text())["stages"],
+        config.TEST_FEATURES.relative_to(config.ROOT).as_posix(),
+    )
     assert {"seed", "gather", "featurize"} <= set(keys)
     base = frames.small_params()
     rows = frames.features(300)
@@ -174,8 +196,9 @@ def test_the_test_set_cannot_change_which_experiment_wins(tmp_path, monkeypatch)
 
     # Perturb the test rows: every label flipped, so each test ROC AUC becomes 1 - itself.
     classes = base.classes
-    flipped = test.assign(**{ADAPTER.target: test[ADAPTER.target].map({classes[0]: classes[1],
-                                                                       classes[1]: classes[0]})})
+    flipped = test.assign(
+        **{ADAPTER.target: test[ADAPTER.target].map({classes[0]: classes[1], classes[1]: classes[0]})}
+    )
     files.write_frame(config.TEST_FEATURES, flipped, ADAPTER.features_schema)
     after = _run_all(tmp_path, monkeypatch, base)
 

@@ -10,6 +10,7 @@ order on that clone, each going where it needs: restore each version from the
 remote and come back to the branch, rebuild from the source, diff,
 garbage-collect safely, and fail clearly.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -42,8 +43,15 @@ def dates() -> SimpleNamespace:
     """
     older, newer = early_moments(7, 17)
     branch, third, unbuilt = spare_dates(3, after=older, avoid=[newer])
-    return SimpleNamespace(branch=branch, older=older, newer=newer, third=third, unbuilt=unbuilt,
-                           older_tag=tag_name(older), newer_tag=tag_name(newer))
+    return SimpleNamespace(
+        branch=branch,
+        older=older,
+        newer=newer,
+        third=third,
+        unbuilt=unbuilt,
+        older_tag=tag_name(older),
+        newer_tag=tag_name(newer),
+    )
 
 
 def checkout(root: Path, rev: str) -> None:
@@ -87,8 +95,11 @@ def differing_outputs(root: Path, rev: str) -> list[str]:
             listing = root / ".dvc" / "cache" / "files" / "md5" / recorded[:2] / recorded[2:]
             expected = {entry["relpath"]: entry["md5"] for entry in json.loads(listing.read_text(encoding="utf-8"))}
             found = {str(file.relative_to(path)): _md5(file) for file in path.rglob("*") if file.is_file()}
-            differing += [f"{output}/{name}" for name in sorted(set(expected) | set(found))
-                          if expected.get(name) != found.get(name)]
+            differing += [
+                f"{output}/{name}"
+                for name in sorted(set(expected) | set(found))
+                if expected.get(name) != found.get(name)
+            ]
         elif not path.is_file() or _md5(path) != recorded:
             differing.append(output)
     return differing
@@ -97,13 +108,20 @@ def differing_outputs(root: Path, rev: str) -> list[str]:
 def committed_outputs_differing(root: Path, rev: str) -> list[str]:
     """Outputs committed to git at `rev` whose bytes there are not those its dvc.lock records."""
     lock = lockfile.parse_lock(git(["show", f"{rev}:dvc.lock"], root), f"{rev}:dvc.lock")
-    in_git = [output for output in lockfile.outputs(lock)
-              if subprocess.run(["git", "cat-file", "-e", f"{rev}:{output}"], cwd=root).returncode == 0]
+    in_git = [
+        output
+        for output in lockfile.outputs(lock)
+        if subprocess.run(["git", "cat-file", "-e", f"{rev}:{output}"], cwd=root).returncode == 0
+    ]
     assert in_git, f"{rev} commits no output: the manifest and metrics are kept in git"
-    return [output for output in in_git
-            if hashlib.md5(subprocess.run(["git", "show", f"{rev}:{output}"], cwd=root, capture_output=True,
-                                          check=True).stdout).hexdigest()
-            != lockfile.locked_md5(lock, output, f"{rev}:dvc.lock")]
+    return [
+        output
+        for output in in_git
+        if hashlib.md5(
+            subprocess.run(["git", "show", f"{rev}:{output}"], cwd=root, capture_output=True, check=True).stdout
+        ).hexdigest()
+        != lockfile.locked_md5(lock, output, f"{rev}:dvc.lock")
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -125,8 +143,15 @@ def versions(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     for as_of in (when.older, when.newer):
         data_version(root, "cut", as_of)
         after[tag_name(as_of)] = state(root)
-    return SimpleNamespace(root=root, remote=remote, branch=before["branch"], before=before, after=after,
-                           when=when, tags=(when.older_tag, when.newer_tag))
+    return SimpleNamespace(
+        root=root,
+        remote=remote,
+        branch=before["branch"],
+        before=before,
+        after=after,
+        when=when,
+        tags=(when.older_tag, when.newer_tag),
+    )
 
 
 def test_set_as_of_changes_one_line_and_keeps_comments(tmp_path: Path):
@@ -259,9 +284,15 @@ def test_tag_missing_from_cache_and_remote_gives_clear_message(versions):
     # model differ from the branch's is gone everywhere. The older one, unless its data is
     # the branch's (a history ingested once a year: the branch's as_of is in the same year).
     branch_lock = lockfile.read_dvc_lock(root / "dvc.lock")
-    gone = next(tag for tag in versions.tags if all(
-        lockfile.locked_md5(lockfile.parse_lock(git(["show", f"{tag}:dvc.lock"], root)), str(output))
-        != lockfile.locked_md5(branch_lock, str(output)) for output in (SNAPSHOT, MODEL)))
+    gone = next(
+        tag
+        for tag in versions.tags
+        if all(
+            lockfile.locked_md5(lockfile.parse_lock(git(["show", f"{tag}:dvc.lock"], root)), str(output))
+            != lockfile.locked_md5(branch_lock, str(output))
+            for output in (SNAPSHOT, MODEL)
+        )
+    )
     run(["dvc", "gc", "--workspace", "--cloud", "--force"], root)
     result = data_version(root, "restore", gone, check=False)
     assert result.returncode != 0
@@ -345,9 +376,13 @@ def test_a_remote_folder_that_does_not_exist_is_named_not_read_as_missing_data(t
 
     root = tmp_path / "project"
     root.mkdir()
-    for command in (["git", "init", "-q"], ["git", "config", "user.email", "t@example.com"],
-                    ["git", "config", "user.name", "t"], ["dvc", "init", "-q"],
-                    ["dvc", "remote", "add", "-d", "storage", "../no-such-storage"]):
+    for command in (
+        ["git", "init", "-q"],
+        ["git", "config", "user.email", "t@example.com"],
+        ["git", "config", "user.name", "t"],
+        ["dvc", "init", "-q"],
+        ["dvc", "remote", "add", "-d", "storage", "../no-such-storage"],
+    ):
         run(command, root)
     (root / "data.txt").write_text("some data\n")
     run(["dvc", "add", "-q", "data.txt"], root)

@@ -3,6 +3,7 @@
 These read the Dockerfile and lay out its COPY instructions in a folder to
 serve from (fast); tests/template/test_image.py builds and runs the image itself.
 """
+
 from __future__ import annotations
 
 import ast
@@ -40,8 +41,13 @@ def instructions() -> list[tuple[str, str]]:
 
 def copies() -> list[tuple[list[str], str]]:
     """COPY instructions from the build context (not --from another stage): (sources, destination)."""
-    return [(args[:-1], args[-1]) for name, rest in instructions() if name == "COPY" for args in [shlex.split(rest)]
-            if not args[0].startswith("--from")]
+    return [
+        (args[:-1], args[-1])
+        for name, rest in instructions()
+        if name == "COPY"
+        for args in [shlex.split(rest)]
+        if not args[0].startswith("--from")
+    ]
 
 
 def test_base_image_is_pinned_to_the_manifests_python():
@@ -122,8 +128,10 @@ def test_serving_imports_no_stage_no_adapter_no_tool_and_no_dvclive():
 
 
 def test_copies_every_file_the_service_loads_and_the_context_lets_them_in():
-    loaded = {str(path.relative_to(config.ROOT)) for path in
-              (config.MODEL, config.MANIFEST, config.DVC_LOCK, config.PARAMS_FILE)}
+    loaded = {
+        str(path.relative_to(config.ROOT))
+        for path in (config.MODEL, config.MANIFEST, config.DVC_LOCK, config.PARAMS_FILE)
+    }
     paths = image_paths()
     assert loaded <= set(paths), sorted(paths)
     assert all(paths[name] == name for name in loaded)  # at the same place as in the repo
@@ -153,11 +161,36 @@ def test_the_images_files_and_packages_alone_serve_the_model(reproduced, image_p
         path.unlink()
     shutil.copy(reproduced / config.TEST_FEATURES.relative_to(config.ROOT), tmp_path / "rows.parquet")
     expected = (reproduced / config.PREDICTIONS.relative_to(config.ROOT)).read_bytes()
-    run([str(image_python), "-s", "-E", "-m", "src.serving.predict", "--input", str(tmp_path / "rows.parquet"),
-         "--output", str(tmp_path / "out.parquet")], cwd=app)
+    run(
+        [
+            str(image_python),
+            "-s",
+            "-E",
+            "-m",
+            "src.serving.predict",
+            "--input",
+            str(tmp_path / "rows.parquet"),
+            "--output",
+            str(tmp_path / "out.parquet"),
+        ],
+        cwd=app,
+    )
     assert (tmp_path / "out.parquet").read_bytes() == expected
     if ADAPTER.inputs is not None:  # raw rows: the adapter's serving side runs on the serving lock alone
         raw_test_rows(reproduced).to_parquet(tmp_path / "raw.parquet")
-        run([str(image_python), "-s", "-E", "-m", "src.serving.predict", "--raw", "--input",
-             str(tmp_path / "raw.parquet"), "--output", str(tmp_path / "raw-out.parquet")], cwd=app)
+        run(
+            [
+                str(image_python),
+                "-s",
+                "-E",
+                "-m",
+                "src.serving.predict",
+                "--raw",
+                "--input",
+                str(tmp_path / "raw.parquet"),
+                "--output",
+                str(tmp_path / "raw-out.parquet"),
+            ],
+            cwd=app,
+        )
         assert (tmp_path / "raw-out.parquet").read_bytes() == expected

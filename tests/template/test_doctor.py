@@ -1,4 +1,5 @@
 """`make doctor`: the running environment against requirements.lock and the model manifest."""
+
 from __future__ import annotations
 
 import json
@@ -45,23 +46,28 @@ def test_package_mismatches_name_each_package_and_both_versions():
 
 def test_a_package_installed_by_hand_is_named_with_the_recipe_to_lock_it():
     [line] = doctor.package_mismatches({"numpy": "2.4.6"}, {"numpy": "2.4.6", "tabulate": "0.9.0"})
-    assert line == ("tabulate: installed 0.9.0, not in requirements.lock; to keep it, add it to requirements.in, "
-                    "run `make lock`, and commit requirements.in and requirements.lock "
-                    "(and requirements-serving.lock if `make lock` changed it)")
+    assert line == (
+        "tabulate: installed 0.9.0, not in requirements.lock; to keep it, add it to requirements.in, "
+        "run `make lock`, and commit requirements.in and requirements.lock "
+        "(and requirements-serving.lock if `make lock` changed it)"
+    )
 
 
 def test_python_mismatch_is_named():
     assert doctor.python_mismatches("3.11", "3.11.7") == []
     assert doctor.python_mismatches("3.11", "3.12.1") == [
-        "python: requirements.lock was compiled for 3.11, running 3.12.1"]
+        "python: requirements.lock was compiled for 3.11, running 3.12.1"
+    ]
 
 
 def test_real_venv_matches_the_real_lock_and_manifest():
     report = doctor.check(doctor.LOCK, config.MANIFEST)
     assert report.ok, report.mismatches
     # The check did compare real pins with real installed packages.
-    assert lock_summary.read_pins(doctor.LOCK.read_text()).packages["scikit-learn"] == \
-        doctor.installed_versions()["scikit-learn"]
+    assert (
+        lock_summary.read_pins(doctor.LOCK.read_text()).packages["scikit-learn"]
+        == doctor.installed_versions()["scikit-learn"]
+    )
 
 
 def test_real_check_names_a_package_whose_installed_version_differs_from_the_lock(tmp_path):

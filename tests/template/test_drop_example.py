@@ -1,4 +1,5 @@
 """`make drop-example`: the example leaves in one staged change, only once a fork's adapter is active."""
+
 from __future__ import annotations
 
 import sys
@@ -26,7 +27,8 @@ palmerpenguins==0.1.6  # the port test's data, not marked [example] first
 def test_only_requirement_lines_marked_example_are_the_examples():
     assert drop_example.example_requirements(REQUIREMENTS) == ["exampledata==0.0.3     # [example] the example data"]
     assert drop_example.without_example_requirements(REQUIREMENTS) == REQUIREMENTS.replace(
-        "exampledata==0.0.3     # [example] the example data\n", "")
+        "exampledata==0.0.3     # [example] the example data\n", ""
+    )
 
 
 def test_the_template_marks_its_example_package_once():
@@ -75,17 +77,26 @@ def test_drop_refuses_the_active_example_then_removes_it_in_one_staged_change(tm
     assert f"requirements.in: dropped {pin}" in dropped and "every other pin unchanged" in dropped
     staged = run(["git", "diff", "--cached", "--name-status"], cwd=clone).stdout.splitlines()
     deleted = {line.split("\t")[1] for line in staged if line.startswith("D\t")}
-    tracked = {"dvc.lock", "models/manifest.json", "metrics/validation.json", "eval/metrics.json",
-               "metrics/featurize.json"}
+    tracked = {
+        "dvc.lock",
+        "models/manifest.json",
+        "metrics/validation.json",
+        "eval/metrics.json",
+        "metrics/featurize.json",
+    }
     assert tracked <= deleted
     example = ("src/datasets/flights/", "src/demos/flights.py", "tests/example/", "tests/port/")
     assert all(path.startswith(example) for path in deleted if path not in tracked)
     assert not (clone / "src" / "datasets" / "flights").exists() and not (clone / "tests" / "example").exists()
-    assert {line.split("\t")[1] for line in staged if line.startswith("M\t")} == {"requirements.in",
-                                                                                  "requirements.lock", "params.yaml"}
+    assert {line.split("\t")[1] for line in staged if line.startswith("M\t")} == {
+        "requirements.in",
+        "requirements.lock",
+        "params.yaml",
+    }
     after = {name: read_pins((clone / name).read_text()).packages for name in drop_example.LOCKS}
-    assert after["requirements.lock"] == {k: v for k, v in before["requirements.lock"].items()
-                                     if k != pin.split("==")[0]}
+    assert after["requirements.lock"] == {
+        k: v for k, v in before["requirements.lock"].items() if k != pin.split("==")[0]
+    }
     assert after["requirements-serving.lock"] == before["requirements-serving.lock"]
     run([sys.executable, "-m", "src.pipeline.check_params", "--check"], cwd=clone)
     assert "nothing to drop" in run(drop, cwd=clone).stdout

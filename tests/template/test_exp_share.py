@@ -7,6 +7,7 @@ history: tests/history_dates.py) and pushes them; clone B, which has never
 run a stage, pulls them, lists both with their metrics, applies one and gets
 every output byte-identical to clone A's from the remote alone.
 """
+
 from __future__ import annotations
 
 import json
@@ -68,8 +69,17 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     b = machine(base, "b", origin, storage)
     before = experiments(b)
     pulled = run(["dvc", "exp", "pull", "origin"], b)
-    return SimpleNamespace(a=a, b=b, last=last, a_hashes=a_hashes, a_lock=a_lock, before=before,
-                           pushed=pushed.stdout, pulled=pulled.stdout, storage=storage)
+    return SimpleNamespace(
+        a=a,
+        b=b,
+        last=last,
+        a_hashes=a_hashes,
+        a_lock=a_lock,
+        before=before,
+        pushed=pushed.stdout,
+        pulled=pulled.stdout,
+        storage=storage,
+    )
 
 
 def test_pulled_experiments_are_listed_with_their_metrics(shared):

@@ -12,6 +12,7 @@ writing, then re-run cleanly, and must then record exactly the outputs that the
 committed dvc.lock holds. Every other case starts from those outputs and puts back
 what it changed. A row of a table reads like the issue's list of faults.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -68,6 +69,7 @@ def rel(path: Path) -> str:
 
 # --- the clone, its outputs, and the kill -9 rounds ----------------------------
 
+
 def outputs_state(root: Path) -> dict[str, str]:
     """MD5 of every file in the output folders (recursively, but not through data/'s subfolders'
     links), .gitignore files aside: outputs, and any temporary a run left behind."""
@@ -102,7 +104,7 @@ def stage_outs(lock: dict, stage: str) -> list[tuple[str, str]]:
 # stage named by FAULT_KILL_STAGE, which it SIGKILLs while it writes: as soon as a new
 # entry (a temporary file, a staging folder, an output) appears in the watched folders,
 # or, for a write too quick to see, just before a rename into them.
-KILLER = '''
+KILLER = """
 import os, sys
 _stage = os.environ.get("FAULT_KILL_STAGE")
 if _stage and _stage in sys.orig_argv:
@@ -135,7 +137,7 @@ if _stage and _stage in sys.orig_argv:
                 _kill("\\n".join(sorted(new)))
             time.sleep(0.001)
     threading.Thread(target=_watch, daemon=True).start()
-'''
+"""
 
 
 @dataclasses.dataclass
@@ -159,8 +161,12 @@ class Pipeline:
 
     def kill_env(self, stage: str, note: Path) -> dict[str, str]:
         """The environment in which `stage` is killed the moment it starts writing (KILLER)."""
-        return dict(PYTHONPATH=str(self.hook), FAULT_KILL_STAGE=f"src.pipeline.{stage}", FAULT_KILL_NOTE=str(note),
-                    FAULT_KILL_WATCH=os.pathsep.join(str(self.root / d) for d in OUTPUT_DIRS[stage]))
+        return dict(
+            PYTHONPATH=str(self.hook),
+            FAULT_KILL_STAGE=f"src.pipeline.{stage}",
+            FAULT_KILL_NOTE=str(note),
+            FAULT_KILL_WATCH=os.pathsep.join(str(self.root / d) for d in OUTPUT_DIRS[stage]),
+        )
 
     def dvc(self, *args: str, **env: str) -> subprocess.CompletedProcess:
         return run(["dvc", *args], cwd=self.root, check=False, **env)
@@ -182,14 +188,25 @@ def pipeline(tmp_path_factory) -> Pipeline:
     kills = {}
     for stage in STAGES:
         note = base / f"killed-{stage}.txt"
-        killed = run(["dvc", "repro", "--force", "--single-item", stage], cwd=root, check=False,
-                     PYTHONPATH=str(hook), FAULT_KILL_STAGE=f"src.pipeline.{stage}",
-                     FAULT_KILL_WATCH=os.pathsep.join(str(root / d) for d in OUTPUT_DIRS[stage]),
-                     FAULT_KILL_NOTE=str(note))
+        killed = run(
+            ["dvc", "repro", "--force", "--single-item", stage],
+            cwd=root,
+            check=False,
+            PYTHONPATH=str(hook),
+            FAULT_KILL_STAGE=f"src.pipeline.{stage}",
+            FAULT_KILL_WATCH=os.pathsep.join(str(root / d) for d in OUTPUT_DIRS[stage]),
+            FAULT_KILL_NOTE=str(note),
+        )
         after_kill = outputs_state(root)
         rerun = run(["dvc", "repro", "--force", "--single-item", stage], cwd=root, check=False)
-        kills[stage] = Kill(killed, note.read_text() if note.exists() else "", after_kill, rerun,
-                            outputs_state(root), stage_outs(lockfile.read_dvc_lock(root / "dvc.lock"), stage))
+        kills[stage] = Kill(
+            killed,
+            note.read_text() if note.exists() else "",
+            after_kill,
+            rerun,
+            outputs_state(root),
+            stage_outs(lockfile.read_dvc_lock(root / "dvc.lock"), stage),
+        )
     test_rows = pd.read_parquet(root / rel(config.TEST_FEATURES)).head(8)
     rows_csv = base / "rows.csv"
     test_rows.drop(columns=ADAPTER.target).to_csv(rows_csv, index=False)
@@ -205,8 +222,11 @@ def restore(pipeline: Pipeline) -> None:
         if path.is_dir():
             shutil.rmtree(path)
     run(["dvc", "checkout", "--force"], cwd=root, check=False)
-    uncached = [path for path in pipeline.baseline
-                if run(["git", "ls-files", "--error-unmatch", path], cwd=root, check=False).returncode == 0]
+    uncached = [
+        path
+        for path in pipeline.baseline
+        if run(["git", "ls-files", "--error-unmatch", path], cwd=root, check=False).returncode == 0
+    ]
     run(["git", "checkout", "--", *uncached], cwd=root)
 
 
@@ -226,6 +246,7 @@ def repo(pipeline) -> Pipeline:
 
 
 # --- process faults: kill -9 in each stage --------------------------------------
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stage", STAGES)
@@ -263,22 +284,30 @@ def test_after_every_kill_and_rerun_the_lock_is_the_committed_one(pipeline):
 
 def _temporaries(root: Path) -> list[str]:
     """The `.*.tmp` entries (files or staging folders) in the output folders."""
-    return sorted(path.relative_to(root).as_posix() for folder in check_params.output_folders(root)
-                  for path in folder.glob(".*.tmp"))
+    return sorted(
+        path.relative_to(root).as_posix()
+        for folder in check_params.output_folders(root)
+        for path in folder.glob(".*.tmp")
+    )
 
 
 def _make_repro(root: Path) -> subprocess.CompletedProcess:
     # As `make repro` runs; -o: the clone shares this checkout's venv and source, never rebuilt here.
-    return run(["make", "-o", ".venv/.installed-from-lock", "-o", rel(config.SOURCE_DB), "repro"], cwd=root,
-               check=False)
+    return run(
+        ["make", "-o", ".venv/.installed-from-lock", "-o", rel(config.SOURCE_DB), "repro"], cwd=root, check=False
+    )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stage", ["gather", "evaluate"])  # the stages DVC restores from its run-cache
 def test_a_killed_stages_temporary_is_out_of_git_status_and_make_repro_removes_it(repo, stage, tmp_path):
     root = repo.root
-    killed = run(["dvc", "repro", "--force", "--single-item", stage], cwd=root, check=False,
-                 **repo.kill_env(stage, tmp_path / "killed.txt"))
+    killed = run(
+        ["dvc", "repro", "--force", "--single-item", stage],
+        cwd=root,
+        check=False,
+        **repo.kill_env(stage, tmp_path / "killed.txt"),
+    )
     assert killed.returncode != 0, killed.stdout + killed.stderr
     left = _temporaries(root)
     assert left, f"the kill in {stage} left no temporary to test with"
@@ -319,8 +348,13 @@ def _running(pid: int) -> bool:
 def test_killing_dvc_kills_the_stage_it_runs_so_no_unrecorded_model_appears(repo, shell):
     root = repo.root
     lock = (root / "dvc.lock").read_bytes()
-    dvc = subprocess.Popen(["dvc", "repro", "--force", "--single-item", "train"], cwd=root,
-                           env=project_env(SHELL=shell), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    dvc = subprocess.Popen(
+        ["dvc", "repro", "--force", "--single-item", "train"],
+        cwd=root,
+        env=project_env(SHELL=shell),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     stage = None
     try:
         for _ in range(1200):  # the stage's Python process (not the shell that may run it)
@@ -347,6 +381,7 @@ def test_killing_dvc_kills_the_stage_it_runs_so_no_unrecorded_model_appears(repo
 
 # --- params ----------------------------------------------------------------------
 
+
 def edit_params(root: Path, change: Callable[[dict], None]) -> None:
     """Change params.yaml through its parsed values (comments go; the `repo` fixture puts the file back)."""
     path = root / "params.yaml"
@@ -362,6 +397,7 @@ def _set(path: str, value) -> Callable[[dict], None]:
         for part in parents:
             node = node[part]
         node[key] = value
+
     return change
 
 
@@ -372,6 +408,7 @@ def _drop(path: str) -> Callable[[dict], None]:
         for part in parents:
             node = node[part]
         del node[key]
+
     return change
 
 
@@ -391,6 +428,7 @@ NOT_YAML = "seed: [unclosed\n"
 @dataclasses.dataclass(frozen=True)
 class TextEdit:
     """An edit of params.yaml's text, where a parsed round trip cannot say it (a key given twice)."""
+
     change: Callable[[str], str]
 
 
@@ -409,40 +447,82 @@ FIRST_CATEGORICAL = next(iter(ADAPTER.categorical), None)
 
 # (case, how `make repro` or a bare `dvc repro` meets it, the edit, what the message must name)
 PARAMS_CASES = [
-    ("a typo in a value", "dvc", _set("train.hist_gradient_boosting.max_iter", "lots"),
-     ["train.hist_gradient_boosting.max_iter", "valid integer", "'lots'"]),
-    ("a typo in a value, through make", "make", _set("train.hist_gradient_boosting.max_iter", "lots"),
-     ["train.hist_gradient_boosting.max_iter", "'lots'"]),
+    (
+        "a typo in a value",
+        "dvc",
+        _set("train.hist_gradient_boosting.max_iter", "lots"),
+        ["train.hist_gradient_boosting.max_iter", "valid integer", "'lots'"],
+    ),
+    (
+        "a typo in a value, through make",
+        "make",
+        _set("train.hist_gradient_boosting.max_iter", "lots"),
+        ["train.hist_gradient_boosting.max_iter", "'lots'"],
+    ),
     ("a quoted number", "dvc", _set("featurize.test_percent", "20"), ["featurize.test_percent", "valid integer"]),
     ("a misspelt key", "dvc", _set("train.max_iterr", 5), ["train.max_iterr", "unknown key"]),
-    ("a misspelt section no stage lists", "dvc", _set("trian", {"model": "random_forest"}),
-     ["trian", "unknown key"]),
+    ("a misspelt section no stage lists", "dvc", _set("trian", {"model": "random_forest"}), ["trian", "unknown key"]),
     ("a missing key", "dvc", _drop("gather.chunk_rows"), ["gather.chunk_rows", "missing"]),
     ("an unknown adapter", "dvc", _set("dataset.adapter", "no_such_adapter"), ["dataset.adapter", "no_such_adapter"]),
     ("a future as_of", "dvc", _set("gather.as_of", "2999-12-31"), ["gather.as_of", "in the future"]),
     ("an unquoted date (DVC cannot read it)", "make", _as_of_unquoted, ["gather.as_of", "quote the date"]),
     # The fix suggested must itself be accepted: a zone (Z), which as_of requires.
-    ("an unquoted timestamp without a zone", "make", _as_of_unquoted_timestamp,
-     ["gather.as_of", "quote the timestamp", "T12:00:00Z'", "no time zone"]),
+    (
+        "an unquoted timestamp without a zone",
+        "make",
+        _as_of_unquoted_timestamp,
+        ["gather.as_of", "quote the timestamp", "T12:00:00Z'", "no time zone"],
+    ),
     ("a file that is not YAML", "make", NOT_YAML, ["params.yaml", "not valid YAML"]),
     ("category lists that do not fit the adapter", "make", _set("categories", {}), ["categories", "make categories"]),
     ("a duplicated key", "make", DUPLICATED_KEY, ["params.yaml", "'seed' appears twice", "keep one"]),
     # Past check_params (the lists are not known before featurize) and stopped before train.
-    ("classes that do not fit the training labels", "dvc", _classes_off_by_one,
-     ["check_recorded: error: classes", "labels not recorded", "recorded classes with no training row",
-      "make categories", "the model and its manifest are as they were"]),
+    (
+        "classes that do not fit the training labels",
+        "dvc",
+        _classes_off_by_one,
+        [
+            "check_recorded: error: classes",
+            "labels not recorded",
+            "recorded classes with no training row",
+            "make categories",
+            "the model and its manifest are as they were",
+        ],
+    ),
     # (An adapter without categorical features has no list to empty.)
-    *([("an emptied category list", "dvc", _set(f"categories.{FIRST_CATEGORICAL}", []),
-        ["check_recorded: error: categories", f"no values recorded for [{FIRST_CATEGORICAL!r}]", "make categories"]),
-       ("an emptied category list, through dvc exp run -S", "exp", f"categories.{FIRST_CATEGORICAL}=[]",
-        ["check_recorded: error: categories", f"no values recorded for [{FIRST_CATEGORICAL!r}]", "make categories"])]
-      if FIRST_CATEGORICAL else []),
+    *(
+        [
+            (
+                "an emptied category list",
+                "dvc",
+                _set(f"categories.{FIRST_CATEGORICAL}", []),
+                [
+                    "check_recorded: error: categories",
+                    f"no values recorded for [{FIRST_CATEGORICAL!r}]",
+                    "make categories",
+                ],
+            ),
+            (
+                "an emptied category list, through dvc exp run -S",
+                "exp",
+                f"categories.{FIRST_CATEGORICAL}=[]",
+                [
+                    "check_recorded: error: categories",
+                    f"no values recorded for [{FIRST_CATEGORICAL!r}]",
+                    "make categories",
+                ],
+            ),
+        ]
+        if FIRST_CATEGORICAL
+        else []
+    ),
 ]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("how, edit, expected", [case[1:] for case in PARAMS_CASES],
-                         ids=[case[0] for case in PARAMS_CASES])
+@pytest.mark.parametrize(
+    "how, edit, expected", [case[1:] for case in PARAMS_CASES], ids=[case[0] for case in PARAMS_CASES]
+)
 def test_a_params_mistake_leaves_every_output_in_place(repo, how, edit, expected):
     params = repo.root / "params.yaml"
     if how == "exp":
@@ -492,7 +572,8 @@ def test_after_the_fix_only_the_check_reruns_and_every_output_is_the_old_one(rep
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Running stage 'check_params'" in result.stdout
     assert [line for line in result.stdout.splitlines() if line.startswith("Running stage")] == [
-        "Running stage 'check_params':"]
+        "Running stage 'check_params':"
+    ]
     assert outputs_state(repo.root) == repo.baseline
 
 
@@ -510,6 +591,7 @@ def test_the_recovery_command_brings_back_a_deleted_model(repo):
 
 # --- source ------------------------------------------------------------------------
 
+
 def _entity_table() -> sa.Table:
     return ADAPTER.source_tables.tables[ADAPTER.entity_table]
 
@@ -520,8 +602,11 @@ def _declared(path: Path, skip_table: str | None = None, skip_column: str | None
     entity = _entity_table().name
     for table in ADAPTER.source_tables.sorted_tables:
         if table.name != skip_table:
-            sa.Table(table.name, metadata, *[sa.Column(c.name, c.type) for c in table.columns
-                                             if (table.name, c.name) != (entity, skip_column)])
+            sa.Table(
+                table.name,
+                metadata,
+                *[sa.Column(c.name, c.type) for c in table.columns if (table.name, c.name) != (entity, skip_column)],
+            )
     engine = sa.create_engine(f"sqlite:///{path}")
     metadata.create_all(engine)
     engine.dispose()
@@ -530,10 +615,14 @@ def _declared(path: Path, skip_table: str | None = None, skip_column: str | None
 
 def _numeric_columns() -> list[str]:
     """The numeric snapshot columns that the snapshot reads from the entity table's columns of the same name."""
-    return [column.name for column in _entity_table().columns
-            if column.name != ADAPTER.id and column.name in ADAPTER.snapshot_schema.names
-            and column.name not in ADAPTER.snapshot_sources
-            and isinstance(column.type, (sa.Integer, sa.Float, sa.Numeric))]
+    return [
+        column.name
+        for column in _entity_table().columns
+        if column.name != ADAPTER.id
+        and column.name in ADAPTER.snapshot_schema.names
+        and column.name not in ADAPTER.snapshot_sources
+        and isinstance(column.type, (sa.Integer, sa.Float, sa.Numeric))
+    ]
 
 
 def _out_of_domain() -> tuple[str | None, int | None]:
@@ -562,7 +651,7 @@ BAD_VALUES = {
 NO_COLUMN = {
     "text": "the adapter's entity table has no numeric column for the 'text' case",
     "out of range": "the adapter declares no gather domain (snapshot_domains) with a bound on a numeric column "
-                    "of its entity table: nothing is out of range at gather",
+    "of its entity table: nothing is out of range at gather",
 }
 
 
@@ -579,6 +668,7 @@ def _allow_null(path: Path, table: str, column: str) -> None:
 
 def _bad_value(kind: str) -> Callable[[Path], tuple[str, list[str]]]:
     """A copy of the demo source in which one entity (the smallest id) has a bad value."""
+
     def make(folder: Path) -> tuple[str, list[str]]:
         column, value = BAD_VALUES[kind]
         if column is None:
@@ -595,6 +685,7 @@ def _bad_value(kind: str) -> Callable[[Path], tuple[str, list[str]]]:
         # The message names the table, the column, the entity and the value (for a NULL id, the column says it).
         named = [table, column] if value is None else [table, column, str(first), str(value)]
         return f"sqlite:///{path}", named
+
     return make
 
 
@@ -622,15 +713,23 @@ def _empty(folder: Path) -> tuple[str, list[str]]:
 # command does; it never deletes the old snapshot, so that must still be there.
 # Where a URL carries a password, the message must not echo it in any form.
 SOURCE_CASES = [
-    ("a missing source file, password in the URL",
-     _url(f"sqlite://user:{PASSWORD}@/{{folder}}/absent.sqlite", "source database not found", "absent.sqlite")),
+    (
+        "a missing source file, password in the URL",
+        _url(f"sqlite://user:{PASSWORD}@/{{folder}}/absent.sqlite", "source database not found", "absent.sqlite"),
+    ),
     ("a URL that is not one, with a password in it", _url(f"not a url {PASSWORD}", config.SOURCE_URL_ENV)),
-    ("an unknown database dialect, password in the URL",
-     _url(f"nosuchdialect://u:{PASSWORD}@h/db", "source URL", "nosuchdialect")),
-    ("an unreachable server, password in the URL",
-     _url(f"postgresql://u:{PASSWORD}@127.0.0.1:9/none", "127.0.0.1", "port 9")),
-    ("an unknown host, password in the query string",
-     _url(f"postgresql://u:pw@no-such-host.invalid/db?password={PASSWORD}", "no-such-host.invalid")),
+    (
+        "an unknown database dialect, password in the URL",
+        _url(f"nosuchdialect://u:{PASSWORD}@h/db", "source URL", "nosuchdialect"),
+    ),
+    (
+        "an unreachable server, password in the URL",
+        _url(f"postgresql://u:{PASSWORD}@127.0.0.1:9/none", "127.0.0.1", "port 9"),
+    ),
+    (
+        "an unknown host, password in the query string",
+        _url(f"postgresql://u:pw@no-such-host.invalid/db?password={PASSWORD}", "no-such-host.invalid"),
+    ),
     ("a missing table", _missing_table),
     ("a missing column", _missing_column),
     ("an empty snapshot", _empty),
@@ -655,6 +754,7 @@ def test_a_bad_source_stops_gather_and_keeps_the_old_snapshot(repo, source, tmp_
 
 
 # --- model loading ---------------------------------------------------------------------
+
 
 class _RunsCode:
     """A pickle that runs a command when loaded."""
@@ -764,8 +864,11 @@ def _refused_untouched(repo: Pipeline, command: list[str], tamper, tmp_path: Pat
     vanished = {name for name in (rel(config.MODEL), rel(config.MANIFEST)) if name not in tampered}
     changed = {name for name in (rel(config.MODEL), rel(config.MANIFEST)) if name in tampered}
     baseline = {path: digest for path, digest in repo.baseline.items() if path not in changed}
-    assert_old_or_absent(repo.root, {**baseline, **{name: hashlib.md5(tampered[name]).hexdigest()
-                                                     for name in changed}}, may_vanish=vanished)
+    assert_old_or_absent(
+        repo.root,
+        {**baseline, **{name: hashlib.md5(tampered[name]).hexdigest() for name in changed}},
+        may_vanish=vanished,
+    )
     return witness
 
 
@@ -777,13 +880,15 @@ def test_the_batch_command_refuses_a_model_that_does_not_match_before_unpickling
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("tamper", [_code_in_the_model, _code_vouched_for_by_the_lock],
-                         ids=["manifest only", "manifest and dvc.lock"])
+@pytest.mark.parametrize(
+    "tamper", [_code_in_the_model, _code_vouched_for_by_the_lock], ids=["manifest only", "manifest and dvc.lock"]
+)
 def test_the_evaluate_stage_never_runs_a_pickle_that_only_the_manifest_vouches_for(deployed_files, tmp_path, tamper):
     _refused_untouched(deployed_files, ["-m", "src.pipeline.evaluate"], tamper, tmp_path, "evaluate: error: ")
 
 
 # --- the batch command ---------------------------------------------------------------------
+
 
 def _bad_rows(rows: Path, folder: Path) -> tuple[Path, Path, list[str]]:
     name = ADAPTER.numeric[0]
@@ -834,6 +939,7 @@ def test_the_batch_command_refuses_bad_input_and_writes_nothing(repo, case, tmp_
 
 # --- data versions ----------------------------------------------------------------------------
 
+
 def _git(root: Path, *args: str) -> str:
     return run(["git", *args], cwd=root).stdout.strip()
 
@@ -842,14 +948,19 @@ DATA_VERSION_CASES = [
     ("restore a REF that does not exist", None, ["restore", "no-such-ref"], ["'no-such-ref'", "data versions"]),
     ("restore a missing tag", None, ["restore", "data/1999-01-01"], ["'data/1999-01-01'", "git fetch --tags"]),
     ("restore with uncommitted changes", "dirty", ["restore", "HEAD"], ["uncommitted changes", "params.yaml"]),
-    ("cut a version whose tag exists", "tag", ["cut", "2014-01-31"], ["data/2014-01-31 already exists",
-                                                                      "make data-restore REF=data/2014-01-31"]),
+    (
+        "cut a version whose tag exists",
+        "tag",
+        ["cut", "2014-01-31"],
+        ["data/2014-01-31 already exists", "make data-restore REF=data/2014-01-31"],
+    ),
 ]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("setup, args, expected", [case[1:] for case in DATA_VERSION_CASES],
-                         ids=[case[0] for case in DATA_VERSION_CASES])
+@pytest.mark.parametrize(
+    "setup, args, expected", [case[1:] for case in DATA_VERSION_CASES], ids=[case[0] for case in DATA_VERSION_CASES]
+)
 def test_a_data_version_mistake_moves_nothing(repo, setup, args, expected):
     root = repo.root
     if setup == "dirty":
@@ -874,6 +985,7 @@ def test_a_data_version_mistake_moves_nothing(repo, setup, args, expected):
 
 
 # --- HTTP ------------------------------------------------------------------------------------------
+
 
 def _row(rows: pd.DataFrame) -> dict:
     return as_json_rows(rows.drop(columns=ADAPTER.target).head(1))[0]
@@ -936,8 +1048,9 @@ HTTP_CASES = [
 ]
 
 
-@pytest.mark.parametrize("body, status, expected", [case[1:] for case in HTTP_CASES],
-                         ids=[case[0] for case in HTTP_CASES])
+@pytest.mark.parametrize(
+    "body, status, expected", [case[1:] for case in HTTP_CASES], ids=[case[0] for case in HTTP_CASES]
+)
 def test_the_service_answers_a_bad_request_with_a_4xx_naming_it(tmp_path, body, status, expected):
     if body is _lone_surrogate and not ADAPTER.categorical:
         pytest.skip("the adapter has no categorical features")
@@ -956,6 +1069,7 @@ def test_the_service_answers_a_bad_request_with_a_4xx_naming_it(tmp_path, body, 
 
 # --- the matrix itself ----------------------------------------------------------------------
 
+
 def test_the_check_params_stage_comes_first_and_checks_the_whole_params_file():
     stages = yaml.safe_load((config.ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
     assert STAGES[0] == "check_params"
@@ -967,9 +1081,11 @@ def test_the_check_params_stage_comes_first_and_checks_the_whole_params_file():
 
 
 def test_make_repro_checks_params_before_dvc_runs():
-    recipe = run(["make", "-n", "-o", ".venv/.installed-from-lock", "-o", rel(config.SOURCE_DB), "repro"],
-                 cwd=config.ROOT, check=False).stdout.splitlines()
+    recipe = run(
+        ["make", "-n", "-o", ".venv/.installed-from-lock", "-o", rel(config.SOURCE_DB), "repro"],
+        cwd=config.ROOT,
+        check=False,
+    ).stdout.splitlines()
     check = next(index for index, line in enumerate(recipe) if "src.pipeline.check_params --check" in line)
     repro = next(index for index, line in enumerate(recipe) if "dvc repro" in line)
     assert check < repro
-

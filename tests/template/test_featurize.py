@@ -1,4 +1,5 @@
 """The featurize stage's generic part: the hash split, and featurize() around the adapter's derivation."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -7,6 +7,7 @@ chunk and row-group sizes small enough that ids, the split and the row groups
 fall unevenly across chunks, and compare with the one-shot path: the whole
 frame derived at once and written by one write_table call.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -86,15 +87,26 @@ def one_shot(snapshot_path, out, adapter, row_group_rows: int | None = None) -> 
 
 
 def streamed(snapshot_path, out, adapter, chunk_rows: int, row_group_rows: int = files.ROW_GROUP_ROWS) -> dict:
-    summary = featurize_file(snapshot_path, out / "train.parquet", out / "test.parquet", adapter, ADAPTER_PARAMS,
-                             TEST_PERCENT, SEED, chunk_rows=chunk_rows, row_group_rows=row_group_rows)
+    summary = featurize_file(
+        snapshot_path,
+        out / "train.parquet",
+        out / "test.parquet",
+        adapter,
+        ADAPTER_PARAMS,
+        TEST_PERCENT,
+        SEED,
+        chunk_rows=chunk_rows,
+        row_group_rows=row_group_rows,
+    )
     files.write_json(out / "summary.json", summary)
     return summary
 
 
 def digests(folder) -> dict[str, str]:
-    return {name: hashlib.md5((folder / name).read_bytes()).hexdigest()
-            for name in ("train.parquet", "test.parquet", "summary.json")}
+    return {
+        name: hashlib.md5((folder / name).read_bytes()).hexdigest()
+        for name in ("train.parquet", "test.parquet", "summary.json")
+    }
 
 
 def row_groups(path) -> list[int]:
@@ -134,8 +146,11 @@ def test_the_stage_defaults_write_what_write_frame_wrote(tmp_path):
     one_shot(snapshot, reference, adapter)
     streamed(snapshot, out, adapter, chunk_rows=13)
     assert digests(out) == digests(reference)
-    assert row_groups(out / "train.parquet") == row_groups(reference / "train.parquet") == [len(
-        files.read_frame(out / "train.parquet"))]
+    assert (
+        row_groups(out / "train.parquet")
+        == row_groups(reference / "train.parquet")
+        == [len(files.read_frame(out / "train.parquet"))]
+    )
 
 
 def test_row_groups_are_cut_where_one_write_table_cuts_them(tmp_path):
@@ -143,8 +158,14 @@ def test_row_groups_are_cut_where_one_write_table_cuts_them(tmp_path):
     schema = pa.schema([("id", pa.int64()), ("text", pa.string()), ("value", pa.float64())])
     rows = 3000
     # Long values: pages fill by size (1 MB) and are cut where a write batch ends.
-    table = pa.table({"id": np.arange(rows), "text": [f"{i:04d}" * 300 if i % 9 else None for i in range(rows)],
-                      "value": np.sin(np.arange(rows))}, schema=schema)
+    table = pa.table(
+        {
+            "id": np.arange(rows),
+            "text": [f"{i:04d}" * 300 if i % 9 else None for i in range(rows)],
+            "value": np.sin(np.arange(rows)),
+        },
+        schema=schema,
+    )
     sizes = [0, 1, 1027, 0, 900, 5, 256, 700, 111]  # uneven, with empty pieces
     cuts = np.cumsum([0, *sizes, rows - sum(sizes)])
     pieces = [table.slice(start, end - start) for start, end in itertools.pairwise(cuts)]
@@ -207,8 +228,9 @@ def test_empty_chunks_change_nothing():
         return [pd.concat(side, ignore_index=True) for side in zip(*parts, strict=True)], tally.summary()
 
     (train, test), summary = run([snapshot])
-    (train_chunked, test_chunked), summary_chunked = run([empty, snapshot.iloc[:25], empty, empty,
-                                                          snapshot.iloc[25:], empty])
+    (train_chunked, test_chunked), summary_chunked = run(
+        [empty, snapshot.iloc[:25], empty, empty, snapshot.iloc[25:], empty]
+    )
     pd.testing.assert_frame_equal(train_chunked, train)
     pd.testing.assert_frame_equal(test_chunked, test)
     assert summary_chunked == summary
@@ -227,13 +249,15 @@ def test_an_empty_snapshot_file_or_no_model_rows_leave_no_output(tmp_path):
 
 def test_chunks_have_the_whole_frames_dtypes_and_index(tmp_path):
     """An integer column with a gap in only one chunk reads as float64 in every chunk, as in the whole frame."""
-    table = pa.table({
-        "id": pa.array(range(10), pa.int64()),
-        "count": pa.array([1, 2, 3, 4, 5, 6, 7, 8, None, 10], pa.int16()),
-        "flag": pa.array([True, False] * 4 + [None, True], pa.bool_()),
-        "whole": pa.array(range(10), pa.int8()),
-        "text": pa.array(list("abcdefghij"), pa.string()),
-    })
+    table = pa.table(
+        {
+            "id": pa.array(range(10), pa.int64()),
+            "count": pa.array([1, 2, 3, 4, 5, 6, 7, 8, None, 10], pa.int16()),
+            "flag": pa.array([True, False] * 4 + [None, True], pa.bool_()),
+            "whole": pa.array(range(10), pa.int8()),
+            "text": pa.array(list("abcdefghij"), pa.string()),
+        }
+    )
     path = tmp_path / "frame.parquet"
     files.write_parquet(path, [table.slice(0, 4), table.slice(4)], table.schema)
     whole = files.read_frame(path)

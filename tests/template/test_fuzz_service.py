@@ -5,6 +5,7 @@ response must be one the schema declares (status, content type, body); a 422 nam
 (or, for a body that is not JSON, what is wrong with it) and a 415 the content type expected. Generation
 is bounded and derandomized, so every run sends the same requests.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,13 @@ MAX_ROWS = 5
 MAX_BYTES = 256 * 1024
 # Generated requests per operation and mode: the fuzz is part of the fast suite.
 EXAMPLES = 50
-FUZZ = settings(max_examples=EXAMPLES, derandomize=True, database=None, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 # Generation from the schema alone. By default schemathesis also feeds in literals found in the
 # app's modules, so the requests would change with any edit to the source; with some literals it
 # sent an id past the schema's int64 maximum as a valid request.
@@ -40,10 +46,12 @@ FUZZ = settings(max_examples=EXAMPLES, derandomize=True, database=None, deadline
 # NEGATIVE_DATA_REJECTION_EXPECTED_STATUSES, less its "5xx": no request may get one);
 # assert_names_the_problem checks that each 413 is earned.
 REJECTED = ["400", "401", "403", "404", "405", "406", "409", "415", "422", "428", "429", "413"]
-CONFIG = schemathesis.Config.from_dict({
-    "analysis": {"constants": {"enabled": False}},
-    "checks": {"negative_data_rejection": {"expected-statuses": REJECTED}},
-})
+CONFIG = schemathesis.Config.from_dict(
+    {
+        "analysis": {"constants": {"enabled": False}},
+        "checks": {"negative_data_rejection": {"expected-statuses": REJECTED}},
+    }
+)
 # The model the pipeline trains, and a random forest: its trees compute in float32, the
 # strictest of the estimators about the numbers they take.
 MODELS = sorted({PARAMS.train.model, "random_forest"})
@@ -55,8 +63,11 @@ def _app(tmp_path_factory, model: str, n_classes: int, **adapter_changes):
     return app, as_json_rows(rows.drop(columns=ADAPTER.target).head(1))[0]
 
 
-@pytest.fixture(scope="module", params=[(model, 2 + index) for index, model in enumerate(MODELS)],
-                ids=lambda param: f"{param[0]}-{param[1]}-classes")
+@pytest.fixture(
+    scope="module",
+    params=[(model, 2 + index) for index, model in enumerate(MODELS)],
+    ids=lambda param: f"{param[0]}-{param[1]}-classes",
+)
 def service(request, tmp_path_factory):
     """(app, its schema as schemathesis loaded it from /openapi.json, one valid row)."""
     app, row = _app(tmp_path_factory, *request.param)
@@ -107,7 +118,8 @@ def _ids_outside_the_schema(body: object) -> bool:
     rows = body.get("rows") if isinstance(body, dict) else None
     return isinstance(rows, list) and any(
         isinstance(row, dict) and isinstance(row.get(ADAPTER.id), int) and abs(row[ADAPTER.id]) > _ID_LIMIT
-        for row in rows)
+        for row in rows
+    )
 
 
 def _fuzz(operation, mode: GenerationMode, statuses: Counter) -> None:
@@ -126,9 +138,15 @@ def _fuzz(operation, mode: GenerationMode, statuses: Counter) -> None:
         # Raw rows meet their columns' schema one by one, yet may together be no
         # entity (HHMM with 76 minutes, February 31st): the derivation refuses them
         # (a 422 of type "contract", naming the row). JSON Schema cannot say so.
-        excluded = [positive_data_acceptance] if (
-            operation.label == "POST /predict/raw" and response.status_code == 422
-            and all(item["type"] == "contract" for item in response.json()["detail"])) else []
+        excluded = (
+            [positive_data_acceptance]
+            if (
+                operation.label == "POST /predict/raw"
+                and response.status_code == 422
+                and all(item["type"] == "contract" for item in response.json()["detail"])
+            )
+            else []
+        )
         case.validate_response(response, excluded_checks=excluded)
 
     exchange()
@@ -184,18 +202,33 @@ def _hostile_cases():
         ("surrogate as the rows key", lambda r: valid(r).replace('"rows"', '"\\ud800"'), json_type, 422, ["rows"]),
         # Numbers Python's parser reads but JSON does not have, or that no float holds.
         ("NaN id", lambda r: _row_with(r, ADAPTER.id, "NaN"), json_type, 422, [ADAPTER.id]),
-        ("whole float as the id", lambda r: _row_with(r, ADAPTER.id, f"{r[ADAPTER.id]}.0"), json_type, 200,
-         [f'"{ADAPTER.id}":7,']),
+        (
+            "whole float as the id",
+            lambda r: _row_with(r, ADAPTER.id, f"{r[ADAPTER.id]}.0"),
+            json_type,
+            200,
+            [f'"{ADAPTER.id}":7,'],
+        ),
         ("id beyond int64", lambda r: _row_with(r, ADAPTER.id, str(2**63)), json_type, 422, [ADAPTER.id]),
         ("integer of 5000 digits", lambda r: _row_with(r, "note", "9" * 5000), json_type, 422, ["digits"]),
         # Nesting: past the parser's recursion limit, and deep but parseable in an ignored key.
         ("nested 50000 deep", lambda r: "[" * 50_000 + "]" * 50_000, json_type, 422, ["nested too deeply"]),
         ("nested 500 deep, ignored", lambda r: _row_with(r, "note", "[" * 500 + "]" * 500), json_type, 200, ["note"]),
         # Size.
-        ("body over the byte limit", lambda r: json.dumps({"rows": [r], "pad": "x" * MAX_BYTES}), json_type,
-         413, ["Too Large"]),
-        ("rows over the row limit", lambda r: json.dumps({"rows": [r] * (MAX_ROWS + 1)}), json_type, 413,
-         [f"{MAX_ROWS + 1} rows exceed the limit of {MAX_ROWS}"]),
+        (
+            "body over the byte limit",
+            lambda r: json.dumps({"rows": [r], "pad": "x" * MAX_BYTES}),
+            json_type,
+            413,
+            ["Too Large"],
+        ),
+        (
+            "rows over the row limit",
+            lambda r: json.dumps({"rows": [r] * (MAX_ROWS + 1)}),
+            json_type,
+            413,
+            [f"{MAX_ROWS + 1} rows exceed the limit of {MAX_ROWS}"],
+        ),
         # Not JSON, or JSON of the wrong shape.
         ("empty body", lambda r: b"", json_type, 422, ["body", "Field required"]),
         ("not UTF-8", lambda r: b"\xff\xfe" + valid(r).encode(), json_type, 422, ["not UTF-8", "0xff"]),
@@ -205,8 +238,13 @@ def _hostile_cases():
         ("rows of null", lambda r: '{"rows": [null]}', json_type, 422, ["rows"]),
         ("rows as an object", lambda r: '{"rows": {}}', json_type, 422, ["rows"]),
         # A repeated key: json.loads would keep the last value without a word.
-        ("rows twice", lambda r: '{"rows": [], "rows": [' + json.dumps(r) + "]}", json_type, 422,
-         ["'rows' appears twice"]),
+        (
+            "rows twice",
+            lambda r: '{"rows": [], "rows": [' + json.dumps(r) + "]}",
+            json_type,
+            422,
+            ["'rows' appears twice"],
+        ),
         # Wrong or missing content types.
         ("no content type", valid, None, 415, ["application/json", "no Content-Type"]),
         ("text/plain", valid, "text/plain", 415, ["application/json", "text/plain"]),
@@ -222,16 +260,33 @@ def _hostile_cases():
             ("number beyond float64", lambda r: _row_with(r, numeric, "1e400"), json_type, 422, [numeric]),
             ("integer of 1000 digits", lambda r: _row_with(r, numeric, "9" * 1000), json_type, 422, [numeric]),
             ("boolean as a number", lambda r: _row_with(r, numeric, "true"), json_type, 422, [numeric]),
-            ("feature twice", lambda r: _row_with(r, numeric, "1, " + json.dumps(numeric) + ": 2"), json_type,
-             422, [f"{numeric!r} appears twice"]),
+            (
+                "feature twice",
+                lambda r: _row_with(r, numeric, "1, " + json.dumps(numeric) + ": 2"),
+                json_type,
+                422,
+                [f"{numeric!r} appears twice"],
+            ),
         ]
     if open_numeric:
-        cases.append(("number beyond float32", lambda r: _row_with(r, open_numeric, repr(LARGEST * 2)), json_type,
-                      422, [open_numeric, "less than or equal to"]))
+        cases.append(
+            (
+                "number beyond float32",
+                lambda r: _row_with(r, open_numeric, repr(LARGEST * 2)),
+                json_type,
+                422,
+                [open_numeric, "less than or equal to"],
+            )
+        )
     if categorical:
         cases += [
-            ("surrogate in a category", lambda r: _row_with(r, categorical, '"\\ud800"'), json_type, 422,
-             [categorical, "surrogate"]),
+            (
+                "surrogate in a category",
+                lambda r: _row_with(r, categorical, '"\\ud800"'),
+                json_type,
+                422,
+                [categorical, "surrogate"],
+            ),
             ("number as a category", lambda r: _row_with(r, categorical, "1e400"), json_type, 422, [categorical]),
         ]
     return cases
@@ -245,8 +300,11 @@ def _parsed(body: str | bytes) -> object:
         return body
 
 
-@pytest.mark.parametrize("build, content_type, status, expected", [case[1:] for case in _hostile_cases()],
-                         ids=[case[0] for case in _hostile_cases()])
+@pytest.mark.parametrize(
+    "build, content_type, status, expected",
+    [case[1:] for case in _hostile_cases()],
+    ids=[case[0] for case in _hostile_cases()],
+)
 def test_hostile_requests_get_the_declared_4xx_naming_the_problem(service, build, content_type, status, expected):
     app, schema, row = service
     body = build(row)
@@ -280,4 +338,3 @@ def test_a_number_past_float32_is_a_422_for_every_model(tmp_path_factory, model)
     assert inside.status_code == 200, inside.text
     assert beyond.status_code == 422, beyond.text
     assert beyond.json()["detail"][0]["loc"] == ["body", "rows", 0, name]
-

@@ -1,4 +1,5 @@
 """The gather stage against the adapter's declared source: checks, typing, and the real source end to end."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -114,8 +115,12 @@ def test_values_that_do_not_fit_are_refused_not_truncated():
         to_snapshot(rows_to_arrow(names, broken, TYPES_ONLY), TYPES_ONLY)
     kept = [n for n in names if n != ADAPTER.id]
     with pytest.raises(SourceValueError, match=rf"returned no columns \['{ADAPTER.id}'\]"):
-        to_snapshot(rows_to_arrow(kept, [tuple(v for n, v in zip(names, row, strict=True) if n != ADAPTER.id)
-                                         for row in rows], ADAPTER), ADAPTER)
+        to_snapshot(
+            rows_to_arrow(
+                kept, [tuple(v for n, v in zip(names, row, strict=True) if n != ADAPTER.id) for row in rows], ADAPTER
+            ),
+            ADAPTER,
+        )
 
 
 def test_row_groups_are_chunk_rows_whatever_the_driver_delivered(tmp_path):
@@ -133,8 +138,14 @@ def test_missing_database_is_named_and_never_created(tmp_path):
         open_source(parse_url(f"sqlite:///{tmp_path / 'absent.sqlite'}"))
     for arrow_native in (True, False):
         with pytest.raises(SourceError, match="source database not found"):
-            gather(ADAPTER, f"sqlite:///{tmp_path / 'absent.sqlite'}", "2020-01-01 00:00:00", 10,
-                   tmp_path / "x.parquet", arrow_native=arrow_native)
+            gather(
+                ADAPTER,
+                f"sqlite:///{tmp_path / 'absent.sqlite'}",
+                "2020-01-01 00:00:00",
+                10,
+                tmp_path / "x.parquet",
+                arrow_native=arrow_native,
+            )
     assert not (tmp_path / "absent.sqlite").exists()  # never created as an empty database
     assert not (tmp_path / "x.parquet").exists()
 
@@ -144,8 +155,14 @@ def test_unreachable_server_is_a_clear_error(tmp_path, arrow_native):
     # Port 1 on loopback: nothing listens, so the driver really connects and is
     # refused; the message says so, without the password.
     with pytest.raises(SourceError) as error:
-        gather(ADAPTER, "postgresql://user:secret@127.0.0.1:1/none", "2020-01-01 00:00:00", 10,
-               tmp_path / "x.parquet", arrow_native=arrow_native)
+        gather(
+            ADAPTER,
+            "postgresql://user:secret@127.0.0.1:1/none",
+            "2020-01-01 00:00:00",
+            10,
+            tmp_path / "x.parquet",
+            arrow_native=arrow_native,
+        )
     message = str(error.value)
     assert "connection refused" in message.lower(), message
     assert "127.0.0.1" in message and "\n" not in message
@@ -156,8 +173,11 @@ def test_unreachable_server_is_a_clear_error(tmp_path, arrow_native):
 def test_the_read_only_source_is_never_written(tmp_path):
     url = _sqlite(tmp_path / "declared.sqlite", ADAPTER.source_tables)
     table = ADAPTER.source_tables.sorted_tables[0].name
-    with arrow_connection(parse_url(url)) as connection, connection.cursor() as cursor, \
-            pytest.raises(Exception, match="readonly"):
+    with (
+        arrow_connection(parse_url(url)) as connection,
+        connection.cursor() as cursor,
+        pytest.raises(Exception, match="readonly"),
+    ):
         cursor.execute(f"DELETE FROM {table}")
 
 
@@ -214,8 +234,7 @@ def test_the_real_snapshot_is_the_same_bytes_whatever_the_row_order(snapshot, so
     # SQLite's reverse_unordered_selects hands any code that leans on an
     # unspecified order another order; the bytes must not move.
     again = tmp_path / "again.parquet"
-    gather(ADAPTER, source_url, PARAMS.gather.moment, PARAMS.gather.chunk_rows, again,
-           scramble=True)
+    gather(ADAPTER, source_url, PARAMS.gather.moment, PARAMS.gather.chunk_rows, again, scramble=True)
     digest = lambda p: hashlib.sha256(Path(p).read_bytes()).hexdigest()  # noqa: E731
     assert digest(again) == digest(snapshot)
 
@@ -258,9 +277,16 @@ def test_a_locked_source_is_reported_as_locked(tmp_path, arrow_native):
     _sqlite(path, ADAPTER.source_tables)
     # Another process: SQLite's POSIX locks do not conflict within one process.
     locker = subprocess.Popen(
-        [sys.executable, "-c", "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
-         "c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); time.sleep(60)", str(path)],
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
+            "c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); time.sleep(60)",
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert locker.stdout.readline().strip() == "locked"
         message = _cause(f"sqlite://user:{SECRET}@/{path}", tmp_path, arrow_native)

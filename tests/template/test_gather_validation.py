@@ -7,6 +7,7 @@ into every version of one entity, so whichever version the point-in-time
 query picks carries it, and gather must stop naming the table, column, entity
 id and value, leaving any earlier snapshot as it was.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -59,10 +60,14 @@ def build_tiny_source(path: Path, entities: int = ENTITIES) -> Path:
             names = ", ".join(column.name for column in table.columns)
             where = ""
             if table.name == ENTITY_TABLE:
-                where = (f" WHERE {ADAPTER.id} IN (SELECT DISTINCT {ADAPTER.id} FROM real.{table.name}"
-                         f" WHERE {RECORDED_AT} <= ? ORDER BY {ADAPTER.id} LIMIT {entities})")
-            connection.execute(f"INSERT INTO {table.name} ({names}) SELECT {names} FROM real.{table.name}{where}",
-                               (AS_OF,) if where else ())
+                where = (
+                    f" WHERE {ADAPTER.id} IN (SELECT DISTINCT {ADAPTER.id} FROM real.{table.name}"
+                    f" WHERE {RECORDED_AT} <= ? ORDER BY {ADAPTER.id} LIMIT {entities})"
+                )
+            connection.execute(
+                f"INSERT INTO {table.name} ({names}) SELECT {names} FROM real.{table.name}{where}",
+                (AS_OF,) if where else (),
+            )
         connection.commit()
         connection.execute("DETACH DATABASE real")
     return path
@@ -92,8 +97,9 @@ def _spoiled(tiny: Path, tmp_path: Path, column: str, value, entity: int) -> Pat
     path = tmp_path / "spoiled.sqlite"
     shutil.copy(tiny, path)
     with sqlite3.connect(path) as connection:
-        changed = connection.execute(f"UPDATE {ENTITY_TABLE} SET {column} = ? WHERE {ADAPTER.id} = ?",
-                                     (value, entity)).rowcount
+        changed = connection.execute(
+            f"UPDATE {ENTITY_TABLE} SET {column} = ? WHERE {ADAPTER.id} = ?", (value, entity)
+        ).rowcount
         connection.commit()
     assert changed >= 1
     return path
@@ -105,8 +111,9 @@ def _refused(source: Path, tmp_path: Path, **kwargs) -> str:
     output.parent.mkdir(exist_ok=True)
     output.write_bytes(b"the previous snapshot")
     with pytest.raises(SourceValueError) as error:
-        gather(ADAPTER, f"sqlite:///{source}", AS_OF, kwargs.pop("chunk_rows", PARAMS.gather.chunk_rows), output,
-               **kwargs)
+        gather(
+            ADAPTER, f"sqlite:///{source}", AS_OF, kwargs.pop("chunk_rows", PARAMS.gather.chunk_rows), output, **kwargs
+        )
     assert output.read_bytes() == b"the previous snapshot"
     assert sorted(p.name for p in output.parent.iterdir()) == ["snapshot.parquet"]  # no temporary left
     message = str(error.value)
@@ -117,9 +124,14 @@ def _refused(source: Path, tmp_path: Path, **kwargs) -> str:
 def _entity_columns(predicate) -> list[str]:
     """Snapshot columns read straight from the entity table's column of the same name."""
     table = ADAPTER.source_tables.tables[ENTITY_TABLE]
-    return [field.name for field in ADAPTER.snapshot_schema
-            if field.name != ADAPTER.id and field.name in table.c
-            and ADAPTER.source_of(field.name) == f"{ENTITY_TABLE}.{field.name}" and predicate(field)]
+    return [
+        field.name
+        for field in ADAPTER.snapshot_schema
+        if field.name != ADAPTER.id
+        and field.name in table.c
+        and ADAPTER.source_of(field.name) == f"{ENTITY_TABLE}.{field.name}"
+        and predicate(field)
+    ]
 
 
 def _assert_names(message: str, column: str, entity, value: str) -> None:
@@ -133,10 +145,17 @@ NUMERIC = _entity_columns(lambda f: pa.types.is_integer(f.type) or pa.types.is_f
 INTEGERS = [name for name in NUMERIC if pa.types.is_integer(ADAPTER.snapshot_schema.field(name).type)]
 FLOATS = [name for name in NUMERIC if pa.types.is_floating(ADAPTER.snapshot_schema.field(name).type)]
 TIMESTAMPS = [name for name in _entity_columns(lambda f: pa.types.is_timestamp(f.type)) if name != RECORDED_AT]
-BOUNDED = [(name, side) for name in _entity_columns(lambda f: True)
-           for side in ("low", "high") if getattr(ADAPTER.snapshot_domains.get(name, Domain()), side) is not None]
-REQUIRED = [name for name in _entity_columns(lambda f: True)
-            if ADAPTER.snapshot_domains.get(name, Domain()).required and name != RECORDED_AT]
+BOUNDED = [
+    (name, side)
+    for name in _entity_columns(lambda f: True)
+    for side in ("low", "high")
+    if getattr(ADAPTER.snapshot_domains.get(name, Domain()), side) is not None
+]
+REQUIRED = [
+    name
+    for name in _entity_columns(lambda f: True)
+    if ADAPTER.snapshot_domains.get(name, Domain()).required and name != RECORDED_AT
+]
 LISTED = [name for name in _entity_columns(lambda f: True) if ADAPTER.snapshot_domains.get(name, Domain()).values]
 
 
@@ -245,8 +264,9 @@ def test_a_column_typed_from_its_first_batch_falls_back_to_rows(tiny, tiny_snaps
     first = tiny_snapshot.column(ADAPTER.id)[0].as_py()
     source = _spoiled(tiny, tmp_path, column, None, first)
     with sqlite3.connect(source) as connection:  # a fraction further on, so the later chunks carry floats
-        connection.execute(f"UPDATE {ENTITY_TABLE} SET {column} = 0.5 + abs({ADAPTER.id} % 7) "
-                           f"WHERE {ADAPTER.id} <> ?", (first,))
+        connection.execute(
+            f"UPDATE {ENTITY_TABLE} SET {column} = 0.5 + abs({ADAPTER.id} % 7) WHERE {ADAPTER.id} <> ?", (first,)
+        )
         connection.commit()
     native, rows, whole = (tmp_path / f"{name}.parquet" for name in ("native", "rows", "whole"))
     gather(ADAPTER, f"sqlite:///{source}", AS_OF, 1, native)
@@ -293,8 +313,9 @@ def test_the_stage_stops_with_one_line_and_no_traceback(tiny, tiny_snapshot, tmp
     snapshot.parent.mkdir(parents=True)
     snapshot.write_bytes(b"the previous snapshot")
     env = {"PATH": str(Path(sys.executable).parent), config.SOURCE_URL_ENV: f"sqlite:///{source}"}
-    result = subprocess.run([sys.executable, "-m", "src.pipeline.gather"], cwd=project, env=env,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "src.pipeline.gather"], cwd=project, env=env, capture_output=True, text=True
+    )
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("gather: error: "), result.stderr
@@ -304,20 +325,24 @@ def test_the_stage_stops_with_one_line_and_no_traceback(tiny, tiny_snapshot, tmp
     assert sorted(p.name for p in snapshot.parent.iterdir()) == [snapshot.name]
 
 
-
 def test_exact_decimals_become_the_declared_numbers():
     # A row driver's Decimal values (PostgreSQL NUMERIC through SQLAlchemy) are
     # parsed from their digits, as the ADBC driver's NUMERIC text is: both paths
     # give the same numbers, and a fraction in an integer column is still refused.
-    integer = next(field for field in ADAPTER.snapshot_schema if pa.types.is_integer(field.type)
-                   and field.name != ADAPTER.id)
+    integer = next(
+        field for field in ADAPTER.snapshot_schema if pa.types.is_integer(field.type) and field.name != ADAPTER.id
+    )
     schema = pa.schema([ADAPTER.snapshot_schema.field(ADAPTER.id), integer, ("ratio", pa.float64())])
     adapter = dataclasses.replace(ADAPTER, snapshot_schema=schema, snapshot_domains={})
-    rows = [(decimal.Decimal("1"), decimal.Decimal("3.000"), decimal.Decimal("0.1")),
-            (decimal.Decimal("2"), decimal.Decimal("4"), decimal.Decimal("1E-7"))]
+    rows = [
+        (decimal.Decimal("1"), decimal.Decimal("3.000"), decimal.Decimal("0.1")),
+        (decimal.Decimal("2"), decimal.Decimal("4"), decimal.Decimal("1E-7")),
+    ]
     table = to_snapshot(rows_to_arrow(schema.names, rows, adapter), adapter)
-    assert table.to_pylist() == [{ADAPTER.id: 1, integer.name: 3, "ratio": 0.1},
-                                 {ADAPTER.id: 2, integer.name: 4, "ratio": 1e-7}]
+    assert table.to_pylist() == [
+        {ADAPTER.id: 1, integer.name: 3, "ratio": 0.1},
+        {ADAPTER.id: 2, integer.name: 4, "ratio": 1e-7},
+    ]
     rows[1] = (decimal.Decimal("2"), decimal.Decimal("4.5"), decimal.Decimal("0"))
     with pytest.raises(SourceValueError, match=f"column '{integer.name}', {ADAPTER.id}=2: 4.5 does not fit"):
         to_snapshot(rows_to_arrow(schema.names, rows, adapter), adapter)

@@ -1,4 +1,5 @@
 """`make repro` ends with the headline metrics: the scores, not the bookkeeping counts."""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +10,12 @@ from src.tools.headline import headline
 
 
 def test_scores_are_shown_in_logged_order_and_counts_are_left_out():
-    metrics = {"accuracy": 0.9, "f1_macro": 0.85, "rows": {"test": 1234, "class": {"a": 1}},
-               "unknown_categories": {"x": 3}}
+    metrics = {
+        "accuracy": 0.9,
+        "f1_macro": 0.85,
+        "rows": {"test": 1234, "class": {"a": 1}},
+        "unknown_categories": {"x": 3},
+    }
     assert headline(metrics) == "accuracy 0.9000, f1_macro 0.8500 (on 1,234 test rows)"
 
 

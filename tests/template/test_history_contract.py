@@ -8,6 +8,7 @@ version id. Generic: a tiny adapter of one ingest-style table, whatever the
 active adapter. The tables are plain (no keys, no NOT NULL), as a source built
 by hand in SQL may be; the adapter declares them as history_table does.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,11 +34,20 @@ AS_OF = "2020-12-31 23:59:59"
 DECLARED = sa.MetaData()
 history_table(DECLARED, TABLE, ID, sa.Column("colour", sa.Text))
 ADAPTER = Adapter(
-    name="items", title="items", entity="items", id=ID, target="colour", target_type=pa.string(),
-    source_tables=DECLARED, snapshot_query=latest_query(TABLE, ID, ["colour"]),
-    snapshot_schema=pa.schema([(ID, pa.int64()), ("recorded_at", pa.timestamp("us", tz="UTC")),
-                               ("colour", pa.string())]),
-    categorical=(), numeric=(), derive_features=lambda frame, _params: (frame, {}),
+    name="items",
+    title="items",
+    entity="items",
+    id=ID,
+    target="colour",
+    target_type=pa.string(),
+    source_tables=DECLARED,
+    snapshot_query=latest_query(TABLE, ID, ["colour"]),
+    snapshot_schema=pa.schema(
+        [(ID, pa.int64()), ("recorded_at", pa.timestamp("us", tz="UTC")), ("colour", pa.string())]
+    ),
+    categorical=(),
+    numeric=(),
+    derive_features=lambda frame, _params: (frame, {}),
 )
 PATHS = [pytest.param(True, id="adbc"), pytest.param(False, id="sqlalchemy-rows")]
 
@@ -45,8 +55,9 @@ PATHS = [pytest.param(True, id="adbc"), pytest.param(False, id="sqlalchemy-rows"
 def plain_history(path: Path, rows: list[tuple]) -> str:
     """A SQLite file holding `rows` (version_id, item_id, recorded_at, colour) in a table without constraints."""
     with sqlite3.connect(path) as connection:
-        connection.execute(f"CREATE TABLE {TABLE} (version_id INTEGER, {ID} BIGINT, recorded_at TEXT, "
-                           "row_hash TEXT, colour TEXT)")
+        connection.execute(
+            f"CREATE TABLE {TABLE} (version_id INTEGER, {ID} BIGINT, recorded_at TEXT, row_hash TEXT, colour TEXT)"
+        )
         connection.executemany(f"INSERT INTO {TABLE} VALUES (?, ?, ?, 'h', ?)", rows)
     return f"sqlite:///{path}"
 
@@ -87,6 +98,7 @@ def test_a_valid_history_passes_and_its_snapshot_bytes_are_unchanged(tmp_path, m
 def test_a_history_kept_by_ingest_passes(tmp_path):
     url = f"sqlite:///{tmp_path / 'ingested.sqlite'}"
     import pandas as pd
+
     ingest(pd.DataFrame({ID: [1, 2], "colour": ["red", "red"]}), url, TABLE, ID, recorded_at="2020-01-01")
     ingest(pd.DataFrame({ID: [1, 2, 3], "colour": ["blue", "red", "red"]}), url, TABLE, ID, recorded_at="2020-01-02")
     assert gather(ADAPTER, url, AS_OF, 1000, tmp_path / "snapshot.parquet") == 3
@@ -120,8 +132,10 @@ def test_a_back_dated_version_appended_later_is_refused(tmp_path, arrow_native):
     rows = VALID + [(6, 1, "2020-01-01 12:00:00", "black")]
     url = plain_history(tmp_path / "h.sqlite", rows)
     message = _refused(url, tmp_path, arrow_native)
-    assert f"{ID}=1: version_id 6 is recorded at 2020-01-01 12:00:00, before version_id 3 (recorded at " \
-        f"{D2}) which precedes it" in message, message
+    assert (
+        f"{ID}=1: version_id 6 is recorded at 2020-01-01 12:00:00, before version_id 3 (recorded at "
+        f"{D2}) which precedes it" in message
+    ), message
 
 
 @pytest.mark.parametrize("arrow_native", PATHS)
@@ -153,8 +167,10 @@ def test_shuffled_version_ids_skip_only_the_order_check(tmp_path):
 BROKEN = {  # rows, what the message must say
     "null version": (VALID[:4] + [(None, 3, D3, "red")], "column 'version_id'"),
     "null recorded_at": (VALID[:2] + [(3, 1, None, "blue")] + VALID[3:], "column 'recorded_at'"),
-    "back-dated": (VALID + [(6, 1, "2020-01-01 12:00:00", "black")],
-                   f"{ID}=1: version_id 6 is recorded at 2020-01-01 12:00:00, before version_id 3"),
+    "back-dated": (
+        VALID + [(6, 1, "2020-01-01 12:00:00", "black")],
+        f"{ID}=1: version_id 6 is recorded at 2020-01-01 12:00:00, before version_id 3",
+    ),
     "duplicate": (VALID[:4] + [(4, 3, D3, "red")], "version_id 4 is held by 2 rows"),
 }
 
@@ -169,11 +185,14 @@ def postgres():
 
 def _postgres_history(cluster, name: str, rows: list[tuple]) -> str:
     database = cluster.create_database(name)
-    values = ", ".join("(" + ", ".join("NULL" if value is None else repr(value) for value in row) + ", 'h')"
-                       for row in rows)
-    cluster.execute(f"CREATE TABLE {TABLE} (version_id INTEGER, {ID} BIGINT, recorded_at TEXT, colour TEXT, "
-                    f"row_hash TEXT)", f"INSERT INTO {TABLE} (version_id, {ID}, recorded_at, colour, row_hash) "
-                    f"VALUES {values}", database=database)
+    values = ", ".join(
+        "(" + ", ".join("NULL" if value is None else repr(value) for value in row) + ", 'h')" for row in rows
+    )
+    cluster.execute(
+        f"CREATE TABLE {TABLE} (version_id INTEGER, {ID} BIGINT, recorded_at TEXT, colour TEXT, row_hash TEXT)",
+        f"INSERT INTO {TABLE} (version_id, {ID}, recorded_at, colour, row_hash) VALUES {values}",
+        database=database,
+    )
     return cluster.url(database)
 
 
@@ -226,8 +245,9 @@ def test_postgresql_primary_key_counts_as_unique(postgres):
     layout = history_layout(DECLARED.tables[TABLE])
     database = postgres.create_database("keyed")
     query = enforced_query(layout, "postgresql")
-    postgres.execute(f"CREATE TABLE {TABLE} (version_id INTEGER, {ID} BIGINT NOT NULL, recorded_at TEXT)",
-                     database=database)
+    postgres.execute(
+        f"CREATE TABLE {TABLE} (version_id INTEGER, {ID} BIGINT NOT NULL, recorded_at TEXT)", database=database
+    )
     assert postgres.execute(query, database=database) == [(False, ID)]
     postgres.execute(f"ALTER TABLE {TABLE} ADD PRIMARY KEY (version_id)", database=database)
     assert postgres.execute(query, database=database) == [(True, f"version_id,{ID}")]

@@ -4,6 +4,7 @@ A fork's history is what ingest built on one machine. Untracked, a colleague's
 fresh clone could not rebuild anything; tracked, its pointer travels with git
 and its bytes with the DVC remote, and the Makefile pulls it before any stage.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -27,8 +28,11 @@ def _md5(path: Path) -> str:
 
 
 def _ingest(repo: Path, csv: Path, day: str) -> str:
-    return run(["python", "-m", "src.tools.ingest", str(csv), "--table", "items", "--id", "item_id",
-                "--recorded-at", day], cwd=repo, SOURCE_URL=None).stdout  # the embedded history, whatever the shell
+    return run(
+        ["python", "-m", "src.tools.ingest", str(csv), "--table", "items", "--id", "item_id", "--recorded-at", day],
+        cwd=repo,
+        SOURCE_URL=None,
+    ).stdout  # the embedded history, whatever the shell
 
 
 def test_ingest_tracks_the_history_and_a_second_clone_pulls_the_same_bytes(tmp_path):

@@ -1,4 +1,5 @@
 """Hostile input and faults on the pipeline side: params, source URLs, killed runs, a full disk."""
+
 from __future__ import annotations
 
 import copy
@@ -39,6 +40,7 @@ def _refused(raw: dict) -> str:
 
 # --- as_of -------------------------------------------------------------------
 
+
 def test_a_future_as_of_is_refused_and_says_why(raw):
     raw["gather"]["as_of"] = "2999-12-31"
     message = _refused(raw)
@@ -66,13 +68,17 @@ def test_an_unquoted_yaml_date_is_told_to_be_quoted(tmp_path):
     assert yaml.safe_load(path.read_text(encoding="utf-8"))["gather"]["as_of"].__class__.__name__ == "date"
     with pytest.raises(ParamsError) as error:
         load_params(path)
-    assert ("gather.as_of: quote the date ('2013-06-30'): YAML reads an unquoted date as a date object, "
-            "which DVC cannot record") in str(error.value)
+    assert (
+        "gather.as_of: quote the date ('2013-06-30'): YAML reads an unquoted date as a date object, "
+        "which DVC cannot record"
+    ) in str(error.value)
     assert "valid string" not in str(error.value)
 
 
-@pytest.mark.parametrize("typed", ["2013-06-30", "2013-06-30T12:00:00", "2013-06-30T12:00:00Z",
-                                   "2013-06-30 12:00:00+02:00", "2013-06-30t12:00:00.5"])
+@pytest.mark.parametrize(
+    "typed",
+    ["2013-06-30", "2013-06-30T12:00:00", "2013-06-30T12:00:00Z", "2013-06-30 12:00:00+02:00", "2013-06-30t12:00:00.5"],
+)
 def test_the_fix_suggested_for_an_unquoted_date_or_timestamp_is_itself_accepted(tmp_path, typed):
     text = config.PARAMS_FILE.read_text(encoding="utf-8")
     quoted = f"as_of: '{PARAMS.gather.as_of}'"
@@ -98,9 +104,11 @@ def test_the_gather_stage_refuses_a_future_as_of_without_a_traceback(tmp_path):
     text = config.PARAMS_FILE.read_text(encoding="utf-8")
     path = tmp_path / "params.yaml"
     path.write_text(text.replace(f"as_of: '{PARAMS.gather.as_of}'", "as_of: '2999-12-31'"), encoding="utf-8")
-    code = ("import runpy; from pathlib import Path; from src.pipeline import params\n"
-            f"params.load_params.__defaults__ = (Path({str(path)!r}),)\n"
-            "runpy.run_module('src.pipeline.gather', run_name='__main__')\n")
+    code = (
+        "import runpy; from pathlib import Path; from src.pipeline import params\n"
+        f"params.load_params.__defaults__ = (Path({str(path)!r}),)\n"
+        "runpy.run_module('src.pipeline.gather', run_name='__main__')\n"
+    )
     env = {**os.environ, config.SOURCE_URL_ENV: f"sqlite:///{tmp_path / 'absent.sqlite'}"}
     result = subprocess.run([sys.executable, "-c", code], cwd=config.ROOT, env=env, capture_output=True, text=True)
     assert result.returncode == 1, result.stderr
@@ -111,16 +119,20 @@ def test_the_gather_stage_refuses_a_future_as_of_without_a_traceback(tmp_path):
 
 # --- source URLs ---------------------------------------------------------------
 
-@pytest.mark.parametrize("url", [
-    f"sqlite://user:{PASSWORD}@/x",
-    f"sqlite://user:{PASSWORD}@/",
-    f"postgresql://u:pw@h/db?password={PASSWORD}",
-    f"postgresql://u@h/db?sslpassword={PASSWORD}",
-    "postgresql://u:hun%40ter2@h/db",
-    "postgresql://u@h/db?password=hun%40ter2",
-    f"nosuchdialect://u:{PASSWORD}@h/db",
-    f"not a url with {PASSWORD}",
-])
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"sqlite://user:{PASSWORD}@/x",
+        f"sqlite://user:{PASSWORD}@/",
+        f"postgresql://u:pw@h/db?password={PASSWORD}",
+        f"postgresql://u@h/db?sslpassword={PASSWORD}",
+        "postgresql://u:hun%40ter2@h/db",
+        "postgresql://u@h/db?password=hun%40ter2",
+        f"nosuchdialect://u:{PASSWORD}@h/db",
+        f"not a url with {PASSWORD}",
+    ],
+)
 @pytest.mark.parametrize("arrow_native", [None, False])
 def test_no_source_url_error_echoes_a_password(url, arrow_native, tmp_path):
     # The real read: parse, connect (a PostgreSQL driver is installed, so it
@@ -130,21 +142,32 @@ def test_no_source_url_error_echoes_a_password(url, arrow_native, tmp_path):
     message = str(error.value)
     for secret in (PASSWORD, "hun%40ter2", "hun@ter2"):
         assert secret not in message, message
-    assert any(problem in message for problem in ("not a database URL", "not found", "cannot connect",
-                                                  "cannot use source URL", "cannot read the source")), message
+    assert any(
+        problem in message
+        for problem in (
+            "not a database URL",
+            "not found",
+            "cannot connect",
+            "cannot use source URL",
+            "cannot read the source",
+        )
+    ), message
     # No chained exception that a traceback would print with the URL in it.
     assert error.value.__cause__ is None
     assert error.value.__context__ is None or error.value.__suppress_context__
     assert not (tmp_path / "x.parquet").exists()
 
 
-@pytest.mark.parametrize("url, forms", [
-    (f"postgresql://u@h/db?password={PASSWORD}", [PASSWORD]),
-    (f"postgresql://u@h/db?Password={PASSWORD}&sslmode=require", [PASSWORD]),
-    (f"postgresql://u:{PASSWORD}@h/db", [PASSWORD]),
-    ("postgresql://u@h/db?password=hun%40ter%202", ["hun@ter 2", "hun%40ter%202", "hun%40ter+2"]),
-    ("postgresql://u:hun%40ter%202@h/db", ["hun@ter 2", "hun%40ter%202", "hun%40ter+2"]),
-])
+@pytest.mark.parametrize(
+    "url, forms",
+    [
+        (f"postgresql://u@h/db?password={PASSWORD}", [PASSWORD]),
+        (f"postgresql://u@h/db?Password={PASSWORD}&sslmode=require", [PASSWORD]),
+        (f"postgresql://u:{PASSWORD}@h/db", [PASSWORD]),
+        ("postgresql://u@h/db?password=hun%40ter%202", ["hun@ter 2", "hun%40ter%202", "hun%40ter+2"]),
+        ("postgresql://u:hun%40ter%202@h/db", ["hun@ter 2", "hun%40ter%202", "hun%40ter+2"]),
+    ],
+)
 def test_redaction_hides_every_password_form_a_driver_may_echo(url, forms):
     parsed = sa.engine.make_url(url)
     echoed = [url, parsed.render_as_string(hide_password=False), *forms]
@@ -177,8 +200,10 @@ def _entity_table() -> sa.Table:
 def _unordered_ids(scramble: bool, arrow_native: bool) -> list:
     query = f"SELECT {ADAPTER.id} FROM {_entity_table().name}"
     if arrow_native:
-        with arrow_connection(parse_url(config.source_url()), scramble=scramble) as connection, \
-                connection.cursor() as cursor:
+        with (
+            arrow_connection(parse_url(config.source_url()), scramble=scramble) as connection,
+            connection.cursor() as cursor,
+        ):
             cursor.execute(query)
             return cursor.fetch_arrow_table().column(0).to_pylist()
     engine = open_source(parse_url(config.source_url()), scramble=scramble)
@@ -202,16 +227,19 @@ def test_scramble_reverses_an_unordered_select_on_the_real_source(arrow_native):
 
 # --- killed runs and a full disk ---------------------------------------------
 
+
 def test_a_killed_writes_temporary_file_is_removed_by_the_next_write(tmp_path):
     target = tmp_path / "metrics.json"
     # What a kill -9 mid-write leaves: real mkstemp names, as atomic_path makes them.
     stale = [tmp_path / f".metrics.json.{suffix}.tmp" for suffix in ("a1b2c3d4", "zz_9x8y7")]
     for path in stale:
         path.write_text("half a file")
-    others = [tmp_path / ".metrics.json.extra.abc12345.tmp",  # a target named metrics.json.extra
-              tmp_path / ".other.json.a1b2c3d4.tmp",
-              tmp_path / "metrics.json.a1b2c3d4.tmp",
-              tmp_path / ".metrics.json.a1b2c3d4.tmp.keep"]
+    others = [
+        tmp_path / ".metrics.json.extra.abc12345.tmp",  # a target named metrics.json.extra
+        tmp_path / ".other.json.a1b2c3d4.tmp",
+        tmp_path / "metrics.json.a1b2c3d4.tmp",
+        tmp_path / ".metrics.json.a1b2c3d4.tmp.keep",
+    ]
     for path in others:
         path.write_text("not ours")
     files.write_json(target, {"a": 1})
@@ -219,14 +247,17 @@ def test_a_killed_writes_temporary_file_is_removed_by_the_next_write(tmp_path):
     assert not any(path.exists() for path in stale)
     assert all(path.exists() for path in others)
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")) == sorted(
-        p.name for p in others if p.name.endswith(".tmp"))
+        p.name for p in others if p.name.endswith(".tmp")
+    )
 
 
 def test_a_run_killed_with_sigkill_leaves_nothing_after_the_next_write(tmp_path):
     target = tmp_path / "out.json"
-    code = ("import os, signal, sys; from pathlib import Path; from src.pipeline import files\n"
-            f"with files.atomic_open(Path({str(target)!r})) as handle:\n"
-            "    handle.write('partial'); handle.flush(); os.kill(os.getpid(), signal.SIGKILL)\n")
+    code = (
+        "import os, signal, sys; from pathlib import Path; from src.pipeline import files\n"
+        f"with files.atomic_open(Path({str(target)!r})) as handle:\n"
+        "    handle.write('partial'); handle.flush(); os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=config.ROOT, capture_output=True, text=True)
     assert result.returncode == -9
     left = list(tmp_path.glob(".out.json.*.tmp"))

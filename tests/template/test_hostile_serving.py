@@ -1,5 +1,6 @@
 """Hostile input to serving: bodies the HTTP service must answer with a 4xx, never a 500,
 and batch-command inputs it must refuse with a message that names the problem."""
+
 from __future__ import annotations
 
 import functools
@@ -43,8 +44,9 @@ def test_a_lone_surrogate_in_a_categorical_value_is_a_422_naming_the_field(tmp_p
     client, row = _client(tmp_path)
     name = ADAPTER.categorical[0]
     row[name] = SURROGATE
-    response = client.post("/predict", content=_with_lone_surrogate({"rows": [row, row]}),
-                           headers={"content-type": "application/json"})
+    response = client.post(
+        "/predict", content=_with_lone_surrogate({"rows": [row, row]}), headers={"content-type": "application/json"}
+    )
     assert response.status_code == 422, response.text
     problems = response.json()["detail"]
     assert [problem["loc"] for problem in problems] == [["body", "rows", 0, name], ["body", "rows", 1, name]]
@@ -65,12 +67,14 @@ def test_a_body_that_is_not_declared_json_is_a_415_naming_the_expected_type(tmp_
 @pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "application/vnd.api+json"])
 def test_json_media_types_are_still_served(tmp_path, content_type):
     client, row = _client(tmp_path)
-    response = client.post("/predict", content=json.dumps({"rows": [row]}).encode(),
-                           headers={"content-type": content_type})
+    response = client.post(
+        "/predict", content=json.dumps({"rows": [row]}).encode(), headers={"content-type": content_type}
+    )
     assert response.status_code == 200, response.text
 
 
 # --- the version-mismatch refusal names its override --------------------------
+
 
 @pytest.fixture
 def mismatched(tmp_path) -> dict[str, Path]:
@@ -80,9 +84,15 @@ def mismatched(tmp_path) -> dict[str, Path]:
     model_path, manifest_path, manifest = frames.save(models, "logistic_regression", 2)
     manifest["versions"]["scikit-learn"] = "0.24.2"
     manifest_path.write_text(json.dumps(manifest))
-    entries = [{"path": path.relative_to(tmp_path).as_posix(), "hash": "md5",
-                "md5": hashlib.md5(path.read_bytes()).hexdigest(), "size": path.stat().st_size}
-               for path in (model_path, manifest_path)]
+    entries = [
+        {
+            "path": path.relative_to(tmp_path).as_posix(),
+            "hash": "md5",
+            "md5": hashlib.md5(path.read_bytes()).hexdigest(),
+            "size": path.stat().st_size,
+        }
+        for path in (model_path, manifest_path)
+    ]
     lock = tmp_path / "dvc.lock"
     lock.write_text(yaml.safe_dump({"schema": "2.0", "stages": {"train": {"cmd": "train", "outs": entries}}}))
     params = tmp_path / "params.yaml"
@@ -122,6 +132,7 @@ def test_other_refusals_do_not_suggest_the_version_override(mismatched):
 
 # --- the batch command names rows as its input numbers them -------------------
 
+
 @pytest.mark.skipif(not ADAPTER.numeric, reason="the adapter has no numeric features")
 def test_csv_errors_name_the_csv_line_and_parquet_errors_the_row(tmp_path, monkeypatch):
     deployed, rows = tiny_deployed(tmp_path / "model", 2)
@@ -152,8 +163,11 @@ def test_an_empty_csv_is_named_as_empty(tmp_path, monkeypatch, content):
 def test_the_command_refuses_an_empty_file_without_a_traceback(tmp_path):
     empty = tmp_path / "rows.csv"
     empty.write_bytes(b"")
-    result = run(["python", "-m", "src.serving.predict", "--input", str(empty),
-                  "--output", str(tmp_path / "out.csv")], cwd=config.ROOT, check=False)
+    result = run(
+        ["python", "-m", "src.serving.predict", "--input", str(empty), "--output", str(tmp_path / "out.csv")],
+        cwd=config.ROOT,
+        check=False,
+    )
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert f"predict: error: input file {empty} is empty: no header, no rows" in result.stderr
     assert "No columns to parse" not in result.stderr

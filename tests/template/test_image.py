@@ -5,6 +5,7 @@ run with `buildah run` (src/tools/image.py says why). One build and one
 rebuild per test session; `.ci/run` installs the tools, and under CI=true a
 missing tool fails rather than skips.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,20 @@ pytestmark = pytest.mark.slow
 TAG = "localhost/model-service-test"
 # What the image must not hold: the repository's tests, tools and adapter, and
 # the development packages (DVC, its plugins, test and lint tools).
-FORBIDDEN_PACKAGES = ("dvc", "dvclive", "dvc_data", "dvc_objects", "pytest", "_pytest", "hypothesis", "ruff",
-                      "uv", "xdist", "schemathesis", "tests")
+FORBIDDEN_PACKAGES = (
+    "dvc",
+    "dvclive",
+    "dvc_data",
+    "dvc_objects",
+    "pytest",
+    "_pytest",
+    "hypothesis",
+    "ruff",
+    "uv",
+    "xdist",
+    "schemathesis",
+    "tests",
+)
 FORBIDDEN_APP = ("tests", "src/tools", "bench", "data")
 CHUNK = 5000  # the service's default --max-rows
 RAW_CHUNK = 1000  # raw rows are wider: under the default --max-bytes
@@ -40,8 +53,10 @@ RAW_CHUNK = 1000  # raw rows are wider: under the default --max-bytes
 def _require_tools() -> None:
     missing = image.missing_tools()
     if missing:
-        message = (f"{', '.join(missing)} not installed, so the image cannot be built here: "
-                   f"apt-get install {' '.join(missing)} (.ci/run does)")
+        message = (
+            f"{', '.join(missing)} not installed, so the image cannot be built here: "
+            f"apt-get install {' '.join(missing)} (.ci/run does)"
+        )
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
@@ -83,7 +98,10 @@ def service(box: str) -> Iterator[str]:
     port = free_port()
     process = subprocess.Popen(
         image.run_command(box, ["python", "-m", "src.serving.serve", "--host", "127.0.0.1", "--port", str(port)]),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -108,8 +126,9 @@ def service(box: str) -> Iterator[str]:
 
 def test_the_image_runs_as_its_non_root_user(box):
     assert in_box(box, "id", "-u").strip() == "10001"
-    config_user = image._run(["podman", *image.STORAGE, "image", "inspect", "--format", "{{.Config.User}}", TAG],
-                             "inspect").stdout.strip()
+    config_user = image._run(
+        ["podman", *image.STORAGE, "image", "inspect", "--format", "{{.Config.User}}", TAG], "inspect"
+    ).stdout.strip()
     assert config_user == "app"
 
 
@@ -123,7 +142,7 @@ def test_the_images_service_answers_the_evaluate_stages_predictions(service, rep
     got = []
     with httpx.Client(base_url=service, timeout=300) as client:
         for start in range(0, len(features), CHUNK):
-            chunk = features.iloc[start:start + CHUNK]
+            chunk = features.iloc[start : start + CHUNK]
             body = chunk.astype(object).where(chunk.notna(), None).to_dict(orient="records")
             response = client.post("/predict", json={"rows": body})
             assert response.status_code == 200, response.text[:500]
@@ -151,7 +170,7 @@ def test_the_images_service_derives_raw_test_rows_to_the_evaluate_stages_predict
     got = []
     with httpx.Client(base_url=service, timeout=300) as client:
         for start in range(0, len(rows), RAW_CHUNK):
-            response = client.post("/predict/raw", json={"rows": as_json_rows(rows.iloc[start:start + RAW_CHUNK])})
+            response = client.post("/predict/raw", json={"rows": as_json_rows(rows.iloc[start : start + RAW_CHUNK])})
             assert response.status_code == 200, response.text[:500]
             got.extend(response.json()["predictions"])
     served = pd.DataFrame(got)
@@ -162,9 +181,17 @@ def test_the_images_service_derives_raw_test_rows_to_the_evaluate_stages_predict
 
 
 def test_the_image_holds_no_tests_tools_dvc_or_pytest(box):
-    listing = json.loads(in_box(box, "python", "-c", (
-        "import json, os, site; print(json.dumps({p: sorted(os.listdir(p)) for p in site.getsitepackages() "
-        "if os.path.isdir(p)}))")))
+    listing = json.loads(
+        in_box(
+            box,
+            "python",
+            "-c",
+            (
+                "import json, os, site; print(json.dumps({p: sorted(os.listdir(p)) for p in site.getsitepackages() "
+                "if os.path.isdir(p)}))"
+            ),
+        )
+    )
     names = {name for entries in listing.values() for name in entries}
     assert names, listing
     packages = {name.split("-")[0].lower() for name in names}
@@ -184,8 +211,11 @@ def test_two_builds_of_one_commit_are_one_image(built, reproduced, tmp_path):
     again = image.build(TAG + "-again", root=reproduced, timings=timings, no_cache=True)
     print(f"\nimage: first {built['id']}, again {again}; {timings}")
     if again != built["id"]:
-        differ = image.differing_files(image.save(TAG, tmp_path / "first"), image.save(TAG + "-again",
-                                                                                      tmp_path / "again"))
-        pytest.fail(f"two builds of one commit differ: {built['id']} and {again}; differing files:\n  "
-                    + "\n  ".join(differ[:50]))
+        differ = image.differing_files(
+            image.save(TAG, tmp_path / "first"), image.save(TAG + "-again", tmp_path / "again")
+        )
+        pytest.fail(
+            f"two builds of one commit differ: {built['id']} and {again}; differing files:\n  "
+            + "\n  ".join(differ[:50])
+        )
     assert image.layers(TAG) == image.layers(TAG + "-again")

@@ -1,4 +1,5 @@
 """How the image test names what differs between two builds: layers of OCI layouts compared file by file."""
+
 from __future__ import annotations
 
 import hashlib
@@ -37,9 +38,12 @@ def layout(folder: Path, layers: list[dict[str, tuple[bytes, int]]]) -> Path:
 def test_differing_files_names_each_changed_added_or_dated_file_by_layer(tmp_path):
     base = {"etc/os-release": (b"bookworm", 0)}
     first = layout(tmp_path / "a", [base, {"app/x.py": (b"x = 1", 10), "app/y.py": (b"y", 10)}])
-    second = layout(tmp_path / "b", [base, {"app/x.py": (b"x = 2", 10), "app/y.py": (b"y", 11),
-                                            "app/z.py": (b"", 10)}])
+    second = layout(tmp_path / "b", [base, {"app/x.py": (b"x = 2", 10), "app/y.py": (b"y", 11), "app/z.py": (b"", 10)}])
     assert image.differing_files(first, second) == ["layer 1: app/x.py", "layer 1: app/y.py", "layer 1: app/z.py"]
-    assert image.differing_files(first, layout(tmp_path / "c", [base, {"app/x.py": (b"x = 1", 10),
-                                                                     "app/y.py": (b"y", 10)}])) == []
+    assert (
+        image.differing_files(
+            first, layout(tmp_path / "c", [base, {"app/x.py": (b"x = 1", 10), "app/y.py": (b"y", 10)}])
+        )
+        == []
+    )
     assert image.differing_files(first, layout(tmp_path / "d", [base])) == ["<2 layers against 1>"]

@@ -2,6 +2,7 @@
 
 Generic: tiny frames and a temporary SQLite file, whatever the active adapter.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -29,8 +30,7 @@ def url(tmp_path: Path) -> str:
 
 
 def frame(ids, colour=None, size=None) -> pd.DataFrame:
-    return pd.DataFrame({ID: ids, "colour": colour or ["red"] * len(ids),
-                         "size": size or [float(i) for i in ids]})
+    return pd.DataFrame({ID: ids, "colour": colour or ["red"] * len(ids), "size": size or [float(i) for i in ids]})
 
 
 def versions(url: str) -> pd.DataFrame:
@@ -47,8 +47,9 @@ def as_of(url: str, moment: str) -> pd.DataFrame:
     engine = sa.create_engine(url)
     try:
         with engine.connect() as connection:
-            return pd.read_sql(sa.text(latest_query(TABLE, ID, ["colour", "size"])), connection,
-                               params={"as_of": moment_text(moment)})
+            return pd.read_sql(
+                sa.text(latest_query(TABLE, ID, ["colour", "size"])), connection, params={"as_of": moment_text(moment)}
+            )
     finally:
         engine.dispose()
 
@@ -79,8 +80,7 @@ def test_the_same_file_twice_adds_nothing(url, tmp_path):
 def test_a_gap_or_a_new_column_order_is_not_a_change(url):
     # A column of whole numbers is read as floats once one cell is missing;
     # the same values must still be the same rows.
-    ingest(pd.DataFrame({ID: [1, 2], "colour": ["red", "blue"], "size": [181, 190]}), url, TABLE, ID,
-           recorded_at=DAY1)
+    ingest(pd.DataFrame({ID: [1, 2], "colour": ["red", "blue"], "size": [181, 190]}), url, TABLE, ID, recorded_at=DAY1)
     gap = pd.DataFrame({ID: [1, 2, 3], "colour": ["red", "blue", "red"], "size": [181.0, 190.0, None]})
     assert ingest(gap, url, TABLE, ID, recorded_at=DAY2).appended == 1
     reordered = gap[["size", ID, "colour"]]
@@ -95,8 +95,12 @@ def test_a_changed_row_appends_a_version_and_each_moment_reads_its_own(url):
     assert len(versions(url)) == 4  # nothing updated or deleted
 
     assert as_of(url, "2019-12-31").empty
-    for moment, colours in ((DAY1, ["red", "red"]), (DAY2, ["red", "green"]), (DAY3, ["blue", "green"]),
-                            ("2020-01-02T12:00:00Z", ["red", "red"])):
+    for moment, colours in (
+        (DAY1, ["red", "red"]),
+        (DAY2, ["red", "green"]),
+        (DAY3, ["blue", "green"]),
+        ("2020-01-02T12:00:00Z", ["red", "red"]),
+    ):
         snapshot = as_of(url, moment)
         assert snapshot[ID].tolist() == [1, 2], moment
         assert snapshot["colour"].tolist() == colours, moment
@@ -126,17 +130,20 @@ def test_without_a_moment_rows_are_stamped_now_in_utc(url):
     assert ingest(frame([1]), url, TABLE, ID, now=now).recorded_at == "2021-03-04 03:06:07"
 
 
-@pytest.mark.parametrize("rows, expected", [
-    (frame([1]).drop(columns=ID), "no id column 'item_id'"),
-    (frame([1, 2, 1]), r"duplicate ids \[1\]"),
-    (frame([1]).assign(**{ID: ["a"]}), "ids must be integers"),
-    (frame([1, 2]).assign(**{ID: [1.5, 2.0]}), "ids must be integers"),
-    (frame([1, 2]).assign(**{ID: [1, None]}), r"missing ids at rows \[1\]"),
-    (frame([1]).assign(version_id=[7]), r"\['version_id'\] are reserved"),
-    (frame([1]).assign(row_hash=["x"]), r"\['row_hash'\] are reserved"),
-    (frame([1]).assign(recorded_at=[DAY1]), r"\['recorded_at'\] are reserved"),
-    (frame([1]).iloc[:0], "no rows"),
-])
+@pytest.mark.parametrize(
+    "rows, expected",
+    [
+        (frame([1]).drop(columns=ID), "no id column 'item_id'"),
+        (frame([1, 2, 1]), r"duplicate ids \[1\]"),
+        (frame([1]).assign(**{ID: ["a"]}), "ids must be integers"),
+        (frame([1, 2]).assign(**{ID: [1.5, 2.0]}), "ids must be integers"),
+        (frame([1, 2]).assign(**{ID: [1, None]}), r"missing ids at rows \[1\]"),
+        (frame([1]).assign(version_id=[7]), r"\['version_id'\] are reserved"),
+        (frame([1]).assign(row_hash=["x"]), r"\['row_hash'\] are reserved"),
+        (frame([1]).assign(recorded_at=[DAY1]), r"\['recorded_at'\] are reserved"),
+        (frame([1]).iloc[:0], "no rows"),
+    ],
+)
 def test_a_table_that_cannot_be_a_history_is_refused(url, rows, expected):
     with pytest.raises(HistoryError, match=expected):
         ingest(rows, url, TABLE, ID, recorded_at=DAY1)
@@ -151,8 +158,9 @@ def test_copy_tables_moves_a_history_unchanged_and_never_overwrites(url, tmp_pat
     target = f"sqlite:///{tmp_path / 'copy.sqlite'}"
     assert copy_tables(url, target, declared, batch_rows=2) == {TABLE: 5}  # batches smaller than the table
     pd.testing.assert_frame_equal(versions(target), versions(url))
-    assert {index["name"] for index in sa.inspect(sa.create_engine(target)).get_indexes(TABLE)} == \
-        {f"{TABLE}_by_recorded"}
+    assert {index["name"] for index in sa.inspect(sa.create_engine(target)).get_indexes(TABLE)} == {
+        f"{TABLE}_by_recorded"
+    }
     with pytest.raises(HistoryError, match=r"already has tables \['items'\]: a history is never overwritten"):
         copy_tables(url, target, declared)
     assert len(versions(target)) == 5
@@ -173,24 +181,30 @@ def test_a_bad_moment_or_other_columns_are_refused(url):
     with pytest.raises(HistoryError, match="needs a time zone"):
         ingest(frame([1]), url, TABLE, ID, recorded_at="2020-01-01T10:00:00")
     ingest(frame([1]), url, TABLE, ID, recorded_at=DAY1)
-    with pytest.raises(HistoryError, match=r"exists with other columns: the file lacks \['size'\], "
-                                           r"the table lacks \['weight'\]"):
+    with pytest.raises(
+        HistoryError,
+        match=r"exists with other columns: the file lacks \['size'\], "
+        r"the table lacks \['weight'\]",
+    ):
         ingest(frame([1]).drop(columns="size").assign(weight=[3.0]), url, TABLE, ID, recorded_at=DAY2)
     with pytest.raises(HistoryError, match=r"exists with other columns: the table lacks \['weight'\]$"):
         ingest(frame([1]).assign(weight=[3.0]), url, TABLE, ID, recorded_at=DAY2)
 
 
-@pytest.mark.parametrize("content, expected", [
-    ("", "is empty: no header, no rows"),
-    ("item_id,colour\n", None),  # a header alone: read, then refused by ingest as having no rows
-    ('item_id,colour\n1,"red\n', "not a well-formed CSV"),
-    # pandas alone would shift these values under the wrong header, or pad the row, silently.
-    ("item_id,colour\n1,red,extra,more\n2,blue\n", "line 2 has 4 fields, the header 2"),
-    ("item_id,colour\n1,red,extra\n2,blue\n", "line 2 has 3 fields, the header 2"),
-    ("item_id,colour\n1,red\n2\n", "line 3 has 1 fields, the header 2"),
-    ("item_id,colour\n1,red\n2,blue,extra\n", "not a well-formed CSV"),
-    ("item_id,colour\n1,caf\xe9\n", "not a well-formed CSV"),
-])
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        ("", "is empty: no header, no rows"),
+        ("item_id,colour\n", None),  # a header alone: read, then refused by ingest as having no rows
+        ('item_id,colour\n1,"red\n', "not a well-formed CSV"),
+        # pandas alone would shift these values under the wrong header, or pad the row, silently.
+        ("item_id,colour\n1,red,extra,more\n2,blue\n", "line 2 has 4 fields, the header 2"),
+        ("item_id,colour\n1,red,extra\n2,blue\n", "line 2 has 3 fields, the header 2"),
+        ("item_id,colour\n1,red\n2\n", "line 3 has 1 fields, the header 2"),
+        ("item_id,colour\n1,red\n2,blue,extra\n", "not a well-formed CSV"),
+        ("item_id,colour\n1,caf\xe9\n", "not a well-formed CSV"),
+    ],
+)
 def test_unreadable_files_are_refused(tmp_path, url, content, expected):
     path = tmp_path / "items.csv"
     path.write_bytes(content.encode("latin-1"))
@@ -225,12 +239,15 @@ def test_parquet_and_csv_give_the_same_history(tmp_path):
 SECRET = "s3cr3t-Pa55"
 
 
-@pytest.mark.parametrize("bad_url", [
-    f"postgresql://user:{SECRET}@127.0.0.1:1/db",  # nothing listening
-    f"nosuchdatabase://user:{SECRET}@localhost/db",
-    f"user:{SECRET}@localhost/db",  # not a URL at all
-    f"sqlite://user:{SECRET}@/no/such/folder/history.sqlite",
-])
+@pytest.mark.parametrize(
+    "bad_url",
+    [
+        f"postgresql://user:{SECRET}@127.0.0.1:1/db",  # nothing listening
+        f"nosuchdatabase://user:{SECRET}@localhost/db",
+        f"user:{SECRET}@localhost/db",  # not a URL at all
+        f"sqlite://user:{SECRET}@/no/such/folder/history.sqlite",
+    ],
+)
 def test_a_wrong_url_is_named_without_its_password(bad_url):
     with pytest.raises(HistoryError, match="source") as raised:
         ingest(frame([1]), bad_url, TABLE, ID, recorded_at=DAY1)
@@ -259,22 +276,26 @@ def test_cli_appends_and_reports(tmp_path, url):
     path.write_text("item_id,colour,when\n2,red,2020-01-02\n1,blue,2020-01-01\n")
     first = ingest_cli(str(path), "--table", TABLE, "--id", ID, "--recorded-at", "when", "--url", url)
     assert "ingest: 2 new versions, 0 unchanged rows -> table 'items'" in first.stdout
-    assert versions(url).set_index(ID)[RECORDED_AT].to_dict() == {1: "2020-01-01 23:59:59",
-                                                                  2: "2020-01-02 23:59:59"}
+    assert versions(url).set_index(ID)[RECORDED_AT].to_dict() == {1: "2020-01-01 23:59:59", 2: "2020-01-02 23:59:59"}
     path.write_text("item_id,colour\n1,blue\n2,red\n3,red\n")
     second = ingest_cli(str(path), "--table", TABLE, "--id", ID, "--recorded-at", "2020-01-05", "--url", url)
     assert "ingest: 1 new versions recorded at 2020-01-05 23:59:59, 2 unchanged rows" in second.stdout
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["--id", "nope"], "no id column 'nope'"),
-    (["--id", ID, "--recorded-at", "someday"], "--recorded-at is neither a column of"),
-    # Nothing listens on port 1: the server refuses, and the message names it without the password.
-    (["--id", ID, "--url", f"postgresql://u:{SECRET}@127.0.0.1:1/db"],
-     'cannot write to the source postgresql://u:***@127.0.0.1:1/db: connection failed: connection to server at '
-     '"127.0.0.1", port 1 failed: Connection refused'),
-    (["--id", ID, "--url", f"nosuchdatabase://u:{SECRET}@127.0.0.1:1/db"], "cannot use the source URL"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--id", "nope"], "no id column 'nope'"),
+        (["--id", ID, "--recorded-at", "someday"], "--recorded-at is neither a column of"),
+        # Nothing listens on port 1: the server refuses, and the message names it without the password.
+        (
+            ["--id", ID, "--url", f"postgresql://u:{SECRET}@127.0.0.1:1/db"],
+            "cannot write to the source postgresql://u:***@127.0.0.1:1/db: connection failed: connection to server at "
+            '"127.0.0.1", port 1 failed: Connection refused',
+        ),
+        (["--id", ID, "--url", f"nosuchdatabase://u:{SECRET}@127.0.0.1:1/db"], "cannot use the source URL"),
+    ],
+)
 def test_cli_errors_exit_non_zero_with_the_reason(tmp_path, args, expected):
     path = tmp_path / "items.csv"
     path.write_text("item_id,colour\n1,red\n")
@@ -296,10 +317,19 @@ def _gather_reads(url: str, column: str) -> list:
     metadata = sa.MetaData()
     history_table(metadata, TABLE, ID, sa.Column(column, sa.Text))
     adapter = Adapter(
-        name="items", title="items", entity="items", id=ID, target="colour", target_type=pa.string(),
-        source_tables=metadata, snapshot_query="", categorical=(), numeric=(),
+        name="items",
+        title="items",
+        entity="items",
+        id=ID,
+        target="colour",
+        target_type=pa.string(),
+        source_tables=metadata,
+        snapshot_query="",
+        categorical=(),
+        numeric=(),
         snapshot_schema=pa.schema([(ID, pa.int64()), (column, pa.timestamp("us", tz="UTC"))]),
-        derive_features=lambda rows, params: (rows, {}))
+        derive_features=lambda rows, params: (rows, {}),
+    )
     stored = versions(url)
     chunk = pa.Table.from_pandas(stored[[ID, column]], preserve_index=False)
     return to_snapshot(chunk, adapter).column(column).to_pylist()
@@ -307,19 +337,24 @@ def _gather_reads(url: str, column: str) -> list:
 
 def test_parse_dates_stores_csv_dates_and_times_as_the_source_timestamps_gather_reads(url, tmp_path):
     path = tmp_path / "items.csv"
-    path.write_text("item_id,colour,seen\n"
-                    "1,red,2020-03-01\n"                 # a bare date: midnight UTC
-                    "2,red,2020-03-01T12:30:00+02:00\n"  # an offset: converted to UTC
-                    "3,red,2020-03-01 23:59:59\n"        # no offset: UTC, like the source's own text
-                    "4,red,\n")                          # missing stays missing
+    path.write_text(
+        "item_id,colour,seen\n"
+        "1,red,2020-03-01\n"  # a bare date: midnight UTC
+        "2,red,2020-03-01T12:30:00+02:00\n"  # an offset: converted to UTC
+        "3,red,2020-03-01 23:59:59\n"  # no offset: UTC, like the source's own text
+        "4,red,\n"
+    )  # missing stays missing
     ingest(read_table(path, parse_dates=("seen",)), url, TABLE, ID, recorded_at=DAY1)
     stored = versions(url)["seen"]
     assert stored[:3].tolist() == ["2020-03-01 00:00:00", "2020-03-01 10:30:00", "2020-03-01 23:59:59"]
     assert stored[3:].isna().all()  # NULL in the database
     utc = dt.UTC
     assert _gather_reads(url, "seen") == [
-        dt.datetime(2020, 3, 1, tzinfo=utc), dt.datetime(2020, 3, 1, 10, 30, tzinfo=utc),
-        dt.datetime(2020, 3, 1, 23, 59, 59, tzinfo=utc), None]
+        dt.datetime(2020, 3, 1, tzinfo=utc),
+        dt.datetime(2020, 3, 1, 10, 30, tzinfo=utc),
+        dt.datetime(2020, 3, 1, 23, 59, 59, tzinfo=utc),
+        None,
+    ]
     # The same values from Parquet datetimes are the same history: nothing new to append.
     read_table(path, parse_dates=("seen",)).to_parquet(tmp_path / "items.parquet")
     assert ingest(read_table(tmp_path / "items.parquet"), url, TABLE, ID, recorded_at=DAY2).appended == 0
@@ -333,11 +368,14 @@ def test_without_parse_dates_a_csv_date_stays_text_that_gather_refuses(url, tmp_
         _gather_reads(url, "seen")
 
 
-@pytest.mark.parametrize("value, problem", [
-    ("01/03/2020", "is not an ISO 8601 date or time"),
-    ("2020-02-30", "is not an ISO 8601 date or time"),
-    ("2020-03-01T10:00:00.5Z", "has fractions of a second"),
-])
+@pytest.mark.parametrize(
+    "value, problem",
+    [
+        ("01/03/2020", "is not an ISO 8601 date or time"),
+        ("2020-02-30", "is not an ISO 8601 date or time"),
+        ("2020-03-01T10:00:00.5Z", "has fractions of a second"),
+    ],
+)
 def test_an_unparsable_date_names_file_column_line_and_value(tmp_path, value, problem):
     path = tmp_path / "items.csv"
     path.write_text(f'item_id,colour,seen\n1,"two\nlines",2020-03-01\n2,red,{value}\n')
@@ -354,20 +392,35 @@ def test_cli_parse_dates(tmp_path, url):
     path.write_text("item_id,colour,seen\n1,red,2020-03-01T08:00:00Z\n")
     ingest_cli(str(path), "--table", TABLE, "--id", ID, "--recorded-at", DAY1, "--parse-dates", "seen", "--url", url)
     assert versions(url)["seen"].tolist() == ["2020-03-01 08:00:00"]
-    bad = ingest_cli(str(path), "--table", TABLE, "--id", ID, "--recorded-at", "seen", "--parse-dates", "seen",
-                     "--url", url, check=False)
+    bad = ingest_cli(
+        str(path),
+        "--table",
+        TABLE,
+        "--id",
+        ID,
+        "--recorded-at",
+        "seen",
+        "--parse-dates",
+        "seen",
+        "--url",
+        url,
+        check=False,
+    )
     assert bad.returncode == 1 and "leave it out of --parse-dates" in bad.stderr, bad.stderr
 
 
 # --- bounds: a moment that has not come, an id past 64 bits --------------------------
+
 
 def _tables(url: str) -> dict[str, int]:
     """Each table at `url` and its row count: what a refused ingest must leave as it was."""
     engine = sa.create_engine(url)
     try:
         with engine.connect() as connection:
-            return {name: connection.execute(sa.text(f"SELECT count(*) FROM {name}")).scalar()
-                    for name in sa.inspect(connection).get_table_names()}
+            return {
+                name: connection.execute(sa.text(f"SELECT count(*) FROM {name}")).scalar()
+                for name in sa.inspect(connection).get_table_names()
+            }
     finally:
         engine.dispose()
 
@@ -396,8 +449,9 @@ def test_cli_refuses_a_future_recorded_at(tmp_path):
     path = tmp_path / "items.csv"
     path.write_text("item_id,colour\n1,red\n")
     history = f"sqlite:///{tmp_path / 'history.sqlite'}"
-    result = ingest_cli(str(path), "--table", TABLE, "--id", ID, "--recorded-at", "2999-01-01", "--url", history,
-                        check=False)
+    result = ingest_cli(
+        str(path), "--table", TABLE, "--id", ID, "--recorded-at", "2999-01-01", "--url", history, check=False
+    )
     assert result.returncode == 1 and result.stderr.startswith("ingest: error: "), result.stderr
     assert "in the future" in result.stderr and "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1

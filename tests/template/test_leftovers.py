@@ -1,4 +1,5 @@
 """What a killed stage leaves: `make repro` sweeps its temporaries (never while a stage writes); git ignores them."""
+
 from __future__ import annotations
 
 import json

@@ -6,6 +6,7 @@ command are tried: bash, which execs it, and dash (`/bin/sh`, what DVC runs
 when $SHELL is unset), which forks it and outlives `dvc`. The same stage without
 the import is the control: it survives, as every stage did before.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -25,8 +26,10 @@ from tests.conftest import descendants, project_env, run
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 
-WAIT = ("import os, pathlib, time; {imports}pathlib.Path('stage.pid').write_text(str(os.getpid())); "
-        "time.sleep(120); pathlib.Path('out.txt').write_text('written after dvc died')")
+WAIT = (
+    "import os, pathlib, time; {imports}pathlib.Path('stage.pid').write_text(str(os.getpid())); "
+    "time.sleep(120); pathlib.Path('out.txt').write_text('written after dvc died')"
+)
 
 
 def _gone(pid: int) -> bool:
@@ -48,8 +51,7 @@ def _project(folder: Path, imports: str) -> Path:
 def _stage_after_dvc_is_killed(folder: Path, shell: str | None) -> int:
     """Start `dvc repro`, wait for its stage, kill -9 dvc; return the stage's PID."""
     env = project_env(PYTHONPATH=str(config.ROOT), SHELL=shell)
-    dvc = subprocess.Popen(["dvc", "repro"], cwd=folder, env=env, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
+    dvc = subprocess.Popen(["dvc", "repro"], cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     pid_file = folder / "stage.pid"
     try:
         for _ in range(600):
@@ -110,6 +112,7 @@ def test_the_dvc_process_is_the_parent_or_the_parent_of_the_shell_it_runs_the_co
     fake.chmod(0o755)
     parent = subprocess.Popen([str(fake)])
     try:
+
         def is_shell(pid: int) -> bool:
             with contextlib.suppress(FileNotFoundError):
                 return "-c" in Path(f"/proc/{pid}/cmdline").read_text().split("\0")
@@ -137,5 +140,3 @@ def test_the_dvc_process_is_the_parent_or_the_parent_of_the_shell_it_runs_the_co
                 os.kill(pid, signal.SIGKILL)
         parent.kill()
         parent.wait()
-
-

@@ -1,4 +1,5 @@
 """The model, its evaluation and its predictions table on tiny frames, for two and for three classes."""
+
 from __future__ import annotations
 
 import hashlib
@@ -106,15 +107,22 @@ def test_another_seed_gives_another_network():
 @pytest.mark.parametrize("model", MODELS)
 def test_the_manifest_records_every_seed_the_fitted_model_holds(model):
     fitted, params, frame = frames.fit(model)
-    manifest = build_manifest(params, ADAPTER, fitted, "sha", "data-sha", len(frame),
-                              count_unknown(frame, params.categories))
+    manifest = build_manifest(
+        params, ADAPTER, fitted, "sha", "data-sha", len(frame), count_unknown(frame, params.categories)
+    )
     recorded = manifest["seeds"]
     assert recorded and set(recorded.values()) == {params.seed}
     # Every estimator with a random_state is listed, and every CV splitter.
-    estimators = [path for path, value in fitted.get_params(deep=True).items()
-                  if hasattr(value, "random_state") and not isinstance(value, type)]
-    assert {f"{path}__random_state" if not hasattr(value, "split") else f"{path}.random_state"
-            for path, value in fitted.get_params(deep=True).items() if path in estimators} == set(recorded)
+    estimators = [
+        path
+        for path, value in fitted.get_params(deep=True).items()
+        if hasattr(value, "random_state") and not isinstance(value, type)
+    ]
+    assert {
+        f"{path}__random_state" if not hasattr(value, "split") else f"{path}.random_state"
+        for path, value in fitted.get_params(deep=True).items()
+        if path in estimators
+    } == set(recorded)
     if model == "mlp":
         # one integer seeds its weights, early-stopping split and batch shuffling (docs/reproducibility.md)
         assert recorded == {"estimator__random_state": params.seed}
@@ -123,9 +131,12 @@ def test_the_manifest_records_every_seed_the_fitted_model_holds(model):
     assert manifest["validation"]["seed"] == params.seed
 
 
-ESTIMATOR_CLASSES = {"hist_gradient_boosting": HistGradientBoostingClassifier,
-                     "logistic_regression": LogisticRegression, "random_forest": RandomForestClassifier,
-                     "mlp": MLPClassifier}
+ESTIMATOR_CLASSES = {
+    "hist_gradient_boosting": HistGradientBoostingClassifier,
+    "logistic_regression": LogisticRegression,
+    "random_forest": RandomForestClassifier,
+    "mlp": MLPClassifier,
+}
 
 
 def _check_described(described: dict, fitted) -> None:
@@ -195,8 +206,9 @@ def test_train_warns_with_the_counts_when_training_rows_fall_in_the_unknown_buck
 @pytest.mark.parametrize("n_classes", [2, 3])
 def test_the_manifest_describes_the_model(n_classes):
     model, params, frame = frames.fit("logistic_regression", n_classes)
-    manifest = build_manifest(params, ADAPTER, model, "sha", "data-sha", len(frame),
-                              count_unknown(frame, params.categories))
+    manifest = build_manifest(
+        params, ADAPTER, model, "sha", "data-sha", len(frame), count_unknown(frame, params.categories)
+    )
     assert manifest["classes"] == frames.classes(n_classes) and manifest["target"] == ADAPTER.target
     assert manifest["features"] == list(ADAPTER.features) and manifest["id"] == ADAPTER.id
     assert pa.type_for_alias(manifest["target_type"]) == ADAPTER.target_type
@@ -208,6 +220,7 @@ def test_the_manifest_describes_the_model(n_classes):
 
 
 # --- evaluation -----------------------------------------------------------
+
 
 def test_binary_scores_are_sklearns_on_the_positive_class():
     classes = frames.classes(2)
@@ -253,10 +266,20 @@ def test_permutation_importance_names_every_feature(n_classes):
 
 # --- the stages' main functions, on tiny features in a temporary folder ------
 
+
 def stage_in_tmp(tmp_path, monkeypatch, params) -> None:
     """Point every stage path, dvc.lock included, into tmp_path, and give the stages `params`."""
-    for name in ("TRAIN_FEATURES", "TEST_FEATURES", "MODEL", "MANIFEST", "VALIDATION_METRICS", "EVAL_DIR", "METRICS",
-                 "PREDICTIONS", "DVC_LOCK"):
+    for name in (
+        "TRAIN_FEATURES",
+        "TEST_FEATURES",
+        "MODEL",
+        "MANIFEST",
+        "VALIDATION_METRICS",
+        "EVAL_DIR",
+        "METRICS",
+        "PREDICTIONS",
+        "DVC_LOCK",
+    ):
         monkeypatch.setattr(config, name, tmp_path / getattr(config, name).relative_to(config.ROOT))
     monkeypatch.setattr(config, "ROOT", tmp_path)
     for stage in (train, evaluate):
@@ -265,8 +288,10 @@ def stage_in_tmp(tmp_path, monkeypatch, params) -> None:
 
 def record_train_outputs(root) -> None:
     """What DVC does between the train and evaluate stages: record train's outputs' MD5s in dvc.lock."""
-    outs = [{"path": path, "hash": "md5", "md5": hashlib.md5((root / path).read_bytes()).hexdigest()}
-            for path in ("models/model.pkl", "models/manifest.json")]
+    outs = [
+        {"path": path, "hash": "md5", "md5": hashlib.md5((root / path).read_bytes()).hexdigest()}
+        for path in ("models/model.pkl", "models/manifest.json")
+    ]
     (root / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": {"train": {"outs": outs}}}))
 
 
@@ -305,8 +330,9 @@ def test_train_and_evaluate_stages_write_what_dvc_yaml_declares(n_classes, tmp_p
     evaluate.main()
 
     written = pd.read_parquet(config.PREDICTIONS)
-    assert pq.read_schema(config.PREDICTIONS).remove_metadata() == \
-        predictions.predictions_schema(ADAPTER.id, params.classes, ADAPTER.target_type)
+    assert pq.read_schema(config.PREDICTIONS).remove_metadata() == predictions.predictions_schema(
+        ADAPTER.id, params.classes, ADAPTER.target_type
+    )
     assert written[ADAPTER.id].tolist() == rows[held_out][ADAPTER.id].tolist()
     assert set(written["label"]) <= set(params.classes)
     scores = json.loads(config.METRICS.read_text())
@@ -321,7 +347,7 @@ def assert_declared_plots_written(root: Path, written_root: Path, task: str) -> 
     files_declared = {Path(path).stem for plot in declared for spec in plot.values() for path in spec["y"]}
     assert files_declared == set().union(*evaluate.PLOTS.values())
     for plot in declared:
-        (title, spec), = plot.items()
+        ((title, spec),) = plot.items()
         for path, fields in spec["y"].items():
             written = written_root / path
             if Path(path).stem not in evaluate.PLOTS[task]:
@@ -342,8 +368,11 @@ def test_the_train_stage_writes_the_same_bytes_on_any_thread_count(model, tmp_pa
     for threads in ("1", "2", "4"):
         monkeypatch.setenv(config.THREADS_ENV, threads)
         train.main()
-        written[threads] = (config.MODEL.read_bytes(), config.MANIFEST.read_bytes(),
-                            config.VALIDATION_METRICS.read_bytes())
+        written[threads] = (
+            config.MODEL.read_bytes(),
+            config.MANIFEST.read_bytes(),
+            config.VALIDATION_METRICS.read_bytes(),
+        )
     assert written["1"] == written["2"] == written["4"]
     # What the reset is for: fitted on two threads, HistGradientBoosting keeps the count.
     if model in ("hist_gradient_boosting", "stacking") and len(os.sched_getaffinity(0)) >= 2:
@@ -365,6 +394,7 @@ def test_a_bad_thread_setting_stops_train_naming_it(tmp_path, monkeypatch):
 
 # --- evaluate's outputs land whole ------------------------------------------
 
+
 def quick_params():
     """A tiny linear model, and one permutation per feature: evaluate in about a second."""
     params = frames.small_params("logistic_regression")
@@ -385,17 +415,21 @@ def evaluated(tmp_path, monkeypatch) -> dict[str, bytes]:
 
 def eval_files() -> dict[str, bytes]:
     """The outputs in eval/, without evaluate's temporary directories."""
-    return {path.relative_to(config.EVAL_DIR).as_posix(): path.read_bytes()
-            for path in sorted(config.EVAL_DIR.rglob("*"))
-            if path.is_file() and not path.relative_to(config.EVAL_DIR).parts[0].startswith(".live.")}
+    return {
+        path.relative_to(config.EVAL_DIR).as_posix(): path.read_bytes()
+        for path in sorted(config.EVAL_DIR.rglob("*"))
+        if path.is_file() and not path.relative_to(config.EVAL_DIR).parts[0].startswith(".live.")
+    }
 
 
 def half_then(action):
     """A stand-in for dvclive's JSON writer: write half the file, then `action()` (a crash)."""
+
     def dump_json(content, output_file, **kwargs):
         text = json.dumps(content, indent=4)
         Path(output_file).write_text(text[: len(text) // 2])
         action()
+
     return dump_json
 
 
@@ -450,8 +484,9 @@ evaluate.main()
 
 def test_a_killed_evaluate_leaves_valid_outputs_and_the_next_run_removes_its_temporaries(tmp_path, monkeypatch):
     old = evaluated(tmp_path, monkeypatch)
-    killed = subprocess.run([sys.executable, "-c", KILLED_EVALUATE, str(tmp_path)], cwd=ROOT,
-                            capture_output=True, text=True)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_EVALUATE, str(tmp_path)], cwd=ROOT, capture_output=True, text=True
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert eval_files() == old
     for payload in old.values():
@@ -473,11 +508,13 @@ def _parses(path: Path) -> bool:
 
 # --- the predictions table ------------------------------------------------
 
+
 def test_binary_predictions_frame_and_schema():
     classes = frames.classes(2)
     positive = np.array([0.2, 0.5, 0.9])
-    frame = predictions.predictions_frame("row_id", [3, 1, 2], np.column_stack([1 - positive, positive]),
-                                          classes, threshold=0.5)
+    frame = predictions.predictions_frame(
+        "row_id", [3, 1, 2], np.column_stack([1 - positive, positive]), classes, threshold=0.5
+    )
     assert list(frame.columns) == ["row_id", "probability", "label"]
     assert frame["label"].tolist() == [classes[0], classes[1], classes[1]]  # at the threshold: positive
     assert frame["row_id"].tolist() == [3, 1, 2] and np.array_equal(frame["probability"], positive)
@@ -509,12 +546,26 @@ def test_stacked_forests_predict_on_one_job_while_they_are_fitted():
     probabilities); a forest there on more jobs sums its trees in thread-finishing order.
     A single forest may fit on every core (its n_jobs is reset before pickling)."""
     params = frames.small_params("stacking")
-    stacked_train = params.train.model_copy(update={"stacking": params.train.stacking.model_copy(
-        update={"estimators": ["hist_gradient_boosting", "random_forest"]})})
+    stacked_train = params.train.model_copy(
+        update={
+            "stacking": params.train.stacking.model_copy(
+                update={"estimators": ["hist_gradient_boosting", "random_forest"]}
+            )
+        }
+    )
     stacked = build_pipeline(stacked_train, params.categories, ADAPTER.numeric, params.seed, threads=4)
-    forests = [step for _, base in stacked.named_steps["estimator"].estimators
-               for _, step in base.steps if isinstance(step, RandomForestClassifier)]
+    forests = [
+        step
+        for _, base in stacked.named_steps["estimator"].estimators
+        for _, step in base.steps
+        if isinstance(step, RandomForestClassifier)
+    ]
     assert forests and all(forest.n_jobs == 1 for forest in forests)
-    single = build_pipeline(params.train.model_copy(update={"model": "random_forest"}), params.categories,
-                            ADAPTER.numeric, params.seed, threads=4)
+    single = build_pipeline(
+        params.train.model_copy(update={"model": "random_forest"}),
+        params.categories,
+        ADAPTER.numeric,
+        params.seed,
+        threads=4,
+    )
     assert single.named_steps["estimator"].n_jobs == 4

@@ -7,6 +7,7 @@ Headless Chromium renders each page with every host but loopback unreachable,
 and the test counts what was drawn. Under CI=true a missing Chromium fails the
 test: .ci/run installs it, and a skip would hide that it did not.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -44,15 +45,20 @@ INLINE_SCRIPT = re.compile(rb'<script data-vendored="(\S+) (\S+)">(.*?)</script>
 
 # --- the vendored files --------------------------------------------------------
 
+
 def vendored_files() -> list[tuple[str, str, dict]]:
-    return [(package["package"], package["integrity"], file)
-            for package in json.loads(VENDORED.read_text(encoding="utf-8"))["packages"]
-            for file in package["files"]]
+    return [
+        (package["package"], package["integrity"], file)
+        for package in json.loads(VENDORED.read_text(encoding="utf-8"))["packages"]
+        for file in package["files"]
+    ]
 
 
 def test_vendored_files_are_the_registry_files_the_manifest_names():
-    inline = {(spec.decode(), path.decode()): hashlib.sha256(code).hexdigest()
-              for spec, path, code in INLINE_SCRIPT.findall(PLOTS_PAGE.read_bytes())}
+    inline = {
+        (spec.decode(), path.decode()): hashlib.sha256(code).hexdigest()
+        for spec, path, code in INLINE_SCRIPT.findall(PLOTS_PAGE.read_bytes())
+    }
     files = vendored_files()
     assert files and len(inline) == 3
     for package, integrity, file in files:
@@ -94,6 +100,7 @@ def test_curves_are_thinned_deterministically():
 
 # --- Chromium, offline ---------------------------------------------------------
 
+
 def chromium() -> str:
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found is None:
@@ -107,14 +114,26 @@ def chromium() -> str:
 def rendered_dom(url: str, profile: Path) -> str:
     """The page's DOM after its scripts ran, with every host but loopback unreachable."""
     result = subprocess.run(
-        [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-         "--disable-background-networking", "--disable-extensions", f"--user-data-dir={profile}",
-         # No name resolves (but the loopback address), and every other request
-         # goes to a proxy on a closed port: nothing leaves the machine.
-         "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-         "--proxy-server=http://127.0.0.1:9",
-         "--virtual-time-budget=20000", "--dump-dom", url],
-        capture_output=True, text=True, timeout=RENDER_TIMEOUT_S,
+        [
+            chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-extensions",
+            f"--user-data-dir={profile}",
+            # No name resolves (but the loopback address), and every other request
+            # goes to a proxy on a closed port: nothing leaves the machine.
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+            "--proxy-server=http://127.0.0.1:9",
+            "--virtual-time-budget=20000",
+            "--dump-dom",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=RENDER_TIMEOUT_S,
     )
     assert result.returncode == 0 and result.stdout, result.stderr[-2000:]
     return result.stdout
@@ -135,8 +154,9 @@ class DrawnCharts(HTMLParser):
                 self.depth += 1
             elif attributes.get("id") in self.marks:
                 self.current, self.depth = attributes["id"], 1
-        elif self.current is not None and tag in ("canvas", "svg") \
-                and "marks" in (attributes.get("class") or "").split():
+        elif (
+            self.current is not None and tag in ("canvas", "svg") and "marks" in (attributes.get("class") or "").split()
+        ):
             self.marks[self.current] += 1
 
     def handle_endtag(self, tag: str) -> None:
@@ -157,8 +177,11 @@ def test_plots_page_draws_every_plot_offline(reproduced, tmp_path):
     chromium()
     # The adapter's task's plots: evaluate writes those files (evaluate.PLOTS); the other task's
     # plots have none, and DVC leaves them empty (tests/template/test_plots.py checks both).
-    plots = [plot for plot in YAML(typ="safe").load((reproduced / "dvc.yaml").read_text(encoding="utf-8"))["plots"]
-             if all(Path(path).stem in PLOTS[ADAPTER.task] for spec in plot.values() for path in spec["y"])]
+    plots = [
+        plot
+        for plot in YAML(typ="safe").load((reproduced / "dvc.yaml").read_text(encoding="utf-8"))["plots"]
+        if all(Path(path).stem in PLOTS[ADAPTER.task] for spec in plot.values() for path in spec["y"])
+    ]
     assert plots, "dvc.yaml declares no plot of the adapter's task"
     ids = [Renderer.remove_special_chars(next(iter(plot))) for plot in plots]
     for plot in plots:

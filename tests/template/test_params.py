@@ -1,4 +1,5 @@
 """params.yaml validation: every bad key is named with what was expected, briefly; recorded lists fit the adapter."""
+
 from __future__ import annotations
 
 import copy
@@ -95,9 +96,11 @@ def test_wrong_type_or_value_is_named(raw, path, value, expected):
 
 def test_categories_must_be_sorted_unique_and_free_of_the_unknown_bucket(raw):
     name = next(iter(raw["categories"]), "some_feature")
-    for values, expected in [(["b", "a"], f"categories.{name} must be sorted"),
-                             (["a", "a"], f"categories.{name} must be sorted and without duplicates"),
-                             (sorted(["a", UNKNOWN]), f"categories.{name} must not contain the reserved {UNKNOWN!r}")]:
+    for values, expected in [
+        (["b", "a"], f"categories.{name} must be sorted"),
+        (["a", "a"], f"categories.{name} must be sorted and without duplicates"),
+        (sorted(["a", UNKNOWN]), f"categories.{name} must not contain the reserved {UNKNOWN!r}"),
+    ]:
         broken = copy.deepcopy(raw)
         broken["categories"][name] = values
         message = _refused(broken)
@@ -105,12 +108,16 @@ def test_categories_must_be_sorted_unique_and_free_of_the_unknown_bucket(raw):
         assert "reserved" in expected or "make categories" in message
 
 
-@pytest.mark.parametrize("section", [
-    "not a mapping " * 500,
-    ["a"] * 500,
-    {"feature": list(range(500))},  # unquoted codes that YAML reads as numbers
-    {"feature": {"nested": "mapping"}},
-], ids=["text", "list", "numbers", "nested"])
+@pytest.mark.parametrize(
+    "section",
+    [
+        "not a mapping " * 500,
+        ["a"] * 500,
+        {"feature": list(range(500))},  # unquoted codes that YAML reads as numbers
+        {"feature": {"nested": "mapping"}},
+    ],
+    ids=["text", "list", "numbers", "nested"],
+)
 def test_a_bad_categories_section_gets_a_short_message(raw, section):
     raw["categories"] = section
     message = _refused(raw)
@@ -130,15 +137,29 @@ def test_check_recorded_accepts_the_committed_lists():
     assert all(params.categories.values()), "run `make categories` and commit params.yaml"
 
 
-@pytest.mark.parametrize("change, expected, needs_categorical", [
-    (lambda p: {"categories": {}}, "recorded for []", True),
-    (lambda p: {"categories": dict(reversed(list(p.categories.items())))} if len(p.categories) > 1
-     else {"categories": {**p.categories, "another": ["x"]}}, "the adapter's categorical features are", False),
-    (lambda p: {"categories": dict(list(p.categories.items())[1:])}, "the adapter's categorical features are", True),
-    (lambda p: {"categories": {name: [] for name in p.categories}}, "no values recorded for", True),
-    (lambda p: {"classes": []}, "no classes recorded", False),
-    (lambda p: {"classes": ["x", "y"] if isinstance(p.classes[0], int) else [0, 1]}, "but the target", False),
-])
+@pytest.mark.parametrize(
+    "change, expected, needs_categorical",
+    [
+        (lambda p: {"categories": {}}, "recorded for []", True),
+        (
+            lambda p: (
+                {"categories": dict(reversed(list(p.categories.items())))}
+                if len(p.categories) > 1
+                else {"categories": {**p.categories, "another": ["x"]}}
+            ),
+            "the adapter's categorical features are",
+            False,
+        ),
+        (
+            lambda p: {"categories": dict(list(p.categories.items())[1:])},
+            "the adapter's categorical features are",
+            True,
+        ),
+        (lambda p: {"categories": {name: [] for name in p.categories}}, "no values recorded for", True),
+        (lambda p: {"classes": []}, "no classes recorded", False),
+        (lambda p: {"classes": ["x", "y"] if isinstance(p.classes[0], int) else [0, 1]}, "but the target", False),
+    ],
+)
 def test_check_recorded_says_make_categories(change, expected, needs_categorical):
     params = frames.PARAMS
     if needs_categorical and not ADAPTER.categorical:
@@ -172,11 +193,14 @@ def test_the_recorded_lists_are_checked_against_the_training_features():
     assert "make categories" in str(error.value) and len(str(error.value)) < SHORT
 
 
-@pytest.mark.parametrize("text, line", [
-    ("seed: 1\nseed: 2\n", "lines 1 and 2"),
-    ("train:\n  model: a\n  max_iter: 3\n  model: b\n", "lines 2 and 4"),
-    ("categories:\n  x:\n  - a\n  y: []\n  x: []\n", "lines 2 and 5"),
-])
+@pytest.mark.parametrize(
+    "text, line",
+    [
+        ("seed: 1\nseed: 2\n", "lines 1 and 2"),
+        ("train:\n  model: a\n  max_iter: 3\n  model: b\n", "lines 2 and 4"),
+        ("categories:\n  x:\n  - a\n  y: []\n  x: []\n", "lines 2 and 5"),
+    ],
+)
 def test_a_duplicated_key_is_refused_as_dvc_refuses_it(tmp_path, text, line):
     # PyYAML would keep the last value silently; DVC's reader refuses the file.
     path = tmp_path / "params.yaml"

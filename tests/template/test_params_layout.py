@@ -7,6 +7,7 @@ comment that follows a list is dropped with it. A file already in that layout
 keeps every other byte, and a diff of a promoted experiment shows only what
 it changed.
 """
+
 from __future__ import annotations
 
 import io
@@ -80,7 +81,8 @@ def test_dvc_set_param_changes_only_the_value(tmp_path):
     assert path.read_text(encoding="utf-8") == TEXT, "`dvc exp run -S` with an unchanged value rewrote the file"
     apply_overrides(path, [f"seed={PARAMS.seed + 1}"])
     assert changed_lines(TEXT, path.read_text(encoding="utf-8")) == [
-        (f"seed: {PARAMS.seed}", f"seed: {PARAMS.seed + 1}")]
+        (f"seed: {PARAMS.seed}", f"seed: {PARAMS.seed + 1}")
+    ]
 
 
 def test_update_params_changes_exactly_one_line(tmp_path):
@@ -93,4 +95,5 @@ def test_update_params_changes_exactly_one_line(tmp_path):
 
     assert update_params(path, bump) is True
     assert changed_lines(TEXT, path.read_text(encoding="utf-8")) == [
-        (f"  impute_strategy: {PARAMS.train.impute_strategy}", "  impute_strategy: mean")]
+        (f"  impute_strategy: {PARAMS.train.impute_strategy}", "  impute_strategy: mean")
+    ]

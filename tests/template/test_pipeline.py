@@ -3,6 +3,7 @@
 `--force` so that DVC's run-cache cannot restore outputs without running the
 stages, which would hide any non-determinism.
 """
+
 from __future__ import annotations
 
 import random
@@ -37,8 +38,10 @@ def test_fresh_clone_reproduces_dvc_lock_under_another_environment(clone):
     )
     run(["make", "repro", "REPRO_FLAGS=--force"], cwd=clone, **perturbed)
     diff = run(["git", "diff", "--exit-code", "--stat"], cwd=clone, check=False)
-    assert diff.returncode == 0, f"the rebuild changed committed files:\n{diff.stdout}\n" + run(
-        ["git", "diff", "dvc.lock"], cwd=clone, check=False).stdout[:4000]
+    assert diff.returncode == 0, (
+        f"the rebuild changed committed files:\n{diff.stdout}\n"
+        + run(["git", "diff", "dvc.lock"], cwd=clone, check=False).stdout[:4000]
+    )
     status = run(["dvc", "status"], cwd=clone)
     assert "up to date" in status.stdout, status.stdout
     lock = yaml.safe_load((clone / "dvc.lock").read_text())

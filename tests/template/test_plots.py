@@ -7,6 +7,7 @@ that holds only dvc.yaml's plots, runs `dvc plots show`, and has headless
 Chromium draw the page as SVG, so the text on each chart (legends, counts,
 tick labels) can be read back and checked.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -55,6 +56,7 @@ def made_up(classes: list, rows: int = 3000, seed: int = 0) -> tuple[np.ndarray,
 
 # --- the plot data -------------------------------------------------------------
 
+
 def test_binary_curves_carry_the_metrics_and_the_prevalence():
     y, probabilities = made_up([0, 1])
     frames = curves(*curve_inputs(y, probabilities, [0, 1]))
@@ -99,6 +101,7 @@ def test_score_histogram_gives_each_class_its_own_shares(classes):
 
 # --- the drawn page ------------------------------------------------------------
 
+
 class ChartTexts(HTMLParser):
     """Per plot div: every visible SVG <text> as (text, x, y, anchor, font size, is an axis label)."""
 
@@ -119,8 +122,13 @@ class ChartTexts(HTMLParser):
                 self.current, self.depth = attributes["id"], 1
         elif tag == "text" and self.current is not None and attributes.get("opacity", "1") != "0":
             x, y = map(float, re.match(r"translate\(([-\d.e]+),([-\d.e]+)\)", attributes["transform"]).groups())
-            self.open = [x, y, attributes.get("text-anchor", "start"), float(attributes["font-size"][:-2]),
-                         any(self.groups)]
+            self.open = [
+                x,
+                y,
+                attributes.get("text-anchor", "start"),
+                float(attributes["font-size"][:-2]),
+                any(self.groups),
+            ]
 
     def handle_data(self, data: str) -> None:
         if self.open is not None:
@@ -172,9 +180,12 @@ def plots_project(path: Path, classes: list) -> tuple[Path, np.ndarray, np.ndarr
     YAML().dump({"plots": declared["plots"]}, path / "dvc.yaml")
     # The example's spread (0 to 0.0999): DVC's stock bar template put eleven labels,
     # 0.00 to 0.10, in its 300 pixels, and the first two ran together.
-    importance = pd.DataFrame({"feature": [f"feature_{i}" for i in range(12)],
-                               "importance": [0.0999, 0.056, 0.031, 0.028, 0.026, 0.019, 0.014, 0.006, 0.004,
-                                              0.002, 0.001, 0.0]})
+    importance = pd.DataFrame(
+        {
+            "feature": [f"feature_{i}" for i in range(12)],
+            "importance": [0.0999, 0.056, 0.031, 0.028, 0.026, 0.019, 0.014, 0.006, 0.004, 0.002, 0.001, 0.0],
+        }
+    )
     if not classes:
         generator = np.random.default_rng(0)
         y = generator.normal(4000.0, 800.0, 3000)
@@ -206,8 +217,11 @@ def drawn_texts(project: Path, output: Path, task: str) -> tuple[dict[str, list[
     dom = rendered_dom((output / "svg.html").as_uri(), output / "profile")
     parser = ChartTexts(ids)
     parser.feed(dom)
-    own = [name for name, plot in zip(ids, plots, strict=True)
-           if all(Path(file).stem in PLOTS[task] for spec in plot.values() for file in spec["y"])]
+    own = [
+        name
+        for name, plot in zip(ids, plots, strict=True)
+        if all(Path(file).stem in PLOTS[task] for spec in plot.values() for file in spec["y"])
+    ]
     texts = {name: [text for text, *_ in parser.texts[name]] for name in own}
     assert all(texts.values()), {name: len(found) for name, found in texts.items()}
     assert set(ids) - set(own) == {name for name, found in parser.texts.items() if not found}

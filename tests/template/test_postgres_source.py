@@ -9,6 +9,7 @@ carries; one test puts a wrong one in a URL too, to see that no error shows
 it. Run with -rA to see the cluster's start and stop times and the demo's
 load time.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -49,8 +50,12 @@ def md5(path: Path) -> str:
 
 
 def ingest_cli(path: Path, url: str, *args: str, password: str = PASSWORD):
-    return run(["python", "-m", "src.tools.ingest", str(path), "--table", TABLE, "--id", ID, *args, "--url", url],
-               cwd=config.ROOT, check=False, PGPASSWORD=password)
+    return run(
+        ["python", "-m", "src.tools.ingest", str(path), "--table", TABLE, "--id", ID, *args, "--url", url],
+        cwd=config.ROOT,
+        check=False,
+        PGPASSWORD=password,
+    )
 
 
 def read_as_of(url: str, moment: str) -> list[tuple]:
@@ -77,8 +82,10 @@ def test_ingest_builds_the_same_history_in_postgresql_as_in_sqlite(cluster, tmp_
         result = ingest_cli(first, url, "--recorded-at", "2020-01-01")
         assert result.returncode == 0, result.stderr
     assert "ingest: 3 new versions recorded at 2020-01-01 23:59:59, 0 unchanged rows" in result.stdout
-    days = {"2020-01-02T09:30:00Z": ([1, 2, 3, 4], ["blue", None, "red", "Green"], [2.25, 7.0, 1.5, 0.1]),
-            "2020-01-03": ([4, 1], ["green", "blue"], [0.1, 2.25])}
+    days = {
+        "2020-01-02T09:30:00Z": ([1, 2, 3, 4], ["blue", None, "red", "Green"], [2.25, 7.0, 1.5, 0.1]),
+        "2020-01-03": ([4, 1], ["green", "blue"], [0.1, 2.25]),
+    }
     for day, (ids, colours, sizes) in days.items():
         rows = pd.DataFrame({ID: ids, "colour": colours, "size": sizes})
         appended = [ingest(rows, url, TABLE, ID, recorded_at=day).appended for url in (sqlite, postgres)]
@@ -86,8 +93,9 @@ def test_ingest_builds_the_same_history_in_postgresql_as_in_sqlite(cluster, tmp_
     for moment in ("2019-12-31", "2020-01-01", *days, "2020-01-02T09:29:59Z"):
         assert read_as_of(postgres, moment) == read_as_of(sqlite, moment), moment
     assert [row[0] for row in read_as_of(postgres, "2020-01-03")] == [1, 2, 3, 4]
-    stored = pd.read_sql(f"SELECT {VERSION_ID}, {ID}, {RECORDED_AT} FROM {TABLE} ORDER BY {VERSION_ID}",
-                         cluster.url(database))
+    stored = pd.read_sql(
+        f"SELECT {VERSION_ID}, {ID}, {RECORDED_AT} FROM {TABLE} ORDER BY {VERSION_ID}", cluster.url(database)
+    )
     assert stored[VERSION_ID].tolist() == list(range(1, 7))
 
 
@@ -103,8 +111,12 @@ def test_a_wrong_password_is_refused_and_never_shown(cluster, tmp_path, monkeypa
     assert command.returncode == 1 and refused in command.stderr, command.stderr
     assert wrong not in command.stdout + command.stderr
     if ADAPTER.build_demo_source is not None:  # an adapter without a demo has nothing to copy
-        command = run(["python", "-m", "src.tools.source", "--url", in_environment], cwd=config.ROOT, check=False,
-                      PGPASSWORD=wrong)
+        command = run(
+            ["python", "-m", "src.tools.source", "--url", in_environment],
+            cwd=config.ROOT,
+            check=False,
+            PGPASSWORD=wrong,
+        )
         assert command.returncode == 1 and refused in command.stderr, command.stderr
         assert wrong not in command.stdout + command.stderr
     for url, password in ((in_url, PASSWORD), (in_environment, wrong)):
@@ -132,8 +144,8 @@ def demo(cluster):
 def locked_snapshot() -> tuple[str, str, int]:
     """What dvc.lock records for the snapshot: its MD5, and the as_of and chunk size it was made with."""
     lock = lockfile.read_dvc_lock(config.DVC_LOCK)
-    (_, as_of), = lockfile.recorded_params(lock, "gather.as_of")
-    (_, chunk_rows), = lockfile.recorded_params(lock, "gather.chunk_rows")
+    ((_, as_of),) = lockfile.recorded_params(lock, "gather.as_of")
+    ((_, chunk_rows),) = lockfile.recorded_params(lock, "gather.chunk_rows")
     return lockfile.locked_md5(lock, SNAPSHOT), as_of, chunk_rows
 
 
@@ -148,17 +160,24 @@ def gather_as_reader(cluster, database: str, output: Path, monkeypatch) -> str:
 def test_postgresql_gives_the_snapshot_that_dvc_lock_records(cluster, demo, tmp_path, monkeypatch):
     expected = gather_as_reader(cluster, demo, tmp_path / "snapshot.parquet", monkeypatch)
     assert md5(tmp_path / "snapshot.parquet") == expected, (
-        "the snapshot gathered from PostgreSQL differs from the one dvc.lock records (SQLite's demo source)")
+        "the snapshot gathered from PostgreSQL differs from the one dvc.lock records (SQLite's demo source)"
+    )
     # The reader reads and nothing more: it can create no table.
     with pytest.raises(HistoryError, match="permission denied for schema public"):
-        ingest(pd.DataFrame({ID: [1], "colour": ["red"]}), cluster.url(demo, user=READER), TABLE, ID,
-               recorded_at="2020-01-01")
+        ingest(
+            pd.DataFrame({ID: [1], "colour": ["red"]}),
+            cluster.url(demo, user=READER),
+            TABLE,
+            ID,
+            recorded_at="2020-01-01",
+        )
 
 
 def heap_order(cluster, database: str, table: sa.Table) -> list:
     key = table.primary_key.columns[0].name
-    return [row[0] for row in cluster.execute(f"SELECT {key} FROM {table.name} ORDER BY ctid LIMIT 1000",
-                                              database=database)]
+    return [
+        row[0] for row in cluster.execute(f"SELECT {key} FROM {table.name} ORDER BY ctid LIMIT 1000", database=database)
+    ]
 
 
 def there_and_back(table: sa.Table) -> list[str]:
@@ -184,8 +203,12 @@ def test_the_snapshot_survives_updates_vacuum_full_and_cluster(cluster, demo, tm
     statements = []
     for table in tables:
         first_index = sorted(table.indexes, key=lambda index: index.name)[0].name
-        statements += [*there_and_back(table), f"VACUUM FULL {table.name}",
-                       f"CLUSTER {table.name} USING {first_index}", f"ANALYZE {table.name}"]
+        statements += [
+            *there_and_back(table),
+            f"VACUUM FULL {table.name}",
+            f"CLUSTER {table.name} USING {first_index}",
+            f"ANALYZE {table.name}",
+        ]
     cluster.execute(*statements, database=demo)
     moved = [name for name in before if heap_order(cluster, demo, ADAPTER.source_tables.tables[name]) != before[name]]
     assert moved == [table.name for table in tables]  # every heap is in another physical order now

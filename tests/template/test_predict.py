@@ -5,6 +5,7 @@ manifests. The `slow` ones use a model built by the real pipeline (the
 session's `reproduced` clone); tests that tamper with artifacts work on copies
 laid out as the Docker image has them (models/, dvc.lock, params.yaml side by side).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,12 +33,15 @@ from tests.template.frames import ADAPTER, UNSEEN
 
 TEST_FEATURES = config.TEST_FEATURES.relative_to(config.ROOT).as_posix()
 SAVED_PREDICTIONS = config.PREDICTIONS.relative_to(config.ROOT).as_posix()
-DEPLOYED_FILES = [path.relative_to(config.ROOT).as_posix()
-                  for path in (config.MODEL, config.MANIFEST, config.DVC_LOCK, config.PARAMS_FILE)]
+DEPLOYED_FILES = [
+    path.relative_to(config.ROOT).as_posix()
+    for path in (config.MODEL, config.MANIFEST, config.DVC_LOCK, config.PARAMS_FILE)
+]
 
 
-def tiny_deployed(tmp_path: Path, n_classes: int, model: str = "logistic_regression", threads: int = 1,
-                  **adapter_changes):
+def tiny_deployed(
+    tmp_path: Path, n_classes: int, model: str = "logistic_regression", threads: int = 1, **adapter_changes
+):
     """A tiny model deployed from its saved files: (Deployed, its test rows)."""
     import dataclasses
 
@@ -57,18 +61,27 @@ def _probability_columns(frame: pd.DataFrame) -> list[str]:
 def test_tiny_model_predictions_are_the_evaluate_stages_frame(tmp_path, n_classes):
     deployed, rows = tiny_deployed(tmp_path, n_classes)
     result = deployed.predict(rows)
-    expected = predictions_frame(ADAPTER.id, rows[ADAPTER.id], deployed.model.predict_proba(
-        rows[list(ADAPTER.features)]), deployed.classes, deployed.threshold)
+    expected = predictions_frame(
+        ADAPTER.id,
+        rows[ADAPTER.id],
+        deployed.model.predict_proba(rows[list(ADAPTER.features)]),
+        deployed.classes,
+        deployed.threshold,
+    )
     pd.testing.assert_frame_equal(result.predictions, expected, check_exact=True)
     assert result.probabilities.shape == (len(rows), n_classes)
     assert result.ignored_columns == [ADAPTER.target]  # the target is no input
     if n_classes == 2:
         assert list(result.predictions.columns) == [ADAPTER.id, "probability", "label"]
     else:
-        assert list(result.predictions.columns) == [ADAPTER.id, "label",
-                                                    *(f"probability_{c}" for c in deployed.classes)]
-        assert (result.predictions["label"].to_numpy()
-                == np.asarray(deployed.classes)[result.probabilities.argmax(axis=1)]).all()
+        assert list(result.predictions.columns) == [
+            ADAPTER.id,
+            "label",
+            *(f"probability_{c}" for c in deployed.classes),
+        ]
+        assert (
+            result.predictions["label"].to_numpy() == np.asarray(deployed.classes)[result.probabilities.argmax(axis=1)]
+        ).all()
     assert deployed.schema.names == list(result.predictions.columns)
     # without ids, no id column
     no_ids = deployed.predict(rows.drop(columns=ADAPTER.id)).predictions
@@ -115,6 +128,7 @@ def test_a_contract_error_lists_every_problem_at_once(tmp_path):
 
 
 # --- the model the real pipeline built ---------------------------------------
+
 
 def deploy_copy(repo: Path, destination: Path) -> dict[str, Path]:
     """Copy what loading needs out of `repo`; return load_model's path arguments."""
@@ -163,8 +177,9 @@ def relock(paths: dict[str, Path], name: str) -> None:
 @pytest.mark.slow
 def test_batch_command_reproduces_the_evaluate_stage_byte_for_byte(reproduced, tmp_path):
     output = tmp_path / "predictions.parquet"
-    result = run(["python", "-m", "src.serving.predict", "--input", TEST_FEATURES, "--output", str(output)],
-                 cwd=reproduced)
+    result = run(
+        ["python", "-m", "src.serving.predict", "--input", TEST_FEATURES, "--output", str(output)], cwd=reproduced
+    )
     assert output.read_bytes() == (reproduced / SAVED_PREDICTIONS).read_bytes()
     assert f"ignored columns [{ADAPTER.target!r}]" in result.stderr  # the target is no input
 
@@ -179,8 +194,9 @@ def test_csv_in_any_column_order_gives_the_same_values(deployed, reproduced, tes
     saved = pd.read_parquet(reproduced / SAVED_PREDICTIONS).iloc[::step].reset_index(drop=True)
     # Exact float64 bits, not approximately equal.
     for column in _probability_columns(saved):
-        assert np.array_equal(result.predictions[column].to_numpy().view(np.int64),
-                              saved[column].to_numpy().view(np.int64)), column
+        assert np.array_equal(
+            result.predictions[column].to_numpy().view(np.int64), saved[column].to_numpy().view(np.int64)
+        ), column
     # as the batch command writes it: through the predictions schema (safe casts only)
     written = files.to_arrow(result.predictions, deployed.schema).to_pandas()
     pd.testing.assert_frame_equal(written, saved, check_exact=True)
@@ -192,8 +208,10 @@ def test_csv_in_any_column_order_gives_the_same_values(deployed, reproduced, tes
 def test_unknown_categories_go_to_the_bucket_and_are_counted(deployed, test_rows):
     first = ADAPTER.categorical[0]
     row = test_rows.head(1).drop(columns=[ADAPTER.id, ADAPTER.target])
-    odd = pd.concat([row.assign(**{first: UNSEEN}), row.assign(**{first: "QQ" + UNSEEN}),
-                     row.assign(**{first: None})], ignore_index=True)
+    odd = pd.concat(
+        [row.assign(**{first: UNSEEN}), row.assign(**{first: "QQ" + UNSEEN}), row.assign(**{first: None})],
+        ignore_index=True,
+    )
     result = deployed.predict(odd)
     assert result.unknown_categories[first] == {"unknown": 2, "missing": 1}
     for other in ADAPTER.categorical[1:]:
@@ -211,18 +229,33 @@ def _at_row(frame: pd.DataFrame, column: str, value, row: int) -> pd.DataFrame:
 def _bad_inputs():
     """(name, change(frame), expected message) for a frame of 5 rows, from the active adapter's features."""
     categorical, numeric = ADAPTER.categorical, ADAPTER.numeric
-    cases = [("no rows", lambda f: f.head(0), "no rows"),
-             ("float ids", lambda f: f.assign(**{ADAPTER.id: f[ADAPTER.id].astype("float64")}), "ids must be integers")]
+    cases = [
+        ("no rows", lambda f: f.head(0), "no rows"),
+        ("float ids", lambda f: f.assign(**{ADAPTER.id: f[ADAPTER.id].astype("float64")}), "ids must be integers"),
+    ]
     if categorical and numeric:
-        cases.append(("two missing columns", lambda f: f.drop(columns=[numeric[-1], categorical[0]]),
-                      f"lacks required columns {[categorical[0], numeric[-1]]}"))
+        cases.append(
+            (
+                "two missing columns",
+                lambda f: f.drop(columns=[numeric[-1], categorical[0]]),
+                f"lacks required columns {[categorical[0], numeric[-1]]}",
+            )
+        )
     if categorical:
-        cases.append(("number as category", lambda f: f.assign(**{categorical[0]: 7.0}),
-                      f"{categorical[0]}: expected text or missing, got float 7.0"))
+        cases.append(
+            (
+                "number as category",
+                lambda f: f.assign(**{categorical[0]: 7.0}),
+                f"{categorical[0]}: expected text or missing, got float 7.0",
+            )
+        )
     if numeric:
         cases += [
-            ("text as number", lambda f: _at_row(f, numeric[0], "June", 1),
-             f"{numeric[0]}: expected a number or missing, got str 'June' at row 1"),
+            (
+                "text as number",
+                lambda f: _at_row(f, numeric[0], "June", 1),
+                f"{numeric[0]}: expected a number or missing, got str 'June' at row 1",
+            ),
             ("booleans", lambda f: f.assign(**{numeric[-1]: True}), f"{numeric[-1]}: expected numbers, got booleans"),
             ("infinity", lambda f: f.assign(**{numeric[0]: np.inf}), f"{numeric[0]}: infinite values"),
         ]
@@ -230,15 +263,21 @@ def _bad_inputs():
     for name, (low, high) in ADAPTER.feature_ranges.items():
         if high is not None or low is not None:
             beyond = float(high) + 1.0 if high is not None else float(low) - 1.0
-            cases.append((f"{name} out of range", lambda f, n=name, v=beyond: _at_row(f, n, v, 2),
-                          f"{name}: {beyond!r} outside the allowed range"))
+            cases.append(
+                (
+                    f"{name} out of range",
+                    lambda f, n=name, v=beyond: _at_row(f, n, v, 2),
+                    f"{name}: {beyond!r} outside the allowed range",
+                )
+            )
             break
     return cases
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("change, expected", [case[1:] for case in _bad_inputs()],
-                         ids=[case[0] for case in _bad_inputs()])
+@pytest.mark.parametrize(
+    "change, expected", [case[1:] for case in _bad_inputs()], ids=[case[0] for case in _bad_inputs()]
+)
 def test_bad_input_is_refused_with_the_problem_named(deployed, test_rows, change, expected):
     with pytest.raises(ContractError) as error:
         deployed.predict(change(test_rows.head(5).copy()))
@@ -259,8 +298,7 @@ def test_missing_numbers_are_imputed_like_training(deployed, test_rows):
     # median give the same prediction.
     column = ADAPTER.numeric[0]
     row = test_rows.head(1).drop(columns=[ADAPTER.target])
-    learned = [values[column] for key, values in deployed.manifest["learned"].items()
-               if key.endswith("impute_values")]
+    learned = [values[column] for key, values in deployed.manifest["learned"].items() if key.endswith("impute_values")]
     assert learned and len(set(learned)) == 1  # every base estimator learned the same value
     both = pd.concat([row.assign(**{column: np.nan}), row.assign(**{column: learned[0]})], ignore_index=True)
     probabilities = deployed.predict(both).probabilities
@@ -348,17 +386,23 @@ def test_batch_command_refuses_bad_input_without_writing(reproduced, test_rows, 
     test_rows.head(10).drop(columns=[ADAPTER.id]).to_csv(tmp_path / "no_ids.csv", index=False)
     test_rows.head(10).drop(columns=[last]).to_csv(tmp_path / "no_feature.csv", index=False)
     output = tmp_path / "out.parquet"
-    for name, expected in [("no_ids.csv", f"lacks the id column {ADAPTER.id!r}"),
-                           ("no_feature.csv", f"lacks required columns [{last!r}]"),
-                           ("rows.json", "unknown input format '.json'"),
-                           ("absent.csv", "not found")]:
-        result = run(["python", "-m", "src.serving.predict", "--input", str(tmp_path / name), "--output", str(output)],
-                     cwd=reproduced, check=False)
+    for name, expected in [
+        ("no_ids.csv", f"lacks the id column {ADAPTER.id!r}"),
+        ("no_feature.csv", f"lacks required columns [{last!r}]"),
+        ("rows.json", "unknown input format '.json'"),
+        ("absent.csv", "not found"),
+    ]:
+        result = run(
+            ["python", "-m", "src.serving.predict", "--input", str(tmp_path / name), "--output", str(output)],
+            cwd=reproduced,
+            check=False,
+        )
         assert result.returncode != 0 and expected in result.stderr and "Traceback" not in result.stderr
         assert not output.exists()
 
 
 # --- output formats -----------------------------------------------------------
+
 
 def _not_loaded(**_):
     raise AssertionError("the model was loaded before --output was checked")
@@ -384,8 +428,19 @@ def test_an_output_that_is_a_directory_is_refused_before_the_model_loads(tmp_pat
 
 
 def test_the_command_names_the_accepted_extensions_without_a_traceback(tmp_path):
-    result = run(["python", "-m", "src.serving.predict", "--input", str(tmp_path / "rows.csv"),
-                  "--output", str(tmp_path / "out.xlsx")], cwd=config.ROOT, check=False)
+    result = run(
+        [
+            "python",
+            "-m",
+            "src.serving.predict",
+            "--input",
+            str(tmp_path / "rows.csv"),
+            "--output",
+            str(tmp_path / "out.xlsx"),
+        ],
+        cwd=config.ROOT,
+        check=False,
+    )
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "predict: error:" in result.stderr and "extension '.xlsx'" in result.stderr
     assert ".csv" in result.stderr and ".parquet" in result.stderr
@@ -438,6 +493,7 @@ def test_batch_command_writes_csv_with_the_evaluate_stages_values(reproduced, tm
 
 # --- input and output paths -------------------------------------------------------
 
+
 def _rows_csv(tmp_path: Path) -> Path:
     path = tmp_path / "rows.csv"
     frames.features(5).drop(columns=[ADAPTER.target]).to_csv(path, index=False)
@@ -462,8 +518,11 @@ def _hard_link(rows: Path) -> Path:
     return rows.parent / "hard.csv"
 
 
-@pytest.mark.parametrize("output_of", [_same_path, _other_spelling, _symlink, _hard_link],
-                         ids=["same path", "other spelling", "symlink", "hard link"])
+@pytest.mark.parametrize(
+    "output_of",
+    [_same_path, _other_spelling, _symlink, _hard_link],
+    ids=["same path", "other spelling", "symlink", "hard link"],
+)
 def test_an_output_that_is_the_input_is_refused_before_anything_is_read(tmp_path, monkeypatch, output_of):
     monkeypatch.setattr(predict, "load_model", _not_loaded)
     rows = _rows_csv(tmp_path)
@@ -560,12 +619,17 @@ def test_path_refusals_are_one_line_without_a_traceback(tmp_path, read_only):
     locked = tmp_path / "locked"
     locked.mkdir()
     read_only(locked)
-    cases = [(rows, rows, "is the input file", rows),
-             (tmp_path / "folder.csv", tmp_path / "out.csv", "is a directory", tmp_path / "folder.csv"),
-             (rows, locked / "out.csv", "is read-only", locked / "out.csv")]
+    cases = [
+        (rows, rows, "is the input file", rows),
+        (tmp_path / "folder.csv", tmp_path / "out.csv", "is a directory", tmp_path / "folder.csv"),
+        (rows, locked / "out.csv", "is read-only", locked / "out.csv"),
+    ]
     for input_path, output, expected, named in cases:
-        result = run(["python", "-m", "src.serving.predict", "--input", str(input_path), "--output", str(output)],
-                     cwd=config.ROOT, check=False)
+        result = run(
+            ["python", "-m", "src.serving.predict", "--input", str(input_path), "--output", str(output)],
+            cwd=config.ROOT,
+            check=False,
+        )
         assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("predict: error: "), result.stderr
@@ -574,20 +638,27 @@ def test_path_refusals_are_one_line_without_a_traceback(tmp_path, read_only):
 
 # --- the raw contract: entities as gathered, derived by the adapter's INPUTS ---
 
+
 def _stub_raw() -> RawContract:
     """A RawContract over a stub derivation: one integer, one float and one text snapshot column."""
-    def derive(rows: pd.DataFrame) -> pd.DataFrame:
-        return pd.DataFrame({ADAPTER.id: rows[ADAPTER.id], "f": rows["n"].astype("float64") * rows["x"],
-                             "c": rows["c"]})
 
-    inputs = Inputs(schema=pa.schema([("n", pa.int16()), ("x", pa.float64()), ("c", pa.string())]),
-                    derive=derive, domains={"n": Domain(0, 10, required=True), "c": Domain(values=("a", "b"))})
+    def derive(rows: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame(
+            {ADAPTER.id: rows[ADAPTER.id], "f": rows["n"].astype("float64") * rows["x"], "c": rows["c"]}
+        )
+
+    inputs = Inputs(
+        schema=pa.schema([("n", pa.int16()), ("x", pa.float64()), ("c", pa.string())]),
+        derive=derive,
+        domains={"n": Domain(0, 10, required=True), "c": Domain(values=("a", "b"))},
+    )
     return RawContract(id=ADAPTER.id, inputs=inputs)
 
 
 def test_raw_rows_are_typed_as_the_snapshot_and_derived():
-    rows = pd.DataFrame({ADAPTER.id: [7, 3], "n": [2.0, 10.0], "x": [1.5, None], "c": ["a", None],
-                         "other": ["kept out", "of it"]})
+    rows = pd.DataFrame(
+        {ADAPTER.id: [7, 3], "n": [2.0, 10.0], "x": [1.5, None], "c": ["a", None], "other": ["kept out", "of it"]}
+    )
     derived, ignored = _stub_raw().check(rows)
     assert derived[ADAPTER.id].tolist() == [7, 3] and ignored == ["other"]
     assert derived["f"].tolist()[0] == 3.0 and np.isnan(derived["f"].tolist()[1])
@@ -596,17 +667,20 @@ def test_raw_rows_are_typed_as_the_snapshot_and_derived():
     assert ADAPTER.id not in without_ids.columns and without_ids["f"].tolist()[0] == 3.0
 
 
-@pytest.mark.parametrize("change, expected", [
-    (lambda rows: rows.drop(columns="x"), r"raw input lacks required columns \['x'\]"),
-    (lambda rows: rows.assign(x=["1.5", "oops"]), r"x: expected double or missing, got str '1.5' at rows 0, 1"),
-    (lambda rows: rows.assign(n=[1.5, 2.0]), r"n: not int16: Float value 1.5"),
-    (lambda rows: rows.assign(n=[40000, 2]), r"n: not int16: Integer value 40000 not in range"),
-    (lambda rows: rows.assign(n=[11, 2]), r"n: 11 outside the allowed range from 0 to 10 at row 0"),
-    (lambda rows: rows.assign(n=[None, 2]), r"n: missing values at row 0; the column is required"),
-    (lambda rows: rows.assign(c=["a", "z"]), r"c: 'z' is not one of \['a', 'b'\] at row 1"),
-    (lambda rows: rows.assign(c=["a", 5]), r"c: expected text or missing, got int 5 at row 1"),
-    (lambda rows: rows.assign(n=[True, False]), r"n: expected int16, got booleans"),
-])
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (lambda rows: rows.drop(columns="x"), r"raw input lacks required columns \['x'\]"),
+        (lambda rows: rows.assign(x=["1.5", "oops"]), r"x: expected double or missing, got str '1.5' at rows 0, 1"),
+        (lambda rows: rows.assign(n=[1.5, 2.0]), r"n: not int16: Float value 1.5"),
+        (lambda rows: rows.assign(n=[40000, 2]), r"n: not int16: Integer value 40000 not in range"),
+        (lambda rows: rows.assign(n=[11, 2]), r"n: 11 outside the allowed range from 0 to 10 at row 0"),
+        (lambda rows: rows.assign(n=[None, 2]), r"n: missing values at row 0; the column is required"),
+        (lambda rows: rows.assign(c=["a", "z"]), r"c: 'z' is not one of \['a', 'b'\] at row 1"),
+        (lambda rows: rows.assign(c=["a", 5]), r"c: expected text or missing, got int 5 at row 1"),
+        (lambda rows: rows.assign(n=[True, False]), r"n: expected int16, got booleans"),
+    ],
+)
 def test_bad_raw_rows_are_refused_naming_the_column(change, expected):
     rows = pd.DataFrame({"n": [2, 3], "x": [1.5, 2.5], "c": ["a", "b"]})
     with pytest.raises(ContractError, match=expected):

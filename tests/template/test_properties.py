@@ -5,6 +5,7 @@ text, and as_of parsing. Each either accepts (and then its result keeps the prom
 its own error and a short message: never another exception, which a caller would see as a traceback.
 Generation is bounded and derandomized, so every run tries the same inputs.
 """
+
 from __future__ import annotations
 
 import copy
@@ -27,8 +28,13 @@ from src.serving.contract import LARGEST, Contract, ContractError
 from tests.template import frames
 from tests.template.frames import ADAPTER, LEVELS, UNSEEN
 
-BOUNDED = settings(max_examples=100, derandomize=True, database=None, deadline=None,
-                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+BOUNDED = settings(
+    max_examples=100,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 # --- the input contract ---------------------------------------------------------
 
@@ -36,9 +42,14 @@ BOUNDED = settings(max_examples=100, derandomize=True, database=None, deadline=N
 _RANGES = {**ADAPTER.feature_ranges}
 if ADAPTER.numeric and not _RANGES:
     _RANGES[ADAPTER.numeric[0]] = (-5.0, 5.0)
-CONTRACT = Contract(id=ADAPTER.id, categorical=tuple(ADAPTER.categorical), numeric=tuple(ADAPTER.numeric),
-                    features=tuple(ADAPTER.features), categories=frames.categories(),
-                    ranges={name: tuple(bounds) for name, bounds in _RANGES.items()})
+CONTRACT = Contract(
+    id=ADAPTER.id,
+    categorical=tuple(ADAPTER.categorical),
+    numeric=tuple(ADAPTER.numeric),
+    features=tuple(ADAPTER.features),
+    categories=frames.categories(),
+    ranges={name: tuple(bounds) for name, bounds in _RANGES.items()},
+)
 
 # Any code point, lone surrogates included (hypothesis leaves them out by default): JSON's
 # escapes allow them, and Python's parser hands them on.
@@ -55,8 +66,9 @@ SCALARS = st.one_of(
     TEXT,
     st.sampled_from([*LEVELS, UNSEEN, "", "1.5", "NaN"]),
 )
-JSON_LIKE = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3)
-                         | st.dictionaries(TEXT, inner, max_size=3), max_leaves=6)
+JSON_LIKE = st.recursive(
+    SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXT, inner, max_size=3), max_leaves=6
+)
 
 
 def _row(columns: list[str]):
@@ -82,8 +94,10 @@ def frames_of_rows(draw) -> pd.DataFrame:
     hostile = set(draw(st.lists(st.sampled_from(columns), max_size=2)))
     # Ids past int64 that pandas reads as uint64 (and numpy's astype would wrap around).
     unsigned = st.integers(min_value=0, max_value=2**64 - 1) | st.sampled_from([2**63, 2**64 - 1])
-    values = {name: JSON_LIKE if name in hostile or name not in CONTRACT.features + (CONTRACT.id,)
-              else _valid(name) for name in columns}
+    values = {
+        name: JSON_LIKE if name in hostile or name not in CONTRACT.features + (CONTRACT.id,) else _valid(name)
+        for name in columns
+    }
     if draw(st.booleans()):
         values[ADAPTER.id] = unsigned
     rows = []
@@ -149,13 +163,22 @@ def test_the_services_row_model_agrees_with_the_contract(rows):
 
 RAW = yaml.safe_load(config.PARAMS_FILE.read_text())
 # YAML's scalars, as safe_load gives them: an unquoted date is a date.
-YAML_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=12),
-                         st.dates(), st.sampled_from(["2013-06-30", "2999-12-31", "1999-01-01T00:00:00+05:00",
-                                                      "xgboost", "stacking", "200"]))
+YAML_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.text(max_size=12),
+    st.dates(),
+    st.sampled_from(["2013-06-30", "2999-12-31", "1999-01-01T00:00:00+05:00", "xgboost", "stacking", "200"]),
+)
 # Keys a person types: a key of control characters or spaces is named unreadably (a known gap, below).
 YAML_KEYS = st.from_regex(r"\A[A-Za-z_][A-Za-z0-9_.-]{0,7}\Z") | st.integers()
-YAML_VALUES = st.recursive(YAML_SCALARS, lambda inner: st.lists(inner, max_size=3)
-                           | st.dictionaries(YAML_KEYS, inner, max_size=3), max_leaves=8)
+YAML_VALUES = st.recursive(
+    YAML_SCALARS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(YAML_KEYS, inner, max_size=3),
+    max_leaves=8,
+)
 
 
 def _paths(node, prefix=()):
@@ -225,6 +248,7 @@ def test_loading_any_text_refuses_only_with_a_params_error(tmp_path_factory, tex
 # Text shaped like a date or timestamp, with or without a zone: most of it is no real moment.
 AS_OF_LIKE = r"\A\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2})?(Z|[+-]\d{2}:\d{2})?)?\Z"
 
+
 @BOUNDED
 @given(text=st.text(max_size=30) | st.from_regex(AS_OF_LIKE))
 def test_as_of_text_parses_to_the_time_format_or_refuses_naming_as_of(text):
@@ -238,8 +262,13 @@ def test_as_of_text_parses_to_the_time_format_or_refuses_naming_as_of(text):
 
 @BOUNDED
 # From year 1000, and a day inside the calendar's ends: the known gaps below.
-@given(moment=st.datetimes(min_value=dt.datetime(1000, 1, 2), max_value=dt.datetime(9999, 12, 30),
-                           timezones=st.timezones() | st.just(dt.UTC)))
+@given(
+    moment=st.datetimes(
+        min_value=dt.datetime(1000, 1, 2),
+        max_value=dt.datetime(9999, 12, 30),
+        timezones=st.timezones() | st.just(dt.UTC),
+    )
+)
 def test_as_of_is_the_same_moment_in_utc(moment):
     assert as_of_timestamp(moment.isoformat()) == moment.astimezone(dt.UTC).strftime(TIME_FORMAT)
 
@@ -251,6 +280,7 @@ def test_a_bare_date_is_the_end_of_that_day(day):
 
 
 # --- gaps the properties above found, now fixed ------------------------------
+
 
 def test_a_key_of_control_characters_is_named_quoted():
     with pytest.raises(ParamsError) as error:

@@ -3,6 +3,7 @@
 On tiny frames of the active adapter's features with its target made a float
 (frames.regression), so these pass for any adapter.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,8 +48,13 @@ def test_the_task_follows_from_the_target_type():
     assert REGRESSOR.task == REGRESSION and frames.ADAPTER.task == task_of(frames.ADAPTER.target_type)
 
 
-EXPECTED = {"hist_gradient_boosting": HistGradientBoostingRegressor, "logistic_regression": Ridge,
-            "random_forest": RandomForestRegressor, "mlp": MLPRegressor, "stacking": StackingRegressor}
+EXPECTED = {
+    "hist_gradient_boosting": HistGradientBoostingRegressor,
+    "logistic_regression": Ridge,
+    "random_forest": RandomForestRegressor,
+    "mlp": MLPRegressor,
+    "stacking": StackingRegressor,
+}
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -58,8 +64,9 @@ def test_every_family_has_its_regressor_seeded_and_thread_invariant(model):
     X, y = rows[list(REGRESSOR.features)], rows[REGRESSOR.target]
     written = {}
     for threads in (1, 2):
-        pipeline = build_pipeline(params.train, params.categories, REGRESSOR.numeric, params.seed, threads,
-                                  task=REGRESSION)
+        pipeline = build_pipeline(
+            params.train, params.categories, REGRESSOR.numeric, params.seed, threads, task=REGRESSION
+        )
         with threadpool_limits(limits=thread_limits(threads)):
             pipeline.fit(X, y)
         written[threads] = pickle.dumps(normalise_threads(pipeline), protocol=5)
@@ -100,7 +107,8 @@ def test_make_categories_records_no_classes_for_a_regression():
     rows = frames.features(30, adapter=REGRESSOR)
     assert categories.distinct_classes(rows, REGRESSOR.target, REGRESSOR.task) == []
     assert categories.distinct_categories(rows, REGRESSOR.categorical) == {
-        name: sorted(rows[name].dropna().unique()) for name in REGRESSOR.categorical}
+        name: sorted(rows[name].dropna().unique()) for name in REGRESSOR.categorical
+    }
 
 
 def test_featurize_summarises_a_regression_target_by_its_range():
@@ -130,8 +138,10 @@ def test_the_validation_estimate_of_a_regression_is_seeded_k_fold():
     X, y = rows[list(REGRESSOR.features)], rows[REGRESSOR.target]
     assert isinstance(crossval.splitter(y, [], 3, params.seed, REGRESSION), KFold)
     model = build_pipeline(params.train, params.categories, REGRESSOR.numeric, params.seed, task=REGRESSION)
-    runs = [crossval.summarise(crossval.cross_validate(model, X, y, [], 3, params.seed, 0.5, 1, REGRESSION), len(X))
-            for _ in range(2)]
+    runs = [
+        crossval.summarise(crossval.cross_validate(model, X, y, [], 3, params.seed, 0.5, 1, REGRESSION), len(X))
+        for _ in range(2)
+    ]
     assert runs[0] == runs[1]
     assert set(scoring.REGRESSION_METRICS) <= set(runs[0]) and runs[0]["folds"] == 3
     assert runs[0]["rmse"]["mean"] > 0 and runs[0]["rmse"]["std"] >= 0
@@ -170,7 +180,8 @@ def test_train_and_evaluate_stages_write_a_regressions_outputs(tmp_path, monkeyp
     evaluate.main()
 
     assert pq.read_schema(config.PREDICTIONS).remove_metadata() == pa.schema(
-        [(REGRESSOR.id, pa.int64()), ("prediction", pa.float64())])
+        [(REGRESSOR.id, pa.int64()), ("prediction", pa.float64())]
+    )
     written = pd.read_parquet(config.PREDICTIONS)
     assert written[REGRESSOR.id].tolist() == test_rows[REGRESSOR.id].tolist()
     scores = json.loads(config.METRICS.read_text())
@@ -178,8 +189,9 @@ def test_train_and_evaluate_stages_write_a_regressions_outputs(tmp_path, monkeyp
     assert scores["rmse"] == round(metrics.root_mean_squared_error(actual, written["prediction"]), 12)
     assert scores["rows"]["test"] == len(test_rows) and "rows/positive" not in json.dumps(scores)
     validation = json.loads(config.VALIDATION_METRICS.read_text())
-    assert {name: set(validation[name]) for name in scoring.REGRESSION_METRICS} == \
-        {name: {"mean", "std"} for name in scoring.REGRESSION_METRICS}
+    assert {name: set(validation[name]) for name in scoring.REGRESSION_METRICS} == {
+        name: {"mean", "std"} for name in scoring.REGRESSION_METRICS
+    }
     manifest = json.loads(config.MANIFEST.read_text())
     assert manifest["classes"] == [] and manifest["target_type"] == "double"
     assert_declared_plots_written(ROOT, tmp_path, REGRESSION)
@@ -207,7 +219,9 @@ def test_the_service_and_the_batch_command_return_the_predicted_value(tmp_path):
     response = client.post("/predict", json={"rows": as_json_rows(rows.drop(columns=REGRESSOR.target))})
     assert response.status_code == 200, response.text
     got = response.json()["predictions"]
-    assert got == [{REGRESSOR.id: int(row_id), "prediction": value}  # exact through JSON
-                   for row_id, value in zip(rows[REGRESSOR.id], expected.tolist(), strict=True)]
+    assert got == [
+        {REGRESSOR.id: int(row_id), "prediction": value}  # exact through JSON
+        for row_id, value in zip(rows[REGRESSOR.id], expected.tolist(), strict=True)
+    ]
     row_schema = client.get("/openapi.json").json()["components"]["schemas"]["RowPrediction"]
     assert set(row_schema["properties"]) == {REGRESSOR.id, "prediction"}

@@ -6,6 +6,7 @@ read or changed (except /run/sshd, the privilege-separation folder sshd insists
 on when it runs as root). Under CI=true a missing sshd fails the test: .ci/run
 installs openssh-server, and a skip would hide that it did not.
 """
+
 from __future__ import annotations
 
 import getpass
@@ -55,32 +56,43 @@ def sshd(tmp_path_factory: pytest.TempPathFactory):
     shutil.copy(base / "user_key.pub", authorized)
     authorized.chmod(0o600)
     port = free_port()
-    (base / "sshd_config").write_text("\n".join([
-        f"ListenAddress 127.0.0.1:{port}",
-        f"HostKey {base / 'host_key'}",
-        f"AuthorizedKeysFile {authorized}",
-        f"PidFile {base / 'sshd.pid'}",
-        "PubkeyAuthentication yes",
-        "PasswordAuthentication no",
-        "KbdInteractiveAuthentication no",
-        "PermitRootLogin prohibit-password",
-        "UsePAM no",
-        "StrictModes no",  # pytest's temporary folders are not laid out as ~/.ssh would be
-        "Subsystem sftp internal-sftp",
-    ]) + "\n", encoding="utf-8")
+    (base / "sshd_config").write_text(
+        "\n".join(
+            [
+                f"ListenAddress 127.0.0.1:{port}",
+                f"HostKey {base / 'host_key'}",
+                f"AuthorizedKeysFile {authorized}",
+                f"PidFile {base / 'sshd.pid'}",
+                "PubkeyAuthentication yes",
+                "PasswordAuthentication no",
+                "KbdInteractiveAuthentication no",
+                "PermitRootLogin prohibit-password",
+                "UsePAM no",
+                "StrictModes no",  # pytest's temporary folders are not laid out as ~/.ssh would be
+                "Subsystem sftp internal-sftp",
+            ]
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
     log = open(base / "sshd.log", "w", encoding="utf-8")  # noqa: SIM115 (sshd writes to it until the finally below)
-    server = subprocess.Popen([SSHD, "-D", "-e", "-f", str(base / "sshd_config")],
-                              stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [SSHD, "-D", "-e", "-f", str(base / "sshd_config")],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while not listening(port):
             if server.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"sshd did not start:\n{(base / 'sshd.log').read_text(encoding='utf-8')}")
             time.sleep(0.2)
-        yield SimpleNamespace(port=port, key=base / "user_key", user=getpass.getuser(), storage=base / "storage",
-                              log=base / "sshd.log")
+        yield SimpleNamespace(
+            port=port, key=base / "user_key", user=getpass.getuser(), storage=base / "storage", log=base / "sshd.log"
+        )
     finally:
         server.terminate()
         server.wait(timeout=10)

@@ -1,4 +1,5 @@
 """Feature selection (train.feature_selection) on tiny frames: off by default, recorded, thread-invariant."""
+
 from __future__ import annotations
 
 import hashlib
@@ -24,8 +25,10 @@ from tests.template.frames import ADAPTER
 from tests.template.test_model import stage_in_tmp
 
 FEATURES = list(ADAPTER.features)
-both_kinds = pytest.mark.skipif(not (ADAPTER.categorical and ADAPTER.numeric),
-                                reason="the tiny frames' signal needs a categorical and a numeric feature")
+both_kinds = pytest.mark.skipif(
+    not (ADAPTER.categorical and ADAPTER.numeric),
+    reason="the tiny frames' signal needs a categorical and a numeric feature",
+)
 
 
 def selecting(params, **changes):
@@ -48,6 +51,7 @@ def raw_params() -> dict:
 
 # --- off by default: nothing changes ------------------------------------------
 
+
 def test_selection_is_off_in_the_committed_params():
     assert frames.PARAMS.train.feature_selection.method == "none"
 
@@ -59,20 +63,32 @@ def test_off_the_model_and_manifest_are_what_they_were(tmp_path):
     assert isinstance(model, Pipeline) and [name for name, _ in model.steps] == ["bucket", "preprocess", "estimator"]
     assert b"selection" not in off  # no selection step is pickled
     # Off, the other keys change nothing: the same bytes whatever keep says.
-    other = params.model_copy(update={"train": params.train.model_copy(update={
-        "feature_selection": params.train.feature_selection.model_copy(update={"keep": 3, "repeats": 9})})})
+    other = params.model_copy(
+        update={
+            "train": params.train.model_copy(
+                update={
+                    "feature_selection": params.train.feature_selection.model_copy(update={"keep": 3, "repeats": 9})
+                }
+            )
+        }
+    )
     assert fitted_bytes(other, rows)[0] == off
     _, _, manifest = frames.save(tmp_path, params=params)
     assert "feature_selection" not in manifest
     # The digest is the one computed before the key existed, so the manifest's bytes do not move.
-    before = {"seed": params.seed, "train": params.train.model_dump(exclude={"cv_folds", "feature_selection"}),
-              "categories": params.categories, "classes": params.classes}
+    before = {
+        "seed": params.seed,
+        "train": params.train.model_dump(exclude={"cv_folds", "feature_selection"}),
+        "categories": params.categories,
+        "classes": params.classes,
+    }
     assert manifest["params_sha256"] == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()
     assert train.params_digest(other) == train.params_digest(params)
     assert train.params_digest(selecting(params)) != train.params_digest(params)
 
 
 # --- on: recorded, and the full contract still served ------------------------
+
 
 @both_kinds
 def test_on_the_manifest_lists_the_relevant_features_in_order(tmp_path):
@@ -121,8 +137,7 @@ def test_serving_takes_full_rows_and_the_dropped_features_change_nothing(tmp_pat
 
 
 @pytest.mark.parametrize("model", ["hist_gradient_boosting", "random_forest"])
-def test_the_train_stage_selects_the_same_and_writes_the_same_bytes_on_any_thread_count(
-        model, tmp_path, monkeypatch):
+def test_the_train_stage_selects_the_same_and_writes_the_same_bytes_on_any_thread_count(model, tmp_path, monkeypatch):
     params = selecting(frames.small_params(model, 3), keep=3)
     stage_in_tmp(tmp_path, monkeypatch, params)
     files.write_frame(config.TRAIN_FEATURES, frames.features(240, 3), ADAPTER.features_schema)
@@ -130,8 +145,11 @@ def test_the_train_stage_selects_the_same_and_writes_the_same_bytes_on_any_threa
     for threads in ("1", "2", "4"):
         monkeypatch.setenv(config.THREADS_ENV, threads)
         train.main()  # its cross-validation folds select on their own training part
-        written[threads] = (config.MODEL.read_bytes(), config.MANIFEST.read_bytes(),
-                            config.VALIDATION_METRICS.read_bytes())
+        written[threads] = (
+            config.MODEL.read_bytes(),
+            config.MANIFEST.read_bytes(),
+            config.VALIDATION_METRICS.read_bytes(),
+        )
     assert written["1"] == written["2"] == written["4"]
     manifest = json.loads(written["1"][1])
     assert len(manifest["feature_selection"]["selected_features"]) == 3
@@ -147,6 +165,7 @@ def test_a_refit_selects_the_same_features_and_bytes():
 
 # --- the ranking: stable ties -------------------------------------------------
 
+
 def test_ties_go_to_the_earlier_feature_and_the_kept_come_in_input_order():
     assert ranking(np.array([0.1, 0.3, 0.3, 0.0]), 2) == [1, 2]
     assert ranking(np.array([0.2, 0.2, 0.2]), 1) == [0]
@@ -158,19 +177,23 @@ def test_ties_go_to_the_earlier_feature_and_the_kept_come_in_input_order():
 
 # --- bad params are refused, naming the key -----------------------------------
 
-@pytest.mark.parametrize(("key", "value", "expected"), [
-    ("keep", "three", "a count of features"),
-    ("keep", True, "a count of features"),
-    ("keep", None, "a count of features"),
-    ("keep", 0, "at least 1"),
-    ("keep", -2, "at least 1"),
-    ("keep", 0.0, "in (0, 1]"),
-    ("keep", 1.5, "in (0, 1]"),
-    ("method", "lasso", "'none' or 'permutation'"),
-    ("holdout", 0.0, "greater than 0"),
-    ("holdout", 1.0, "less than 1"),
-    ("repeats", 0, "greater than or equal to 1"),
-])
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("keep", "three", "a count of features"),
+        ("keep", True, "a count of features"),
+        ("keep", None, "a count of features"),
+        ("keep", 0, "at least 1"),
+        ("keep", -2, "at least 1"),
+        ("keep", 0.0, "in (0, 1]"),
+        ("keep", 1.5, "in (0, 1]"),
+        ("method", "lasso", "'none' or 'permutation'"),
+        ("holdout", 0.0, "greater than 0"),
+        ("holdout", 1.0, "less than 1"),
+        ("repeats", 0, "greater than or equal to 1"),
+    ],
+)
 def test_a_bad_value_is_refused_naming_the_key(key, value, expected):
     raw = raw_params()
     raw["train"]["feature_selection"][key] = value

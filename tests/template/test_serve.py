@@ -1,4 +1,5 @@
 """The HTTP service: tiny models through FastAPI's test client, then the pipeline's model over real HTTP."""
+
 from __future__ import annotations
 
 import json
@@ -38,6 +39,7 @@ def as_json_rows(frame: pd.DataFrame) -> list[dict]:
 
 
 # --- tiny models, in process -------------------------------------------------
+
 
 @pytest.mark.parametrize("n_classes", [2, 3])
 def test_predictions_carry_the_label_and_every_class_probability(tmp_path, n_classes):
@@ -106,12 +108,19 @@ def test_the_openapi_example_is_the_manifests_learned_row_and_is_answered(tmp_pa
 
 
 def test_the_example_keeps_inside_each_range_and_falls_back_without_a_learned_value():
-    rows = contract.Contract(id="key", categorical=("kind",), numeric=("low", "high", "free"),
-                             features=("kind", "low", "high", "free"), categories={"kind": ["b", "a"]},
-                             ranges={"low": (5, 9), "high": (None, 50)}, typical={"high": 100.0, "low": 7.5})
+    rows = contract.Contract(
+        id="key",
+        categorical=("kind",),
+        numeric=("low", "high", "free"),
+        features=("kind", "low", "high", "free"),
+        categories={"kind": ["b", "a"]},
+        ranges={"low": (5, 9), "high": (None, 50)},
+        typical={"high": 100.0, "low": 7.5},
+    )
     assert rows.example() == {"kind": "b", "low": 7.5, "high": 50, "free": 0.0}
-    unlearned = contract.Contract(id="key", categorical=(), numeric=("low",), features=("low",), categories={},
-                                  ranges={"low": (5, None)})
+    unlearned = contract.Contract(
+        id="key", categorical=(), numeric=("low",), features=("low",), categories={}, ranges={"low": (5, None)}
+    )
     assert unlearned.example() == {"low": 5.0}
 
 
@@ -159,7 +168,8 @@ def test_raw_rows_are_derived_by_the_adapter_and_answered_as_their_features(tmp_
     expected = deployed.predict(derived)
     assert [p[ADAPTER.id] for p in body["predictions"]] == [5, None]
     assert [p["probabilities"] for p in body["predictions"]] == [
-        dict(zip(map(str, deployed.classes), row, strict=True)) for row in expected.probabilities.tolist()]
+        dict(zip(map(str, deployed.classes), row, strict=True)) for row in expected.probabilities.tolist()
+    ]
     assert body["ignored_columns"] == ["not_a_column"]
     # Both contracts are declared: in /info and in the OpenAPI schema.
     info = client.get("/info").json()
@@ -197,6 +207,7 @@ def test_bad_raw_rows_are_422_naming_the_column(tmp_path):
 
 
 # --- the pipeline's model, over real HTTP on loopback ------------------------
+
 
 @pytest.fixture(scope="module")
 def service(reproduced):
@@ -237,8 +248,9 @@ def test_valid_rows_get_the_evaluate_stage_probabilities(client, sample, reprodu
     else:
         pairs = [(got["probabilities"].map(lambda p, c=c: p[str(c)]), saved[f"probability_{c}"]) for c in classes]
     for served, evaluated in pairs:
-        assert np.array_equal(served.to_numpy(dtype=np.float64).view(np.int64),
-                              evaluated.to_numpy(dtype=np.float64).view(np.int64))
+        assert np.array_equal(
+            served.to_numpy(dtype=np.float64).view(np.int64), evaluated.to_numpy(dtype=np.float64).view(np.int64)
+        )
     assert got["label"].tolist() == saved["label"].tolist()
     assert body["ignored_columns"] == [] and body["model_sha256"] == manifest["model_sha256"]
 
@@ -270,36 +282,71 @@ def _bad_requests():
     cases = [
         ("no rows", lambda s: {"rows": []}, 422, ["rows", "at least 1"]),
         ("no rows key", lambda s: {"records": []}, 422, ["rows", "Field required"]),
-        ("too many rows", lambda s: {"rows": as_json_rows(s.drop(columns=ADAPTER.target).head(1)) * (MAX_ROWS + 1)},
-         413, [f"{MAX_ROWS + 1} rows exceed the limit of {MAX_ROWS}"]),
-        ("feature missing", lambda s: _bad(s, lambda r: r.pop(ADAPTER.features[-1])), 422,
-         [ADAPTER.features[-1], "Field required"]),
+        (
+            "too many rows",
+            lambda s: {"rows": as_json_rows(s.drop(columns=ADAPTER.target).head(1)) * (MAX_ROWS + 1)},
+            413,
+            [f"{MAX_ROWS + 1} rows exceed the limit of {MAX_ROWS}"],
+        ),
+        (
+            "feature missing",
+            lambda s: _bad(s, lambda r: r.pop(ADAPTER.features[-1])),
+            422,
+            [ADAPTER.features[-1], "Field required"],
+        ),
     ]
     if numeric:
         cases += [
-            ("text as number", lambda s: _bad(s, lambda r: r.update({numeric[0]: "June"})), 422,
-             [numeric[0], "valid number"]),
-            ("quoted number", lambda s: _bad(s, lambda r: r.update({numeric[-1]: "150"})), 422,
-             [numeric[-1], "valid number"]),
+            (
+                "text as number",
+                lambda s: _bad(s, lambda r: r.update({numeric[0]: "June"})),
+                422,
+                [numeric[0], "valid number"],
+            ),
+            (
+                "quoted number",
+                lambda s: _bad(s, lambda r: r.update({numeric[-1]: "150"})),
+                422,
+                [numeric[-1], "valid number"],
+            ),
         ]
     if categorical:
-        cases.append(("number as category", lambda s: _bad(s, lambda r: r.update({categorical[0]: 9})), 422,
-                      [categorical[0], "valid string"]))
+        cases.append(
+            (
+                "number as category",
+                lambda s: _bad(s, lambda r: r.update({categorical[0]: 9})),
+                422,
+                [categorical[0], "valid string"],
+            )
+        )
     for name, (low, high) in ADAPTER.feature_ranges.items():
         if high is not None:
-            cases.append((f"{name} above range", lambda s, n=name, h=high: _bad(s, lambda r: r.update({n: h + 1})),
-                          422, [name, f"less than or equal to {high:g}"]))
+            cases.append(
+                (
+                    f"{name} above range",
+                    lambda s, n=name, h=high: _bad(s, lambda r: r.update({n: h + 1})),
+                    422,
+                    [name, f"less than or equal to {high:g}"],
+                )
+            )
             break
         if low is not None:
-            cases.append((f"{name} below range", lambda s, n=name, lo=low: _bad(s, lambda r: r.update({n: lo - 1})),
-                          422, [name, f"greater than or equal to {low:g}"]))
+            cases.append(
+                (
+                    f"{name} below range",
+                    lambda s, n=name, lo=low: _bad(s, lambda r: r.update({n: lo - 1})),
+                    422,
+                    [name, f"greater than or equal to {low:g}"],
+                )
+            )
             break
     return cases
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("body, status, expected", [case[1:] for case in _bad_requests()],
-                         ids=[case[0] for case in _bad_requests()])
+@pytest.mark.parametrize(
+    "body, status, expected", [case[1:] for case in _bad_requests()], ids=[case[0] for case in _bad_requests()]
+)
 def test_bad_requests_get_a_4xx_that_names_the_problem(client, sample, body, status, expected):
     response = client.post("/predict", json=body(sample))
     assert response.status_code == status, response.text
@@ -332,6 +379,7 @@ def test_an_oversized_body_is_413_and_the_service_keeps_serving(client, sample):
         for _ in range(MAX_BYTES // 1024 + 2):
             yield b"x" * 1024
         yield b'"}'
+
     response = client.post("/predict", content=chunks(), headers={"content-type": "application/json"})
     assert response.status_code == 413
     assert client.get("/health").json()["status"] == "ok"
@@ -394,8 +442,14 @@ def test_several_workers_answer_with_the_evaluate_stages_bytes(reproduced, sampl
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     env = project_env(**{serve.WORKERS_ENV: "2", config.THREADS_ENV: "1"})
-    process = subprocess.Popen(["python", "-m", "src.serving.serve", "--port", str(port)], cwd=reproduced, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        ["python", "-m", "src.serving.serve", "--port", str(port)],
+        cwd=reproduced,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         for _ in range(600):
@@ -415,8 +469,9 @@ def test_several_workers_answer_with_the_evaluate_stages_bytes(reproduced, sampl
     finally:
         process.terminate()
         process.wait(timeout=60)
-    bad = run(["python", "-m", "src.serving.serve", "--port", "9"], cwd=reproduced, check=False,
-              **{serve.WORKERS_ENV: "0"})
+    bad = run(
+        ["python", "-m", "src.serving.serve", "--port", "9"], cwd=reproduced, check=False, **{serve.WORKERS_ENV: "0"}
+    )
     assert bad.returncode != 0 and f"{serve.WORKERS_ENV}='0'" in bad.stderr
 
 
@@ -437,12 +492,16 @@ def test_the_service_fed_raw_test_rows_gives_the_evaluate_stages_predictions(rep
     assert rows[ADAPTER.id].tolist() == saved[ADAPTER.id].tolist()
     batch = 5000
     client = TestClient(serve.create_app(load(reproduced), max_rows=batch, max_bytes=64 * 1024 * 1024))
-    jsonable = rows.drop(columns=[name for name in rows.columns
-                                  if not (pd.api.types.is_numeric_dtype(rows[name].dtype)
-                                          or pd.api.types.is_string_dtype(rows[name].dtype))])
+    jsonable = rows.drop(
+        columns=[
+            name
+            for name in rows.columns
+            if not (pd.api.types.is_numeric_dtype(rows[name].dtype) or pd.api.types.is_string_dtype(rows[name].dtype))
+        ]
+    )
     got = []
     for start in range(0, len(jsonable), batch):
-        response = client.post("/predict/raw", json={"rows": as_json_rows(jsonable.iloc[start:start + batch])})
+        response = client.post("/predict/raw", json={"rows": as_json_rows(jsonable.iloc[start : start + batch])})
         assert response.status_code == 200, response.text[:2000]
         got += response.json()["predictions"]
     served = pd.DataFrame(got)
@@ -451,10 +510,10 @@ def test_the_service_fed_raw_test_rows_gives_the_evaluate_stages_predictions(rep
     columns = [name for name in saved.columns if name.startswith("probability")]
     for name in columns:
         label = name.removeprefix("probability_")
-        values = (served[name] if name == "probability"
-                  else served["probabilities"].map(lambda p, c=label: p[c]))
-        assert np.array_equal(values.to_numpy(dtype=np.float64).view(np.int64),
-                              saved[name].to_numpy(dtype=np.float64).view(np.int64)), name
+        values = served[name] if name == "probability" else served["probabilities"].map(lambda p, c=label: p[c])
+        assert np.array_equal(
+            values.to_numpy(dtype=np.float64).view(np.int64), saved[name].to_numpy(dtype=np.float64).view(np.int64)
+        ), name
     print(f"skew test: {len(served)} raw rows, {len(columns)} probability columns bit-identical")
 
 
@@ -464,6 +523,5 @@ def test_the_batch_command_fed_raw_test_rows_writes_the_evaluate_stages_bytes(re
     rows = tmp_path / "raw.parquet"
     raw_test_rows(reproduced).to_parquet(rows)
     output = tmp_path / "predictions.parquet"
-    run(["python", "-m", "src.serving.predict", "--raw", "--input", str(rows), "--output", str(output)],
-        cwd=reproduced)
+    run(["python", "-m", "src.serving.predict", "--raw", "--input", str(rows), "--output", str(output)], cwd=reproduced)
     assert output.read_bytes() == (reproduced / SAVED_PREDICTIONS).read_bytes()

@@ -5,6 +5,7 @@ packages must be the version (and the files: the hashes) of the full lock, and
 the model's runtime packages must all be there, or the service refuses the
 model. It holds nothing that only the stages, the tools or the tests need.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,7 +39,9 @@ def pins(path: Path) -> dict[str, tuple[str, frozenset[str]]]:
         (specifier,) = requirement.specifier  # a lock pins exactly one version
         assert specifier.operator == "==", line
         result[canonicalize_name(requirement.name)] = (
-            specifier.version, frozenset(re.findall(r"--hash=sha256:([0-9a-f]{64})", line)))
+            specifier.version,
+            frozenset(re.findall(r"--hash=sha256:([0-9a-f]{64})", line)),
+        )
     return result
 
 
@@ -85,17 +88,24 @@ def test_make_lock_writes_the_serving_lock_as_committed(tmp_path):
     # `make lock` fails here). Hashes are compared with the full lock above.
     command = lock_command(SERVING_LOCK)
     # The recipe as make expands it (-n: printed, not run); uv leaves its -q out of the header.
-    recipe = subprocess.run(["make", "-n", "-o", ".venv/.installed-from-lock", "lock"], cwd=config.ROOT,
-                            capture_output=True, text=True, check=True).stdout.replace(" -q ", " ")
-    assert re.search(r"(^|; )\.venv/bin/" + re.escape(" ".join(command)) + ";", recipe, re.MULTILINE), \
+    recipe = subprocess.run(
+        ["make", "-n", "-o", ".venv/.installed-from-lock", "lock"],
+        cwd=config.ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.replace(" -q ", " ")
+    assert re.search(r"(^|; )\.venv/bin/" + re.escape(" ".join(command)) + ";", recipe, re.MULTILINE), (
         "the Makefile's lock target does not run the command in the serving lock's header"
+    )
     output = tmp_path / SERVING_LOCK.name
     command[command.index("-o") + 1] = str(output)
     result = subprocess.run([str(UV), *command[1:]], cwd=config.ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     resolved, committed = pins(output), pins(SERVING_LOCK)
-    assert {name: version for name, (version, _) in resolved.items()} == \
-        {name: version for name, (version, _) in committed.items()}
+    assert {name: version for name, (version, _) in resolved.items()} == {
+        name: version for name, (version, _) in committed.items()
+    }
 
 
 def _environment() -> dict[str, str]:
@@ -114,9 +124,20 @@ def serving_venv_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     installed_from = folder / "installed-from.lock"
     if installed_from.exists() and installed_from.read_bytes() == SERVING_LOCK.read_bytes():
         return folder / "bin" / "python"
-    for command in ([str(UV), "venv", "--quiet", "--clear", "--python", sys.executable, str(folder)],
-                    [str(UV), "pip", "install", "--quiet", "--python", str(folder / "bin" / "python"),
-                     "--require-hashes", "-r", str(SERVING_LOCK)]):
+    for command in (
+        [str(UV), "venv", "--quiet", "--clear", "--python", sys.executable, str(folder)],
+        [
+            str(UV),
+            "pip",
+            "install",
+            "--quiet",
+            "--python",
+            str(folder / "bin" / "python"),
+            "--require-hashes",
+            "-r",
+            str(SERVING_LOCK),
+        ],
+    ):
         result = subprocess.run(command, cwd=config.ROOT, env=_environment(), capture_output=True, text=True)
         assert result.returncode == 0, f"{' '.join(command)}\n{result.stderr}"
     installed_from.write_bytes(SERVING_LOCK.read_bytes())
@@ -141,17 +162,29 @@ print(json.dumps(sorted({dist for name in list(sys.modules) for dist in provided
 @pytest.mark.slow
 def test_a_venv_of_the_serving_lock_alone_imports_the_service(serving_python):
     environment = _environment()
-    installed = subprocess.run([str(UV), "pip", "freeze", "--python", str(serving_python)], env=environment,
-                               capture_output=True, text=True, check=True).stdout
+    installed = subprocess.run(
+        [str(UV), "pip", "freeze", "--python", str(serving_python)],
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     frozen = dict(line.split("==") for line in installed.split())
-    assert {canonicalize_name(name): version for name, version in frozen.items()} == \
-        {name: version for name, (version, _) in pins(SERVING_LOCK).items()}
-    check = subprocess.run([str(UV), "pip", "check", "--python", str(serving_python)], env=environment,
-                           capture_output=True, text=True)
+    assert {canonicalize_name(name): version for name, version in frozen.items()} == {
+        name: version for name, (version, _) in pins(SERVING_LOCK).items()
+    }
+    check = subprocess.run(
+        [str(UV), "pip", "check", "--python", str(serving_python)], env=environment, capture_output=True, text=True
+    )
     assert check.returncode == 0, check.stdout + check.stderr  # every dependency is in the lock
     # -s -E: nothing from the user's site or PYTHONPATH; the checkout's src/ comes from the working directory.
-    result = subprocess.run([str(serving_python), "-s", "-E", "-c", LOADED], cwd=config.ROOT, env=environment,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [str(serving_python), "-s", "-E", "-c", LOADED],
+        cwd=config.ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     loaded = {canonicalize_name(name) for name in json.loads(result.stdout)}
     # every package requirements-serving.in names is one the service loads

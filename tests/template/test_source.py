@@ -1,4 +1,5 @@
 """`make source`: the tool runs the active adapter's demo builder, or says how else data arrives."""
+
 from __future__ import annotations
 
 import dataclasses

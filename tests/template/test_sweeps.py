@@ -12,6 +12,7 @@ set, as for a fork whose source is a database server, it reads that). Then each
 is rebuilt by `dvc repro --force` at its params, and the two dvc.lock files must
 agree.
 """
+
 from __future__ import annotations
 
 import csv
@@ -34,16 +35,35 @@ HGB, LR, RF = "train.hist_gradient_boosting", "train.logistic_regression", "trai
 MLP = "train.mlp"
 SWEEP = {
     "hgb-fast": [f"{HGB}.learning_rate=0.3", f"{HGB}.max_iter=5"],
-    "hgb-small-leaves": [f"{HGB}.learning_rate=0.05", f"{HGB}.max_iter=10", f"{HGB}.max_leaf_nodes=15",
-                         f"{HGB}.min_samples_leaf=10", f"{HGB}.l2_regularization=0.5", "train.impute_strategy=mean"],
+    "hgb-small-leaves": [
+        f"{HGB}.learning_rate=0.05",
+        f"{HGB}.max_iter=10",
+        f"{HGB}.max_leaf_nodes=15",
+        f"{HGB}.min_samples_leaf=10",
+        f"{HGB}.l2_regularization=0.5",
+        "train.impute_strategy=mean",
+    ],
     "logistic": ["train.model=logistic_regression", f"{LR}.C=0.5", f"{LR}.max_iter=50", "train.cv_folds=3"],
-    "mlp": ["train.model=mlp", f"{MLP}.hidden_layer_sizes=[8]", f"{MLP}.alpha=0.001", f"{MLP}.learning_rate_init=0.01",
-            f"{MLP}.batch_size=128", f"{MLP}.max_iter=5", f"{MLP}.early_stopping=false",
-            f"{MLP}.validation_fraction=0.2", f"{MLP}.n_iter_no_change=2"],
+    "mlp": [
+        "train.model=mlp",
+        f"{MLP}.hidden_layer_sizes=[8]",
+        f"{MLP}.alpha=0.001",
+        f"{MLP}.learning_rate_init=0.01",
+        f"{MLP}.batch_size=128",
+        f"{MLP}.max_iter=5",
+        f"{MLP}.early_stopping=false",
+        f"{MLP}.validation_fraction=0.2",
+        f"{MLP}.n_iter_no_change=2",
+    ],
     "forest": ["train.model=random_forest", f"{RF}.n_estimators=5", f"{RF}.max_depth=4", f"{RF}.min_samples_leaf=10"],
-    "stacking": ["train.model=stacking", "train.stacking.estimators=[hist_gradient_boosting,random_forest]",
-                 "train.stacking.final_estimator=logistic_regression", "train.stacking.cv_folds=2",
-                 f"{HGB}.max_iter=5", f"{RF}.n_estimators=5"],
+    "stacking": [
+        "train.model=stacking",
+        "train.stacking.estimators=[hist_gradient_boosting,random_forest]",
+        "train.stacking.final_estimator=logistic_regression",
+        "train.stacking.cv_folds=2",
+        f"{HGB}.max_iter=5",
+        f"{RF}.n_estimators=5",
+    ],
 }
 # An upstream param (gather.as_of, set to an earlier moment in the fixture): gather and
 # featurize run again in DVC's temporary copy.
@@ -72,8 +92,15 @@ def start_workers(root: Path) -> None:
     # The workers outlive `dvc queue start` and keep its stdout open: don't capture it.
     # Their environment is the tests' own: SOURCE_URL only if the user set one.
     env = project_env()
-    subprocess.run(["dvc", "queue", "start", "-j", "2"], cwd=root, env=env, check=True,
-                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        ["dvc", "queue", "start", "-j", "2"],
+        cwd=root,
+        env=env,
+        check=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def wait_for_queue(root: Path) -> str:
@@ -127,15 +154,22 @@ def test_sweep_covers_every_train_hyperparameter():
     swept = {override.split("=", 1)[0] for overrides in SWEEP.values() for override in overrides}
     assert leaf_keys(params["train"], "train") - NOT_SWEPT - swept == set(), "add the new key to SWEEP"
     assert not NOT_SWEPT - leaf_keys(params["train"], "train"), "NOT_SWEPT names a key params.yaml no longer has"
-    assert {o.split("=", 1)[1] for v in SWEEP.values() for o in v if o.startswith("train.model=")} \
-        == {"logistic_regression", "random_forest", "mlp", "stacking"}  # the default covers hist_gradient_boosting
+    assert {o.split("=", 1)[1] for v in SWEEP.values() for o in v if o.startswith("train.model=")} == {
+        "logistic_regression",
+        "random_forest",
+        "mlp",
+        "stacking",
+    }  # the default covers hist_gradient_boosting
 
 
 @pytest.mark.slow
 def test_queued_sweep_with_two_workers_succeeds(sweep):
     assert set(sweep.experiments) == EXPERIMENTS, sweep.status
-    failed = {name: exp["executor"] for name, exp in sweep.experiments.items()
-              if (exp.get("executor") or {}).get("state") != "success"}
+    failed = {
+        name: exp["executor"]
+        for name, exp in sweep.experiments.items()
+        if (exp.get("executor") or {}).get("state") != "success"
+    }
     assert not failed, f"{failed}\n{sweep.status}"
 
 
@@ -184,8 +218,9 @@ def test_readme_recipes_show_sort_promote_and_diff(sweep):
     # target, roc_auc_ovr for more classes).
     first = headline_metrics(json.loads((root / config.METRICS.relative_to(config.ROOT)).read_text()))[0]
     metrics_path = config.METRICS.relative_to(config.ROOT).as_posix()
-    table = run(["dvc", "exp", "show", "--csv", "--sort-by", f"{metrics_path}:{first}", "--sort-order", "desc"],
-                root).stdout
+    table = run(
+        ["dvc", "exp", "show", "--csv", "--sort-by", f"{metrics_path}:{first}", "--sort-order", "desc"], root
+    ).stdout
     rows = [row for row in csv.DictReader(io.StringIO(table)) if row["Experiment"] in EXPERIMENTS]
     scores = [float(row[first]) for row in rows]
     assert len(rows) == len(EXPERIMENTS) and scores == sorted(scores, reverse=True)
@@ -203,19 +238,22 @@ def test_readme_recipes_show_sort_promote_and_diff(sweep):
 def test_make_exps_shows_the_headline_metrics_and_the_swept_params(sweep):
     # `make exps`'s command, as CSV: it prints the command first, then the table.
     output = run(["python", "-m", "src.tools.exps", "--csv"], sweep.root).stdout
-    rows = list(csv.DictReader(io.StringIO(output[output.index("Experiment,"):])))
+    rows = list(csv.DictReader(io.StringIO(output[output.index("Experiment,") :])))
     headline = headline_metrics(json.loads((sweep.root / config.METRICS.relative_to(config.ROOT)).read_text()))
-    ranked_by = validation_metric(headline, json.loads(
-        (sweep.root / config.VALIDATION_METRICS.relative_to(config.ROOT)).read_text()))
+    ranked_by = validation_metric(
+        headline, json.loads((sweep.root / config.VALIDATION_METRICS.relative_to(config.ROOT)).read_text())
+    )
     shown = [f"{ranked_by}.mean", f"{ranked_by}.std", *headline[:MAX_TEST_METRICS]]
     # The params whose values differ between the baseline and the experiments: the swept ones
     # (less those swept to their baseline value), never the recorded lists.
-    params = [leaves(row["params"]["params.yaml"]["data"]) for row in
-              [sweep.baseline["data"], *(exp["revs"][0]["data"] for exp in sweep.experiments.values())]]
+    params = [
+        leaves(row["params"]["params.yaml"]["data"])
+        for row in [sweep.baseline["data"], *(exp["revs"][0]["data"] for exp in sweep.experiments.values())]
+    ]
     differ = {key for key in params[0] if len({repr(row.get(key)) for row in params}) > 1}
     assert "train.model" in differ and "gather.as_of" in differ
     assert set(rows[0]) == {"Experiment", *shown, *differ}
-    assert list(rows[0])[0] == "Experiment" and set(list(rows[0])[1:1 + len(shown)]) == set(shown)  # metrics first
+    assert list(rows[0])[0] == "Experiment" and set(list(rows[0])[1 : 1 + len(shown)]) == set(shown)  # metrics first
     # ranked by the validation estimate, not the test metric
     scores = [float(row[f"{ranked_by}.mean"]) for row in rows if row["Experiment"] in EXPERIMENTS]
     assert len(scores) == len(EXPERIMENTS) and scores == sorted(scores, reverse=True)

@@ -1,4 +1,5 @@
 """src/tools/template_params.py: a template's new params keys enter a fork's params.yaml as added lines only."""
+
 from __future__ import annotations
 
 import difflib
@@ -15,17 +16,26 @@ from src.tools.template_params import add_missing, merge
 TEXT = config.PARAMS_FILE.read_text(encoding="utf-8")
 # A fork of it: another adapter with no params of its own, its own lists and a tuned value.
 _head, _rest = TEXT.split("\ndataset:\n")
-_rest = re.sub(r"^    max_iter: .*$", "    max_iter: 80", "\ngather:\n" + _rest.split("\ngather:\n")[1], count=1,
-               flags=re.MULTILINE)
-FORK = (_head + "\ndataset:\n  adapter: penguins\n" + re.split(r"^classes:", _rest, flags=re.MULTILINE)[0]
-        + "classes:\n- Adelie\n- Gentoo\ncategories:\n  island:\n  - Biscoe\n")
+_rest = re.sub(
+    r"^    max_iter: .*$",
+    "    max_iter: 80",
+    "\ngather:\n" + _rest.split("\ngather:\n")[1],
+    count=1,
+    flags=re.MULTILINE,
+)
+FORK = (
+    _head
+    + "\ndataset:\n  adapter: penguins\n"
+    + re.split(r"^classes:", _rest, flags=re.MULTILINE)[0]
+    + "classes:\n- Adelie\n- Gentoo\ncategories:\n  island:\n  - Biscoe\n"
+)
 
 
 def _after(text: str, key: str, lines: str) -> str:
     """text with `lines` inserted after the one line that starts with `key`."""
     matches = list(re.finditer(rf"^{re.escape(key)}.*\n", text, flags=re.MULTILINE))
     assert len(matches) == 1, f"params.yaml has {len(matches)} lines starting {key!r}: update this test"
-    return text[:matches[0].end()] + lines + text[matches[0].end():]
+    return text[: matches[0].end()] + lines + text[matches[0].end() :]
 
 
 def _added_lines(before: str, after: str) -> list[str]:
@@ -54,8 +64,9 @@ def test_keys_at_the_end_of_a_section_and_new_sections_arrive_too():
     template = template.replace("\nfeaturize:\n", "\n# A section of its own.\nreport:\n  pages: 2\n\nfeaturize:\n")
     merged, added = add_missing(FORK, template)
     assert added == ["report", "train.stacking.nested", "evaluate.last"]
-    assert sorted(_added_lines(FORK, merged)) == sorted(["# A section of its own.\n", "report:\n", "  pages: 2\n",
-                                                         "\n", "    nested: 2\n", "  last: 1\n"])
+    assert sorted(_added_lines(FORK, merged)) == sorted(
+        ["# A section of its own.\n", "report:\n", "  pages: 2\n", "\n", "    nested: 2\n", "  last: 1\n"]
+    )
     assert "\n\n# A section of its own.\nreport:\n  pages: 2\n\nfeaturize:\n" in merged
     assert re.search(r"^    cv_folds: .*\n    nested: 2\n\nevaluate:\n", merged, re.MULTILINE)
     assert re.search(r"^  importance_repeats: .*\n  last: 1\n\n# Recorded", merged, re.MULTILINE)

@@ -5,6 +5,7 @@ rewritten together pass every hash check (only `git status` shows it). So the
 unpickler itself resolves only artifact.ALLOWED_GLOBALS, exact (module, name)
 pairs derived from every model family the params schema offers.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -31,9 +32,13 @@ FAMILIES = [(name, None) for name in typing.get_args(params.ModelName) if name !
 # 0 classes: the family's regressor (a float target, frames.regression()). Each single family once
 # more with feature selection on (train.feature_selection, classification only), which wraps the pipeline.
 CASES = [(family, combo, n_classes, False) for family, combo in FAMILIES for n_classes in (2, 3, 0)] + [
-    (family, combo, n_classes, True) for family, combo in FAMILIES if combo is None for n_classes in (2, 3)]
-CASE_IDS = [f"{family}{'-' + '+'.join(combo) if combo else ''}-{f'{n}classes' if n else 'regression'}"
-            f"{'-selected' if selected else ''}" for family, combo, n, selected in CASES]
+    (family, combo, n_classes, True) for family, combo in FAMILIES if combo is None for n_classes in (2, 3)
+]
+CASE_IDS = [
+    f"{family}{'-' + '+'.join(combo) if combo else ''}-{f'{n}classes' if n else 'regression'}"
+    f"{'-selected' if selected else ''}"
+    for family, combo, n, selected in CASES
+]
 
 
 def globals_named(payload: bytes) -> set[tuple[str, str]]:
@@ -90,8 +95,10 @@ def payloads() -> dict[str, tuple[bytes, object]]:
 
 def test_the_allowlist_is_exact_sorted_pairs():
     assert list(artifact.ALLOWED_GLOBALS) == sorted(set(artifact.ALLOWED_GLOBALS))
-    assert all(isinstance(module, str) and isinstance(name, str) and name and "*" not in module + name
-               for module, name in artifact.ALLOWED_GLOBALS)
+    assert all(
+        isinstance(module, str) and isinstance(name, str) and name and "*" not in module + name
+        for module, name in artifact.ALLOWED_GLOBALS
+    )
 
 
 @pytest.mark.parametrize("case_id", CASE_IDS)
@@ -104,8 +111,15 @@ def test_every_family_in_the_schema_names_only_allowed_globals_and_round_trips(p
     # Loaded as the pipeline loads it (hash-checked against manifest and lock).
     model_path, manifest_path = tmp_path / "model.pkl", tmp_path / "manifest.json"
     model_path.write_bytes(payload)
-    manifest_path.write_text(json.dumps({"model_sha256": hashlib.sha256(payload).hexdigest(),
-                                         "versions": artifact.runtime_versions(), "features": []}))
+    manifest_path.write_text(
+        json.dumps(
+            {
+                "model_sha256": hashlib.sha256(payload).hexdigest(),
+                "versions": artifact.runtime_versions(),
+                "features": [],
+            }
+        )
+    )
     lock = write_lock(tmp_path, model=model_path, manifest=manifest_path)
     loaded, _ = artifact.load_model(model_path, manifest_path, lock_path=lock)
     # Load and re-dump is not byte-identical (REPRODUCIBILITY.md): compare behaviour.
@@ -153,8 +167,17 @@ def test_a_pickle_forged_with_manifest_and_lock_is_refused_before_its_code_runs(
     assert not witness.exists(), "the pickle's code ran"
 
 
-@pytest.mark.parametrize("module, name", [("builtins", "eval"), ("builtins", "exec"), ("builtins", "getattr"),
-                                          ("functools", "reduce"), ("numpy", "load"), ("sklearn.pipeline", "os")])
+@pytest.mark.parametrize(
+    "module, name",
+    [
+        ("builtins", "eval"),
+        ("builtins", "exec"),
+        ("builtins", "getattr"),
+        ("functools", "reduce"),
+        ("numpy", "load"),
+        ("sklearn.pipeline", "os"),
+    ],
+)
 def test_only_exact_pairs_pass_not_their_modules(tmp_path, module, name):
     # A protocol-0 GLOBAL then REDUCE: the call never happens, find_class refuses first.
     witness = tmp_path / "code-ran"

@@ -5,6 +5,7 @@ alone (of a clone whose gather entry was just recorded) for the tampered source
 and the one perturbed environment. The non-deterministic stage lives in a tiny
 DVC repository of its own, which rebuilds in seconds.
 """
+
 from __future__ import annotations
 
 import json
@@ -110,17 +111,30 @@ def test_rows_are_aligned_on_the_id_of_the_commits_adapter(tmp_path):
 
 def test_json_explanation_lists_changed_values():
     result = explain.explain_json(b'{"auc": 0.75, "rows": {"test": 10}}', b'{"auc": 0.76, "rows": {"test": 10}}')
-    assert result["details"]["changes"] == [{"key": "auc", "committed": 0.75, "rebuilt": 0.76,
-                                             "difference": pytest.approx(0.01)}]
+    assert result["details"]["changes"] == [
+        {"key": "auc", "committed": 0.75, "rebuilt": 0.76, "difference": pytest.approx(0.01)}
+    ]
     assert "auc: 0.75 -> 0.76" in result["summary"]
 
 
 def test_variants_cover_threads_hashseed_tz_locale_path_and_row_order():
     names = {variant.name: variant for variant in rebuild.variants(vary=True, seed=1)}
-    assert list(names) == ["default", "threads-1", "threads-2", "threads-4", "hashseed", "tz-locale", "path",
-                           "scramble"]
-    assert names["threads-4"].env == {config.THREADS_ENV: "4", "OMP_NUM_THREADS": "4", "OPENBLAS_NUM_THREADS": "4",
-                                      "MKL_NUM_THREADS": "4"}
+    assert list(names) == [
+        "default",
+        "threads-1",
+        "threads-2",
+        "threads-4",
+        "hashseed",
+        "tz-locale",
+        "path",
+        "scramble",
+    ]
+    assert names["threads-4"].env == {
+        config.THREADS_ENV: "4",
+        "OMP_NUM_THREADS": "4",
+        "OPENBLAS_NUM_THREADS": "4",
+        "MKL_NUM_THREADS": "4",
+    }
     assert set(names["tz-locale"].env) == {"TZ", "LC_ALL"}
     assert names["path"].elsewhere and names["scramble"].env == {config.SCRAMBLE_ENV: "1"}
     assert rebuild.other_locale("C.UTF-8", ["C", "C.utf8", "POSIX"]) == "POSIX"  # C.utf8 is C.UTF-8
@@ -132,8 +146,12 @@ def test_variants_cover_threads_hashseed_tz_locale_path_and_row_order():
 def test_rebuild_environment_puts_the_venv_first_and_keeps_the_callers_source(tmp_path):
     venv = tmp_path / "venv"
     (venv / "bin").mkdir(parents=True)
-    base = {"PATH": "/usr/bin", "PYTHONHOME": "/elsewhere", config.SOURCE_URL_ENV: "sqlite:///other.sqlite",
-            "VIRTUAL_ENV": "/stale"}
+    base = {
+        "PATH": "/usr/bin",
+        "PYTHONHOME": "/elsewhere",
+        config.SOURCE_URL_ENV: "sqlite:///other.sqlite",
+        "VIRTUAL_ENV": "/stale",
+    }
     env = venv_env(venv, base, TZ="UTC")
     assert env["PATH"] == f"{venv / 'bin'}{os.pathsep}/usr/bin"
     assert "PYTHONHOME" not in env and "VIRTUAL_ENV" not in env  # not a venv: no pyvenv.cfg
@@ -182,8 +200,10 @@ stages:
 """
 STEADY = "import json\njson.dump({'answer': 42}, open('steady.json', 'w'))\n"
 # Deliberately non-deterministic: the moment it runs ends up in the output.
-CLOCK = ("import json, os, sys, time\nif os.environ.get('TINY_FAIL'):\n    sys.exit('failing on purpose')\n"
-         "json.dump({'answer': 42, 'written_at': time.time_ns()}, open('clock.json', 'w'))\n")
+CLOCK = (
+    "import json, os, sys, time\nif os.environ.get('TINY_FAIL'):\n    sys.exit('failing on purpose')\n"
+    "json.dump({'answer': 42, 'written_at': time.time_ns()}, open('clock.json', 'w'))\n"
+)
 
 
 @pytest.fixture
@@ -209,8 +229,11 @@ def tiny_repo(tmp_path: Path) -> Path:
 
 def test_a_non_deterministic_stage_is_caught_and_its_output_named(tiny_repo, tmp_path):
     report_path = tmp_path / "report.json"
-    result = run([sys.executable, "-m", "src.tools.verify", "--repo", str(tiny_repo), "--report", str(report_path)],
-                 cwd=config.ROOT, check=False)
+    result = run(
+        [sys.executable, "-m", "src.tools.verify", "--repo", str(tiny_repo), "--report", str(report_path)],
+        cwd=config.ROOT,
+        check=False,
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     report = json.loads(report_path.read_text())
     assert report["identical"] is False and report["doctor"]["ok"], report["doctor"]
@@ -221,8 +244,9 @@ def test_a_non_deterministic_stage_is_caught_and_its_output_named(tiny_repo, tmp
     assert clock["explanation"]["details"]["changes"][0]["key"] == "written_at"
     assert "DVC cache" in clock["explanation"]["committed_from"]
     # The printed table names it too, as not identical, and the report's path is printed.
-    assert any(line.startswith("clock") and "clock.json" in line and line.endswith("NO")
-               for line in result.stdout.splitlines()), result.stdout
+    assert any(
+        line.startswith("clock") and "clock.json" in line and line.endswith("NO") for line in result.stdout.splitlines()
+    ), result.stdout
     assert str(report_path) in result.stdout
 
 
@@ -247,13 +271,17 @@ def test_a_failing_stage_is_not_mistaken_for_an_identical_one(tiny_repo, tmp_pat
 
 
 def test_an_unknown_revision_is_named(tiny_repo):
-    result = run([sys.executable, "-m", "src.tools.verify", "--repo", str(tiny_repo), "--rev", "no-such-tag"],
-                 cwd=config.ROOT, check=False)
+    result = run(
+        [sys.executable, "-m", "src.tools.verify", "--repo", str(tiny_repo), "--rev", "no-such-tag"],
+        cwd=config.ROOT,
+        check=False,
+    )
     assert result.returncode == 2
     assert "'no-such-tag' is not a commit or tag" in result.stderr
 
 
 # --- the real pipeline ----------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def recorded_gather(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -279,8 +307,16 @@ def _entity_table() -> sa.Table:
 def test_a_rewritten_source_history_is_reported_as_such(recorded_gather, tmp_path):
     table = _entity_table()
     # A float column the snapshot copies as is: 999 fits it, and no join depends on it.
-    column = next((c.name for c in table.c if c.name in ADAPTER.snapshot_schema.names and c.name != ADAPTER.id
-                   and pa.types.is_floating(ADAPTER.snapshot_schema.field(c.name).type)), None)
+    column = next(
+        (
+            c.name
+            for c in table.c
+            if c.name in ADAPTER.snapshot_schema.names
+            and c.name != ADAPTER.id
+            and pa.types.is_floating(ADAPTER.snapshot_schema.field(c.name).type)
+        ),
+        None,
+    )
     if column is None or VERSION_ID not in table.c or RECORDED_AT not in table.c:
         pytest.skip(f"source table {table.name} has no float column or no history columns to rewrite")
     require_embedded_source()
@@ -291,14 +327,30 @@ def test_a_rewritten_source_history_is_reported_as_such(recorded_gather, tmp_pat
     with engine.begin() as connection:
         # The version the snapshot reads for the first id: rewrite its history.
         first_id, version_id = connection.execute(
-            sa.select(table.c[ADAPTER.id], table.c[VERSION_ID]).where(table.c[RECORDED_AT] <= as_of)
-            .order_by(table.c[ADAPTER.id], table.c[RECORDED_AT].desc(), table.c[VERSION_ID].desc()).limit(1)).one()
+            sa.select(table.c[ADAPTER.id], table.c[VERSION_ID])
+            .where(table.c[RECORDED_AT] <= as_of)
+            .order_by(table.c[ADAPTER.id], table.c[RECORDED_AT].desc(), table.c[VERSION_ID].desc())
+            .limit(1)
+        ).one()
         connection.execute(sa.update(table).where(table.c[VERSION_ID] == version_id).values({column: 999}))
     engine.dispose()
     report_path = tmp_path / "report.json"
-    result = run([sys.executable, "-m", "src.tools.verify", "--repo", str(recorded_gather), "--target", "gather",
-                  "--report", str(report_path)], cwd=config.ROOT, check=False,
-                 **{config.SOURCE_URL_ENV: f"sqlite:///{source}"})
+    result = run(
+        [
+            sys.executable,
+            "-m",
+            "src.tools.verify",
+            "--repo",
+            str(recorded_gather),
+            "--target",
+            "gather",
+            "--report",
+            str(report_path),
+        ],
+        cwd=config.ROOT,
+        check=False,
+        **{config.SOURCE_URL_ENV: f"sqlite:///{source}"},
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     snapshot = by_path(json.loads(report_path.read_text()))[SNAPSHOT]
     assert not snapshot["identical"]
@@ -333,8 +385,9 @@ def test_the_scramble_variant_reverses_what_gather_reads(monkeypatch, tmp_path):
 @pytest.mark.slow
 def test_gather_is_identical_with_sqlite_rows_in_reverse_order(recorded_gather, tmp_path):
     scramble = [variant for variant in rebuild.variants(vary=True) if variant.name == "scramble"]
-    report = verify(recorded_gather, runs=scramble, targets=["gather"], report_path=tmp_path / "report.json",
-                    echo=lambda *_: None)
+    report = verify(
+        recorded_gather, runs=scramble, targets=["gather"], report_path=tmp_path / "report.json", echo=lambda *_: None
+    )
     assert report["runs"][0]["env"] == {config.SCRAMBLE_ENV: "1"}
     # The variant reached the stage (test_the_scramble_variant_reverses_what_gather_reads
     # shows what it then does to the rows), and the bytes did not move.
@@ -348,8 +401,11 @@ def test_gather_is_identical_with_sqlite_rows_in_reverse_order(recorded_gather, 
 def test_verify_passes_on_head(tmp_path):
     """The promise itself: HEAD rebuilds bit for bit in a fresh clone (through the CLI `make verify` runs)."""
     report_path = tmp_path / "report.json"
-    result = run([sys.executable, "-m", "src.tools.verify", "--rev", "HEAD", "--report", str(report_path)],
-                 cwd=config.ROOT, check=False)
+    result = run(
+        [sys.executable, "-m", "src.tools.verify", "--rev", "HEAD", "--report", str(report_path)],
+        cwd=config.ROOT,
+        check=False,
+    )
     report = json.loads(report_path.read_text())
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     assert report["identical"] and report["doctor"]["ok"]

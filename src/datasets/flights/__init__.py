@@ -10,6 +10,7 @@ row-local derivation: `INPUTS`); the source side (tables, query, SQLAlchemy)
 is in source.py, imported only when `ADAPTER` is first read.
 A fork writes its own package beside this one (README "Adapt to your data").
 """
+
 from __future__ import annotations
 
 import functools
@@ -172,8 +173,21 @@ EXCLUDED_STATUSES = ("scheduled", "cancelled", "diverted")
 
 
 # The snapshot columns the row-local derivation reads: what a raw row must hold.
-INPUT_COLUMNS = ("year", "month", "day", "sched_dep_time", "carrier", "origin", "dest", "distance",
-                 "plane_year", "manufacturer", "engines", "seats", *WEATHER)
+INPUT_COLUMNS = (
+    "year",
+    "month",
+    "day",
+    "sched_dep_time",
+    "carrier",
+    "origin",
+    "dest",
+    "distance",
+    "plane_year",
+    "manufacturer",
+    "engines",
+    "seats",
+    *WEATHER,
+)
 
 
 def derive_inputs(rows: pd.DataFrame) -> pd.DataFrame:
@@ -187,8 +201,10 @@ def derive_inputs(rows: pd.DataFrame) -> pd.DataFrame:
         # Each part is within its domain (gather checked that); together they may still be no date.
         first = int(scheduled.isna().to_numpy().argmax())
         year, month, day = dates.iloc[first]
-        raise ValueError(f"snapshot row {ID}={int(rows[ID].iloc[first])}: the scheduled date "
-                         f"year={year} month={month} day={day} is not a calendar date")
+        raise ValueError(
+            f"snapshot row {ID}={int(rows[ID].iloc[first])}: the scheduled date "
+            f"year={year} month={month} day={day} is not a calendar date"
+        )
     return pd.DataFrame(
         {
             ID: rows[ID].astype("int64"),
@@ -244,6 +260,7 @@ def _adapter():
     # The source side, imported on first use of ADAPTER: serving reads INPUTS
     # and never loads SQLAlchemy.
     from src.datasets.flights import source
+
     return source.adapter()
 
 
@@ -253,5 +270,6 @@ def __getattr__(name: str):
         return _adapter()
     if name in ("TABLES", "REFERENCE_TABLES", "SNAPSHOT_QUERY"):
         from src.datasets.flights import source
+
         return getattr(source, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

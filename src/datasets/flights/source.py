@@ -2,6 +2,7 @@
 
 Apart from __init__.py, which serving imports, because it needs SQLAlchemy.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -35,38 +36,59 @@ from src.pipeline.source.history import SHUFFLED_VERSIONS
 # version ids, but cannot check that no version was back-dated.
 TABLES = sa.MetaData()
 sa.Table(
-    "flights", TABLES,
+    "flights",
+    TABLES,
     sa.Column("version_id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column(ID, sa.Integer, nullable=False),
     sa.Column("recorded_at", sa.Text, nullable=False),
     sa.Column("status", sa.Text, sa.CheckConstraint(f"status IN {STATUSES}"), nullable=False),
-    *(sa.Column(name, sa.Integer) for name in ("year", "month", "day", "sched_dep_time", "sched_arr_time",
-                                               "hour", "minute")),
+    *(
+        sa.Column(name, sa.Integer)
+        for name in ("year", "month", "day", "sched_dep_time", "sched_arr_time", "hour", "minute")
+    ),
     sa.Column("time_hour", sa.Text),
-    sa.Column("carrier", sa.Text), sa.Column("flight", sa.Integer), sa.Column("tailnum", sa.Text),
-    sa.Column("origin", sa.Text), sa.Column("dest", sa.Text), sa.Column("distance", sa.Float),
-    sa.Column("dep_time", sa.Integer), sa.Column("dep_delay", sa.Float), sa.Column("arr_time", sa.Integer),
-    sa.Column("arr_delay", sa.Float), sa.Column("air_time", sa.Float),
+    sa.Column("carrier", sa.Text),
+    sa.Column("flight", sa.Integer),
+    sa.Column("tailnum", sa.Text),
+    sa.Column("origin", sa.Text),
+    sa.Column("dest", sa.Text),
+    sa.Column("distance", sa.Float),
+    sa.Column("dep_time", sa.Integer),
+    sa.Column("dep_delay", sa.Float),
+    sa.Column("arr_time", sa.Integer),
+    sa.Column("arr_delay", sa.Float),
+    sa.Column("air_time", sa.Float),
     sa.Index("flights_by_recorded", ID, "recorded_at"),
     info={SHUFFLED_VERSIONS: True},
 )
 sa.Table(
-    "weather", TABLES,
+    "weather",
+    TABLES,
     sa.Column("weather_id", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("origin", sa.Text, nullable=False), sa.Column("time_hour", sa.Text, nullable=False),
+    sa.Column("origin", sa.Text, nullable=False),
+    sa.Column("time_hour", sa.Text, nullable=False),
     sa.Column("recorded_at", sa.Text, nullable=False),
-    *(sa.Column(name, sa.Float) for name in ("temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust",
-                                             "precip", "pressure", "visib")),
+    *(
+        sa.Column(name, sa.Float)
+        for name in ("temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip", "pressure", "visib")
+    ),
     sa.Index("weather_by_recorded", "origin", "time_hour", "recorded_at"),
     info={SHUFFLED_VERSIONS: True},
 )
 sa.Table(
-    "planes", TABLES,
+    "planes",
+    TABLES,
     sa.Column("plane_version_id", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("tailnum", sa.Text, nullable=False), sa.Column("recorded_at", sa.Text, nullable=False),
-    sa.Column("year", sa.Integer), sa.Column("type", sa.Text), sa.Column("manufacturer", sa.Text),
-    sa.Column("model", sa.Text), sa.Column("engines", sa.Integer), sa.Column("seats", sa.Integer),
-    sa.Column("speed", sa.Float), sa.Column("engine", sa.Text),
+    sa.Column("tailnum", sa.Text, nullable=False),
+    sa.Column("recorded_at", sa.Text, nullable=False),
+    sa.Column("year", sa.Integer),
+    sa.Column("type", sa.Text),
+    sa.Column("manufacturer", sa.Text),
+    sa.Column("model", sa.Text),
+    sa.Column("engines", sa.Integer),
+    sa.Column("seats", sa.Integer),
+    sa.Column("speed", sa.Float),
+    sa.Column("engine", sa.Text),
     sa.Index("planes_by_recorded", "tailnum", "recorded_at"),
     info={SHUFFLED_VERSIONS: True},
 )
@@ -74,10 +96,16 @@ sa.Table(
 REFERENCE_TABLES = sa.MetaData()
 sa.Table("airlines", REFERENCE_TABLES, sa.Column("carrier", sa.Text, primary_key=True), sa.Column("name", sa.Text))
 sa.Table(
-    "airports", REFERENCE_TABLES,
-    sa.Column("faa", sa.Text, primary_key=True), sa.Column("name", sa.Text), sa.Column("lat", sa.Float),
-    sa.Column("lon", sa.Float), sa.Column("alt", sa.Integer), sa.Column("tz", sa.Integer),
-    sa.Column("dst", sa.Text), sa.Column("tzone", sa.Text),
+    "airports",
+    REFERENCE_TABLES,
+    sa.Column("faa", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text),
+    sa.Column("lat", sa.Float),
+    sa.Column("lon", sa.Float),
+    sa.Column("alt", sa.Integer),
+    sa.Column("tz", sa.Integer),
+    sa.Column("dst", sa.Text),
+    sa.Column("tzone", sa.Text),
 )
 sa.Table("source_meta", REFERENCE_TABLES, sa.Column("key", sa.Text, primary_key=True), sa.Column("value", sa.Text))
 

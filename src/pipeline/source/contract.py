@@ -5,6 +5,7 @@ itself) and one query for the first row that breaks the contract: a NULL key,
 a duplicate version id, or a version recorded before one it follows. Plain SQL
 on SQLite and PostgreSQL.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -41,8 +42,12 @@ def history_layout(table: sa.Table) -> HistoryLayout | None:
     for index in sorted(table.indexes, key=lambda index: index.name or ""):
         names = [column.name for column in index.columns]
         if len(names) >= 2 and names[-1] == RECORDED_AT:
-            return HistoryLayout(table.name, primary[0].name, tuple(names[:-1]),
-                                 in_append_order=not table.info.get(SHUFFLED_VERSIONS, False))
+            return HistoryLayout(
+                table.name,
+                primary[0].name,
+                tuple(names[:-1]),
+                in_append_order=not table.info.get(SHUFFLED_VERSIONS, False),
+            )
     return None
 
 
@@ -88,8 +93,9 @@ SELECT EXISTS (
     return None
 
 
-def contract_query(layout: HistoryLayout, duplicates: bool = True,
-                   not_null: frozenset[str] = frozenset()) -> str | None:
+def contract_query(
+    layout: HistoryLayout, duplicates: bool = True, not_null: frozenset[str] = frozenset()
+) -> str | None:
     """One query that returns the first row breaking the history contract in `layout`'s table, or none.
 
     Checked: the entity key, version id and recorded_at are NOT NULL; the
@@ -171,23 +177,30 @@ def contract_breach(layout: HistoryLayout, row, previous_recorded: str | None = 
     For an order breach, `previous_recorded`: when the version before it in
     recorded_at order (the later-appended one, moment_query) was recorded.
     """
-    problem, *keys = row[:1 + len(layout.key)]
-    version, recorded, previous = row[1 + len(layout.key):]
-    where = ", ".join(f"{name}={'NULL' if value is None else repr(value)}"
-                      for name, value in zip(layout.key, keys, strict=True))
+    problem, *keys = row[: 1 + len(layout.key)]
+    version, recorded, previous = row[1 + len(layout.key) :]
+    where = ", ".join(
+        f"{name}={'NULL' if value is None else repr(value)}" for name, value in zip(layout.key, keys, strict=True)
+    )
     head = f"source table {layout.table!r}"
     if problem == "duplicate":
         lowest = f" ({where} among them)" if len(layout.key) == 1 else ""
-        return (f"{head}: {layout.version} {version} is held by {recorded} rows{lowest}; a version id must be "
-                "unique (make it the table's primary key)")
+        return (
+            f"{head}: {layout.version} {version} is held by {recorded} rows{lowest}; a version id must be "
+            "unique (make it the table's primary key)"
+        )
     if problem.startswith("null "):
         column = problem.removeprefix("null ")
-        return (f"{head}, column {column!r}, {where}, {layout.version}={'NULL' if version is None else version}: "
-                f"NULL breaks the history contract ({', '.join((*layout.key, layout.version, layout.recorded_at))} "
-                "must all be set)")
-    return (f"{head}, {where}: {layout.version} {previous} is recorded at {previous_recorded}, before "
-            f"{layout.version} {version} (recorded at {recorded}) which precedes it; a history is appended in "
-            "time (a later version must not be dated earlier), or snapshots already taken change")
+        return (
+            f"{head}, column {column!r}, {where}, {layout.version}={'NULL' if version is None else version}: "
+            f"NULL breaks the history contract ({', '.join((*layout.key, layout.version, layout.recorded_at))} "
+            "must all be set)"
+        )
+    return (
+        f"{head}, {where}: {layout.version} {previous} is recorded at {previous_recorded}, before "
+        f"{layout.version} {version} (recorded at {recorded}) which precedes it; a history is appended in "
+        "time (a later version must not be dated earlier), or snapshots already taken change"
+    )
 
 
 class HistoryContractError(SourceValueError):

@@ -3,6 +3,7 @@
 `python -m src.tools.source --url` loads the demo history into a database
 server this way; the point-in-time query then reads the same rows there.
 """
+
 from __future__ import annotations
 
 import sqlalchemy as sa
@@ -30,7 +31,8 @@ def copy_tables(source_url: str, target_url: str, tables: sa.MetaData, batch_row
             for table in tables.sorted_tables:
                 writer.execute(CreateTable(table))
                 rows = reader.execution_options(stream_results=True, yield_per=batch_rows).execute(
-                    sa.select(table).order_by(*table.primary_key.columns))
+                    sa.select(table).order_by(*table.primary_key.columns)
+                )
                 counts[table.name] = _copy_rows(writer, table, rows, batch_rows)
             # Indexes after the rows: one sort each instead of upkeep on every row.
             for table in tables.sorted_tables:
@@ -65,8 +67,10 @@ def _refuse_present(connection: sa.Connection, tables: sa.MetaData) -> None:
     inspector = sa.inspect(connection)
     present = [table.name for table in tables.sorted_tables if inspector.has_table(table.name)]
     if present:
-        raise HistoryError(f"the target already has tables {present}: a history is never overwritten; "
-                           "load into an empty database or schema")
+        raise HistoryError(
+            f"the target already has tables {present}: a history is never overwritten; "
+            "load into an empty database or schema"
+        )
 
 
 def _engine(url: str) -> sa.Engine:
@@ -82,8 +86,10 @@ def _copy_rows(connection: sa.Connection, table: sa.Table, result: sa.CursorResu
         quote = connection.dialect.identifier_preparer
         columns = ", ".join(quote.quote(column.name) for column in table.columns)
         # COPY through the connection's own transaction: the rows commit or vanish with the tables.
-        with connection.connection.driver_connection.cursor() as cursor, \
-                cursor.copy(f"COPY {quote.format_table(table)} ({columns}) FROM STDIN") as copy:
+        with (
+            connection.connection.driver_connection.cursor() as cursor,
+            cursor.copy(f"COPY {quote.format_table(table)} ({columns}) FROM STDIN") as copy,
+        ):
             for rows in result.partitions(batch_rows):
                 for row in rows:
                     copy.write_row(row)

@@ -18,6 +18,7 @@ turns a plain table into such a history (src/tools/ingest.py is its command);
 copy.py moves declared tables, rows unchanged, to another database
 (`python -m src.tools.source --url`).
 """
+
 from __future__ import annotations
 
 import sqlalchemy as sa
@@ -68,7 +69,8 @@ ORDER BY t.{id_column}
 def history_table(metadata: sa.MetaData, name: str, id_column: str, *columns: sa.Column) -> sa.Table:
     """Declare a history table: version id, entity id, recorded_at, row hash, then `columns`."""
     return sa.Table(
-        name, metadata,
+        name,
+        metadata,
         sa.Column(VERSION_ID, sa.Integer, primary_key=True, autoincrement=False),
         sa.Column(id_column, sa.BigInteger, nullable=False),
         sa.Column(RECORDED_AT, sa.Text, nullable=False),

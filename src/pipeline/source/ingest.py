@@ -5,6 +5,7 @@ order, recorded_at never before the history's latest moment, and a row hash
 (SHA-256 of the version's values) to tell a change from a repeat. Its command
 is src/tools/ingest.py.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -64,13 +65,20 @@ def _plain(value):
 def row_hash(values: dict) -> str:
     # Canonical JSON of {column: value}, keys sorted and floats in shortest
     # repr: the same row hashes the same whatever file, or column order, it came in.
-    return hashlib.sha256(json.dumps(values, sort_keys=True, separators=(",", ":"),
-                                     ensure_ascii=False).encode()).hexdigest()
+    return hashlib.sha256(
+        json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    ).hexdigest()
 
 
-def ingest(frame: pd.DataFrame, url: str, table: str, id_column: str,
-           recorded_at: str | None = None, recorded_at_column: str | None = None,
-           now: dt.datetime | None = None) -> IngestResult:
+def ingest(
+    frame: pd.DataFrame,
+    url: str,
+    table: str,
+    id_column: str,
+    recorded_at: str | None = None,
+    recorded_at_column: str | None = None,
+    now: dt.datetime | None = None,
+) -> IngestResult:
     """Append `frame` to the history table `table` at `url`: new entities and changed rows only.
 
     `recorded_at` (a date or UTC timestamp) stamps every appended row; or
@@ -93,8 +101,9 @@ def ingest(frame: pd.DataFrame, url: str, table: str, id_column: str,
         shown = engine.url.render_as_string(hide_password=True)
         raise HistoryError(redacted(f"cannot write to the source {shown}: {error.orig}", url)) from None
     except OverflowError as error:  # a value the driver cannot store (an integer past 64 bits): nothing written
-        raise HistoryError(f"{table}: a value does not fit the database's types ({error}); nothing was "
-                           "appended") from None
+        raise HistoryError(
+            f"{table}: a value does not fit the database's types ({error}); nothing was appended"
+        ) from None
     finally:
         engine.dispose()
     return IngestResult(table, appended, len(frame) - appended, moments[0] if recorded_at_column is None else None)
@@ -117,15 +126,22 @@ def _check_frame(frame: pd.DataFrame, id_column: str, recorded_at_column: str | 
     # Only an unsigned column can hold one past int64 (pandas reads 2**63 so); a signed one fits.
     out_of_range = np.flatnonzero(ids.to_numpy() > INT64[1]) if ids.dtype.kind == "u" else []
     if len(out_of_range):
-        raise HistoryError(f"{id_column}: id {ids.iloc[out_of_range[0]]} (row {out_of_range[0]}) does not fit a "
-                           f"64-bit integer ({INT64[0]} to {INT64[1]}): the history's ids are BIGINT")
+        raise HistoryError(
+            f"{id_column}: id {ids.iloc[out_of_range[0]]} (row {out_of_range[0]}) does not fit a "
+            f"64-bit integer ({INT64[0]} to {INT64[1]}): the history's ids are BIGINT"
+        )
     duplicated = ids[ids.duplicated()]
     if len(duplicated):
         raise HistoryError(f"{id_column}: duplicate ids {sorted(set(duplicated.tolist()))[:5]}")
 
 
-def _stamped(frame: pd.DataFrame, id_column: str, recorded_at: str | None, recorded_at_column: str | None,
-             now: dt.datetime | None) -> tuple[pd.DataFrame, list[str]]:
+def _stamped(
+    frame: pd.DataFrame,
+    id_column: str,
+    recorded_at: str | None,
+    recorded_at_column: str | None,
+    now: dt.datetime | None,
+) -> tuple[pd.DataFrame, list[str]]:
     """`frame` less its recorded-at column, and each row's moment; a moment in the future is refused."""
     if recorded_at_column is not None:
         if recorded_at_column not in frame.columns:
@@ -133,16 +149,21 @@ def _stamped(frame: pd.DataFrame, id_column: str, recorded_at: str | None, recor
         moments = [_moment(value, recorded_at_column) for value in frame[recorded_at_column]]
         frame = frame.drop(columns=[recorded_at_column])
     else:
-        stamp = _moment(recorded_at, "recorded_at") if recorded_at is not None else \
-            (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).strftime(TIME_FORMAT)
+        stamp = (
+            _moment(recorded_at, "recorded_at")
+            if recorded_at is not None
+            else (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).strftime(TIME_FORMAT)
+        )
         moments = [stamp] * len(frame)
     latest = max(range(len(moments)), key=moments.__getitem__)
     try:
         refuse_future(moments[latest], now)
     except ValueError as error:
         where = f" (row {latest}, {id_column}={frame[id_column].iloc[latest]})" if recorded_at_column else ""
-        raise HistoryError(f"{recorded_at_column or 'recorded_at'}{where} {error}; a version dated in the future "
-                           "would also make every later ingest look back-dated") from None
+        raise HistoryError(
+            f"{recorded_at_column or 'recorded_at'}{where} {error}; a version dated in the future "
+            "would also make every later ingest look back-dated"
+        ) from None
     return frame, moments
 
 
@@ -166,16 +187,16 @@ class _Versions:
         return cls(frame[id_column].tolist(), [moments[i] for i in order], hashes, rows, data_columns)
 
 
-def _append(connection: sa.Connection, table: str, id_column: str, frame: pd.DataFrame,
-            versions: _Versions) -> int:
+def _append(connection: sa.Connection, table: str, id_column: str, frame: pd.DataFrame, versions: _Versions) -> int:
     """Append the new and changed versions to `table` (created on first use); how many were appended."""
     target = _table(connection, table, id_column, frame, versions.data_columns)
     latest = _latest(connection, target, id_column)
     newest = connection.execute(sa.select(sa.func.max(target.c[RECORDED_AT]))).scalar()
     next_id = (connection.execute(sa.select(sa.func.max(target.c[VERSION_ID]))).scalar() or 0) + 1
     appended = []
-    for entity, moment, digest, values in zip(versions.entities, versions.moments, versions.hashes, versions.rows,
-                                              strict=True):
+    for entity, moment, digest, values in zip(
+        versions.entities, versions.moments, versions.hashes, versions.rows, strict=True
+    ):
         if latest.get(int(entity)) == digest:
             continue
         if newest is not None and moment < newest:
@@ -183,8 +204,15 @@ def _append(connection: sa.Connection, table: str, id_column: str, frame: pd.Dat
                 f"{id_column}={entity}: recorded_at {moment} is before the history's latest "
                 f"version ({newest}); appending it would change snapshots already taken"
             )
-        appended.append({VERSION_ID: next_id + len(appended), id_column: int(entity), RECORDED_AT: moment,
-                         ROW_HASH: digest, **dict(zip(versions.data_columns, values, strict=True))})
+        appended.append(
+            {
+                VERSION_ID: next_id + len(appended),
+                id_column: int(entity),
+                RECORDED_AT: moment,
+                ROW_HASH: digest,
+                **dict(zip(versions.data_columns, values, strict=True)),
+            }
+        )
     if appended:
         connection.execute(target.insert(), appended)
     return len(appended)
@@ -210,6 +238,7 @@ def _transactional(engine: sa.Engine) -> sa.Engine:
     rows commit or vanish together (SQLAlchemy's documented pysqlite recipe).
     """
     if engine.dialect.name == "sqlite" and engine.dialect.driver == "pysqlite":
+
         @sa.event.listens_for(engine, "connect")
         def _no_implicit_commit(dbapi_connection, _record):
             dbapi_connection.isolation_level = None
@@ -217,6 +246,7 @@ def _transactional(engine: sa.Engine) -> sa.Engine:
         @sa.event.listens_for(engine, "begin")
         def _begin(connection):
             connection.exec_driver_sql("BEGIN")
+
     return engine
 
 
@@ -227,13 +257,15 @@ def _moment(value, column: str) -> str:
         raise HistoryError(f"{column}: {error}") from None
 
 
-def _table(connection: sa.Connection, name: str, id_column: str, frame: pd.DataFrame,
-           data_columns: list[str]) -> sa.Table:
+def _table(
+    connection: sa.Connection, name: str, id_column: str, frame: pd.DataFrame, data_columns: list[str]
+) -> sa.Table:
     inspector = sa.inspect(connection)
     if not inspector.has_table(name):
         metadata = sa.MetaData()
-        table = history_table(metadata, name, id_column,
-                              *(sa.Column(column, _column_type(frame[column])) for column in data_columns))
+        table = history_table(
+            metadata, name, id_column, *(sa.Column(column, _column_type(frame[column])) for column in data_columns)
+        )
         metadata.create_all(connection)
         return table
     present = [column["name"] for column in inspector.get_columns(name)]
@@ -241,18 +273,23 @@ def _table(connection: sa.Connection, name: str, id_column: str, frame: pd.DataF
     if sorted(present) != sorted(expected):
         missing = [c for c in expected if c not in present]
         extra = [c for c in present if c not in expected]
-        raise HistoryError(f"table {name!r} exists with other columns: "
-                           + ", ".join(f"the {side} lacks {columns}" for side, columns
-                                       in (("file", extra), ("table", missing)) if columns))
+        raise HistoryError(
+            f"table {name!r} exists with other columns: "
+            + ", ".join(
+                f"the {side} lacks {columns}" for side, columns in (("file", extra), ("table", missing)) if columns
+            )
+        )
     return sa.Table(name, sa.MetaData(), autoload_with=connection)
 
 
 def _latest(connection: sa.Connection, table: sa.Table, id_column: str) -> dict[int, str]:
     """Each entity's latest row hash (as of now: appends are compared with the present)."""
     ranked = sa.select(
-        table.c[id_column], table.c[ROW_HASH],
-        sa.func.row_number().over(partition_by=table.c[id_column],
-                                  order_by=[table.c[RECORDED_AT].desc(), table.c[VERSION_ID].desc()]).label("rn"),
+        table.c[id_column],
+        table.c[ROW_HASH],
+        sa.func.row_number()
+        .over(partition_by=table.c[id_column], order_by=[table.c[RECORDED_AT].desc(), table.c[VERSION_ID].desc()])
+        .label("rn"),
     ).subquery()
     result = connection.execute(sa.select(ranked.c[id_column], ranked.c[ROW_HASH]).where(ranked.c.rn == 1))
     return {int(entity): digest for entity, digest in result}

@@ -3,6 +3,7 @@
 No SQL here: the params schema parses `as_of` with it, and serving imports the
 params schema without any database library.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -56,6 +57,8 @@ def refuse_future(moment: str, now: dt.datetime | None = None) -> None:
     """
     current = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).strftime(TIME_FORMAT)
     if moment > current:
-        raise ValueError(f"is in the future ({moment} UTC; now {current} UTC): a snapshot is a pure function of "
-                         "as_of only while nothing can still be recorded at or before it; use a moment that has "
-                         "passed (a bare date means the end of that day)")
+        raise ValueError(
+            f"is in the future ({moment} UTC; now {current} UTC): a snapshot is a pure function of "
+            "as_of only while nothing can still be recorded at or before it; use a moment that has "
+            "passed (a bare date means the end of that day)"
+        )

@@ -7,6 +7,7 @@ and that the history keeps its contract, and both hand every chunk to
 validate.to_snapshot, so whatever the driver, every value is checked before a
 byte is written. Sources are opened read-only: a snapshot never writes to them.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -63,8 +64,9 @@ def _arrow_driver(backend: str):
         return importlib.import_module(ARROW_DRIVERS[backend])
     except ImportError:
         package = ARROW_DRIVERS[backend].split(".")[0].replace("_", "-")
-        raise SourceError(f"the {package} package is missing: install the project's requirements "
-                          "(`make setup`)") from None
+        raise SourceError(
+            f"the {package} package is missing: install the project's requirements (`make setup`)"
+        ) from None
 
 
 def _check_readable(connection, source: SourceURL) -> None:
@@ -134,6 +136,7 @@ def _arrow_first_row(connection, source: SourceURL) -> Callable:
                 return cursor.fetchone()
             except Exception as error:  # adbc_driver_manager.Error
                 raise source.error(f"cannot check the source's history: {error}") from None
+
     return first_row
 
 
@@ -152,8 +155,11 @@ def _arrow_columns(connection, declared: sa.MetaData) -> dict[str, list[str]]:
 def _sql_columns(connection: sa.Connection, declared: sa.MetaData) -> dict[str, list[str]]:
     inspector = sa.inspect(connection)
     tables = set(inspector.get_table_names())
-    return {table.name: [column["name"] for column in inspector.get_columns(table.name)]
-            for table in declared.sorted_tables if table.name in tables}
+    return {
+        table.name: [column["name"] for column in inspector.get_columns(table.name)]
+        for table in declared.sorted_tables
+        if table.name in tables
+    }
 
 
 def bind(query: str, backend: str, parameters: dict[str, object]) -> tuple[str, tuple]:
@@ -184,8 +190,9 @@ def _batches(cursor, source: SourceURL) -> Iterator[pa.RecordBatch]:
             raise source.error(f"cannot read the source: {error}") from None
 
 
-def read_arrow(source: SourceURL, adapter: Adapter, as_of: str, chunk_rows: int,
-               scramble: bool = False) -> Iterator[pa.Table]:
+def read_arrow(
+    source: SourceURL, adapter: Adapter, as_of: str, chunk_rows: int, scramble: bool = False
+) -> Iterator[pa.Table]:
     """The point-in-time query's rows through the ADBC driver, as checked snapshot tables."""
     sql, parameters = bind(adapter.snapshot_query, source.backend, {"as_of": as_of})
     with arrow_connection(source, scramble=scramble) as connection:
@@ -202,17 +209,20 @@ def read_arrow(source: SourceURL, adapter: Adapter, as_of: str, chunk_rows: int,
                 yield to_snapshot(pa.Table.from_batches([batch]), adapter)
 
 
-def read_rows(source: SourceURL, adapter: Adapter, as_of: str, chunk_rows: int,
-              scramble: bool = False) -> Iterator[pa.Table]:
+def read_rows(
+    source: SourceURL, adapter: Adapter, as_of: str, chunk_rows: int, scramble: bool = False
+) -> Iterator[pa.Table]:
     """The point-in-time query's rows through SQLAlchemy, `chunk_rows` at a time, as checked snapshot tables."""
     engine = open_source(source, scramble=scramble)
     try:
         with engine.connect() as connection:
             check_source(_sql_columns(connection, adapter.source_tables), adapter.source_tables)
-            check_history(adapter.source_tables, lambda sql: connection.execute(sa.text(sql)).first(),
-                          connection.dialect.name)
+            check_history(
+                adapter.source_tables, lambda sql: connection.execute(sa.text(sql)).first(), connection.dialect.name
+            )
             result = connection.execution_options(stream_results=True, yield_per=chunk_rows).execute(
-                sa.text(adapter.snapshot_query), {"as_of": as_of})
+                sa.text(adapter.snapshot_query), {"as_of": as_of}
+            )
             columns = list(result.keys())
             for rows in result.partitions(chunk_rows):
                 yield to_snapshot(rows_to_arrow(columns, rows, adapter), adapter)
@@ -234,10 +244,12 @@ def rows_to_arrow(columns: list[str], rows: list, adapter: Adapter) -> pa.Table:
         try:
             arrays[name] = pa.array(values[name], from_pandas=False)
         except (pa.ArrowInvalid, pa.ArrowTypeError):
-            kinds = [(index, isinstance(value, (str, bytes))) for index, value in enumerate(values[name])
-                     if value is not None]
+            kinds = [
+                (index, isinstance(value, (str, bytes)))
+                for index, value in enumerate(values[name])
+                if value is not None
+            ]
             index = next((index for index, textual in kinds if textual != kinds[0][1]), kinds[-1][0])
             entity = values[adapter.id][index] if adapter.id in values else None
-            raise refuse(adapter, name, entity, values[name][index],
-                         "mixes text and numbers in one column") from None
+            raise refuse(adapter, name, entity, values[name][index], "mixes text and numbers in one column") from None
     return pa.table(arrays)

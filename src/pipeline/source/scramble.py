@@ -4,6 +4,7 @@ Any code that leans on an unspecified row order then gets another order, and
 the snapshot's bytes would move; the snapshot query's ORDER BY is what counts.
 PostgreSQL has no such switch (and no promised order either).
 """
+
 from __future__ import annotations
 
 import os
@@ -31,6 +32,7 @@ def effect(backend: str) -> str:
 def scramble_engine(engine: sa.Engine) -> None:
     """Turn the scramble on for every connection `engine` makes to SQLite."""
     if engine.dialect.name == "sqlite":
+
         @sa.event.listens_for(engine, "connect")
         def _reverse(connection, _record):
             connection.execute(f"PRAGMA {PRAGMA} = ON")

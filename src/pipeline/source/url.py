@@ -2,6 +2,7 @@
 
 No error repeats a password from a URL: messages end up in terminals and CI logs.
 """
+
 from __future__ import annotations
 
 import re
@@ -16,9 +17,9 @@ from src.pipeline import config
 # What to do about a driver's cause, by the words it says it in (SQLite's own messages).
 HINTS = {
     "database is locked": "another process holds a lock on the file (an open write transaction, e.g. "
-                          "BEGIN EXCLUSIVE); run gather again once it has committed or ended",
+    "BEGIN EXCLUSIVE); run gather again once it has committed or ended",
     "file is not a database": "the file is not a SQLite database: point the source URL at the source's "
-                              ".sqlite file; `make source` builds the demo one",
+    ".sqlite file; `make source` builds the demo one",
     "unable to open database file": "the file cannot be opened: check its permissions and its folder's",
 }
 
@@ -54,8 +55,10 @@ def parse_url(url: str) -> SourceURL:
         parsed = sa.engine.make_url(url)
     except (sa.exc.ArgumentError, ValueError):
         # Not quoted back: any part of an unparsed URL may be the password.
-        raise SourceError(f"the source URL is not a database URL; set {config.SOURCE_URL_ENV} to one like "
-                          "postgresql://user@host/database or sqlite:///path/to/source.sqlite") from None
+        raise SourceError(
+            f"the source URL is not a database URL; set {config.SOURCE_URL_ENV} to one like "
+            "postgresql://user@host/database or sqlite:///path/to/source.sqlite"
+        ) from None
     shown = shown_url(url)
     sqlite_path = None
     if parsed.get_backend_name() == "sqlite":
@@ -64,9 +67,13 @@ def parse_url(url: str) -> SourceURL:
         if problem is not None:
             raise SourceError(redacted(f"the source {problem} (the demo's is data/source/source.sqlite)", url))
         if not database or database == ":memory:" or not Path(database).is_file():
-            raise SourceError(redacted(
-                f"source database not found: {database or shown} (build the demo with `make source`, "
-                "or ingest a table: `python -m src.tools.ingest`)", url))
+            raise SourceError(
+                redacted(
+                    f"source database not found: {database or shown} (build the demo with `make source`, "
+                    "or ingest a table: `python -m src.tools.ingest`)",
+                    url,
+                )
+            )
         sqlite_path = Path(database).resolve()
     return SourceURL(url, parsed, shown, sqlite_path)
 
@@ -75,8 +82,7 @@ def directory_problem(parsed: sa.URL) -> str | None:
     """What is wrong with a SQLite URL whose path is a directory (a file is meant), else None."""
     database = parsed.database or ""
     if parsed.get_backend_name() == "sqlite" and database and Path(database).is_dir():
-        return (f"database {database} is a directory, not a SQLite file: point the URL at the .sqlite "
-                "file inside it")
+        return f"database {database} is a directory, not a SQLite file: point the URL at the .sqlite file inside it"
     return None
 
 
@@ -108,8 +114,12 @@ def redacted(message: str, url: str) -> str:
     passwords = [password for password in passwords if password]
     secrets = {url} if passwords else set()  # a URL without a password is worth showing
     for password in passwords:
-        secrets |= {password, urllib.parse.unquote_plus(password), urllib.parse.quote(password, safe=""),
-                    urllib.parse.quote_plus(password)}
+        secrets |= {
+            password,
+            urllib.parse.unquote_plus(password),
+            urllib.parse.quote(password, safe=""),
+            urllib.parse.quote_plus(password),
+        }
     for secret in sorted(filter(None, secrets), key=len, reverse=True):
         message = message.replace(secret, "***")
     return message

@@ -9,6 +9,7 @@ domain. The error names the source table and column, the entity id and the
 value, in one line: a snapshot is never written with, and no model is ever
 trained on, a value the adapter says cannot be.
 """
+
 from __future__ import annotations
 
 import math
@@ -46,14 +47,15 @@ def refuse(adapter: Adapter, column: str, entity, value, problem: str) -> Source
     """The one-line error for a bad value: where it is (table, column, entity id), what it is, why not."""
     where = adapter.source_of(column)
     table, _, name = where.partition(".")
-    return SourceValueError(f"source table {table!r}, column {name!r}, {adapter.id}={_shown(entity)}: "
-                            f"{_shown(value)} {problem}")
+    return SourceValueError(
+        f"source table {table!r}, column {name!r}, {adapter.id}={_shown(entity)}: {_shown(value)} {problem}"
+    )
 
 
 def _shown(value, limit: int = 80) -> str:
     # repr: quotes show a text for what it is, and a newline in it cannot break the one line.
     text = "NULL" if value is None else repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _convert(chunk: pa.Table, name: str, target: pa.DataType, ids: pa.Array | None, adapter: Adapter) -> pa.Array:
@@ -84,8 +86,9 @@ def _convert(chunk: pa.Table, name: str, target: pa.DataType, ids: pa.Array | No
             raise fail(_first_text(raw), f"is text in a numeric column ({target})")
         if not (pa.types.is_integer(raw.type) or pa.types.is_floating(raw.type)):
             raise fail(_first_valid(raw), f"is a {raw.type}, not a number")
-        array = _cast(raw, target, lambda index: fail(
-            index, f"does not fit the column's type ({target}) without changing it"))
+        array = _cast(
+            raw, target, lambda index: fail(index, f"does not fit the column's type ({target}) without changing it")
+        )
         if pa.types.is_floating(target):
             bad = pc.invert(pc.is_finite(array))
             if pc.any(bad).as_py():

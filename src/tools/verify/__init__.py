@@ -14,6 +14,7 @@ clone path, SQLite row order), each a column of the same table.
 The table is printed and written as JSON to REPORT (git-ignored); the exit
 status is 0 only when every entry of every rebuild is identical.
 """
+
 from __future__ import annotations
 
 import json
@@ -91,10 +92,14 @@ class Committed:
         if data is not None and explain.md5(data) == digest:
             return data, "git" if in_git else f"DVC cache {self.cache} (dvc.api at {self.commit[:12]})"
         if data is not None and in_git:
-            return None, (f"the copy of {path} committed to git does not match dvc.lock: they were committed "
-                          f"from different runs (run `dvc repro` and commit both)")
-        return None, (f"the committed version is not in the DVC cache ({self.cache}) nor in git (`dvc pull` "
-                      f"fetches it from a remote); the hashes still differ")
+            return None, (
+                f"the copy of {path} committed to git does not match dvc.lock: they were committed "
+                f"from different runs (run `dvc repro` and commit both)"
+            )
+        return None, (
+            f"the committed version is not in the DVC cache ({self.cache}) nor in git (`dvc pull` "
+            f"fetches it from a remote); the hashes still differ"
+        )
 
     def listing(self, path: str, digest: str) -> dict[str, str] | None:
         """relative path -> md5 of a committed directory output."""
@@ -104,8 +109,10 @@ class Committed:
             return None
         if not found:
             return None
-        return {str(Path(name).relative_to(path)): info.get("md5") or explain.md5(self.fs.read_bytes(name))
-                for name, info in found.items()}
+        return {
+            str(Path(name).relative_to(path)): info.get("md5") or explain.md5(self.fs.read_bytes(name))
+            for name, info in found.items()
+        }
 
 
 def cache_dir(repo: Path, venv: Path) -> Path:
@@ -139,14 +146,18 @@ class Explainer:
         if entry.committed is None:
             return {"summary": "not in the committed dvc.lock (a new stage or path)"}
         if entry.kind == "param":
-            return {"summary": f"dvc.lock records {entry.committed} but the commit's params give {entry.rebuilt}: "
-                               f"dvc.lock was not re-recorded after params changed (run `dvc repro`, commit dvc.lock)"}
+            return {
+                "summary": f"dvc.lock records {entry.committed} but the commit's params give {entry.rebuilt}: "
+                f"dvc.lock was not re-recorded after params changed (run `dvc repro`, commit dvc.lock)"
+            }
         if entry.kind == "dep":
             writer = self.writers.get(entry.path)
             if writer is not None:
                 return {"summary": f"input written by stage {writer!r}: see its output {entry.path}"}
-            return {"summary": "this commit's file is not the one dvc.lock recorded: it changed after the last "
-                               "`dvc repro` (run it and commit dvc.lock)"}
+            return {
+                "summary": "this commit's file is not the one dvc.lock recorded: it changed after the last "
+                "`dvc repro` (run it and commit dvc.lock)"
+            }
         return self.output(entry, run_entries)
 
     def output(self, entry: lockdiff.Entry, run_entries: list[lockdiff.Entry]) -> dict[str, Any]:
@@ -164,8 +175,9 @@ class Explainer:
         listing = self.committed.listing(entry.path, entry.committed)
         if listing is None:
             return {"summary": f"the committed listing of {entry.path}/ is neither in the DVC cache nor in git"}
-        now = {str(p.relative_to(rebuilt)): files.file_digest(p, "md5")
-               for p in sorted(rebuilt.rglob("*")) if p.is_file()}
+        now = {
+            str(p.relative_to(rebuilt)): files.file_digest(p, "md5") for p in sorted(rebuilt.rglob("*")) if p.is_file()
+        }
         files_ = {}
         for name in sorted(set(listing) | set(now)):
             if listing.get(name) == now.get(name):
@@ -174,8 +186,9 @@ class Explainer:
                 files_[name] = {"summary": "only in the " + ("committed" if name in listing else "rebuilt") + " output"}
                 continue
             old, where = self.committed.read(f"{entry.path}/{name}", listing[name])
-            files_[name] = ({"summary": where} if old is None
-                            else explain.explain_file(name, old, (rebuilt / name).read_bytes()))
+            files_[name] = (
+                {"summary": where} if old is None else explain.explain_file(name, old, (rebuilt / name).read_bytes())
+            )
         shown = "; ".join(f"{name}: {info['summary']}" for name, info in list(files_.items())[:3])
         return {"summary": f"{len(files_)} of {len(set(listing) | set(now))} files differ: {shown}", "files": files_}
 
@@ -220,10 +233,20 @@ def id_column(clone: Path) -> str | None:
 def run_doctor(venv: Path, clone: Path) -> dict[str, Any]:
     """src/tools/doctor.py in the rebuild's venv, against the commit's lock and manifest."""
     result = subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "src.tools.doctor", "--json",
-         "--lock", str(clone / "requirements.lock"),
-         "--manifest", str(clone / config.MANIFEST.relative_to(config.ROOT))],
-        cwd=config.ROOT, capture_output=True, text=True)
+        [
+            str(venv / "bin" / "python"),
+            "-m",
+            "src.tools.doctor",
+            "--json",
+            "--lock",
+            str(clone / "requirements.lock"),
+            "--manifest",
+            str(clone / config.MANIFEST.relative_to(config.ROOT)),
+        ],
+        cwd=config.ROOT,
+        capture_output=True,
+        text=True,
+    )
     try:
         return json.loads(result.stdout)
     except json.JSONDecodeError:
@@ -241,8 +264,9 @@ def report_doctor(report: dict[str, Any], venv: Path, clone: Path, echo) -> None
         echo("  doctor: no mismatches with requirements.lock or the model manifest")
 
 
-def rebuild_and_compare(variant: Variant, clone: Path, venv: Path, targets: list[str], log: Path,
-                        committed: Committed, echo, label: str) -> Run:
+def rebuild_and_compare(
+    variant: Variant, clone: Path, venv: Path, targets: list[str], log: Path, committed: Committed, echo, label: str
+) -> Run:
     """One `dvc repro --force` of the clone under `variant`, every lock entry compared and explained."""
     lock_path = clone / LOCK_FILE
     if not lock_path.is_file():
@@ -271,17 +295,29 @@ def rebuild_and_compare(variant: Variant, clone: Path, venv: Path, targets: list
     return run
 
 
-def verify(repo: Path = config.ROOT, rev: str = "HEAD", runs: list[Variant] | None = None,
-           targets: list[str] | None = None, report_path: Path = REPORT, keep: bool = False,
-           echo=print) -> dict[str, Any]:
+def verify(
+    repo: Path = config.ROOT,
+    rev: str = "HEAD",
+    runs: list[Variant] | None = None,
+    targets: list[str] | None = None,
+    report_path: Path = REPORT,
+    keep: bool = False,
+    echo=print,
+) -> dict[str, Any]:
     """Rebuild `rev` once per variant and compare; write and return the report."""
     repo = Path(repo).resolve()
     runs = runs or rebuild.variants(vary=False)
     targets = targets or []
     commit = rebuild.resolve(repo, rev)
     workdir = Path(tempfile.mkdtemp(prefix="verify-"))
-    report: dict[str, Any] = {"repo": str(repo), "rev": rev, "commit": commit, "targets": targets,
-                              "report": str(report_path), "runs": []}
+    report: dict[str, Any] = {
+        "repo": str(repo),
+        "rev": rev,
+        "commit": commit,
+        "targets": targets,
+        "report": str(report_path),
+        "runs": [],
+    }
     try:
         for index, variant in enumerate(runs):
             base = workdir / "elsewhere" / "a" / "deeper" / "directory" if variant.elsewhere else workdir / variant.name
@@ -292,8 +328,16 @@ def verify(repo: Path = config.ROOT, rev: str = "HEAD", runs: list[Variant] | No
                 echo(f"verify: {commit[:12]} ({rev}) of {repo}; venv: {how}")
                 report_doctor(report, venv, clone, echo)
                 committed = Committed(repo, commit, cache_dir(repo, venv))
-            run = rebuild_and_compare(variant, clone, venv, targets, workdir / f"{variant.name}.log", committed,
-                                      echo, f"{index + 1}/{len(runs)}")
+            run = rebuild_and_compare(
+                variant,
+                clone,
+                venv,
+                targets,
+                workdir / f"{variant.name}.log",
+                committed,
+                echo,
+                f"{index + 1}/{len(runs)}",
+            )
             report["runs"].append(asdict(run) | {"identical": run.identical})
             if not keep:
                 rebuild.remove(base)
@@ -333,8 +377,10 @@ def format_table(report: dict[str, Any]) -> str:
         cells.append("yes" if same else "NO")
         rows.append(cells)
     widths = [max(len(str(row[i])) for row in [header] + rows) for i in range(len(header))]
-    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-             for row in [header] + rows]
+    lines = [
+        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [header] + rows
+    ]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
 

@@ -1,4 +1,5 @@
 """Command line of `make verify` (see src/tools/verify/__init__.py)."""
+
 from __future__ import annotations
 
 import argparse
@@ -12,16 +13,23 @@ from src.tools.verify.rebuild import VerifyError, variants
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m src.tools.verify",
-                                     description="Rebuild a commit in a fresh clone and compare its dvc.lock.")
+    parser = argparse.ArgumentParser(
+        prog="python -m src.tools.verify", description="Rebuild a commit in a fresh clone and compare its dvc.lock."
+    )
     parser.add_argument("--rev", default="HEAD", help="commit or tag to verify (default: HEAD)")
     parser.add_argument("--repo", type=Path, default=config.ROOT, help="repository (default: this checkout)")
     parser.add_argument("--vary", action="store_true", help="also rebuild under every perturbed environment")
     names = [variant.name for variant in variants(vary=True)]
-    parser.add_argument("--variant", action="append", choices=names, default=[],
-                        help="rebuild only under these environments (repeatable)")
-    parser.add_argument("--target", action="append", default=[],
-                        help="rebuild only this stage and its upstream stages (repeatable)")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        choices=names,
+        default=[],
+        help="rebuild only under these environments (repeatable)",
+    )
+    parser.add_argument(
+        "--target", action="append", default=[], help="rebuild only this stage and its upstream stages (repeatable)"
+    )
     parser.add_argument("--report", type=Path, default=REPORT, help="JSON report (default: %(default)s)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary clones (their path is reported)")
     args = parser.parse_args(argv)

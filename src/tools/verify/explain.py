@@ -9,6 +9,7 @@ returns a dict with a one-line `summary` and machine-readable `details`:
   much), and which fitted attributes differ, or that only the bytes do;
 - JSON (metrics, manifest, plots): the changed values, key by key.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -70,13 +71,18 @@ def explain_file(path: str, committed: bytes, rebuilt: bytes, **context: Any) ->
 
 def explain_bytes(committed: bytes, rebuilt: bytes, **_: Any) -> dict[str, Any]:
     # Not strict: past the shorter file's end, its length is the first difference.
-    first = next((i for i, (a, b) in enumerate(zip(committed, rebuilt, strict=False)) if a != b),
-                 min(len(committed), len(rebuilt)))
-    return {"summary": f"bytes differ from offset {first} (committed {len(committed)} bytes, rebuilt {len(rebuilt)})",
-            "details": {"first_difference": first, "committed_size": len(committed), "rebuilt_size": len(rebuilt)}}
+    first = next(
+        (i for i, (a, b) in enumerate(zip(committed, rebuilt, strict=False)) if a != b),
+        min(len(committed), len(rebuilt)),
+    )
+    return {
+        "summary": f"bytes differ from offset {first} (committed {len(committed)} bytes, rebuilt {len(rebuilt)})",
+        "details": {"first_difference": first, "committed_size": len(committed), "rebuilt_size": len(rebuilt)},
+    }
 
 
 # --- JSON --------------------------------------------------------------------
+
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     """{"a": {"b": [1, 2]}} -> {"a.b[0]": 1, "a.b[1]": 2}."""
@@ -110,14 +116,17 @@ def json_changes(committed: Any, rebuilt: Any) -> list[dict[str, Any]]:
 def explain_json(committed: bytes, rebuilt: bytes, **_: Any) -> dict[str, Any]:
     changes = json_changes(json.loads(committed), json.loads(rebuilt))
     if not changes:
-        return {"summary": "the same values; only the formatting (key order, spacing, number format) differs",
-                "details": {"changes": []}}
+        return {
+            "summary": "the same values; only the formatting (key order, spacing, number format) differs",
+            "details": {"changes": []},
+        }
     shown = "; ".join(f"{c['key']}: {c['committed']!r} -> {c['rebuilt']!r}" for c in changes[:EXAMPLES])
     more = f" (and {len(changes) - EXAMPLES} more)" if len(changes) > EXAMPLES else ""
     return {"summary": f"{len(changes)} value(s) changed: {shown}{more}", "details": {"changes": changes}}
 
 
 # --- Parquet -----------------------------------------------------------------
+
 
 def _read_parquet(data: bytes) -> tuple[pa.Table, pq.FileMetaData]:
     handle = pq.ParquetFile(pa.BufferReader(data))
@@ -129,10 +138,16 @@ def _metadata_summary(meta: pq.FileMetaData) -> dict[str, Any]:
         "created_by": meta.created_by,
         "format_version": meta.format_version,
         "row_groups": [meta.row_group(i).num_rows for i in range(meta.num_row_groups)],
-        "key_value_metadata": {k.decode(errors="replace"): v.decode(errors="replace")[:200]
-                               for k, v in (meta.metadata or {}).items()},
-        "compression": sorted({meta.row_group(i).column(j).compression
-                               for i in range(meta.num_row_groups) for j in range(meta.num_columns)}),
+        "key_value_metadata": {
+            k.decode(errors="replace"): v.decode(errors="replace")[:200] for k, v in (meta.metadata or {}).items()
+        },
+        "compression": sorted(
+            {
+                meta.row_group(i).column(j).compression
+                for i in range(meta.num_row_groups)
+                for j in range(meta.num_columns)
+            }
+        ),
     }
 
 
@@ -152,24 +167,32 @@ def parquet_differences(old: pd.DataFrame, new: pd.DataFrame, key: str | None) -
         "rows": [len(old), len(new)],
         "columns_only_committed": [c for c in old.columns if c not in new.columns],
         "columns_only_rebuilt": [c for c in new.columns if c not in old.columns],
-        "dtype_changes": {c: [str(old[c].dtype), str(new[c].dtype)] for c in old.columns
-                          if c in new.columns and old[c].dtype != new[c].dtype},
+        "dtype_changes": {
+            c: [str(old[c].dtype), str(new[c].dtype)]
+            for c in old.columns
+            if c in new.columns and old[c].dtype != new[c].dtype
+        },
     }
     aligned = key is not None and key in old and key in new and old[key].is_unique and new[key].is_unique
     if aligned:
         details["key"] = key
         only_old = old.loc[~old[key].isin(new[key]), key]
         only_new = new.loc[~new[key].isin(old[key]), key]
-        details["rows_only_committed"] = {"count": int(len(only_old)),
-                                          "examples": [plain(v) for v in only_old[:EXAMPLES]]}
-        details["rows_only_rebuilt"] = {"count": int(len(only_new)),
-                                        "examples": [plain(v) for v in only_new[:EXAMPLES]]}
+        details["rows_only_committed"] = {
+            "count": int(len(only_old)),
+            "examples": [plain(v) for v in only_old[:EXAMPLES]],
+        }
+        details["rows_only_rebuilt"] = {
+            "count": int(len(only_new)),
+            "examples": [plain(v) for v in only_new[:EXAMPLES]],
+        }
         common = old.loc[old[key].isin(new[key]), key]
         a = old.set_index(key).loc[common]
         b = new.set_index(key).loc[common]
         details["same_rows_other_order"] = bool(
             len(only_old) == len(only_new) == 0
-            and not old[key].reset_index(drop=True).equals(new[key].reset_index(drop=True)))
+            and not old[key].reset_index(drop=True).equals(new[key].reset_index(drop=True))
+        )
     elif len(old) == len(new):
         a, b = old.reset_index(drop=True), new.reset_index(drop=True)
     else:
@@ -189,23 +212,37 @@ def parquet_differences(old: pd.DataFrame, new: pd.DataFrame, key: str | None) -
         columns[column] = info
         for position in np.flatnonzero(mask)[:EXAMPLES]:
             label = a.index[position]
-            examples.append({key if aligned else "row": plain(label), "column": column,
-                             "committed": plain(a[column].iloc[position]), "rebuilt": plain(b[column].iloc[position])})
+            examples.append(
+                {
+                    key if aligned else "row": plain(label),
+                    "column": column,
+                    "committed": plain(a[column].iloc[position]),
+                    "rebuilt": plain(b[column].iloc[position]),
+                }
+            )
     details["columns"] = columns
     details["examples"] = examples[: EXAMPLES * 2]
     return details
 
 
-def explain_parquet(committed: bytes, rebuilt: bytes, key: str | None = None, snapshot_as_of: str | None = None,
-                    code_changed: list[str] | None = None, **_: Any) -> dict[str, Any]:
+def explain_parquet(
+    committed: bytes,
+    rebuilt: bytes,
+    key: str | None = None,
+    snapshot_as_of: str | None = None,
+    code_changed: list[str] | None = None,
+    **_: Any,
+) -> dict[str, Any]:
     old_table, old_meta = _read_parquet(committed)
     new_table, new_meta = _read_parquet(rebuilt)
     if old_table.schema.equals(new_table.schema, check_metadata=False) and old_table.equals(new_table):
         old_info, new_info = _metadata_summary(old_meta), _metadata_summary(new_meta)
         changed = {name: [old_info[name], new_info[name]] for name in old_info if old_info[name] != new_info[name]}
         what = ", ".join(f"{name} {a!r} -> {b!r}" for name, (a, b) in changed.items()) or "byte layout"
-        return {"summary": f"same columns, rows and values in the same order; only the file metadata differs: {what}",
-                "details": {"metadata_only": True, "metadata_changes": changed}}
+        return {
+            "summary": f"same columns, rows and values in the same order; only the file metadata differs: {what}",
+            "details": {"metadata_only": True, "metadata_changes": changed},
+        }
     details = parquet_differences(old_table.to_pandas(), new_table.to_pandas(), key)
     details["metadata_only"] = False
     parts = []
@@ -217,13 +254,18 @@ def explain_parquet(committed: bytes, rebuilt: bytes, key: str | None = None, sn
         parts.append(f"{details['rows'][0]} rows committed, {details['rows'][1]} rebuilt")
     for side in ("rows_only_committed", "rows_only_rebuilt"):
         if details.get(side, {}).get("count"):
-            parts.append(f"{details[side]['count']} {key} value(s) only {side.split('_')[-1]}, "
-                         f"e.g. {details[side]['examples']}")
+            parts.append(
+                f"{details[side]['count']} {key} value(s) only {side.split('_')[-1]}, e.g. {details[side]['examples']}"
+            )
     if details["columns"]:
-        parts.append("differing columns: " + ", ".join(
-            f"{name} ({info['rows']} rows" + (f", max |diff| {info['max_abs_difference']:.3g})"
-                                              if "max_abs_difference" in info else ")")
-            for name, info in details["columns"].items()))
+        parts.append(
+            "differing columns: "
+            + ", ".join(
+                f"{name} ({info['rows']} rows"
+                + (f", max |diff| {info['max_abs_difference']:.3g})" if "max_abs_difference" in info else ")")
+                for name, info in details["columns"].items()
+            )
+        )
     for example in details.get("examples", [])[:3]:
         where = f"{key}={example[key]}" if key in example else f"row {example.get('row')}"
         parts.append(f"{where} {example['column']}: {example['committed']!r} -> {example['rebuilt']!r}")
@@ -232,22 +274,28 @@ def explain_parquet(committed: bytes, rebuilt: bytes, key: str | None = None, sn
     summary = "; ".join(parts) or "values differ"
     if snapshot_as_of is not None and not details.get("same_rows_other_order"):
         if code_changed:
-            summary = (f"the snapshot as of {snapshot_as_of} (unchanged) reads differently, but the stage's code "
-                       f"{code_changed} also differs from what dvc.lock recorded: either the code or a rewritten "
-                       f"source history is the cause. {summary}")
+            summary = (
+                f"the snapshot as of {snapshot_as_of} (unchanged) reads differently, but the stage's code "
+                f"{code_changed} also differs from what dvc.lock recorded: either the code or a rewritten "
+                f"source history is the cause. {summary}"
+            )
         else:
             # Code and as_of unchanged: a change in content can only come from the source.
-            summary = (f"the source's history was rewritten: the snapshot as of {snapshot_as_of} (unchanged, with "
-                       f"unchanged code) now reads differently, so rows recorded at or before that time were "
-                       f"changed or deleted in the source (or {config.SOURCE_URL_ENV} points at another "
-                       f"database). {summary}")
+            summary = (
+                f"the source's history was rewritten: the snapshot as of {snapshot_as_of} (unchanged, with "
+                f"unchanged code) now reads differently, so rows recorded at or before that time were "
+                f"changed or deleted in the source (or {config.SOURCE_URL_ENV} points at another "
+                f"database). {summary}"
+            )
     return {"summary": summary, "details": details}
 
 
 # --- Models ------------------------------------------------------------------
 
-def attribute_differences(a: Any, b: Any, path: str = "model", limit: int = ATTRIBUTES,
-                          found: list[str] | None = None, depth: int = 0) -> list[str]:
+
+def attribute_differences(
+    a: Any, b: Any, path: str = "model", limit: int = ATTRIBUTES, found: list[str] | None = None, depth: int = 0
+) -> list[str]:
     """Paths of differing fitted state, e.g. `model.steps[1][1]._bin_mapper.n_threads: 1 -> 2`."""
     found = [] if found is None else found
     if len(found) >= limit or depth > 40:
@@ -324,8 +372,13 @@ def compare_predictions(old_model: Any, new_model: Any, X: pd.DataFrame) -> dict
     return result
 
 
-def explain_model(committed: bytes, rebuilt: bytes, test_features: pd.DataFrame | None = None,
-                  features: list[str] | None = None, **_: Any) -> dict[str, Any]:
+def explain_model(
+    committed: bytes,
+    rebuilt: bytes,
+    test_features: pd.DataFrame | None = None,
+    features: list[str] | None = None,
+    **_: Any,
+) -> dict[str, Any]:
     """Unpickle both (the committed bytes come from our own DVC cache, checked by hash) and compare.
 
     Through the model allowlist (artifact.loads), as every model load is: a
@@ -348,14 +401,20 @@ def explain_model(committed: bytes, rebuilt: bytes, test_features: pd.DataFrame 
             parts.append(
                 f"predictions on the {predictions['rows']} test rows differ: {predictions.get('rows_differing')} rows, "
                 f"max |diff| {predictions.get('max_abs_difference', float('nan')):.3g}"
-                + (f", {predictions['predicted_class_changes']} predicted classes change"
-                   if "predicted_class_changes" in predictions else ""))
+                + (
+                    f", {predictions['predicted_class_changes']} predicted classes change"
+                    if "predicted_class_changes" in predictions
+                    else ""
+                )
+            )
     else:
         parts.append("predictions not compared (no test features or feature list)")
     if attributes:
         more = "" if len(attributes) < ATTRIBUTES else f" (first {ATTRIBUTES})"
         parts.append(f"fitted attributes that differ{more}: " + "; ".join(attributes[:EXAMPLES]))
     else:
-        parts.append("every fitted attribute is identical: only the pickle's bytes differ "
-                     "(e.g. a loaded-and-re-saved model, or another pickle protocol)")
+        parts.append(
+            "every fitted attribute is identical: only the pickle's bytes differ "
+            "(e.g. a loaded-and-re-saved model, or another pickle protocol)"
+        )
     return {"summary": "; ".join(parts), "details": details}

@@ -2,6 +2,7 @@
 
 The locks come parsed by src/pipeline/lockfile.py, the project's one reader.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -52,8 +53,11 @@ def compare(committed: dict[str, Any], rebuilt: dict[str, Any], stages: set[str]
     order = list(old) + [key for key in new if key not in old]
     stage_order = list(dict.fromkeys(key[0] for key in order))
     order.sort(key=lambda key: (stage_order.index(key[0]), KINDS.index(key[1])))
-    return [Entry(stage, kind, path, old.get((stage, kind, path)), new.get((stage, kind, path)))
-            for stage, kind, path in order if stages is None or stage in stages]
+    return [
+        Entry(stage, kind, path, old.get((stage, kind, path)), new.get((stage, kind, path)))
+        for stage, kind, path in order
+        if stages is None or stage in stages
+    ]
 
 
 def producers(lock: dict[str, Any]) -> dict[str, str]:
@@ -75,8 +79,11 @@ def upstream(lock: dict[str, Any], targets: list[str]) -> set[str]:
             continue
         wanted.add(name)
         for item in stages[name].get("deps") or []:
-            todo += [writer for out, writer in writers.items()
-                     if item["path"] == out or item["path"].startswith(out.rstrip("/") + "/")]
+            todo += [
+                writer
+                for out, writer in writers.items()
+                if item["path"] == out or item["path"].startswith(out.rstrip("/") + "/")
+            ]
     return wanted
 
 

@@ -7,6 +7,7 @@ requirements.lock (the Makefile's stamp is a copy of it); otherwise it builds
 one with the commit's own `make setup`. The demo source database is linked
 from the checkout (src/tools/clones.py).
 """
+
 from __future__ import annotations
 
 import os
@@ -125,13 +126,16 @@ def prepare_venv(repo: Path, clone: Path, built: Path) -> tuple[Path, str]:
     if venv_reusable(built / STAMP_NAME, lock):
         return built, f"reused {built} (built earlier in this run)"
     if not (clone / "Makefile").is_file():
-        raise VerifyError("the checkout's .venv was installed from another requirements.lock and the commit "
-                          "has no Makefile to build one")
+        raise VerifyError(
+            "the checkout's .venv was installed from another requirements.lock and the commit "
+            "has no Makefile to build one"
+        )
     # The commit's own recipe (venv + hash-checked install + stamp), pointed at `built`.
     result = subprocess.run(["make", "setup", f"VENV={built}"], cwd=clone, capture_output=True, text=True)
     if result.returncode != 0:
-        raise VerifyError(f"`make setup` failed for the commit's requirements.lock:\n{result.stdout[-2000:]}"
-                          f"{result.stderr[-2000:]}")
+        raise VerifyError(
+            f"`make setup` failed for the commit's requirements.lock:\n{result.stdout[-2000:]}{result.stderr[-2000:]}"
+        )
     return built, f"built {built} from the commit's requirements.lock (the checkout's .venv differs)"
 
 
@@ -142,8 +146,13 @@ def repro(clone: Path, venv: Path, variant: Variant, targets: list[str], log: Pa
     SOURCE_URL (config.SOURCE_URL_ENV) is the one the rebuild reads.
     """
     with open(log, "w", encoding="utf-8") as handle:
-        result = subprocess.run([str(venv / "bin" / "dvc"), "repro", "--force", *targets], cwd=clone,
-                                env=venv_env(venv, **variant.env), stdout=handle, stderr=subprocess.STDOUT)
+        result = subprocess.run(
+            [str(venv / "bin" / "dvc"), "repro", "--force", *targets],
+            cwd=clone,
+            env=venv_env(venv, **variant.env),
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
     return result.returncode
 
 

@@ -7,6 +7,7 @@ species, island and sex are the categorical features. tests/port/test_regression
 takes it through ingest, `make categories`, `dvc repro` and `dvc repro --force`.
 Two modules, as the skeleton's: this one imports no database library.
 """
+
 from __future__ import annotations
 
 import pandas as pd
@@ -36,11 +37,13 @@ INPUT_COLUMNS = (*CATEGORICAL, *NUMERIC)
 
 def derive_inputs(rows: pd.DataFrame) -> pd.DataFrame:
     """[ID, *CATEGORICAL, *NUMERIC], each from its own row, in the rows' order and index."""
-    return pd.DataFrame({
-        ID: rows[ID].astype("int64"),
-        **{name: rows[name] for name in CATEGORICAL},
-        **{name: rows[name].astype("float64") for name in NUMERIC},
-    })
+    return pd.DataFrame(
+        {
+            ID: rows[ID].astype("int64"),
+            **{name: rows[name] for name in CATEGORICAL},
+            **{name: rows[name].astype("float64") for name in NUMERIC},
+        }
+    )
 
 
 INPUTS = Inputs(
@@ -66,5 +69,6 @@ def __getattr__(name: str):
     """ADAPTER and the source side, from source.py on first use (PEP 562)."""
     if name in ("ADAPTER", "TABLES", "SNAPSHOT_QUERY"):
         from . import source
+
         return getattr(source, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,5 @@
 """The penguin_mass adapter's source side: the ingested `penguins` table, the query, and ADAPTER."""
+
 from __future__ import annotations
 
 import pyarrow as pa
@@ -25,14 +26,17 @@ TABLE = "penguins"
 # As ingest creates it from the CSV: measurements with gaps arrive as floats.
 TABLES = sa.MetaData()
 history.history_table(
-    TABLES, TABLE, ID,
+    TABLES,
+    TABLE,
+    ID,
     *(sa.Column(name, sa.Text) for name in CATEGORICAL),
     *(sa.Column(name, sa.Float) for name in (*MEASUREMENTS, TARGET)),
     sa.Column("year", sa.BigInteger),
 )
 
-SNAPSHOT_QUERY = history.latest_query(TABLE, ID, [name for name in SNAPSHOT_SCHEMA.names
-                                                  if name not in (ID, "recorded_at")])
+SNAPSHOT_QUERY = history.latest_query(
+    TABLE, ID, [name for name in SNAPSHOT_SCHEMA.names if name not in (ID, "recorded_at")]
+)
 
 ADAPTER = Adapter(
     name="penguin_mass",

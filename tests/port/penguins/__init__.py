@@ -12,6 +12,7 @@ As the skeleton is, it is two modules: this one (schema, features, INPUTS) impor
 no database library, since the service imports it for raw rows; source.py holds
 the tables, the query and ADAPTER.
 """
+
 from __future__ import annotations
 
 import pandas as pd
@@ -42,11 +43,13 @@ INPUT_COLUMNS = (*CATEGORICAL, *NUMERIC)
 
 def derive_inputs(rows: pd.DataFrame) -> pd.DataFrame:
     """[ID, *CATEGORICAL, *NUMERIC], each from its own row, in the rows' order and index."""
-    return pd.DataFrame({
-        ID: rows[ID].astype("int64"),
-        **{name: rows[name] for name in CATEGORICAL},
-        **{name: rows[name].astype("float64") for name in NUMERIC},
-    })
+    return pd.DataFrame(
+        {
+            ID: rows[ID].astype("int64"),
+            **{name: rows[name] for name in CATEGORICAL},
+            **{name: rows[name].astype("float64") for name in NUMERIC},
+        }
+    )
 
 
 INPUTS = Inputs(
@@ -72,5 +75,6 @@ def __getattr__(name: str):
     """ADAPTER and the source side, from source.py on first use (PEP 562)."""
     if name in ("ADAPTER", "TABLES", "SNAPSHOT_QUERY"):
         from . import source
+
         return getattr(source, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

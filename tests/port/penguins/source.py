@@ -1,4 +1,5 @@
 """The penguins adapter's source side: what ingest creates from the CSV, the query, and ADAPTER."""
+
 from __future__ import annotations
 
 import pyarrow as pa
@@ -25,14 +26,19 @@ TABLE = "penguins"
 # Measurements with gaps arrive as floats.
 TABLES = sa.MetaData()
 history.history_table(
-    TABLES, TABLE, ID,
-    sa.Column("species", sa.Text), sa.Column("island", sa.Text), sa.Column("sex", sa.Text),
+    TABLES,
+    TABLE,
+    ID,
+    sa.Column("species", sa.Text),
+    sa.Column("island", sa.Text),
+    sa.Column("sex", sa.Text),
     *(sa.Column(name, sa.Float) for name in MEASUREMENTS),
     sa.Column("year", sa.BigInteger),
 )
 
-SNAPSHOT_QUERY = history.latest_query(TABLE, ID, [name for name in SNAPSHOT_SCHEMA.names
-                                                  if name not in (ID, "recorded_at")])
+SNAPSHOT_QUERY = history.latest_query(
+    TABLE, ID, [name for name in SNAPSHOT_SCHEMA.names if name not in (ID, "recorded_at")]
+)
 
 ADAPTER = Adapter(
     name="penguins",
