@@ -110,7 +110,12 @@ _stage = os.environ.get("FAULT_KILL_STAGE")
 if _stage and _stage in sys.orig_argv:
     import signal, threading, time
     _dirs = os.environ["FAULT_KILL_WATCH"].split(os.pathsep)
+    # A small write (a marker) is seen by the watcher and renamed by the stage in the
+    # same millisecond: both call _kill. The first holds the lock until the kill, so the
+    # second cannot truncate the note it wrote (an empty note read as "nothing caught").
+    _once = threading.Lock()
     def _kill(what):
+        _once.acquire()
         with open(os.environ["FAULT_KILL_NOTE"], "w") as note:
             note.write(what)
         os.kill(os.getpid(), signal.SIGKILL)
