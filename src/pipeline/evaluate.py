@@ -282,20 +282,8 @@ def log_metrics(
             live.log_metric(f"{kind}_categories/{column}", count, plot=False)
 
 
-def log_plots(
-    live: Live,
-    y: np.ndarray,
-    probabilities: np.ndarray,
-    labels: np.ndarray,
-    classes: list,
-    importance: pd.DataFrame,
-    importance_title: str,
-) -> None:
-    """Every file under eval/plots/custom/, one per plot that dvc.yaml declares.
-
-    `dvc plots show` takes titles, axis labels and templates from dvc.yaml's
-    `plots:` (dvclive does not write that file); these say the same for dvclive's API.
-    """
+def log_curves(live: Live, y: np.ndarray, probabilities: np.ndarray, classes: list) -> None:
+    """The ROC, precision-recall and calibration plots (micro-averaged for more than two classes)."""
     curve = curves(*curve_inputs(y, probabilities, classes), averaged=not is_binary(classes))
     live.log_plot(
         "roc",
@@ -327,6 +315,23 @@ def log_plots(
         x_label="Mean predicted probability",
         y_label="Fraction of positives",
     )
+
+
+def log_plots(
+    live: Live,
+    y: np.ndarray,
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    classes: list,
+    importance: pd.DataFrame,
+    importance_title: str,
+) -> None:
+    """Every file under eval/plots/custom/, one per plot that dvc.yaml declares.
+
+    `dvc plots show` takes titles, axis labels and templates from dvc.yaml's
+    `plots:` (dvclive does not write that file); these say the same for dvclive's API.
+    """
+    log_curves(live, y, probabilities, classes)
     live.log_plot(
         "confusion_matrix",
         confusion_counts(y, labels, classes),

@@ -201,22 +201,8 @@ def _single(
     ]
 
 
-def build_pipeline(
-    train: Train,
-    categories: dict[str, list[str]],
-    numeric: list[str] | tuple[str, ...],
-    seed: int,
-    threads: int = 1,
-    task: str = CLASSIFICATION,
-) -> Pipeline:
-    """The unfitted pipeline that `train.model` selects: categorical columns are `categories`' keys.
-
-    `threads` is for the random forest's n_jobs; fit under thread_limits(threads).
-    `task` is the adapter's (Adapter.task): classifiers, or the families' regressors.
-    """
-    if task not in (CLASSIFICATION, REGRESSION):
-        raise ValueError(f"unknown task {task!r}: {CLASSIFICATION!r} or {REGRESSION!r}")
-    numeric = list(numeric)
+def _check_categories(train: Train, categories: dict[str, list[str]]) -> None:
+    """Refuse category lists the chosen estimators cannot encode: an empty list, or too many for HGB."""
     empty = [name for name, values in categories.items() if not values]
     if empty:
         raise ValueError(f"no categories recorded for {empty}: run `make categories` and commit params.yaml")
@@ -224,40 +210,27 @@ def build_pipeline(
     too_many = {name: len(values) for name, values in categories.items() if len(values) > HGB_MAX_CATEGORIES}
     if "hist_gradient_boosting" in used and too_many:
         raise ValueError(f"hist_gradient_boosting takes at most {HGB_MAX_CATEGORIES} categories: {too_many}")
-    if train.feature_selection.method != "none":
-        if task == REGRESSION:  # its ranking scores ROC AUC
-            raise ParamsError(
-                f"train.feature_selection.method is {train.feature_selection.method!r}, but "
-                "feature selection ranks features for a classification only, and this adapter's "
-                "target is a regression: set it to none"
-            )
-        # The whole pipeline below, rebuilt for the features it keeps (src/pipeline/selection.py).
-        train.feature_selection.count(len(categories) + len(numeric))  # a bad keep stops here, not after a fit
-        return SelectFeatures(train.model_dump(), categories, numeric, seed, threads)
-    steps: list[tuple[str, Any]] = [("bucket", UnknownBucket(categories))]
-    if train.model != "stacking":
-        return Pipeline(steps + _single(train.model, train, categories, numeric, seed, threads, task))
-    if task == REGRESSION:
-        return Pipeline(
-            steps
-            + [
-                (
-                    "estimator",
-                    StackingRegressor(
-                        # One job, one fold at a time, and integer-seeded shuffled folds, as the classifier below.
-                        estimators=[
-                            (name, Pipeline(_single(name, train, categories, numeric, seed, threads=1, task=task)))
-                            for name in train.stacking.estimators
-                        ],
-                        # The linear family's regressor: a ridge on the base estimators' out-of-fold predictions.
-                        final_estimator=_estimator(train.stacking.final_estimator, train, seed, task=task),
-                        cv=KFold(n_splits=train.stacking.cv_folds, shuffle=True, random_state=seed),
-                        n_jobs=1,
-                    ),
-                )
-            ]
+
+
+def _select_features(
+    train: Train, categories: dict[str, list[str]], numeric: list[str], seed: int, threads: int, task: str
+) -> SelectFeatures:
+    """The whole pipeline, rebuilt for the features it keeps (src/pipeline/selection.py): classification only."""
+    if task == REGRESSION:  # its ranking scores ROC AUC
+        raise ParamsError(
+            f"train.feature_selection.method is {train.feature_selection.method!r}, but "
+            "feature selection ranks features for a classification only, and this adapter's "
+            "target is a regression: set it to none"
         )
-    stacking = StackingClassifier(
+    train.feature_selection.count(len(categories) + len(numeric))  # a bad keep stops here, not after a fit
+    return SelectFeatures(train.model_dump(), categories, numeric, seed, threads)
+
+
+def _stacking_classifier(
+    train: Train, categories: dict[str, list[str]], numeric: list[str], seed: int
+) -> StackingClassifier:
+    """`train.stacking`'s classifier: its base estimators' pipelines, the final estimator on their probabilities."""
+    return StackingClassifier(
         # One job for the base estimators' joblib: stacking calls their
         # predict_proba inside fit (the out-of-fold probabilities), and a
         # forest's predict_proba on more jobs sums the trees in
@@ -278,6 +251,51 @@ def build_pipeline(
         # parallel folds would multiply them past the cores.
         n_jobs=1,
     )
+
+
+def _stacking_regressor(
+    train: Train, categories: dict[str, list[str]], numeric: list[str], seed: int
+) -> StackingRegressor:
+    """`train.stacking`'s regressor: the families' regressors, then the final estimator on their predictions."""
+    return StackingRegressor(
+        # One job, one fold at a time, and integer-seeded shuffled folds, as the classifier.
+        estimators=[
+            (name, Pipeline(_single(name, train, categories, numeric, seed, threads=1, task=REGRESSION)))
+            for name in train.stacking.estimators
+        ],
+        # The linear family's regressor: a ridge on the base estimators' out-of-fold predictions.
+        final_estimator=_estimator(train.stacking.final_estimator, train, seed, task=REGRESSION),
+        cv=KFold(n_splits=train.stacking.cv_folds, shuffle=True, random_state=seed),
+        n_jobs=1,
+    )
+
+
+def build_pipeline(
+    train: Train,
+    categories: dict[str, list[str]],
+    numeric: list[str] | tuple[str, ...],
+    seed: int,
+    threads: int = 1,
+    task: str = CLASSIFICATION,
+) -> Pipeline:
+    """The unfitted pipeline that `train.model` selects: categorical columns are `categories`' keys.
+
+    `threads` is for the random forest's n_jobs; fit under thread_limits(threads).
+    `task` is the adapter's (Adapter.task): classifiers, or the families' regressors.
+    """
+    if task not in (CLASSIFICATION, REGRESSION):
+        raise ValueError(f"unknown task {task!r}: {CLASSIFICATION!r} or {REGRESSION!r}")
+    numeric = list(numeric)
+    _check_categories(train, categories)
+    if train.feature_selection.method != "none":
+        return _select_features(train, categories, numeric, seed, threads, task)
+    steps: list[tuple[str, Any]] = [("bucket", UnknownBucket(categories))]
+    if train.model != "stacking":
+        return Pipeline(steps + _single(train.model, train, categories, numeric, seed, threads, task))
+    if task == REGRESSION:
+        stacking = _stacking_regressor(train, categories, numeric, seed)
+    else:
+        stacking = _stacking_classifier(train, categories, numeric, seed)
     return Pipeline(steps + [("estimator", stacking)])
 
 
