@@ -179,7 +179,7 @@ def unprotect_history(root: Path = config.ROOT) -> None:
             repo.unprotect(str(database))
 
 
-def main(argv: list[str] | None = None) -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m src.tools.ingest", description=__doc__.split("\n\n")[0])
     parser.add_argument("file", type=Path, help="the table: .csv or .parquet")
     parser.add_argument("--table", required=True, help="the history table to append to (created on first use)")
@@ -210,23 +210,37 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="leave the embedded history untracked by DVC (default: `dvc add` it after the ingest)",
     )
-    args = parser.parse_args(argv)
-    parse_dates = tuple(name.strip() for name in args.parse_dates.split(",") if name.strip())
-    if args.recorded_at in parse_dates:
+    return parser
+
+
+def _date_columns(parse_dates: str, recorded_at: str | None) -> tuple[str, ...]:
+    """--parse-dates' column names; the --recorded-at column may not be one of them."""
+    columns = tuple(name.strip() for name in parse_dates.split(",") if name.strip())
+    if recorded_at in columns:
         raise HistoryError(
-            f"--recorded-at {args.recorded_at} is read as a moment already (a bare date is the end "
+            f"--recorded-at {recorded_at} is read as a moment already (a bare date is the end "
             "of that day); leave it out of --parse-dates"
         )
+    return columns
+
+
+def _moment_or_column(recorded_at: str | None, frame: pd.DataFrame, path: Path) -> tuple[str | None, str | None]:
+    """--recorded-at as (one moment for all rows, a column of the frame); at most one is set."""
+    if recorded_at is None:
+        return None, None
+    if recorded_at in frame.columns:
+        return None, recorded_at
+    try:
+        return moment_text(recorded_at), None
+    except ValueError as error:
+        raise HistoryError(f"--recorded-at is neither a column of {path} nor a moment: {error}") from None
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    parse_dates = _date_columns(args.parse_dates, args.recorded_at)
     frame = read_table(args.file, parse_dates)
-    moment = column = None
-    if args.recorded_at is not None:
-        if args.recorded_at in frame.columns:
-            column = args.recorded_at
-        else:
-            try:
-                moment = moment_text(args.recorded_at)
-            except ValueError as error:
-                raise HistoryError(f"--recorded-at is neither a column of {args.file} nor a moment: {error}") from None
+    moment, column = _moment_or_column(args.recorded_at, frame, args.file)
     url = args.url or config.source_url()
     embedded = not args.url and not os.environ.get(config.SOURCE_URL_ENV)
     if embedded:
