@@ -33,6 +33,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -40,6 +41,9 @@ from src.pipeline import config, lockfile
 from src.pipeline.params import ParamsError, update_params
 from src.tools.git import GitError, git
 from src.tools.lock_summary import read_pins
+
+if TYPE_CHECKING:
+    from src.pipeline.adapter import Adapter
 
 # The example adapter's package holds a file of this name; once dropped, none does.
 EXAMPLE_MARKER = "EXAMPLE"
@@ -198,18 +202,10 @@ def _importers(root: Path, example: str, paths: tuple[str, ...]) -> list[str]:
     return result.stdout.split()
 
 
-def drop(root: Path = config.ROOT) -> list[str]:
-    """Remove the example from the project at `root`; the messages to show, one per step."""
-    params_path = root / config.PARAMS_FILE.relative_to(config.ROOT)
-    requirements_path = root / REQUIREMENTS_IN
-    requirements = requirements_path.read_text(encoding="utf-8")
-    example, paths = example_name(root), example_paths(root)
-    present = [path for path in paths if git(["ls-files", "--", path], root)]
-    if not present and not example_requirements(requirements):
-        return [
-            f"drop-example: nothing to drop: the example adapter, {', '.join(EXAMPLE_TESTS)} and "
-            f"requirements.in's {EXAMPLE_MARK} lines are gone already"
-        ]
+def _check_droppable(
+    root: Path, params_path: Path, example: str | None, paths: tuple[str, ...], present: list[str]
+) -> Adapter:
+    """Every refusal, before anything changes; the fork's adapter (loaded and checked) when none applies."""
     raw = yaml.safe_load(params_path.read_text(encoding="utf-8")) or {}
     active = (raw.get("dataset") or {}).get("adapter")
     if not isinstance(active, str):
@@ -226,21 +222,54 @@ def drop(root: Path = config.ROOT) -> list[str]:
         git(["rm", "-r", "-q", "--dry-run", "--", *present], root)
     from src.pipeline.adapter import load
 
-    adapter = load(active)  # the fork's adapter, checked, before anything changes
+    return load(active)  # the fork's adapter, checked, before anything changes
 
-    done = []
+
+def _drop_requirements(root: Path, requirements_path: Path, requirements: str) -> list[str]:
+    """requirements.in without its example lines, and the locks re-locked; requirements.in put back if that fails."""
     marked = example_requirements(requirements)
-    if marked:
-        requirements_path.write_text(without_example_requirements(requirements), encoding="utf-8")
-        try:
-            gone, where = relock(root)
-        except BaseException:
-            requirements_path.write_text(requirements, encoding="utf-8")
-            raise
-        done.append(
-            f"requirements.in: dropped {', '.join(line.split()[0] for line in marked)}; re-locked from "
-            f"{where}: {', '.join(gone) or 'no package'} left {LOCKS[0]}, every other pin unchanged"
-        )
+    if not marked:
+        return []
+    requirements_path.write_text(without_example_requirements(requirements), encoding="utf-8")
+    try:
+        gone, where = relock(root)
+    except BaseException:
+        requirements_path.write_text(requirements, encoding="utf-8")
+        raise
+    return [
+        f"requirements.in: dropped {', '.join(line.split()[0] for line in marked)}; re-locked from "
+        f"{where}: {', '.join(gone) or 'no package'} left {LOCKS[0]}, every other pin unchanged"
+    ]
+
+
+def _remove_example_files(root: Path, present: list[str]) -> list[str]:
+    """`git rm` the example's tracked paths, then their folders if only bytecode is left in them."""
+    git(["rm", "-r", "-q", "--", *present], root)
+    done = []
+    for path in present:  # what git leaves: bytecode only (other untracked files stay, named)
+        leftovers = [item for item in (root / path).rglob("*") if item.is_file()] if (root / path).exists() else []
+        if all("__pycache__" in item.parts for item in leftovers):
+            shutil.rmtree(root / path, ignore_errors=True)
+        else:
+            done.append(f"kept untracked files in {path}: {', '.join(str(i.relative_to(root)) for i in leftovers)}")
+    done.append(f"git rm: {', '.join(present)}")
+    return done
+
+
+def drop(root: Path = config.ROOT) -> list[str]:
+    """Remove the example from the project at `root`; the messages to show, one per step."""
+    params_path = root / config.PARAMS_FILE.relative_to(config.ROOT)
+    requirements_path = root / REQUIREMENTS_IN
+    requirements = requirements_path.read_text(encoding="utf-8")
+    example, paths = example_name(root), example_paths(root)
+    present = [path for path in paths if git(["ls-files", "--", path], root)]
+    if not present and not example_requirements(requirements):
+        return [
+            f"drop-example: nothing to drop: the example adapter, {', '.join(EXAMPLE_TESTS)} and "
+            f"requirements.in's {EXAMPLE_MARK} lines are gone already"
+        ]
+    adapter = _check_droppable(root, params_path, example, paths, present)
+    done = _drop_requirements(root, requirements_path, requirements)
     if clear_foreign_lists(params_path, adapter.categorical):
         done.append(
             "params.yaml: cleared categories and classes recorded for the example (make categories records "
@@ -251,14 +280,7 @@ def drop(root: Path = config.ROOT) -> list[str]:
         git(["rm", "-q", "--", *outputs], root)
         done.append(f"removed the example's recorded run: {', '.join(outputs)} (`dvc repro` writes {adapter.name}'s)")
     if present:
-        git(["rm", "-r", "-q", "--", *present], root)
-        for path in present:  # what git leaves: bytecode only (other untracked files stay, named)
-            leftovers = [item for item in (root / path).rglob("*") if item.is_file()] if (root / path).exists() else []
-            if all("__pycache__" in item.parts for item in leftovers):
-                shutil.rmtree(root / path, ignore_errors=True)
-            else:
-                done.append(f"kept untracked files in {path}: {', '.join(str(i.relative_to(root)) for i in leftovers)}")
-        done.append(f"git rm: {', '.join(present)}")
+        done.extend(_remove_example_files(root, present))
     git(["add", "--", REQUIREMENTS_IN, *LOCKS, str(params_path.relative_to(root))], root)
     done.append(
         "drop-example: staged; review `git diff --cached --stat`, then `make repro` (it reinstalls .venv "
