@@ -216,48 +216,38 @@ def _worktree(root: Path) -> Iterator[Path]:
             shutil.rmtree(site_cache_dir, ignore_errors=True)
 
 
-def cut(as_of: str, root: Path = config.ROOT, remote: str | None = None, push: bool = True) -> str:
-    """Reproduce the pipeline at `as_of` beside the current branch, commit, push the data, tag; return the tag."""
-    tag = tag_name(as_of)
+def _refuse_existing_tag(root: Path, tag: str) -> None:
+    """A data version is cut once: an existing tag is restored or deleted, never moved."""
     if _tag_exists(root, tag):
         commit = git(["rev-parse", "--short", tag + "^{commit}"], root)
         raise DataVersionError(
             f"tag {tag} already exists (commit {commit}); "
             f"restore it with `make data-restore REF={tag}`, or delete it with `git tag -d {tag}`"
         )
-    # The worktree starts from HEAD's commit: uncommitted edits would not be in the version.
-    _require_clean(root)
-    base = _head_description(root)
-    with _worktree(root) as tree:
-        set_as_of(tree / PARAMS_SUBPATH, as_of)
-        if _dvc(tree, "repro").returncode != 0:
-            raise DataVersionError(
-                f"`dvc repro` failed at gather.as_of={as_of} (see above); nothing was committed "
-                f"or tagged, and {base} is as it was"
-            )
-        paths = [str(PARAMS_SUBPATH), "dvc.lock", *git_tracked_outputs(tree)]
-        git(["add", "--all", "--", *paths], tree)
-        if not git_succeeds(["diff", "--cached", "--quiet"], tree):  # exit 1: something is staged
-            git(
-                [
-                    "commit",
-                    "--quiet",
-                    "-m",
-                    f"Data version {tag}: snapshot as of {as_of}\n\n"
-                    f"Built beside {base}; the tag, not a branch, holds this commit.",
-                    "--",
-                    *paths,
-                ],
-                tree,
-            )
-        commit = git(["rev-parse", "HEAD"], tree)
-        where = _remote_description(tree, remote)
-        # Push before tagging: a tag should never name data that exists on this machine only.
-        if push and _dvc(tree, "push", *_remote_args(remote)).returncode != 0:
-            raise DataVersionError(
-                f"`dvc push` to {where} failed, so {tag} was not created; fix the remote and "
-                f"run `make data-version AS_OF={as_of}` again (the run-cache makes it quick)"
-            )
+
+
+def _commit_snapshot(tree: Path, tag: str, as_of: str, base: str) -> str:
+    """Commit params.yaml, dvc.lock and the git-stored outputs in the worktree (if any changed); the commit's id."""
+    paths = [str(PARAMS_SUBPATH), "dvc.lock", *git_tracked_outputs(tree)]
+    git(["add", "--all", "--", *paths], tree)
+    if not git_succeeds(["diff", "--cached", "--quiet"], tree):  # exit 1: something is staged
+        git(
+            [
+                "commit",
+                "--quiet",
+                "-m",
+                f"Data version {tag}: snapshot as of {as_of}\n\n"
+                f"Built beside {base}; the tag, not a branch, holds this commit.",
+                "--",
+                *paths,
+            ],
+            tree,
+        )
+    return git(["rev-parse", "HEAD"], tree)
+
+
+def _create_tag(root: Path, tag: str, as_of: str, commit: str) -> None:
+    """The annotated tag on the snapshot's commit; its message says how to restore and rebuild it."""
     git(
         [
             "tag",
@@ -271,6 +261,31 @@ def cut(as_of: str, root: Path = config.ROOT, remote: str | None = None, push: b
         ],
         root,
     )
+
+
+def cut(as_of: str, root: Path = config.ROOT, remote: str | None = None, push: bool = True) -> str:
+    """Reproduce the pipeline at `as_of` beside the current branch, commit, push the data, tag; return the tag."""
+    tag = tag_name(as_of)
+    _refuse_existing_tag(root, tag)
+    # The worktree starts from HEAD's commit: uncommitted edits would not be in the version.
+    _require_clean(root)
+    base = _head_description(root)
+    with _worktree(root) as tree:
+        set_as_of(tree / PARAMS_SUBPATH, as_of)
+        if _dvc(tree, "repro").returncode != 0:
+            raise DataVersionError(
+                f"`dvc repro` failed at gather.as_of={as_of} (see above); nothing was committed "
+                f"or tagged, and {base} is as it was"
+            )
+        commit = _commit_snapshot(tree, tag, as_of, base)
+        where = _remote_description(tree, remote)
+        # Push before tagging: a tag should never name data that exists on this machine only.
+        if push and _dvc(tree, "push", *_remote_args(remote)).returncode != 0:
+            raise DataVersionError(
+                f"`dvc push` to {where} failed, so {tag} was not created; fix the remote and "
+                f"run `make data-version AS_OF={as_of}` again (the run-cache makes it quick)"
+            )
+    _create_tag(root, tag, as_of, commit)
     pushed = f"data pushed to {where}" if push else "data NOT pushed (--no-push)"
     print(
         f"data-version: tagged {tag} at {commit[:7]}; {pushed}; {base} is unchanged.\n"
