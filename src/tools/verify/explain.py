@@ -161,9 +161,9 @@ def _differing(a: pd.Series, b: pd.Series) -> np.ndarray:
     return ~(equal | both_missing)
 
 
-def parquet_differences(old: pd.DataFrame, new: pd.DataFrame, key: str | None) -> dict[str, Any]:
-    """Columns and rows that differ, aligned on `key` when both frames have it unique."""
-    details: dict[str, Any] = {
+def _shape_differences(old: pd.DataFrame, new: pd.DataFrame) -> dict[str, Any]:
+    """Row counts, columns on one side only, and columns whose type changed."""
+    return {
         "rows": [len(old), len(new)],
         "columns_only_committed": [c for c in old.columns if c not in new.columns],
         "columns_only_rebuilt": [c for c in new.columns if c not in old.columns],
@@ -173,31 +173,36 @@ def parquet_differences(old: pd.DataFrame, new: pd.DataFrame, key: str | None) -
             if c in new.columns and old[c].dtype != new[c].dtype
         },
     }
-    aligned = key is not None and key in old and key in new and old[key].is_unique and new[key].is_unique
-    if aligned:
-        details["key"] = key
-        only_old = old.loc[~old[key].isin(new[key]), key]
-        only_new = new.loc[~new[key].isin(old[key]), key]
-        details["rows_only_committed"] = {
-            "count": int(len(only_old)),
-            "examples": [plain(v) for v in only_old[:EXAMPLES]],
-        }
-        details["rows_only_rebuilt"] = {
-            "count": int(len(only_new)),
-            "examples": [plain(v) for v in only_new[:EXAMPLES]],
-        }
-        common = old.loc[old[key].isin(new[key]), key]
-        a = old.set_index(key).loc[common]
-        b = new.set_index(key).loc[common]
-        details["same_rows_other_order"] = bool(
-            len(only_old) == len(only_new) == 0
-            and not old[key].reset_index(drop=True).equals(new[key].reset_index(drop=True))
-        )
-    elif len(old) == len(new):
-        a, b = old.reset_index(drop=True), new.reset_index(drop=True)
-    else:
-        details["columns"] = {}
-        return details  # no way to pair rows: the row counts say it all
+
+
+def _align_on_key(
+    old: pd.DataFrame, new: pd.DataFrame, key: str, details: dict[str, Any]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows both frames have, indexed by `key` in old's order; records in `details` the rows one side lacks."""
+    details["key"] = key
+    only_old = old.loc[~old[key].isin(new[key]), key]
+    only_new = new.loc[~new[key].isin(old[key]), key]
+    details["rows_only_committed"] = {
+        "count": int(len(only_old)),
+        "examples": [plain(v) for v in only_old[:EXAMPLES]],
+    }
+    details["rows_only_rebuilt"] = {
+        "count": int(len(only_new)),
+        "examples": [plain(v) for v in only_new[:EXAMPLES]],
+    }
+    common = old.loc[old[key].isin(new[key]), key]
+    details["same_rows_other_order"] = bool(
+        len(only_old) == len(only_new) == 0
+        and not old[key].reset_index(drop=True).equals(new[key].reset_index(drop=True))
+    )
+    return old.set_index(key).loc[common], new.set_index(key).loc[common]
+
+
+def _column_differences(a: pd.DataFrame, b: pd.DataFrame, label: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Per shared column of two paired frames: rows that differ (and the largest numeric gap); a few examples.
+
+    Each example names its row by `label`: the key column, or "row" for a position.
+    """
     columns: dict[str, Any] = {}
     examples: list[dict[str, Any]] = []
     for column in [c for c in a.columns if c in b.columns]:
@@ -211,40 +216,47 @@ def parquet_differences(old: pd.DataFrame, new: pd.DataFrame, key: str | None) -
                 info["max_abs_difference"] = float(np.nanmax(delta))
         columns[column] = info
         for position in np.flatnonzero(mask)[:EXAMPLES]:
-            label = a.index[position]
             examples.append(
                 {
-                    key if aligned else "row": plain(label),
+                    label: plain(a.index[position]),
                     "column": column,
                     "committed": plain(a[column].iloc[position]),
                     "rebuilt": plain(b[column].iloc[position]),
                 }
             )
+    return columns, examples
+
+
+def parquet_differences(old: pd.DataFrame, new: pd.DataFrame, key: str | None) -> dict[str, Any]:
+    """Columns and rows that differ, aligned on `key` when both frames have it unique."""
+    details = _shape_differences(old, new)
+    aligned = key is not None and key in old and key in new and old[key].is_unique and new[key].is_unique
+    if aligned:
+        a, b = _align_on_key(old, new, key, details)
+    elif len(old) == len(new):
+        a, b = old.reset_index(drop=True), new.reset_index(drop=True)
+    else:
+        details["columns"] = {}
+        return details  # no way to pair rows: the row counts say it all
+    columns, examples = _column_differences(a, b, key if aligned else "row")
     details["columns"] = columns
     details["examples"] = examples[: EXAMPLES * 2]
     return details
 
 
-def explain_parquet(
-    committed: bytes,
-    rebuilt: bytes,
-    key: str | None = None,
-    snapshot_as_of: str | None = None,
-    code_changed: list[str] | None = None,
-    **_: Any,
-) -> dict[str, Any]:
-    old_table, old_meta = _read_parquet(committed)
-    new_table, new_meta = _read_parquet(rebuilt)
-    if old_table.schema.equals(new_table.schema, check_metadata=False) and old_table.equals(new_table):
-        old_info, new_info = _metadata_summary(old_meta), _metadata_summary(new_meta)
-        changed = {name: [old_info[name], new_info[name]] for name in old_info if old_info[name] != new_info[name]}
-        what = ", ".join(f"{name} {a!r} -> {b!r}" for name, (a, b) in changed.items()) or "byte layout"
-        return {
-            "summary": f"same columns, rows and values in the same order; only the file metadata differs: {what}",
-            "details": {"metadata_only": True, "metadata_changes": changed},
-        }
-    details = parquet_differences(old_table.to_pandas(), new_table.to_pandas(), key)
-    details["metadata_only"] = False
+def _metadata_only(old_meta: pq.FileMetaData, new_meta: pq.FileMetaData) -> dict[str, Any]:
+    """The explanation when the tables are equal: which file metadata differs."""
+    old_info, new_info = _metadata_summary(old_meta), _metadata_summary(new_meta)
+    changed = {name: [old_info[name], new_info[name]] for name in old_info if old_info[name] != new_info[name]}
+    what = ", ".join(f"{name} {a!r} -> {b!r}" for name, (a, b) in changed.items()) or "byte layout"
+    return {
+        "summary": f"same columns, rows and values in the same order; only the file metadata differs: {what}",
+        "details": {"metadata_only": True, "metadata_changes": changed},
+    }
+
+
+def _differences_summary(details: dict[str, Any], key: str | None) -> str:
+    """parquet_differences' findings in one line."""
     parts = []
     if details["columns_only_committed"] or details["columns_only_rebuilt"]:
         parts.append(f"columns removed {details['columns_only_committed']}, added {details['columns_only_rebuilt']}")
@@ -271,22 +283,43 @@ def explain_parquet(
         parts.append(f"{where} {example['column']}: {example['committed']!r} -> {example['rebuilt']!r}")
     if details.get("same_rows_other_order") and not details["columns"]:
         parts = [f"the same rows and values in another order (sort by the unique {key} before writing)"]
-    summary = "; ".join(parts) or "values differ"
+    return "; ".join(parts) or "values differ"
+
+
+def _with_cause(summary: str, snapshot_as_of: str, code_changed: list[str] | None) -> str:
+    """`summary` after the likely cause, when a snapshot's as_of is unchanged yet its content differs."""
+    if code_changed:
+        return (
+            f"the snapshot as of {snapshot_as_of} (unchanged) reads differently, but the stage's code "
+            f"{code_changed} also differs from what dvc.lock recorded: either the code or a rewritten "
+            f"source history is the cause. {summary}"
+        )
+    # Code and as_of unchanged: a change in content can only come from the source.
+    return (
+        f"the source's history was rewritten: the snapshot as of {snapshot_as_of} (unchanged, with "
+        f"unchanged code) now reads differently, so rows recorded at or before that time were "
+        f"changed or deleted in the source (or {config.SOURCE_URL_ENV} points at another "
+        f"database). {summary}"
+    )
+
+
+def explain_parquet(
+    committed: bytes,
+    rebuilt: bytes,
+    key: str | None = None,
+    snapshot_as_of: str | None = None,
+    code_changed: list[str] | None = None,
+    **_: Any,
+) -> dict[str, Any]:
+    old_table, old_meta = _read_parquet(committed)
+    new_table, new_meta = _read_parquet(rebuilt)
+    if old_table.schema.equals(new_table.schema, check_metadata=False) and old_table.equals(new_table):
+        return _metadata_only(old_meta, new_meta)
+    details = parquet_differences(old_table.to_pandas(), new_table.to_pandas(), key)
+    details["metadata_only"] = False
+    summary = _differences_summary(details, key)
     if snapshot_as_of is not None and not details.get("same_rows_other_order"):
-        if code_changed:
-            summary = (
-                f"the snapshot as of {snapshot_as_of} (unchanged) reads differently, but the stage's code "
-                f"{code_changed} also differs from what dvc.lock recorded: either the code or a rewritten "
-                f"source history is the cause. {summary}"
-            )
-        else:
-            # Code and as_of unchanged: a change in content can only come from the source.
-            summary = (
-                f"the source's history was rewritten: the snapshot as of {snapshot_as_of} (unchanged, with "
-                f"unchanged code) now reads differently, so rows recorded at or before that time were "
-                f"changed or deleted in the source (or {config.SOURCE_URL_ENV} points at another "
-                f"database). {summary}"
-            )
+        summary = _with_cause(summary, snapshot_as_of, code_changed)
     return {"summary": summary, "details": details}
 
 
