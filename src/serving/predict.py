@@ -50,7 +50,7 @@ from src.pipeline.artifact import VersionMismatchError
 from src.pipeline.model import thread_limits
 from src.pipeline.params import ParamsError, load_params
 from src.pipeline.predictions import model_outputs, predictions_frame, predictions_schema
-from src.serving.compiled import SMALL_BATCH, compile_pipeline, probe_rows
+from src.serving.compiled import SMALL_BATCH, Compiled, compile_pipeline, probe_rows
 from src.serving.contract import CSV_LINES, ROWS, Checked, Contract, ContractError, Numbering, RawContract
 
 log = logging.getLogger(__name__)
@@ -117,10 +117,16 @@ class Deployed:
     def predict(self, frame: pd.DataFrame, numbering: Numbering = ROWS) -> Prediction:
         return self.predict_checked(self.contract.check(frame, numbering))
 
+    def compiled_for(self, rows: int) -> Compiled | None:
+        """The compiled pipeline, if it answers a batch of `rows`: the one rule, read by
+        predict_checked and the service alike (verified at load, and at most SMALL_BATCH rows)."""
+        return self.compiled if rows <= SMALL_BATCH else None
+
     def predict_checked(self, checked: Checked) -> Prediction:
         """Predictions for rows the contract passed (Contract.check, or Contract.validated for the service's rows)."""
-        if self.compiled is not None and checked.rows <= SMALL_BATCH:
-            probabilities = self.compiled.outputs(checked.columns)  # one thread, no BLAS: no limits to set
+        compiled = self.compiled_for(checked.rows)
+        if compiled is not None:
+            probabilities = compiled.outputs(checked.columns)  # one thread, no BLAS: no limits to set
         else:
             with self._lock, self._threadpools.limit(limits=thread_limits(self.threads)):
                 probabilities = model_outputs(self.model, checked.features, self.task)

@@ -63,6 +63,9 @@ def test_the_compiled_pipeline_gives_scikit_learns_bytes_row_by_row_and_batched(
     # Through Deployed.predict, a small batch (compiled) and a large one (scikit-learn) agree row for row.
     large = pd.concat([rows] * (SMALL_BATCH // len(rows) + 1), ignore_index=True)
     assert len(large) > SMALL_BATCH
+    # The one rule for which batches it answers, read by predict_checked and the service.
+    assert deployed.compiled_for(1) is deployed.compiled and deployed.compiled_for(SMALL_BATCH) is deployed.compiled
+    assert deployed.compiled_for(SMALL_BATCH + 1) is None and deployed.compiled_for(len(large)) is None
     small_result = deployed.predict(rows)
     large_result = deployed.predict(large)
     assert same_bits(large_result.probabilities[: len(rows)], small_result.probabilities)
@@ -72,7 +75,7 @@ def test_the_compiled_pipeline_gives_scikit_learns_bytes_row_by_row_and_batched(
 def test_other_families_are_not_compiled_and_still_predict(tmp_path, model, caplog):
     with caplog.at_level(logging.INFO, logger=compiled.__name__):
         deployed = deployed_tiny(tmp_path, model)
-    assert deployed.compiled is None
+    assert deployed.compiled is None and deployed.compiled_for(1) is None
     assert "not a HistGradientBoosting one" in caplog.text
     rows = odd_rows()
     result = deployed.predict(rows)
