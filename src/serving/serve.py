@@ -56,7 +56,6 @@ from src.pipeline import artifact
 from src.pipeline.adapter import REGRESSION
 from src.pipeline.params import ParamsError
 from src.pipeline.predictions import PREDICTION
-from src.serving.compiled import SMALL_BATCH
 from src.serving.contract import ContractError
 from src.serving.predict import Deployed, VersionMismatchError, load_model, override_hint
 
@@ -92,66 +91,93 @@ def workers() -> int:
 
 
 def create_app(deployed: Deployed, max_rows: int = MAX_ROWS, max_bytes: int = MAX_BYTES) -> FastAPI:
-    contract, raw = deployed.contract, deployed.raw
-    PredictResponse, Problem = response_models(deployed)
-    identity = deployed.identity()
+    """The service for `deployed`: /docs, /health, /info, /predict and, when the adapter declares
+    INPUTS, /predict/raw (added in this order, which is the OpenAPI schema's)."""
+    app = base_app(deployed, max_bytes)
+    add_identity_routes(app, deployed, max_rows, max_bytes)
+    route = predict_route(deployed, max_rows, max_bytes)
+    add_predict(app, deployed, max_rows, route)
+    if deployed.raw is not None:
+        add_predict_raw(app, deployed, max_rows, route)
+    return app
+
+
+def base_app(deployed: Deployed, max_bytes: int) -> FastAPI:
+    """The app before its endpoints: named by the manifest, the body limit, bodies parsed by
+    parse_json, the vendored /docs page, and 422s that name the problem."""
     app = FastAPI(
         title=deployed.manifest.get("title") or "Model",
         summary="Predictions of the pipeline's verified model; the same bytes as its evaluate stage.",
-        version=identity["model_sha256"][:12],
+        version=deployed.identity()["model_sha256"][:12],
         max_body_size=max_bytes,  # 413 before the body is read past the limit
         docs_url=None,  # served below, from the vendored Swagger UI
         redoc_url=None,  # ReDoc would load from a CDN: blank offline, and /docs covers it
     )
-    app.router.route_class = StrictJSONRoute  # the routes below parse bodies with parse_json
+    app.router.route_class = StrictJSONRoute  # every route added after this parses bodies with parse_json
     app.mount(SWAGGER_UI_URL, StaticFiles(directory=SWAGGER_UI), name="swagger-ui")
     app.get("/docs", include_in_schema=False)(docs_page(app))
     app.exception_handler(RequestValidationError)(invalid_request)
+    return app
+
+
+def add_identity_routes(app: FastAPI, deployed: Deployed, max_rows: int, max_bytes: int) -> None:
+    """GET /health and GET /info: which model answers, and what it takes."""
+    model_sha256 = deployed.identity()["model_sha256"]
     description = info(deployed, max_rows, max_bytes)
 
     @app.get("/health")
     def health() -> dict[str, str]:
-        return {"status": "ok", "model_sha256": identity["model_sha256"]}
+        return {"status": "ok", "model_sha256": model_sha256}
 
     @app.get("/info")
     def model_info() -> dict[str, Any]:
         return description
 
+
+def predict_route(deployed: Deployed, max_rows: int, max_bytes: int) -> dict[str, Any]:
+    """What both predict endpoints share: the answer's model, the 415 check, the refusals they declare."""
+    PredictResponse, Problem = response_models(deployed)
     responses = {
         413: {"model": Problem, "description": f"The body is over {max_bytes} bytes or has over {max_rows} rows."},
         415: {"model": Problem, "description": "The body was not sent as application/json."},
     }
-    route = {"response_model": PredictResponse, "dependencies": [Depends(require_json)], "responses": responses}
+    return {"response_model": PredictResponse, "dependencies": [Depends(require_json)], "responses": responses}
+
+
+def add_predict(app: FastAPI, deployed: Deployed, max_rows: int, route: dict[str, Any]) -> None:
+    """POST /predict: engineered rows; on the event loop when the compiled pipeline answers the batch."""
+    contract = deployed.contract
     PredictRequest = request_model("PredictRequest", contract.row_model(), max_rows)
 
     @app.post("/predict", summary="Predict engineered rows (the model's features)", **route)
     async def predict(request: PredictRequest) -> dict[str, Any]:
         rows = request.rows
-        inline = deployed.compiled is not None and len(rows) <= SMALL_BATCH
+        inline = deployed.compiled_for(len(rows)) is not None
         return await run(inline, deployed, rows, max_rows, lambda: deployed.predict_checked(contract.validated(rows)))
 
-    if raw is not None:
-        RawPredictRequest = request_model("RawPredictRequest", raw.row_model(), max_rows)
 
-        @app.post(
-            "/predict/raw",
-            summary="Predict entities as gathered (snapshot rows)",
-            description="Each row holds the snapshot columns the features are derived from; the "
-            "adapter's own derivation (the code the featurize stage runs) makes the features, which "
-            "then meet /predict's contract. Other snapshot columns are ignored and named back.",
-            **route,
-        )
-        async def predict_raw(request: RawPredictRequest) -> dict[str, Any]:
-            rows = request.rows
+def add_predict_raw(app: FastAPI, deployed: Deployed, max_rows: int, route: dict[str, Any]) -> None:
+    """POST /predict/raw: snapshot rows, derived by the adapter's INPUTS, then as /predict."""
+    raw = deployed.raw
+    RawPredictRequest = request_model("RawPredictRequest", raw.row_model(), max_rows)
 
-            def derived() -> Any:
-                return deployed.predict_raw(
-                    pd.DataFrame({name: [getattr(row, name) for row in rows] for name in raw.columns})
-                )
+    @app.post(
+        "/predict/raw",
+        summary="Predict entities as gathered (snapshot rows)",
+        description="Each row holds the snapshot columns the features are derived from; the "
+        "adapter's own derivation (the code the featurize stage runs) makes the features, which "
+        "then meet /predict's contract. Other snapshot columns are ignored and named back.",
+        **route,
+    )
+    async def predict_raw(request: RawPredictRequest) -> dict[str, Any]:
+        rows = request.rows
 
-            return await run(False, deployed, rows, max_rows, derived)  # pandas' derivation: not on the loop
+        def derived() -> Any:
+            return deployed.predict_raw(
+                pd.DataFrame({name: [getattr(row, name) for row in rows] for name in raw.columns})
+            )
 
-    return app
+        return await run(False, deployed, rows, max_rows, derived)  # pandas' derivation: not on the loop
 
 
 async def run(inline: bool, deployed: Deployed, rows: list, max_rows: int, predict: Callable[[], Any]) -> Any:
