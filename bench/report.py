@@ -72,67 +72,72 @@ def comparison_rows(fig: dict[str, Any]) -> list[list[str]]:
 
 def stage_tables(stages: dict[str, Any]) -> list[str]:
     """Each stage against its reference; then gather against its old read path and the SQL alone."""
-    gathers = [(name, e) for name, e in stages.items() if name.startswith("gather ")]
-    return [
-        "",
-        stats.table(
+    return ["", stage_table(stages), "", gather_table(stages)]
+
+
+def stage_table(stages: dict[str, Any]) -> str:
+    """One row per stage: its time, CPU, memory and rows/s, against its reference."""
+    return stats.table(
+        [
+            "stage",
+            "rows",
+            "wall (s)",
+            "CPU (s)",
+            "peak RSS (MiB)",
+            "rows/s",
+            "reference",
+            "ref. wall (s)",
+            "ratio",
+            "CPU ratio",
+            "runs",
+        ],
+        [
             [
-                "stage",
-                "rows",
-                "wall (s)",
-                "CPU (s)",
-                "peak RSS (MiB)",
-                "rows/s",
-                "reference",
-                "ref. wall (s)",
-                "ratio",
-                "CPU ratio",
-                "runs",
-            ],
+                name,
+                fmt(None if e["rows"] is None else int(e["rows"])),
+                fmt(e["wall_s"]),
+                fmt(e["cpu_s"]),
+                mib(e["max_rss_bytes"]),
+                fmt(e["rows_per_s"]),
+                e["reference"] or "–",
+                fmt(e["reference_wall_s"]),
+                fmt(e["ratio"], "x"),
+                fmt(e.get("cpu_ratio"), "x"),
+                n_text(e["runs"], e["reference_runs"] if e["reference"] else None),
+            ]
+            for name, e in stages.items()
+        ],
+    )
+
+
+def gather_table(stages: dict[str, Any]) -> str:
+    """One row per "gather ..." stage: the stage against the old SQLAlchemy-rows path and the SQL alone."""
+    return stats.table(
+        [
+            "gather",
+            "stage (s)",
+            "old SQLAlchemy-rows path (s)",
+            "stage / old",
+            "old path peak RSS (MiB)",
+            "same bytes",
+            "SQL alone (s)",
+            "runs stage / old / SQL",
+        ],
+        [
             [
-                [
-                    name,
-                    fmt(None if e["rows"] is None else int(e["rows"])),
-                    fmt(e["wall_s"]),
-                    fmt(e["cpu_s"]),
-                    mib(e["max_rss_bytes"]),
-                    fmt(e["rows_per_s"]),
-                    e["reference"] or "–",
-                    fmt(e["reference_wall_s"]),
-                    fmt(e["ratio"], "x"),
-                    fmt(e.get("cpu_ratio"), "x"),
-                    n_text(e["runs"], e["reference_runs"] if e["reference"] else None),
-                ]
-                for name, e in stages.items()
-            ],
-        ),
-        "",
-        stats.table(
-            [
-                "gather",
-                "stage (s)",
-                "old SQLAlchemy-rows path (s)",
-                "stage / old",
-                "old path peak RSS (MiB)",
-                "same bytes",
-                "SQL alone (s)",
-                "runs stage / old / SQL",
-            ],
-            [
-                [
-                    name,
-                    fmt(e["wall_s"]),
-                    fmt(e["rows_path_s"]),
-                    fmt(e["vs_rows_path"], "x"),
-                    mib(e["rows_path_max_rss_bytes"]),
-                    fmt(e["rows_path_same_bytes"]),
-                    fmt(e["query_sql_s"]),
-                    n_text(e["runs"], e["rows_path_runs"], e["query_runs"]),
-                ]
-                for name, e in gathers
-            ],
-        ),
-    ]
+                name,
+                fmt(e["wall_s"]),
+                fmt(e["rows_path_s"]),
+                fmt(e["vs_rows_path"], "x"),
+                mib(e["rows_path_max_rss_bytes"]),
+                fmt(e["rows_path_same_bytes"]),
+                fmt(e["query_sql_s"]),
+                n_text(e["runs"], e["rows_path_runs"], e["query_runs"]),
+            ]
+            for name, e in stages.items()
+            if name.startswith("gather ")
+        ],
+    )
 
 
 def scaling_table(s: dict[str, Any]) -> list[str]:

@@ -6,6 +6,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.measure import HGB, TIMEOUT_S, Bench, BenchError, clone_env, sh
 from src.pipeline import config
@@ -29,60 +30,77 @@ def sweep_section(bench: Bench, clone: Path, experiments: int, max_iter: int = 2
     serial = 0
     for repeat in range(1, bench.repeats + 1):
         for jobs in (1, 2) if repeat % 2 else (2, 1):
-            for _ in range(experiments):
-                serial += 1  # every experiment a new learning rate: no run-cache hit
-                sh(
-                    [
-                        dvc,
-                        "exp",
-                        "run",
-                        "--queue",
-                        "-S",
-                        f"{HGB}.max_iter={max_iter}",
-                        "-S",
-                        f"{HGB}.learning_rate={0.05 + serial / 10000:.4f}",
-                    ],
-                    cwd=clone,
-                    env=env,
-                )
-            before = finished_experiments(clone)
-            started = time.perf_counter()
-            outcome = {"returncode": 0}
-            try:
-                restarts = start_workers(
-                    clone, dvc, sweep_env(env, jobs), jobs, experiments, before, started + TIMEOUT_S
-                )
-            except BenchError as error:
-                # Counted as a failed run, never left out quietly; the next sweep starts from an empty queue.
-                restarts, outcome = None, {"returncode": 1, "error": str(error)[-2000:]}
-            wall = time.perf_counter() - started
-            status = sh([dvc, "queue", "status"], cwd=clone, env=env)
-            bench.runs.append(
-                {
-                    "section": "sweep",
-                    "name": f"queue -j {jobs}",
-                    "scale": 1,
-                    "repeat": repeat,
-                    "wall_s": wall,
-                    "cpu_s": None,
-                    "max_rss_bytes": None,
-                    **outcome,
-                    "experiments": experiments,
-                    "max_iter": max_iter,
-                    "worker_restarts": restarts,
-                    "queue_status": status.strip().splitlines()[-1:],
-                }
-            )
-            print(
-                f"  sweep       queue -j {jobs}  {experiments} experiments  #{repeat}  wall {wall:7.2f} s"
-                f"  ({restarts} worker restarts){'  FAILED' if outcome['returncode'] else ''}",
-                flush=True,
-            )
-            if outcome["returncode"]:
-                sh([dvc, "queue", "remove", "--queued"], cwd=clone, env=env)
-            wait_for_idle_workers(clone, dvc, env)
-            if outcome["returncode"]:
-                sh([dvc, "queue", "remove", "--failed"], cwd=clone, env=env)
+            queue_experiments(clone, dvc, env, range(serial + 1, serial + experiments + 1), max_iter)
+            serial += experiments
+            sweep_once(bench, clone, dvc, env, jobs, repeat, experiments, max_iter)
+
+
+def queue_experiments(clone: Path, dvc: str, env: dict[str, str], serials: range, max_iter: int) -> None:
+    """Queue one experiment per serial number, each a new learning rate: no run-cache hit."""
+    for serial in serials:
+        sh(
+            [
+                dvc,
+                "exp",
+                "run",
+                "--queue",
+                "-S",
+                f"{HGB}.max_iter={max_iter}",
+                "-S",
+                f"{HGB}.learning_rate={0.05 + serial / 10000:.4f}",
+            ],
+            cwd=clone,
+            env=env,
+        )
+
+
+def sweep_once(
+    bench: Bench, clone: Path, dvc: str, env: dict[str, str], jobs: int, repeat: int, experiments: int, max_iter: int
+) -> None:
+    """Run the queued experiments on `jobs` workers, record the run, and leave no worker and no queued task."""
+    wall, restarts, outcome = timed_sweep(clone, dvc, env, jobs, experiments)
+    status = sh([dvc, "queue", "status"], cwd=clone, env=env)
+    bench.runs.append(
+        {
+            "section": "sweep",
+            "name": f"queue -j {jobs}",
+            "scale": 1,
+            "repeat": repeat,
+            "wall_s": wall,
+            "cpu_s": None,
+            "max_rss_bytes": None,
+            **outcome,
+            "experiments": experiments,
+            "max_iter": max_iter,
+            "worker_restarts": restarts,
+            "queue_status": status.strip().splitlines()[-1:],
+        }
+    )
+    print(
+        f"  sweep       queue -j {jobs}  {experiments} experiments  #{repeat}  wall {wall:7.2f} s"
+        f"  ({restarts} worker restarts){'  FAILED' if outcome['returncode'] else ''}",
+        flush=True,
+    )
+    if outcome["returncode"]:
+        sh([dvc, "queue", "remove", "--queued"], cwd=clone, env=env)
+    wait_for_idle_workers(clone, dvc, env)
+    if outcome["returncode"]:
+        sh([dvc, "queue", "remove", "--failed"], cwd=clone, env=env)
+
+
+def timed_sweep(
+    clone: Path, dvc: str, env: dict[str, str], jobs: int, experiments: int
+) -> tuple[float, int | None, dict[str, Any]]:
+    """Wall time, worker restarts and outcome of `jobs` workers finishing `experiments` queued ones."""
+    before = finished_experiments(clone)
+    started = time.perf_counter()
+    outcome: dict[str, Any] = {"returncode": 0}
+    try:
+        restarts = start_workers(clone, dvc, sweep_env(env, jobs), jobs, experiments, before, started + TIMEOUT_S)
+    except BenchError as error:
+        # Counted as a failed run, never left out quietly; the next sweep starts from an empty queue.
+        restarts, outcome = None, {"returncode": 1, "error": str(error)[-2000:]}
+    return time.perf_counter() - started, restarts, outcome
 
 
 def sweep_env(env: dict[str, str], jobs: int) -> dict[str, str]:
