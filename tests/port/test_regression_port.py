@@ -27,7 +27,7 @@ from src.tools.clones import working_clone
 from tests.conftest import run
 from tests.port.porting import PORT, RECORDED_AT, _penguins_csv, _port_params, _with_id_column
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.long
 
 NAME = "penguin_mass"
 REGRESSION_METRICS = ["rmse", "mae", "r2", "median_absolute_error"]

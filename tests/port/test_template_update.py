@@ -29,7 +29,7 @@ from src.pipeline import config
 from tests.port.porting import PORT, RECORDED_AT, _penguins_csv, _port_params, _with_id_column
 
 # Copies a template, ports a fork and runs its pipeline three times: an end-to-end test.
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.long
 
 STAGES = {"check_params", "gather", "featurize", "check_recorded", "train", "evaluate"}
 # The fork's own files: an update must leave every byte of them (copier.yml's _skip_if_exists).

@@ -162,6 +162,8 @@ def small_params(
                 }
             ),
             "stacking": train.stacking.model_copy(update={"cv_folds": 2}),
+            # One shuffle per feature when a test turns selection on: a tiny frame's ranking needs no more.
+            "feature_selection": train.feature_selection.model_copy(update={"repeats": 1}),
             "cv_folds": 2,
         }
     )

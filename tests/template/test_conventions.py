@@ -30,8 +30,9 @@ def test_pyproject_holds_the_ruff_and_pytest_settings(pytestconfig: pytest.Confi
     assert ruff["line-length"] == 120 and ruff["lint"]["select"]
     pytest_settings = project["tool"]["pytest"]["ini_options"]
     assert pytest_settings["testpaths"] == ["tests"]
-    # The running session read them: `slow` is registered from pyproject.toml.
-    assert any(line.startswith("slow:") for line in pytestconfig.getini("markers"))
+    # The running session read them: `slow` and `long` are registered from pyproject.toml.
+    registered = [line.split(":")[0] for line in pytestconfig.getini("markers")]
+    assert {"slow", "long"} <= set(registered), registered
 
 
 def test_ruff_check_passes():

@@ -108,6 +108,7 @@ def test_train_writes_the_estimate_and_the_folds_never_change_the_model(tmp_path
     assert manifest["params_sha256"] == json.loads(written[2]["manifest.json"])["params_sha256"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["hist_gradient_boosting", "random_forest", "mlp"])
 def test_the_folds_give_the_same_bytes_on_1_2_and_4_threads(model, tmp_path, monkeypatch):
     params = frames.small_params(model, 3)
@@ -177,6 +178,7 @@ def _order(shown: list, path: str, metric: str) -> list[str]:
     return sorted(found, key=lambda name: (-value(name), name))
 
 
+@pytest.mark.slow
 def test_the_test_set_cannot_change_which_experiment_wins(tmp_path, monkeypatch):
     # The project's own upstream params (read before the stages are pointed at tmp_path).
     keys = exps.upstream_params(

@@ -179,7 +179,7 @@ def test_make_data_restore_takes_ref_or_tag():
     assert missing.returncode != 0 and "REF is missing" in missing.stderr
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_cut_leaves_branch_head_params_and_outputs_alone(versions):
     root = versions.root
     assert versions.before["branch"], "the clone should be on a branch"
@@ -192,7 +192,7 @@ def test_cut_leaves_branch_head_params_and_outputs_alone(versions):
     assert f"as_of: '{versions.when.branch}'" in (root / "params.yaml").read_text(encoding="utf-8")
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_cut_commits_tags_and_pushes(versions):
     root = versions.root
     for tag in versions.tags:
@@ -208,7 +208,7 @@ def test_cut_commits_tags_and_pushes(versions):
     assert "in sync" in run(["dvc", "status", "--cloud", "--all-tags"], root).stdout
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_restore_each_version_from_remote_then_the_branch(versions):
     root = versions.root
     for tag in versions.tags:
@@ -225,7 +225,7 @@ def test_restore_each_version_from_remote_then_the_branch(versions):
     assert state(root) == versions.before
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_restore_uses_the_cache_before_the_remote(versions):
     root = versions.root
     newer_tag = versions.when.newer_tag
@@ -243,7 +243,7 @@ def test_restore_uses_the_cache_before_the_remote(versions):
         run(["dvc", "remote", "modify", "--local", "storage", "url", str(versions.remote)], root)
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_rebuild_from_source_at_tag_gives_same_hashes(versions):
     root = versions.root
     checkout(root, versions.when.older_tag)
@@ -253,7 +253,7 @@ def test_rebuild_from_source_at_tag_gives_same_hashes(versions):
     assert git(["status", "--porcelain", "--untracked-files=no"], root) == "", "dvc.lock or a tracked output changed"
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_params_and_metrics_diff_between_versions(versions):
     root = versions.root
     when = versions.when
@@ -264,7 +264,7 @@ def test_params_and_metrics_diff_between_versions(versions):
     assert rows["new"] > rows["old"]
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_gc_with_all_tags_keeps_every_version(versions):
     root = versions.root
     data_version(root, "restore", versions.branch)
@@ -276,7 +276,7 @@ def test_gc_with_all_tags_keeps_every_version(versions):
         assert UP_TO_DATE in run(["dvc", "status"], root).stdout
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_tag_missing_from_cache_and_remote_gives_clear_message(versions):
     root = versions.root
     data_version(root, "restore", versions.branch)
@@ -305,7 +305,7 @@ def test_tag_missing_from_cache_and_remote_gives_clear_message(versions):
     assert "dvc repro --force" in message
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_cut_at_the_branch_as_of_tags_the_branch_commit(versions):
     root = versions.root
     data_version(root, "restore", versions.branch)
@@ -317,7 +317,7 @@ def test_cut_at_the_branch_as_of_tags_the_branch_commit(versions):
     assert state(root) == before
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_cut_from_a_restored_version_leaves_it_checked_out(versions):
     root = versions.root
     data_version(root, "restore", versions.branch)
@@ -332,7 +332,7 @@ def test_cut_from_a_restored_version_leaves_it_checked_out(versions):
     checkout(root, versions.branch)
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_failing_repro_leaves_nothing_behind(versions, tmp_path: Path):
     root = versions.root
     checkout(root, versions.branch)
@@ -348,7 +348,7 @@ def test_failing_repro_leaves_nothing_behind(versions, tmp_path: Path):
     assert state(root) == before
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_bad_input_is_named(versions):
     root = versions.root
     checkout(root, versions.branch)
@@ -370,6 +370,7 @@ def test_bad_input_is_named(versions):
     git(["checkout", "--", "params.yaml"], root)
 
 
+@pytest.mark.slow
 def test_a_remote_folder_that_does_not_exist_is_named_not_read_as_missing_data(tmp_path: Path):
     # A tiny DVC project whose one file is only on its remote, and the remote's folder is a typo.
     from src.tools.data_version import DataVersionError, missing_remote_folder, restore

@@ -6,6 +6,8 @@ import json
 import re
 import sys
 
+import pytest
+
 from src.pipeline import config
 from src.tools import doctor, lock_summary
 from tests.conftest import run
@@ -90,6 +92,7 @@ def test_manifest_versions_are_compared_with_the_running_ones(tmp_path):
     assert any(line.startswith("manifest: scikit-learn: trained with 0.1.0, running ") for line in report.mismatches)
 
 
+@pytest.mark.slow
 def test_cli_exit_status_and_output(tmp_path):
     ok = run([sys.executable, "-m", "src.tools.doctor"], cwd=config.ROOT, check=False)
     assert ok.returncode == 0, ok.stdout + ok.stderr

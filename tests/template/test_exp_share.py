@@ -23,7 +23,7 @@ from tests.conftest import make_clone, require_source, run
 from tests.dvc_helpers import lock_outputs, output_hashes
 from tests.history_dates import early_moments
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.long
 
 # An early snapshot keeps both runs cheap; the code path is the full pipeline's.
 # The moment's rank (for the example: 2013-01-31; a shorter history gives its last).

@@ -253,7 +253,7 @@ def repo(pipeline) -> Pipeline:
 # --- process faults: kill -9 in each stage --------------------------------------
 
 
-@pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.parametrize("stage", STAGES)
 def test_kill_9_in_a_stage_then_a_clean_rerun_writes_the_locked_bytes(pipeline, stage):
     kill = pipeline.kills[stage]
@@ -278,7 +278,7 @@ def test_kill_9_in_a_stage_then_a_clean_rerun_writes_the_locked_bytes(pipeline, 
     assert not strays, f"the re-run of {stage} left {strays}"
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_after_every_kill_and_rerun_the_lock_is_the_committed_one(pipeline):
     assert run(["git", "diff", "--stat", "--exit-code", "dvc.lock"], cwd=pipeline.root, check=False).returncode == 0
     status = pipeline.dvc("status")
@@ -303,7 +303,7 @@ def _make_repro(root: Path) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.parametrize("stage", ["gather", "evaluate"])  # the stages DVC restores from its run-cache
 def test_a_killed_stages_temporary_is_out_of_git_status_and_make_repro_removes_it(repo, stage, tmp_path):
     root = repo.root
@@ -347,7 +347,7 @@ def _running(pid: int) -> bool:
         return False
 
 
-@pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads the process tree from /proc (Linux)")
 @pytest.mark.parametrize("shell", ["/bin/bash", None], ids=["bash", "sh"])
 def test_killing_dvc_kills_the_stage_it_runs_so_no_unrecorded_model_appears(repo, shell):
@@ -524,7 +524,7 @@ PARAMS_CASES = [
 ]
 
 
-@pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.parametrize(
     "how, edit, expected", [case[1:] for case in PARAMS_CASES], ids=[case[0] for case in PARAMS_CASES]
 )
@@ -557,7 +557,7 @@ def test_a_params_mistake_leaves_every_output_in_place(repo, how, edit, expected
     assert_old_or_absent(repo.root, repo.baseline, may_vanish=MARKERS)
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_an_unquoted_date_fails_dvc_itself_which_is_why_make_checks_first(repo):
     edit_params(repo.root, _as_of_unquoted)
     status = repo.dvc("status")
@@ -565,7 +565,7 @@ def test_an_unquoted_date_fails_dvc_itself_which_is_why_make_checks_first(repo):
     assert_old_or_absent(repo.root, repo.baseline)
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_after_the_fix_only_the_check_reruns_and_every_output_is_the_old_one(repo):
     params = repo.root / "params.yaml"
     good = params.read_text(encoding="utf-8")
@@ -582,7 +582,7 @@ def test_after_the_fix_only_the_check_reruns_and_every_output_is_the_old_one(rep
     assert outputs_state(repo.root) == repo.baseline
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_the_recovery_command_brings_back_a_deleted_model(repo):
     # docs/faults.md: a stage that failed inside (a single-stage run, a kill) leaves
     # no outputs; its cached ones come back from the DVC cache, the manifest from git.
@@ -744,7 +744,7 @@ SOURCE_CASES = [
 ]
 
 
-@pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.parametrize("source", [case[1] for case in SOURCE_CASES], ids=[case[0] for case in SOURCE_CASES])
 def test_a_bad_source_stops_gather_and_keeps_the_old_snapshot(repo, source, tmp_path):
     url, expected = source(tmp_path)
@@ -877,14 +877,14 @@ def _refused_untouched(repo: Pipeline, command: list[str], tamper, tmp_path: Pat
     return witness
 
 
-@pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.parametrize("tamper", [case[1] for case in MODEL_CASES], ids=[case[0] for case in MODEL_CASES])
 def test_the_batch_command_refuses_a_model_that_does_not_match_before_unpickling(deployed_files, tamper, tmp_path):
     command = ["-m", "src.serving.predict", "--input", str(deployed_files.rows_csv), "--output", "OUTPUT"]
     _refused_untouched(deployed_files, command, tamper, tmp_path, "predict: error: ")
 
 
-@pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.parametrize(
     "tamper", [_code_in_the_model, _code_vouched_for_by_the_lock], ids=["manifest only", "manifest and dvc.lock"]
 )
@@ -928,7 +928,7 @@ BATCH_CASES = [
 ]
 
 
-@pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.parametrize("case", [case[1] for case in BATCH_CASES], ids=[case[0] for case in BATCH_CASES])
 def test_the_batch_command_refuses_bad_input_and_writes_nothing(repo, case, tmp_path):
     source, output, expected = case(repo.rows_csv, tmp_path)
@@ -962,7 +962,7 @@ DATA_VERSION_CASES = [
 ]
 
 
-@pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.parametrize(
     "setup, args, expected", [case[1:] for case in DATA_VERSION_CASES], ids=[case[0] for case in DATA_VERSION_CASES]
 )

@@ -114,6 +114,7 @@ def row_groups(path) -> list[int]:
     return [metadata.row_group(index).num_rows for index in range(metadata.num_row_groups)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n_classes", [2, 3])
 def test_any_chunking_writes_the_one_shot_bytes(tmp_path, n_classes):
     adapter = frames.with_derive(row_local_derive(excluded_every=4, n_classes=n_classes))

@@ -152,6 +152,7 @@ def _fuzz(operation, mode: GenerationMode, statuses: Counter) -> None:
     exchange()
 
 
+@pytest.mark.slow
 def test_generated_requests_never_get_a_5xx_and_conform_to_the_schema(service):
     app, schema, _ = service
     statuses: Counter = Counter()
@@ -300,6 +301,7 @@ def _parsed(body: str | bytes) -> object:
         return body
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "build, content_type, status, expected",
     [case[1:] for case in _hostile_cases()],

@@ -221,7 +221,7 @@ def snapshot(source_url, tmp_path_factory) -> Path:
     return output
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_the_real_snapshot_has_the_declared_schema_and_is_ordered_by_id(snapshot):
     assert pq.read_schema(snapshot).remove_metadata() == ADAPTER.snapshot_schema
     ids = pq.read_table(snapshot, columns=[ADAPTER.id]).column(0).to_numpy()
@@ -229,7 +229,7 @@ def test_the_real_snapshot_has_the_declared_schema_and_is_ordered_by_id(snapshot
     assert (ids[1:] > ids[:-1]).all()  # unique and ascending: ORDER BY the id, whatever the physical order
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_the_real_snapshot_is_the_same_bytes_whatever_the_row_order(snapshot, source_url, tmp_path):
     # SQLite's reverse_unordered_selects hands any code that leans on an
     # unspecified order another order; the bytes must not move.
@@ -239,7 +239,7 @@ def test_the_real_snapshot_is_the_same_bytes_whatever_the_row_order(snapshot, so
     assert digest(again) == digest(snapshot)
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_chunk_size_changes_no_row(snapshot, source_url, tmp_path):
     other = tmp_path / "other.parquet"
     gather(ADAPTER, source_url, PARAMS.gather.moment, 7919, other)
@@ -271,6 +271,7 @@ def _cause(url: str, tmp_path: Path, arrow_native: bool) -> str:
     return message
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arrow_native", READ_PATHS)
 def test_a_locked_source_is_reported_as_locked(tmp_path, arrow_native):
     path = tmp_path / "locked.sqlite"

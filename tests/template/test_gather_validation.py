@@ -240,6 +240,7 @@ def test_the_row_path_names_the_same_value(tiny, tiny_snapshot, tmp_path):
     _assert_names(message, column, entity, "'abc'")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chunk_rows", [1, 3, 1000])
 def test_no_chunk_boundary_changes_a_type_or_a_byte(tiny, tiny_snapshot, tmp_path, chunk_rows):
     # The SQLite driver types a column from its first batch: with tiny chunks a
@@ -255,6 +256,7 @@ def test_no_chunk_boundary_changes_a_type_or_a_byte(tiny, tiny_snapshot, tmp_pat
     assert pq.read_table(native).equals(tiny_snapshot)
 
 
+@pytest.mark.slow
 def test_a_column_typed_from_its_first_batch_falls_back_to_rows(tiny, tiny_snapshot, tmp_path, capsys):
     # A float column NULL in the first chunk: the driver guesses int64 and then
     # meets a float. The snapshot is still the same bytes (read row by row), and the run says so.
@@ -300,6 +302,7 @@ def test_read_arrow_yields_the_declared_schema(tiny):
     assert tables and all(table.schema == ADAPTER.snapshot_schema for table in tables)
 
 
+@pytest.mark.slow
 def test_the_stage_stops_with_one_line_and_no_traceback(tiny, tiny_snapshot, tmp_path):
     # The real entry point, `python -m src.pipeline.gather`, in a copy of the
     # project's code and params (so the checkout's own snapshot is never at stake).

@@ -204,6 +204,7 @@ def test_postgresql_passes_a_valid_history_with_the_same_bytes_as_sqlite(postgre
     assert (tmp_path / "pg.parquet").read_bytes() == (tmp_path / "sqlite.parquet").read_bytes()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arrow_native", PATHS)
 @pytest.mark.parametrize("case", sorted(BROKEN))
 def test_postgresql_refuses_each_breach(postgres, tmp_path, case, arrow_native):

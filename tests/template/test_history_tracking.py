@@ -16,7 +16,7 @@ from src.pipeline import config
 from src.tools.clones import working_clone
 from tests.conftest import run
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.long
 
 POINTER = f"{config.SOURCE_DB.relative_to(config.ROOT)}.dvc"
 DATABASE = config.SOURCE_DB.relative_to(config.ROOT)

@@ -98,6 +98,7 @@ def test_the_fix_suggested_for_an_unquoted_date_or_timestamp_is_itself_accepted(
         assert as_of_timestamp(accepted) == expected
 
 
+@pytest.mark.slow
 def test_the_gather_stage_refuses_a_future_as_of_without_a_traceback(tmp_path):
     # The stage's real entry point, reading a copy of params.yaml; SOURCE_URL points at
     # nothing, so even a stage that let the params through could not write a snapshot.
@@ -214,7 +215,7 @@ def _unordered_ids(scramble: bool, arrow_native: bool) -> list:
         engine.dispose()
 
 
-@pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.parametrize("arrow_native", [True, False])
 def test_scramble_reverses_an_unordered_select_on_the_real_source(arrow_native):
     # Both of gather's read paths. `make test` builds the source before the

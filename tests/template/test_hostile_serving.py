@@ -160,6 +160,7 @@ def test_an_empty_csv_is_named_as_empty(tmp_path, monkeypatch, content):
         predict.main(["--input", str(tmp_path / "rows.csv"), "--output", str(tmp_path / "out.csv")])
 
 
+@pytest.mark.slow
 def test_the_command_refuses_an_empty_file_without_a_traceback(tmp_path):
     empty = tmp_path / "rows.csv"
     empty.write_bytes(b"")

@@ -26,7 +26,7 @@ from src.tools import image
 from tests.template.frames import ADAPTER
 from tests.template.test_serve import as_json_rows, raw_test_rows
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.long
 
 TAG = "localhost/model-service-test"
 # What the image must not hold: the repository's tests, tools and adapter, and

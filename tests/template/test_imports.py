@@ -29,6 +29,7 @@ SERVING_INPUTS = (
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "statement",
     [
@@ -44,11 +45,13 @@ def test_the_params_schema_and_serving_import_no_database_library(statement):
     assert not loaded & set(DATABASE_MODULES), f"{statement!r} imports {sorted(loaded & set(DATABASE_MODULES))}"
 
 
+@pytest.mark.slow
 def test_the_probe_sees_a_database_import():
     # The check above is only as good as the probe: gather does import SQLAlchemy.
     assert "sqlalchemy" in _loaded_after("import src.pipeline.gather")
 
 
+@pytest.mark.slow
 def test_serving_and_the_adapters_inputs_import_nothing_of_the_source_side():
     loaded = _loaded_after(f"import src.serving.serve\n{SERVING_INPUTS}", full=True)
     # moments.py (the time format; no SQL) is the params schema's, which serving reads: the one exception.

@@ -271,6 +271,7 @@ def ingest_cli(*args: str, check: bool = True):
     return run(["python", "-m", "src.tools.ingest", *args], cwd=config.ROOT, check=check)
 
 
+@pytest.mark.slow
 def test_cli_appends_and_reports(tmp_path, url):
     path = tmp_path / "items.csv"
     path.write_text("item_id,colour,when\n2,red,2020-01-02\n1,blue,2020-01-01\n")
@@ -282,6 +283,7 @@ def test_cli_appends_and_reports(tmp_path, url):
     assert "ingest: 1 new versions recorded at 2020-01-05 23:59:59, 2 unchanged rows" in second.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, expected",
     [
@@ -387,6 +389,7 @@ def test_an_unparsable_date_names_file_column_line_and_value(tmp_path, value, pr
         read_table(path, parse_dates=("when",))
 
 
+@pytest.mark.slow
 def test_cli_parse_dates(tmp_path, url):
     path = tmp_path / "items.csv"
     path.write_text("item_id,colour,seen\n1,red,2020-03-01T08:00:00Z\n")
@@ -445,6 +448,7 @@ def test_the_future_is_the_same_check_as_as_of(url):
     assert ingest(frame([1]), url, TABLE, ID, recorded_at=DAY1, now=now).appended == 1
 
 
+@pytest.mark.slow
 def test_cli_refuses_a_future_recorded_at(tmp_path):
     path = tmp_path / "items.csv"
     path.write_text("item_id,colour\n1,red\n")
@@ -458,6 +462,7 @@ def test_cli_refuses_a_future_recorded_at(tmp_path):
     assert _tables(history) == {}
 
 
+@pytest.mark.slow
 def test_an_id_past_int64_is_refused_and_leaves_no_table(url, tmp_path):
     path = tmp_path / "items.csv"
     path.write_text(f"item_id,colour\n1,red\n{2**63},blue\n")

@@ -66,7 +66,7 @@ def _stage_after_dvc_is_killed(folder: Path, shell: str | None) -> int:
     return int(pid_file.read_text())
 
 
-@pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.parametrize("shell", ["/bin/bash", None], ids=["bash execs the stage", "sh forks it"])
 def test_a_stage_dies_with_the_dvc_that_started_it(tmp_path, shell):
     if shell and not Path(shell).exists():
@@ -79,7 +79,7 @@ def test_a_stage_dies_with_the_dvc_that_started_it(tmp_path, shell):
     assert not (tmp_path / "follows" / "out.txt").exists()
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_without_it_the_stage_outlives_dvc(tmp_path):
     # The control: what the test above would see if src.pipeline did nothing.
     stage = _stage_after_dvc_is_killed(_project(tmp_path / "orphan", ""), shutil.which("bash"))

@@ -61,6 +61,7 @@ def test_unknown_bucket_maps_unseen_and_missing():
     assert list(counts) == list(ADAPTER.categorical)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n_classes", [2, 3])
 @pytest.mark.parametrize("model", MODELS)
 def test_every_model_fits_predicts_unknowns_and_is_deterministic(model, n_classes):
@@ -252,6 +253,7 @@ def test_multiclass_scores_and_micro_averaged_curves(classes, dtype):
     assert np.array_equal(score, probabilities.ravel())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n_classes", [2, 3])
 def test_permutation_importance_names_every_feature(n_classes):
     model, params, frame = frames.fit("logistic_regression", n_classes)
@@ -315,6 +317,7 @@ def test_evaluate_refuses_a_model_that_dvc_lock_does_not_vouch_for(tmp_path, mon
     assert not config.PREDICTIONS.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n_classes", [2, 3])
 def test_train_and_evaluate_stages_write_what_dvc_yaml_declares(n_classes, tmp_path, monkeypatch):
     ROOT = config.ROOT
@@ -358,6 +361,7 @@ def assert_declared_plots_written(root: Path, written_root: Path, task: str) -> 
                 assert f'"{field}"' in written.read_text(), f"{title}: {path} lacks {field!r}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", MODELS)
 def test_the_train_stage_writes_the_same_bytes_on_any_thread_count(model, tmp_path, monkeypatch):
     params = frames.small_params(model, 3)
@@ -433,6 +437,7 @@ def half_then(action):
     return dump_json
 
 
+@pytest.mark.slow
 def test_a_failure_mid_write_leaves_the_old_outputs_or_none(tmp_path, monkeypatch):
     import dvclive.plots.custom
 
@@ -482,6 +487,7 @@ evaluate.main()
 """
 
 
+@pytest.mark.slow
 def test_a_killed_evaluate_leaves_valid_outputs_and_the_next_run_removes_its_temporaries(tmp_path, monkeypatch):
     old = evaluated(tmp_path, monkeypatch)
     killed = subprocess.run(

@@ -42,6 +42,7 @@ def test_notebook_and_its_script_hold_the_same_cells_and_no_outputs():
     assert len(parameters) == 1 and "REV = " in parameters[0], parameters
 
 
+@pytest.mark.slow
 def test_the_kernel_is_this_environments_python():
     # The kernel nbclient starts is ipykernel's "python3" from the venv that
     # requirements.lock built (jupyter_client runs it with the Python it is

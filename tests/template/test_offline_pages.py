@@ -213,6 +213,7 @@ def service(tmp_path):
         yield url
 
 
+@pytest.mark.slow
 def test_docs_page_lists_the_operations_offline(service, tmp_path):
     chromium()
     dom = rendered_dom(f"{service}/docs", tmp_path / "profile")

@@ -48,6 +48,7 @@ def test_fresh_clone_reproduces_dvc_lock_under_another_environment(clone):
     assert list(lock["stages"]) == STAGES
 
 
+@pytest.mark.slow
 def test_bad_params_stop_a_stage_with_the_key_named(clone):
     def quote_max_iter(raw):
         section = raw["train"]["hist_gradient_boosting"]
@@ -60,6 +61,7 @@ def test_bad_params_stop_a_stage_with_the_key_named(clone):
     assert not (clone / config.MODEL.relative_to(config.ROOT)).exists()
 
 
+@pytest.mark.slow
 def test_gather_before_any_data_fails_cleanly(clone):
     edit_params(clone, lambda raw: raw["gather"].update(as_of="1900-01-01"))
     result = run(["python", "-m", "src.pipeline.gather"], cwd=clone, check=False)

@@ -68,6 +68,7 @@ def read_as_of(url: str, moment: str) -> list[tuple]:
         engine.dispose()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("locale", [None, "C"], ids=["icu-en-US", "C"])
 def test_ingest_builds_the_same_history_in_postgresql_as_in_sqlite(cluster, tmp_path, monkeypatch, locale):
     database = cluster.create_database(f"ingest_{locale or 'icu'}".lower(), owner=WRITER, locale=locale)
@@ -99,6 +100,7 @@ def test_ingest_builds_the_same_history_in_postgresql_as_in_sqlite(cluster, tmp_
     assert stored[VERSION_ID].tolist() == list(range(1, 7))
 
 
+@pytest.mark.slow
 def test_a_wrong_password_is_refused_and_never_shown(cluster, tmp_path, monkeypatch):
     database = cluster.create_database("refusals", owner=WRITER)
     wrong = "Wr0ng-" + secrets.token_hex(6)
@@ -156,7 +158,7 @@ def gather_as_reader(cluster, database: str, output: Path, monkeypatch) -> str:
     return expected
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_postgresql_gives_the_snapshot_that_dvc_lock_records(cluster, demo, tmp_path, monkeypatch):
     expected = gather_as_reader(cluster, demo, tmp_path / "snapshot.parquet", monkeypatch)
     assert md5(tmp_path / "snapshot.parquet") == expected, (
@@ -196,7 +198,7 @@ def there_and_back(table: sa.Table) -> list[str]:
     return [f"UPDATE {table.name} SET {change} WHERE {key} % 20 = 0" for change in (forth, back)]
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_the_snapshot_survives_updates_vacuum_full_and_cluster(cluster, demo, tmp_path, monkeypatch):
     tables = ADAPTER.source_tables.sorted_tables
     before = {table.name: heap_order(cluster, demo, table) for table in tables}

@@ -351,6 +351,7 @@ def test_version_mismatch_lists_each_package_and_the_override_is_loud(reproduced
     assert deployed.identity()["versions"]["numpy"] == "1.26.4"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["hist_gradient_boosting", "random_forest"])
 def test_the_thread_count_changes_no_prediction(tmp_path, model):
     one, rows = tiny_deployed(tmp_path / "one", 3, model, threads=1)
@@ -427,6 +428,7 @@ def test_an_output_that_is_a_directory_is_refused_before_the_model_loads(tmp_pat
     assert not list(folder.iterdir())
 
 
+@pytest.mark.slow
 def test_the_command_names_the_accepted_extensions_without_a_traceback(tmp_path):
     result = run(
         [
@@ -613,6 +615,7 @@ def test_a_write_that_fails_midway_leaves_nothing_half_written(tmp_path, monkeyp
     assert [path.name for path in output.parent.iterdir()] == (["predictions.csv"] if existing else [])
 
 
+@pytest.mark.slow
 def test_path_refusals_are_one_line_without_a_traceback(tmp_path, read_only):
     rows = _rows_csv(tmp_path)
     (tmp_path / "folder.csv").mkdir()

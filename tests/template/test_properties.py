@@ -114,6 +114,7 @@ def _missing(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+@pytest.mark.slow
 @BOUNDED
 @given(frame=frames_of_rows())
 def test_the_contract_refuses_only_with_its_own_error_and_keeps_its_promise(frame):
@@ -143,6 +144,7 @@ def test_the_contract_refuses_only_with_its_own_error_and_keeps_its_promise(fram
     assert all(count["unknown"] + count["missing"] <= len(frame) for count in counts.values())
 
 
+@pytest.mark.slow
 @BOUNDED
 @given(rows=st.lists(_row([ADAPTER.id, *ADAPTER.features, "note"]), min_size=1, max_size=3))
 def test_the_services_row_model_agrees_with_the_contract(rows):
@@ -223,6 +225,7 @@ def _assert_names_keys(message: str) -> None:
         assert re.match(r"  \S.*?: \S", line), f"not one line naming a key: {line!r} in\n{message}"
 
 
+@pytest.mark.slow
 @BOUNDED
 @given(raw=mutated_params())
 def test_params_validation_refuses_only_with_a_params_error_naming_each_key(raw):
@@ -306,6 +309,7 @@ def test_a_params_file_that_is_not_utf8_is_a_params_error(tmp_path):
         load_params(path)
 
 
+@pytest.mark.slow
 def test_a_params_file_nested_too_deeply_is_a_params_error(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text("seed: " + "[" * 5000 + "]" * 5000 + "\n")

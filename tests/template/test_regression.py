@@ -57,6 +57,7 @@ EXPECTED = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", MODELS)
 def test_every_family_has_its_regressor_seeded_and_thread_invariant(model):
     params = frames.small_params(model, adapter=REGRESSOR)
@@ -164,6 +165,7 @@ def test_make_exps_ranks_losses_ascending_and_scores_descending():
     assert [exps.sort_order(name) for name in headline] == ["asc", "asc", "desc", "asc"]
 
 
+@pytest.mark.slow
 def test_train_and_evaluate_stages_write_a_regressions_outputs(tmp_path, monkeypatch):
     params = frames.small_params("hist_gradient_boosting", adapter=REGRESSOR)
     stage_in_tmp(tmp_path, monkeypatch, params)

@@ -99,7 +99,7 @@ def sshd(tmp_path_factory: pytest.TempPathFactory):
         log.close()
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_push_clear_pull_over_ssh_gives_identical_bytes(sshd, tmp_path: Path):
     require_source()
     [as_of] = early_moments(AS_OF_RANK)

@@ -90,6 +90,7 @@ def test_off_the_model_and_manifest_are_what_they_were(tmp_path):
 # --- on: recorded, and the full contract still served ------------------------
 
 
+@pytest.mark.slow
 @both_kinds
 def test_on_the_manifest_lists_the_relevant_features_in_order(tmp_path):
     # The tiny frames' target follows the first categorical and the first numeric feature.
@@ -108,6 +109,7 @@ def test_on_the_manifest_lists_the_relevant_features_in_order(tmp_path):
     assert all(value == params.seed for value in manifest["seeds"].values())
 
 
+@pytest.mark.slow
 def test_a_fraction_keeps_that_share_rounded_up(tmp_path):
     params = selecting(frames.small_params("logistic_regression"), keep=0.25)
     _, _, manifest = frames.save(tmp_path, params=params)
@@ -116,6 +118,7 @@ def test_a_fraction_keeps_that_share_rounded_up(tmp_path):
     assert kept == [name for name in FEATURES if name in kept]  # in the adapter's order
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["hist_gradient_boosting", "stacking"])
 def test_serving_takes_full_rows_and_the_dropped_features_change_nothing(tmp_path, model):
     params = selecting(frames.small_params(model, 3), keep=2)
@@ -136,6 +139,7 @@ def test_serving_takes_full_rows_and_the_dropped_features_change_nothing(tmp_pat
         deployed.predict(rows.drop(columns=dropped[0]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["hist_gradient_boosting", "random_forest"])
 def test_the_train_stage_selects_the_same_and_writes_the_same_bytes_on_any_thread_count(model, tmp_path, monkeypatch):
     params = selecting(frames.small_params(model, 3), keep=3)
@@ -155,6 +159,7 @@ def test_the_train_stage_selects_the_same_and_writes_the_same_bytes_on_any_threa
     assert len(manifest["feature_selection"]["selected_features"]) == 3
 
 
+@pytest.mark.slow
 def test_a_refit_selects_the_same_features_and_bytes():
     params = selecting(frames.small_params("stacking"), keep=3)
     rows = frames.features(160)
@@ -229,6 +234,7 @@ def test_a_holdout_too_small_for_the_classes_is_refused_naming_it():
         model.fit(rows[FEATURES], rows[ADAPTER.target])
 
 
+@pytest.mark.slow
 def test_evaluate_runs_on_a_selected_model_and_finds_no_use_of_the_dropped_features(tmp_path, monkeypatch):
     from src.pipeline import evaluate
     from tests.template.test_model import eval_files, quick_params, record_train_outputs

@@ -162,7 +162,7 @@ def test_sweep_covers_every_train_hyperparameter():
     }  # the default covers hist_gradient_boosting
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_queued_sweep_with_two_workers_succeeds(sweep):
     assert set(sweep.experiments) == EXPERIMENTS, sweep.status
     failed = {
@@ -173,7 +173,7 @@ def test_queued_sweep_with_two_workers_succeeds(sweep):
     assert not failed, f"{failed}\n{sweep.status}"
 
 
-@pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.parametrize("name", sorted(SWEEP))
 def test_upstream_stages_are_restored_not_rerun(sweep, name):
     log = run(["dvc", "queue", "logs", name], sweep.root).stdout
@@ -187,7 +187,7 @@ def _snapshot_rows(data: dict) -> int:
     return data["metrics"][config.FEATURIZE_SUMMARY.relative_to(config.ROOT).as_posix()]["data"]["snapshot_rows"]
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_upstream_sweep_reads_the_source_from_the_experiment_copy(sweep):
     # The copy has no git-ignored source: with SOURCE_URL unset (the embedded
     # demo source), gather found the main project's; with it set, it read that.
@@ -198,7 +198,7 @@ def test_upstream_sweep_reads_the_source_from_the_experiment_copy(sweep):
     assert 0 < rows < _snapshot_rows(sweep.baseline["data"])  # an earlier as_of: fewer rows, from the real source
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_each_experiment_equals_dvc_repro_force_at_its_params(sweep):
     root = sweep.root
     for name, exp in sorted(sweep.experiments.items()):
@@ -211,7 +211,7 @@ def test_each_experiment_equals_dvc_repro_force_at_its_params(sweep):
         run(["git", "checkout", "--", "."], root)
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_readme_recipes_show_sort_promote_and_diff(sweep):
     root = sweep.root
     # The recipe with the task's own first headline metric (roc_auc for the example's binary
@@ -234,7 +234,7 @@ def test_readme_recipes_show_sort_promote_and_diff(sweep):
     assert (root / "sweep_plots" / "index.html").is_file()
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_make_exps_shows_the_headline_metrics_and_the_swept_params(sweep):
     # `make exps`'s command, as CSV: it prints the command first, then the table.
     output = run(["python", "-m", "src.tools.exps", "--csv"], sweep.root).stdout

@@ -101,6 +101,7 @@ def test_the_allowlist_is_exact_sorted_pairs():
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case_id", CASE_IDS)
 def test_every_family_in_the_schema_names_only_allowed_globals_and_round_trips(payloads, case_id, tmp_path):
     # A family added to params.ModelName (or a new base estimator) gets a case
@@ -130,6 +131,7 @@ def test_every_family_in_the_schema_names_only_allowed_globals_and_round_trips(p
     assert list(loaded.classes_) == list(model.classes_)
 
 
+@pytest.mark.slow
 def test_every_allowed_global_is_used_by_some_family(payloads):
     # The list stays the derived one: an entry no family needs is only attack surface.
     used = set().union(*(globals_named(payload) for payload, _, _ in payloads.values()))

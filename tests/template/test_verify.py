@@ -227,6 +227,7 @@ def tiny_repo(tmp_path: Path) -> Path:
     return repo
 
 
+@pytest.mark.slow
 def test_a_non_deterministic_stage_is_caught_and_its_output_named(tiny_repo, tmp_path):
     report_path = tmp_path / "report.json"
     result = run(
@@ -250,6 +251,7 @@ def test_a_non_deterministic_stage_is_caught_and_its_output_named(tiny_repo, tmp
     assert str(report_path) in result.stdout
 
 
+@pytest.mark.slow
 def test_a_committed_output_missing_from_the_cache_is_said_so(tiny_repo, tmp_path):
     lock = lockfile.read_dvc_lock(tiny_repo / "dvc.lock")
     digest = lock["stages"]["clock"]["outs"][0]["md5"]
@@ -261,6 +263,7 @@ def test_a_committed_output_missing_from_the_cache_is_said_so(tiny_repo, tmp_pat
     assert "the hashes still differ" in clock["explanation"]["summary"]
 
 
+@pytest.mark.slow
 def test_a_failing_stage_is_not_mistaken_for_an_identical_one(tiny_repo, tmp_path, monkeypatch):
     monkeypatch.setenv("TINY_FAIL", "1")
     report = verify(tiny_repo, report_path=tmp_path / "report.json", echo=lambda *_: None)
@@ -270,6 +273,7 @@ def test_a_failing_stage_is_not_mistaken_for_an_identical_one(tiny_repo, tmp_pat
     assert clock["rebuilt"] is None and "did not run" in clock["explanation"]["summary"]
 
 
+@pytest.mark.slow
 def test_an_unknown_revision_is_named(tiny_repo):
     result = run(
         [sys.executable, "-m", "src.tools.verify", "--repo", str(tiny_repo), "--rev", "no-such-tag"],
@@ -303,7 +307,7 @@ def _entity_table() -> sa.Table:
     return ADAPTER.source_tables.tables[ADAPTER.entity_table]
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_a_rewritten_source_history_is_reported_as_such(recorded_gather, tmp_path):
     table = _entity_table()
     # A float column the snapshot copies as is: 999 fits it, and no join depends on it.
@@ -382,7 +386,7 @@ def test_the_scramble_variant_reverses_what_gather_reads(monkeypatch, tmp_path):
     assert len(set(plain)) > 1 and unordered(scramble=scrambling.requested()) == plain[::-1]
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_gather_is_identical_with_sqlite_rows_in_reverse_order(recorded_gather, tmp_path):
     scramble = [variant for variant in rebuild.variants(vary=True) if variant.name == "scramble"]
     report = verify(
@@ -397,7 +401,7 @@ def test_gather_is_identical_with_sqlite_rows_in_reverse_order(recorded_gather, 
     assert {entry["stage"] for entry in report["runs"][0]["entries"]} == {"check_params", "gather"}
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_verify_passes_on_head(tmp_path):
     """The promise itself: HEAD rebuilds bit for bit in a fresh clone (through the CLI `make verify` runs)."""
     report_path = tmp_path / "report.json"
