@@ -105,7 +105,10 @@ repro: $(STAMP) $(SOURCE_DB)
 # -rfEs lists every failed, erroring and skipped test (with its reason) at the end.
 # PYTEST_ARGS adds pytest options (e.g. --ignore=FILE). Three tiers (markers in
 # pyproject.toml); CI runs `make test`, then `make test-long` (.ci/run).
-PYTEST := $(BIN)/python -m pytest -q -rfEs -n 2 --dist loadfile $(PYTEST_ARGS)
+# PYTHONDONTWRITEBYTECODE emptied (unset, for Python): where it is set, every worker
+# rewrote every test module's asserts again at collection (10 s each); with it
+# unset, pytest keeps them in __pycache__ (git- and dvc-ignored).
+PYTEST := PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -rfEs -n 2 --dist loadfile $(PYTEST_ARGS)
 ## set up .venv and the demo source, run every test but the long ones (two workers, about 5 min)
 test: $(STAMP) $(SOURCE_DB)
 	$(PYTEST) -m "not long" tests

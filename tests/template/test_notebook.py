@@ -11,10 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-import jupytext
-import nbformat
 import pytest
-from nbclient import NotebookClient
 
 from src.pipeline import config
 
@@ -27,7 +24,11 @@ def cells(notebook) -> list[tuple[str, str, list]]:
     return [(cell.cell_type, cell.source, cell.metadata.get("tags", [])) for cell in notebook.cells]
 
 
+@pytest.mark.slow  # importing jupytext and nbformat takes seconds: they are imported here, not at collection
 def test_notebook_and_its_script_hold_the_same_cells_and_no_outputs():
+    import jupytext
+    import nbformat
+
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     # The script is what reviews read: a notebook edited without `jupytext --sync`
     # (the pre-commit hook runs it) would differ from it.
@@ -44,6 +45,9 @@ def test_notebook_and_its_script_hold_the_same_cells_and_no_outputs():
 
 @pytest.mark.slow
 def test_the_kernel_is_this_environments_python():
+    import nbformat
+    from nbclient import NotebookClient
+
     # The kernel nbclient starts is ipykernel's "python3" from the venv that
     # requirements.lock built (jupyter_client runs it with the Python it is
     # installed in), so the notebook sees the pipeline's own pinned libraries.
@@ -60,6 +64,9 @@ def test_the_kernel_is_this_environments_python():
 
 @pytest.mark.slow
 def test_notebook_reproduces_eval_metrics_exactly(reproduced):
+    import nbformat
+    from nbclient import NotebookClient
+
     notebook = nbformat.read(reproduced / "notebooks" / "explore.ipynb", as_version=4)
     client = NotebookClient(
         notebook,
