@@ -11,7 +11,7 @@ build tiny rows from its declarations; the end-to-end ones take their as_of
 dates from its source history, tests/history_dates.py); tests/example/ check
 the worked example (`make drop-example` deletes them with it); tests/<name>/
 check a fork's own adapter (`make new-adapter NAME=<name>` starts them).
-Tests marked `slow` take seconds or more (a pipeline in a clone, a subprocess, fits of
+Tests marked `slow` take a second or more (a pipeline in a clone, a subprocess, fits of
 many models) and `long` ones minutes: `make test-unit` runs neither, `make test`
 all but `long`, `make test-long` the rest (pyproject.toml declares both markers).
 """

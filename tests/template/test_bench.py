@@ -371,6 +371,7 @@ def test_results_structure_is_validated_and_json_serialisable():
     assert "MISSED" in report.report(dict(results, table=""))
 
 
+@pytest.mark.slow
 def test_a_command_past_its_timeout_is_killed_and_counted_as_failed(tmp_path):
     import os
 

@@ -48,6 +48,7 @@ def same_bits(left: np.ndarray, right: np.ndarray) -> bool:
     return left.dtype == right.dtype and left.shape == right.shape and left.tobytes() == right.tobytes()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", ["2 classes", "3 classes", "regression"])
 def test_the_compiled_pipeline_gives_scikit_learns_bytes_row_by_row_and_batched(tmp_path, task):
     adapter = frames.regression() if task == "regression" else ADAPTER
@@ -71,6 +72,7 @@ def test_the_compiled_pipeline_gives_scikit_learns_bytes_row_by_row_and_batched(
     assert same_bits(large_result.probabilities[: len(rows)], small_result.probabilities)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["logistic_regression", "random_forest", "mlp"])
 def test_other_families_are_not_compiled_and_still_predict(tmp_path, model, caplog):
     with caplog.at_level(logging.INFO, logger=compiled.__name__):
@@ -83,6 +85,7 @@ def test_other_families_are_not_compiled_and_still_predict(tmp_path, model, capl
     assert same_bits(result.probabilities, model_outputs(deployed.model, checked.features, deployed.task))
 
 
+@pytest.mark.slow
 def test_a_compiled_pipeline_that_differs_is_refused_and_scikit_learn_answers(tmp_path, monkeypatch, caplog):
     real = compiled._compile
 
@@ -112,6 +115,7 @@ def test_the_probes_reach_every_recorded_category_an_unknown_and_a_gap(tmp_path)
         assert probes[name].isna().any()
 
 
+@pytest.mark.slow
 def test_the_services_validated_rows_are_the_contracts_checked_rows(tmp_path):
     deployed = deployed_tiny(tmp_path, "hist_gradient_boosting")
     contract = deployed.contract
@@ -169,6 +173,7 @@ def test_a_pipeline_whose_internals_differ_is_served_by_scikit_learn(tmp_path, m
     assert deployed.predict(rows).predictions.shape[0] == len(rows)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rows", [40, 400])
 def test_unknown_counts_follow_the_pipelines_rule_at_any_size(tmp_path, rows):
     contract = deployed_tiny(tmp_path, "hist_gradient_boosting").contract

@@ -99,6 +99,7 @@ def _covered(path: str, deps: set[str]) -> bool:
     return path in deps or any(path.startswith(dep.rstrip("/") + "/") for dep in deps)
 
 
+@pytest.mark.slow
 def test_stage_deps_cover_every_imported_module():
     # A code change DVC does not see would leave stale outputs "up to date".
     for name, stage in _stages().items():
@@ -109,6 +110,7 @@ def test_stage_deps_cover_every_imported_module():
         assert not missing, f"stage {name} imports {missing} but does not depend on them"
 
 
+@pytest.mark.slow
 def test_stage_deps_list_no_module_the_stage_does_not_import():
     # A dep too many reruns a stage for an edit it never runs (ingest code rerunning train).
     for name, stage in _stages().items():
@@ -121,6 +123,7 @@ def test_stage_deps_list_no_module_the_stage_does_not_import():
         assert not extra, f"stage {name} depends on {extra} but imports none of them"
 
 
+@pytest.mark.slow
 def test_no_stage_depends_on_a_demo_builder():
     # The builders fake a source for `make source`; no stage runs them, so editing one reruns nothing.
     demos = "src/demos"
@@ -198,6 +201,7 @@ def test_an_experiment_copy_reads_its_origins_source(tmp_path):
     assert config.default_source_db(copies[0]) == copies[0] / source
 
 
+@pytest.mark.slow
 def test_the_copies_are_where_dvc_makes_them(tmp_path):
     # DVC's own paths (dvc/repo/experiments/executor/local.py): a DVC upgrade that moves them fails here.
     from dvc.repo import Repo

@@ -56,6 +56,7 @@ def test_too_few_rows_of_a_class_for_the_folds_is_refused_naming_the_param():
         crossval.splitter(y, classes, 4, 0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n_classes", [2, 3])
 def test_each_fold_is_scored_with_the_test_metrics_names_and_summarised(n_classes):
     X, y = _xy(150, n_classes)
@@ -90,6 +91,7 @@ def _train_bytes(tmp_path, monkeypatch, params, threads: str = "1") -> dict[str,
     return {path.name: path.read_bytes() for path in (config.MODEL, config.MANIFEST, config.VALIDATION_METRICS)}
 
 
+@pytest.mark.slow
 def test_train_writes_the_estimate_and_the_folds_never_change_the_model(tmp_path, monkeypatch):
     params = frames.small_params("hist_gradient_boosting")
     stage_in_tmp(tmp_path, monkeypatch, params)

@@ -114,6 +114,7 @@ def serving_files() -> set[str]:
     return set().union(*(imported_src_files(module) for module in SERVING))
 
 
+@pytest.mark.slow
 def test_serving_imports_no_stage_no_adapter_no_tool_and_no_dvclive():
     # The image holds the serving code and the pipeline modules it needs, no
     # more: the contract comes from the manifest, not from the adapter.

@@ -62,6 +62,7 @@ def test_python_mismatch_is_named():
     ]
 
 
+@pytest.mark.slow
 def test_real_venv_matches_the_real_lock_and_manifest():
     report = doctor.check(doctor.LOCK, config.MANIFEST)
     assert report.ok, report.mismatches

@@ -1053,6 +1053,7 @@ HTTP_CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "body, status, expected", [case[1:] for case in HTTP_CASES], ids=[case[0] for case in HTTP_CASES]
 )

@@ -327,6 +327,7 @@ def test_hostile_requests_get_the_declared_4xx_naming_the_problem(service, build
         assert status == 413 and response.text == "Content Too Large"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not ADAPTER.numeric, reason="the adapter has no numeric features")
 @pytest.mark.parametrize("model", typing.get_args(ModelName))
 def test_a_number_past_float32_is_a_422_for_every_model(tmp_path_factory, model):

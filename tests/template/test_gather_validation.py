@@ -164,6 +164,7 @@ def test_the_real_values_pass(tiny_snapshot):
     assert tiny_snapshot.schema == ADAPTER.snapshot_schema and tiny_snapshot.num_rows >= 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("column", INTEGERS[:1] + FLOATS[-1:])
 def test_text_in_a_numeric_column_is_named(tiny, tiny_snapshot, tmp_path, column):
     entity = _victim(tiny_snapshot)
@@ -172,6 +173,7 @@ def test_text_in_a_numeric_column_is_named(tiny, tiny_snapshot, tmp_path, column
     assert "text in a numeric column" in message
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("column, side", BOUNDED)
 def test_a_value_outside_its_declared_domain_is_named(tiny, tiny_snapshot, tmp_path, column, side):
     domain = ADAPTER.snapshot_domains[column]
@@ -184,6 +186,7 @@ def test_a_value_outside_its_declared_domain_is_named(tiny, tiny_snapshot, tmp_p
     assert "outside the allowed range" in message
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("column", INTEGERS[:2])
 def test_a_number_that_does_not_fit_the_type_is_refused_not_truncated(tiny, tiny_snapshot, tmp_path, column):
     entity = _victim(tiny_snapshot)
@@ -200,6 +203,7 @@ def test_an_infinite_float_is_refused(tiny, tiny_snapshot, tmp_path, column):
     assert "not a finite number" in message
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bad", ["2013-13-45 99:00:00", "2013-1-1 5:00:00", "2013-02-30 10:00:00", "yesterday"])
 def test_a_malformed_timestamp_is_named(tiny, tiny_snapshot, tmp_path, bad):
     if not TIMESTAMPS:
@@ -218,6 +222,7 @@ def test_a_null_id_is_named(tiny, tiny_snapshot, tmp_path):
     assert "breaks the history contract" in message
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("column", REQUIRED[:3])
 def test_a_null_where_the_adapter_requires_a_value_is_named(tiny, tiny_snapshot, tmp_path, column):
     entity = _victim(tiny_snapshot)
@@ -232,6 +237,7 @@ def test_a_text_not_in_the_declared_list_is_named(tiny, tiny_snapshot, tmp_path,
     _assert_names(message, column, entity, "'no such value'")
 
 
+@pytest.mark.slow
 def test_the_row_path_names_the_same_value(tiny, tiny_snapshot, tmp_path):
     # The SQLAlchemy path (any other database) checks through the same code.
     column = NUMERIC[0]

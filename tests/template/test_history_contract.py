@@ -196,6 +196,7 @@ def _postgres_history(cluster, name: str, rows: list[tuple]) -> str:
     return cluster.url(database)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arrow_native", PATHS)
 def test_postgresql_passes_a_valid_history_with_the_same_bytes_as_sqlite(postgres, tmp_path, arrow_native):
     url = _postgres_history(postgres, f"valid_{int(arrow_native)}", VALID)

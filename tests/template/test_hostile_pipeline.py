@@ -252,6 +252,7 @@ def test_a_killed_writes_temporary_file_is_removed_by_the_next_write(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_a_run_killed_with_sigkill_leaves_nothing_after_the_next_write(tmp_path):
     target = tmp_path / "out.json"
     code = (

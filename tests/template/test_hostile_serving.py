@@ -39,6 +39,7 @@ def _with_lone_surrogate(body: dict) -> bytes:
     return text.replace(SURROGATE, "\\ud800").encode("ascii")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not ADAPTER.categorical, reason="the adapter has no categorical features")
 def test_a_lone_surrogate_in_a_categorical_value_is_a_422_naming_the_field(tmp_path):
     client, row = _client(tmp_path)
@@ -53,6 +54,7 @@ def test_a_lone_surrogate_in_a_categorical_value_is_a_422_naming_the_field(tmp_p
     assert all("\\ud800" in problem["msg"] and "surrogate" in problem["msg"] for problem in problems)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
 def test_a_body_that_is_not_declared_json_is_a_415_naming_the_expected_type(tmp_path, content_type):
     client, row = _client(tmp_path)
@@ -64,6 +66,7 @@ def test_a_body_that_is_not_declared_json_is_a_415_naming_the_expected_type(tmp_
     assert (content_type or "no Content-Type") in detail
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "application/vnd.api+json"])
 def test_json_media_types_are_still_served(tmp_path, content_type):
     client, row = _client(tmp_path)

@@ -239,6 +239,7 @@ def test_parquet_and_csv_give_the_same_history(tmp_path):
 SECRET = "s3cr3t-Pa55"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "bad_url",
     [

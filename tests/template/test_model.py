@@ -97,6 +97,7 @@ def test_another_seed_gives_another_forest():
     assert pickle.dumps(first, protocol=5) != pickle.dumps(other, protocol=5)
 
 
+@pytest.mark.slow
 def test_another_seed_gives_another_network():
     first, params, frame = frames.fit("mlp")
     other = build_pipeline(params.train, params.categories, ADAPTER.numeric, params.seed + 1)
@@ -105,6 +106,7 @@ def test_another_seed_gives_another_network():
     assert weights(first).shape == weights(other).shape and not np.array_equal(weights(first), weights(other))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", MODELS)
 def test_the_manifest_records_every_seed_the_fitted_model_holds(model):
     fitted, params, frame = frames.fit(model)
@@ -147,6 +149,7 @@ def _check_described(described: dict, fitted) -> None:
     assert {key: configured[key] for key in described["hyperparameters"]} == described["hyperparameters"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", MODELS)
 def test_the_manifest_describes_the_fitted_estimators(model):
     # Read off the fitted pipeline, not params: a hyperparameter that never

@@ -39,6 +39,7 @@ def test_committed_params_are_valid_and_name_a_loadable_adapter():
     assert adapter_params == adapter.parse_params(params.dataset.model_dump())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", typing.get_args(ModelName))
 def test_every_model_the_schema_accepts_fits_and_predicts(raw, model):
     """A name the schema lets through is one the pipeline can build: no choice fails only at train time."""

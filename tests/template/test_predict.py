@@ -57,6 +57,7 @@ def _probability_columns(frame: pd.DataFrame) -> list[str]:
     return [name for name in frame.columns if name.startswith("probability")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n_classes", [2, 3])
 def test_tiny_model_predictions_are_the_evaluate_stages_frame(tmp_path, n_classes):
     deployed, rows = tiny_deployed(tmp_path, n_classes)
@@ -454,6 +455,7 @@ def _csv_text(value) -> str:
     return repr(float(value)) if isinstance(value, float) else str(value)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n_classes", [2, 3])
 def test_csv_output_holds_the_parquet_outputs_values_in_shortest_repr(tmp_path, monkeypatch, n_classes):
     deployed, rows = tiny_deployed(tmp_path / "model", n_classes)
@@ -591,6 +593,7 @@ def test_an_output_below_a_file_is_refused(tmp_path, monkeypatch):
         predict.main(["--input", str(rows), "--output", str(rows / "out.csv")])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("existing", [False, True], ids=["new output", "existing output"])
 def test_a_write_that_fails_midway_leaves_nothing_half_written(tmp_path, monkeypatch, existing):
     deployed, rows = tiny_deployed(tmp_path / "model", 2)

@@ -236,6 +236,7 @@ def test_params_validation_refuses_only_with_a_params_error_naming_each_key(raw)
         _assert_names_keys(str(error))
 
 
+@pytest.mark.slow
 @BOUNDED
 @given(text=st.text(max_size=60) | YAML_VALUES.map(yaml.safe_dump))
 def test_loading_any_text_refuses_only_with_a_params_error(tmp_path_factory, text):

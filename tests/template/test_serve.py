@@ -41,6 +41,7 @@ def as_json_rows(frame: pd.DataFrame) -> list[dict]:
 # --- tiny models, in process -------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n_classes", [2, 3])
 def test_predictions_carry_the_label_and_every_class_probability(tmp_path, n_classes):
     deployed, rows = tiny_deployed(tmp_path, n_classes)
@@ -82,6 +83,7 @@ def test_the_openapi_row_is_the_manifest_contract(tmp_path):
     assert response.status_code == 422 and column in response.text and "less than or equal to 5" in response.text
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n_classes", [2, 3])
 def test_the_openapi_example_is_the_manifests_learned_row_and_is_answered(tmp_path, n_classes):
     # Swagger UI fills "Try it out" from the schema: without examples it showed
@@ -156,6 +158,7 @@ def domain_row(adapter=ADAPTER) -> dict:
 needs_inputs = pytest.mark.skipif(ADAPTER.inputs is None, reason="the adapter declares no INPUTS")
 
 
+@pytest.mark.slow
 @needs_inputs
 def test_raw_rows_are_derived_by_the_adapter_and_answered_as_their_features(tmp_path):
     deployed, _ = tiny_deployed(tmp_path, 2)

@@ -82,6 +82,7 @@ def test_the_models_runtime_versions_are_the_serving_locks():
     assert versions["python"].startswith(f"{python}.")
 
 
+@pytest.mark.slow
 def test_make_lock_writes_the_serving_lock_as_committed(tmp_path):
     # The header's command is the Makefile's, and rerun now it resolves the
     # same packages and versions (a requirements-serving.in edited without

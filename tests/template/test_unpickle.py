@@ -169,6 +169,7 @@ def test_a_pickle_forged_with_manifest_and_lock_is_refused_before_its_code_runs(
     assert not witness.exists(), "the pickle's code ran"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "module, name",
     [
