@@ -59,7 +59,7 @@ def test_the_committed_manifest_is_the_flights_adapters(manifest):
     assert manifest["ranges"] == {name: list(bounds) for name, bounds in flights.FEATURE_RANGES.items()}
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_every_numeric_feature_has_a_finite_range_by_meaning_that_the_data_lies_in(reproduced):
     assert set(flights.FEATURE_RANGES) == set(flights.NUMERIC)
     for name, (low, high) in flights.FEATURE_RANGES.items():

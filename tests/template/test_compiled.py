@@ -133,7 +133,7 @@ def test_the_services_validated_rows_are_the_contracts_checked_rows(tmp_path):
     assert same_bits(deployed.predict_checked(validated).probabilities, deployed.predict_checked(checked).probabilities)
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_every_test_row_through_the_compiled_path_is_the_evaluate_stages_bytes(reproduced):
     deployed = load(reproduced)
     assert deployed.compiled is not None, "the example's model is a HistGradientBoosting one"

@@ -145,7 +145,7 @@ def test_copies_every_file_the_service_loads_and_the_context_lets_them_in():
     assert not missing, f".dockerignore keeps {sorted(missing)} out of the build context"
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_the_images_files_and_packages_alone_serve_the_model(reproduced, image_python, tmp_path):
     # Lay out exactly what the COPY instructions put in /app, then predict
     # there with only the serving lock's packages installed: the model loads

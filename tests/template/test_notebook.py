@@ -62,7 +62,7 @@ def test_the_kernel_is_this_environments_python():
     assert version == sklearn.__version__
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_notebook_reproduces_eval_metrics_exactly(reproduced):
     import nbformat
     from nbclient import NotebookClient

@@ -172,7 +172,7 @@ def drawn(dom: str, ids: list[str]) -> dict[str, int]:
     return parser.marks
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_plots_page_draws_every_plot_offline(reproduced, tmp_path):
     chromium()
     # The adapter's task's plots: evaluate writes those files (evaluate.PLOTS); the other task's
@@ -213,7 +213,7 @@ def service(tmp_path):
         yield url
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_docs_page_lists_the_operations_offline(service, tmp_path):
     chromium()
     dom = rendered_dom(f"{service}/docs", tmp_path / "profile")

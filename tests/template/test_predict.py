@@ -175,7 +175,7 @@ def relock(paths: dict[str, Path], name: str) -> None:
     paths["lock_path"].write_text(yaml.safe_dump(lock, sort_keys=False))
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_batch_command_reproduces_the_evaluate_stage_byte_for_byte(reproduced, tmp_path):
     output = tmp_path / "predictions.parquet"
     result = run(
@@ -185,7 +185,7 @@ def test_batch_command_reproduces_the_evaluate_stage_byte_for_byte(reproduced, t
     assert f"ignored columns [{ADAPTER.target!r}]" in result.stderr  # the target is no input
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_csv_in_any_column_order_gives_the_same_values(deployed, reproduced, test_rows, tmp_path):
     step = max(1, len(test_rows) // 200)
     rows = test_rows.iloc[::step]
@@ -204,7 +204,7 @@ def test_csv_in_any_column_order_gives_the_same_values(deployed, reproduced, tes
     assert result.ignored_columns == [ADAPTER.target, "note"]  # as the caller ordered them
 
 
-@pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.skipif(not ADAPTER.categorical, reason="the adapter has no categorical features")
 def test_unknown_categories_go_to_the_bucket_and_are_counted(deployed, test_rows):
     first = ADAPTER.categorical[0]
@@ -275,7 +275,7 @@ def _bad_inputs():
     return cases
 
 
-@pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.parametrize(
     "change, expected", [case[1:] for case in _bad_inputs()], ids=[case[0] for case in _bad_inputs()]
 )
@@ -285,14 +285,14 @@ def test_bad_input_is_refused_with_the_problem_named(deployed, test_rows, change
     assert expected in str(error.value)
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_manifest_ranges_are_the_adapters_and_name_only_numeric_features(deployed):
     ranges = deployed.manifest["ranges"]
     assert set(ranges) <= set(deployed.manifest["numeric"])
     assert ranges == {name: list(bounds) for name, bounds in ADAPTER.feature_ranges.items()}
 
 
-@pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.skipif(not ADAPTER.numeric, reason="the adapter has no numeric features")
 def test_missing_numbers_are_imputed_like_training(deployed, test_rows):
     # The pipeline imputes inside the model: an explicit NaN and the learned
@@ -316,7 +316,7 @@ class Exploit:
         return (Path.touch, (self.marker,))
 
 
-@pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.parametrize("also_forged", ["nothing", "manifest", "manifest_and_lock_entry"])
 def test_a_swapped_model_is_never_unpickled(reproduced, tmp_path, also_forged):
     paths = deploy_copy(reproduced, tmp_path / "deploy")
@@ -334,7 +334,7 @@ def test_a_swapped_model_is_never_unpickled(reproduced, tmp_path, also_forged):
     assert not marker.exists()
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_version_mismatch_lists_each_package_and_the_override_is_loud(reproduced, tmp_path, caplog):
     paths = deploy_copy(reproduced, tmp_path / "deploy")
     manifest = json.loads(paths["manifest_path"].read_text())
@@ -368,7 +368,7 @@ def test_a_bad_thread_setting_is_refused_before_the_model_loads(tmp_path, monkey
         predict.load_model(**absent)
 
 
-@pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.parametrize("key", ["evaluate.threshold"])
 def test_params_that_differ_from_the_locked_run_are_refused(reproduced, tmp_path, key):
     paths = deploy_copy(reproduced, tmp_path / "deploy")
@@ -382,7 +382,7 @@ def test_params_that_differ_from_the_locked_run_are_refused(reproduced, tmp_path
         predict.load_model(**paths)
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_batch_command_refuses_bad_input_without_writing(reproduced, test_rows, tmp_path):
     last = ADAPTER.features[-1]
     test_rows.head(10).drop(columns=[ADAPTER.id]).to_csv(tmp_path / "no_ids.csv", index=False)
@@ -483,7 +483,7 @@ def test_csv_output_holds_the_parquet_outputs_values_in_shortest_repr(tmp_path, 
         assert np.array_equal(back[column].to_numpy().view(np.int64), expected[column].to_numpy().view(np.int64))
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_batch_command_writes_csv_with_the_evaluate_stages_values(reproduced, tmp_path):
     output = tmp_path / "predictions.csv"
     run(["python", "-m", "src.serving.predict", "--input", TEST_FEATURES, "--output", str(output)], cwd=reproduced)

@@ -236,7 +236,7 @@ def manifest(reproduced) -> dict:
     return json.loads((reproduced / config.MANIFEST.relative_to(config.ROOT)).read_text())
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_valid_rows_get_the_evaluate_stage_probabilities(client, sample, reproduced, manifest):
     response = client.post("/predict", json={"rows": as_json_rows(sample.drop(columns=ADAPTER.target))})
     assert response.status_code == 200, response.text
@@ -258,7 +258,7 @@ def test_valid_rows_get_the_evaluate_stage_probabilities(client, sample, reprodu
     assert body["ignored_columns"] == [] and body["model_sha256"] == manifest["model_sha256"]
 
 
-@pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.skipif(not ADAPTER.categorical, reason="the adapter has no categorical features")
 def test_unknown_categories_and_extra_fields_are_reported(client, sample):
     column = ADAPTER.categorical[-1]
@@ -346,7 +346,7 @@ def _bad_requests():
     return cases
 
 
-@pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.parametrize(
     "body, status, expected", [case[1:] for case in _bad_requests()], ids=[case[0] for case in _bad_requests()]
 )
@@ -357,7 +357,7 @@ def test_bad_requests_get_a_4xx_that_names_the_problem(client, sample, body, sta
         assert text in response.text
 
 
-@pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.skipif(not ADAPTER.numeric, reason="the adapter has no numeric features")
 def test_non_json_and_non_finite_numbers_are_422(client, sample):
     headers = {"content-type": "application/json"}
@@ -371,7 +371,7 @@ def test_non_json_and_non_finite_numbers_are_422(client, sample):
     assert response.status_code == 422 and column in response.text
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_an_oversized_body_is_413_and_the_service_keeps_serving(client, sample):
     padding = "x" * (MAX_BYTES + 1)
     response = client.post("/predict", json={"rows": as_json_rows(sample.head(1)), "padding": padding})
@@ -388,7 +388,7 @@ def test_an_oversized_body_is_413_and_the_service_keeps_serving(client, sample):
     assert client.get("/health").json()["status"] == "ok"
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_info_reports_the_manifest_identity(client, manifest):
     info = client.get("/info").json()
     assert info["model_sha256"] == manifest["model_sha256"]
@@ -400,7 +400,7 @@ def test_info_reports_the_manifest_identity(client, manifest):
     assert client.get("/health").json() == {"status": "ok", "model_sha256": manifest["model_sha256"]}
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_openapi_schema_is_the_manifest_contract(client, manifest):
     row = client.get("/openapi.json").json()["components"]["schemas"]["Row"]
     assert row["required"] == manifest["features"]  # every feature, in the recorded order
@@ -415,7 +415,7 @@ def test_openapi_schema_is_the_manifest_contract(client, manifest):
         assert row["properties"][name]["anyOf"][0]["type"] == "string"
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_service_refuses_to_start_on_a_tampered_model(reproduced, tmp_path):
     # The image's layout (src/, models/, dvc.lock, params.yaml) with one byte changed.
     deploy = tmp_path / "app"
@@ -433,7 +433,7 @@ def test_service_refuses_to_start_on_a_tampered_model(reproduced, tmp_path):
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_several_workers_answer_with_the_evaluate_stages_bytes(reproduced, sample):
     # SERVING_WORKERS is the machine's: each process loads and verifies the model itself.
     import socket
@@ -485,7 +485,7 @@ def raw_test_rows(repo) -> pd.DataFrame:
     return snapshot.loc[snapshot[ADAPTER.id].isin(ids)].reset_index(drop=True)
 
 
-@pytest.mark.slow
+@pytest.mark.long
 @needs_inputs
 def test_the_service_fed_raw_test_rows_gives_the_evaluate_stages_predictions(reproduced):
     # The skew test: every test entity as gathered (all its snapshot columns, the
@@ -520,7 +520,7 @@ def test_the_service_fed_raw_test_rows_gives_the_evaluate_stages_predictions(rep
     print(f"skew test: {len(served)} raw rows, {len(columns)} probability columns bit-identical")
 
 
-@pytest.mark.slow
+@pytest.mark.long
 @needs_inputs
 def test_the_batch_command_fed_raw_test_rows_writes_the_evaluate_stages_bytes(reproduced, tmp_path):
     rows = tmp_path / "raw.parquet"
