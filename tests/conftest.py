@@ -133,6 +133,20 @@ def reproduced(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return repo
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files with long tests first, then files with slow ones, then the rest (stable otherwise).
+
+    xdist's --dist loadfile hands out files in this order: a minutes-long file that
+    came last alphabetically (test_pipeline.py) kept one worker busy while the other
+    sat idle at the end of `make test`.
+    """
+    rank: dict[Path, int] = {}
+    for item in items:
+        weight = 0 if item.get_closest_marker("long") else 1 if item.get_closest_marker("slow") else 2
+        rank[item.path] = min(rank.get(item.path, 2), weight)
+    items.sort(key=lambda item: rank[item.path])
+
+
 def descendants(pid: int) -> list[int]:
     """Every process below `pid` (Linux /proc), children first."""
     found, todo = [], [pid]
