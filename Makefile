@@ -101,14 +101,16 @@ repro: $(STAMP) $(SOURCE_DB)
 	@$(BIN)/python -m src.tools.headline
 
 # Two workers, a test file each at a time (module fixtures stay shared): the
-# end-to-end tests spend most of their time in dvc subprocesses.
+# end-to-end tests spend most of their time in dvc subprocesses. Files are handed
+# out in the conftest's order, heaviest first (--no-loadscope-reorder: xdist's own
+# order, by test count, handed test_pipeline.py's minutes-long rebuild out last).
 # -rfEs lists every failed, erroring and skipped test (with its reason) at the end.
 # PYTEST_ARGS adds pytest options (e.g. --ignore=FILE). Three tiers (markers in
 # pyproject.toml); CI runs `make test`, then `make test-long` (.ci/run).
 # PYTHONDONTWRITEBYTECODE emptied (unset, for Python): where it is set, every worker
 # rewrote every test module's asserts again at collection (10 s each); with it
 # unset, pytest keeps them in __pycache__ (git- and dvc-ignored).
-PYTEST := PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -rfEs -n 2 --dist loadfile $(PYTEST_ARGS)
+PYTEST := PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -rfEs -n 2 --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 ## set up .venv and the demo source, run every test but the long ones (two workers, about 5 min)
 test: $(STAMP) $(SOURCE_DB)
 	$(PYTEST) -m "not long" tests

@@ -133,18 +133,25 @@ def reproduced(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return repo
 
 
+@pytest.hookimpl(trylast=True)  # after -m has deselected: the order of what runs
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Files with long tests first, then files with slow ones, then the rest (stable otherwise).
+    """Files by their heaviest test (minutes, long, slow, the rest), and by how many tests that
+    heavy they hold (most first; stable otherwise): the largest jobs first, for a balanced end.
 
-    xdist's --dist loadfile hands out files in this order: a minutes-long file that
-    came last alphabetically (test_pipeline.py) kept one worker busy while the other
-    sat idle at the end of `make test`.
+    xdist's --dist loadfile hands out files in this order (the Makefile turns off its own
+    reorder, by test count): test_pipeline.py's minutes-long rebuild, handed out last, kept
+    one worker busy for 80 s while the other sat idle at the end of `make test`.
     """
-    rank: dict[Path, int] = {}
+    rank: dict[Path, tuple[int, int]] = {}
     for item in items:
-        weight = 0 if item.get_closest_marker("long") else 1 if item.get_closest_marker("slow") else 2
-        rank[item.path] = min(rank.get(item.path, 2), weight)
-    items.sort(key=lambda item: rank[item.path])
+        slow = item.get_closest_marker("slow")
+        if slow is not None and slow.kwargs.get("minutes"):
+            weight = 0
+        else:
+            weight = 1 if item.get_closest_marker("long") else 2 if slow is not None else 3
+        heaviest, count = rank.get(item.path, (3, 0))
+        rank[item.path] = (weight, 1) if weight < heaviest else (heaviest, count + (weight == heaviest))
+    items.sort(key=lambda item: (rank[item.path][0], -rank[item.path][1]))
 
 
 def descendants(pid: int) -> list[int]:

@@ -26,7 +26,7 @@ def edit_params(clone: Path, change) -> None:
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
 
 
-@pytest.mark.slow
+@pytest.mark.slow(minutes=True)
 def test_fresh_clone_reproduces_dvc_lock_under_another_environment(clone):
     perturbed = dict(
         PYTHONHASHSEED=str(random.randrange(1, 2**32)),
