@@ -31,9 +31,15 @@ FAMILIES = [(name, None) for name in typing.get_args(params.ModelName) if name !
 ]
 # 0 classes: the family's regressor (a float target, frames.regression()). Each single family once
 # more with feature selection on (train.feature_selection, classification only), which wraps the pipeline.
-CASES = [(family, combo, n_classes, False) for family, combo in FAMILIES for n_classes in (2, 3, 0)] + [
-    (family, combo, n_classes, True) for family, combo in FAMILIES if combo is None for n_classes in (2, 3)
-]
+# A stacking pickle names the stacker's globals and its bases': every combination at 2 classes, and
+# at 3 classes and as a regressor the one with every base (what a class count or a regression changes
+# is in the bases, each of which also stands alone there).
+CASES = [
+    (family, combo, n_classes, False)
+    for family, combo in FAMILIES
+    for n_classes in (2, 3, 0)
+    if combo is None or n_classes == 2 or len(combo) == len(BASE)
+] + [(family, combo, n_classes, True) for family, combo in FAMILIES if combo is None for n_classes in (2, 3)]
 CASE_IDS = [
     f"{family}{'-' + '+'.join(combo) if combo else ''}-{f'{n}classes' if n else 'regression'}"
     f"{'-selected' if selected else ''}"
