@@ -342,9 +342,14 @@ def main(argv: list[str] | None = None) -> None:
         print(f"predict: ignored columns {result.ignored_columns}", file=sys.stderr)
 
 
-if __name__ == "__main__":
+def cli(argv: list[str] | None = None) -> None:
+    """main, with every refusal one line on stderr and exit status 1 (what `python -m` runs)."""
     try:
-        main()
+        main(argv)
     except (artifact.ArtifactError, ContractError, ParamsError, ValueError, OSError) as error:
         # OSError: a file that cannot be read or written is named in one line, not a traceback.
         sys.exit(f"predict: error: {error}")
+
+
+if __name__ == "__main__":
+    cli()

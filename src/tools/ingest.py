@@ -264,8 +264,13 @@ def main(argv: list[str] | None = None) -> None:
         )
 
 
-if __name__ == "__main__":
+def cli(argv: list[str] | None = None) -> None:
+    """main, with every refusal one line on stderr and exit status 1 (what `python -m` runs)."""
     try:
-        main()
+        main(argv)
     except HistoryError as error:
         sys.exit(f"ingest: error: {error}")
+
+
+if __name__ == "__main__":
+    cli()
