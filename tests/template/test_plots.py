@@ -165,11 +165,10 @@ def overlapping_labels(texts: list[tuple]) -> list[tuple[str, str]]:
     return collisions
 
 
-def plots_project(path: Path, classes: list) -> tuple[Path, np.ndarray, np.ndarray]:
-    """A DVC project with this repository's plots, templates and page, and a made-up model's plot files.
-
-    No classes: a made-up regression's (y, predicted values).
-    """
+@pytest.fixture(scope="module")
+def plots_setup(tmp_path_factory) -> Path:
+    """A DVC project with this repository's plots, templates and page (and no plot files), made once."""
+    path = tmp_path_factory.mktemp("plots") / "project"
     path.mkdir()
     run(["dvc", "init", "--no-scm", "-q"], cwd=path)
     shutil.copytree(ROOT / ".dvc" / "plots", path / ".dvc" / "plots")
@@ -178,6 +177,15 @@ def plots_project(path: Path, classes: list) -> tuple[Path, np.ndarray, np.ndarr
     run(["dvc", "config", "plots.html_template", f"../vendor/{PLOTS_PAGE.name}"], cwd=path)
     declared = YAML(typ="safe").load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))
     YAML().dump({"plots": declared["plots"]}, path / "dvc.yaml")
+    return path
+
+
+def plots_project(setup: Path, path: Path, classes: list) -> tuple[Path, np.ndarray, np.ndarray]:
+    """A copy of `setup` (plots_setup) at `path`, with a made-up model's plot files.
+
+    No classes: a made-up regression's (y, predicted values).
+    """
+    shutil.copytree(setup, path)
     # The example's spread (0 to 0.0999): DVC's stock bar template put eleven labels,
     # 0.00 to 0.10, in its 300 pixels, and the first two ran together.
     importance = pd.DataFrame(
@@ -230,11 +238,11 @@ def drawn_texts(project: Path, output: Path, task: str) -> tuple[dict[str, list[
     return texts, {name: parser.texts[name] for name in own}, dom
 
 
-@pytest.mark.slow  # half a minute each: dvc and Chromium subprocesses
+@pytest.mark.slow  # seconds each: dvc and Chromium subprocesses
 @pytest.mark.parametrize("classes", [[0, 1], ["Adelie", "Chinstrap", "Gentoo"]], ids=["binary", "multiclass"])
-def test_every_plot_draws_with_its_reference_lines_and_readable_labels(classes, tmp_path):
+def test_every_plot_draws_with_its_reference_lines_and_readable_labels(classes, tmp_path, plots_setup):
     chromium()
-    project, y, probabilities = plots_project(tmp_path / "project", classes)
+    project, y, probabilities = plots_project(plots_setup, tmp_path / "project", classes)
     texts, found_texts, dom = drawn_texts(project, tmp_path, CLASSIFICATION)
     assert "Score-Histogram" in texts
 
@@ -259,10 +267,10 @@ def test_every_plot_draws_with_its_reference_lines_and_readable_labels(classes, 
         assert overlapping_labels(found) == [], name
 
 
-@pytest.mark.slow  # half a minute: dvc and Chromium subprocesses
-def test_a_regressions_plots_draw_with_their_reference_lines(tmp_path):
+@pytest.mark.slow  # seconds: dvc and Chromium subprocesses
+def test_a_regressions_plots_draw_with_their_reference_lines(tmp_path, plots_setup):
     chromium()
-    project, _, _ = plots_project(tmp_path / "project", [])
+    project, _, _ = plots_project(plots_setup, tmp_path / "project", [])
     texts, found_texts, _ = drawn_texts(project, tmp_path, REGRESSION)
     assert set(texts) == {"Predicted-Actual", "Residuals", "Feature-Importance"}
     assert "perfect prediction" in texts["Predicted-Actual"]

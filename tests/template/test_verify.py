@@ -206,10 +206,10 @@ CLOCK = (
 )
 
 
-@pytest.fixture
-def tiny_repo(tmp_path: Path) -> Path:
-    """A committed DVC project whose `clock` stage writes the current time."""
-    repo = tmp_path / "tiny"
+@pytest.fixture(scope="module")
+def tiny_built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A committed DVC project whose `clock` stage writes the current time, built once (tiny_repo copies it)."""
+    repo = tmp_path_factory.mktemp("tiny") / "tiny"
     repo.mkdir()
     run(["git", "init", "-q"], cwd=repo)
     for name, value in (("user.email", "test@example.com"), ("user.name", "test")):
@@ -225,6 +225,12 @@ def tiny_repo(tmp_path: Path) -> Path:
     run(["git", "add", "-A"], cwd=repo)
     run(["git", "commit", "-q", "-m", "record"], cwd=repo)
     return repo
+
+
+@pytest.fixture
+def tiny_repo(tiny_built: Path, tmp_path: Path) -> Path:
+    """A copy of tiny_built of this test's own (git history, DVC cache and the .venv link as built)."""
+    return Path(shutil.copytree(tiny_built, tmp_path / "tiny", symlinks=True))
 
 
 @pytest.mark.slow
